@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing samlgate needs on a fresh Debian 12 machine.
+# Idempotent: only missing packages are installed. Needs root or sudo for apt.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+# Build: samael's xmlsec feature binds libxmlsec1 with bindgen (libclang) and links openssl.
+# Tests: the xmlsec1 CLI signs responses independently of our code; nginx is the auth_request peer.
+PKGS=(gcc libc6-dev pkg-config libssl-dev libxmlsec1-dev libclang1-14 libclang-common-14-dev
+      xmlsec1 openssl curl ca-certificates)
+PKGS+=(${SAMLGATE_EXTRA_PKGS:-})
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "samlgate: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # policy-rc.d keeps apt from starting services (nginx) as a side effect.
+  $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python venv for the independent signer (signxml on lxml + cryptography).
+if [ "${SAMLGATE_SKIP_VENV:-0}" != 1 ]; then
+  venv="$here/.venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import signxml, lxml, cryptography' 2>/dev/null; then
+    echo "samlgate: creating $venv (signxml, lxml, cryptography)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/tests/support/requirements.txt"
+  fi
+fi

@@ -1,0 +1,259 @@
+//! The command line: what each subcommand does, and the start-up of `serve`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::keys::{self, KeySet};
+use crate::saml::idp::IdpMetadata;
+use crate::store::{SledStore, Store};
+use crate::web::{self, App};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "samlgate",
+    version,
+    about = "SAML 2.0 service-provider gateway for the 医療情報ネット staff menu (G-MIS SSO)",
+    long_about = "samlgate receives signed SAML Responses from the G-MIS IdP at /saml/acs, verifies them \
+against the IdP's metadata keys, and gives the staff menu a verified user: a session cookie checked by \
+/auth/verify (nginx auth_request) or /auth/userinfo.\n\n\
+Quick start (a demo IdP on loopback, nothing to configure):\n    samlgate demo\n\n\
+Production:\n    samlgate keys new --config /etc/samlgate/samlgate.toml     # first SP key\n    \
+samlgate metadata --config /etc/samlgate/samlgate.toml     # give this to G-MIS\n    \
+samlgate check-config --config /etc/samlgate/samlgate.toml\n    \
+samlgate serve --config /etc/samlgate/samlgate.toml"
+)]
+pub struct Cli {
+    /// Log format: "text" for people, "json" for log collectors.
+    #[arg(long, global = true, env = "SAMLGATE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// The TOML config file (README.md "Configuration" lists every key).
+    #[arg(long, short, env = "SAMLGATE_CONFIG", default_value = "samlgate.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (HTTP, or HTTPS when [server] tls is set). SIGTERM finishes requests in flight.
+    Serve(ConfigArg),
+    /// Check the config, the IdP metadata, the SP key set and the store, then exit (0 = all good).
+    CheckConfig(ConfigArg),
+    /// Print the SP metadata XML to give to the IdP operator (G-MIS).
+    Metadata(ConfigArg),
+    /// Manage the SP key set in [sp] keys_dir.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Start a self-contained demo: the gateway on 127.0.0.1:8080 and a development IdP on
+    /// 127.0.0.1:8081 with test users. Files (config, dev certificates, store) go to --dir.
+    Demo {
+        /// Where the demo's config, keys and store live (created on first run).
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+        /// Gateway port (the IdP uses the next one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Create a new RSA-3072 key pair with a self-signed certificate. The first key becomes
+    /// active; later ones start as "next" (published in metadata, not yet signing).
+    New {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Certificate lifetime in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// List the keys with state, fingerprint and expiry.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    init_tracing(&cli.log_format);
+    let r = match cli.command {
+        Command::Serve(c) => serve(&c.config),
+        Command::CheckConfig(c) => check_config(&c.config),
+        Command::Metadata(c) => metadata(&c.config),
+        Command::Keys { cmd: KeysCmd::New { config, days } } => keys_new(&config.config, days),
+        Command::Keys { cmd: KeysCmd::List { config, json } } => keys_list(&config.config, json),
+        Command::Demo { dir, port } => crate::demo::run(&dir, port),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("samlgate: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" { b.json().try_init() } else { b.try_init() };
+}
+
+/// Everything `serve` and `check-config` load, checked.
+pub struct Loaded {
+    pub cfg: Config,
+    pub idp: IdpMetadata,
+    pub keys: KeySet,
+}
+
+pub fn load(config: &Path) -> Result<Loaded, String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let idp = IdpMetadata::load(&cfg.idp_metadata).map_err(|e| e.to_string())?;
+    let keys = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+    Ok(Loaded { cfg, idp, keys })
+}
+
+fn check_config(config: &Path) -> Result<(), String> {
+    let l = load(config)?;
+    let store = SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?;
+    println!("config        {} ok", l.cfg.file.display());
+    println!("public URL    {}  (ACS {})", l.cfg.public_url, l.cfg.acs_url());
+    println!("SP entityID   {}", l.cfg.sp_entity_id);
+    println!("IdP           {}  ({} signing certificate(s))", l.idp.entity_id, l.idp.signing_certs.len());
+    for c in &l.idp.signing_certs {
+        let days = (c.not_after - chrono::Utc::now().timestamp()) / 86400;
+        println!("  cert        {}  {}  {} days left", c.fingerprint, c.subject, days);
+    }
+    let a = l.keys.active();
+    println!("SP key        {} active, {} days left, {} key(s) in set", a.id, a.days_left, l.keys.keys.len());
+    println!("store         {}  ({} live sessions)", l.cfg.store_path.display(), store.session_count());
+    if !l.cfg.consent.required {
+        println!("consent       off ([consent] required = false)");
+    }
+    if a.days_left < 30 {
+        println!("warning: the active SP certificate expires in {} days; see deploy/RUNBOOK.md", a.days_left);
+    }
+    Ok(())
+}
+
+fn metadata(config: &Path) -> Result<(), String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let keys = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+    print!("{}", crate::saml::metadata::sp_metadata(&cfg, &keys));
+    Ok(())
+}
+
+fn keys_new(config: &Path, days: u32) -> Result<(), String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    eprintln!("generating an RSA-3072 key in {} ...", cfg.keys_dir.display());
+    let (id, state) = keys::new_key(&cfg.keys_dir, &keys::host_of(&cfg.public_url), days).map_err(|e| e.to_string())?;
+    let set = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+    let k = set.keys.iter().find(|k| k.id == id).ok_or("new key not found after writing")?;
+    println!("created {id} ({state:?}), SHA-256 {}, expires {}", k.fingerprint, k.not_after);
+    if state == keys::KeyState::Next {
+        println!("it is published in the SP metadata now; give `samlgate metadata` to the IdP operator");
+    }
+    Ok(())
+}
+
+fn keys_list(config: &Path, json: bool) -> Result<(), String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let set = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+    if json {
+        for k in &set.keys {
+            let v = serde_json::json!({"id": k.id, "state": k.state, "fingerprint_sha256": k.fingerprint,
+                "not_after": k.not_after, "days_left": k.days_left});
+            println!("{v}");
+        }
+        return Ok(());
+    }
+    println!("{:<24} {:<8} {:<10} {:<26} SHA-256", "ID", "STATE", "DAYS LEFT", "NOT AFTER");
+    for k in &set.keys {
+        println!("{:<24} {:<8} {:<10} {:<26} {}", k.id, format!("{:?}", k.state).to_lowercase(), k.days_left, k.not_after, k.fingerprint);
+    }
+    let a = set.active();
+    if a.days_left < 30 {
+        println!("warning: the active key {} expires in {} days", a.id, a.days_left);
+    }
+    Ok(())
+}
+
+/// Starts the gateway and blocks until SIGTERM/SIGINT.
+pub fn serve(config: &Path) -> Result<(), String> {
+    let l = load(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(serve_loaded(l, None))
+}
+
+/// Starts the gateway from loaded parts; `extra` runs beside it (the demo IdP).
+pub async fn serve_loaded(
+    l: Loaded,
+    extra: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+) -> Result<(), String> {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?);
+    let listen = l.cfg.listen;
+    let tls = match &l.cfg.tls {
+        Some(t) => Some(web::tls::acceptor(&t.cert, &t.key)?),
+        None => None,
+    };
+    let app = Arc::new(App::new(l.cfg, store.clone(), l.idp, l.keys)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}\n  fix: change [server] listen or stop what uses the port"))?;
+    tracing::info!(
+        listen = %listen, public_url = %app.cfg.public_url, acs = %app.cfg.acs_url(),
+        idp = %app.idp().entity_id, idp_certs = app.idp().signing_certs.len(),
+        tls = tls.is_some(), "samlgate serving"
+    );
+    spawn_sweeper(app.clone());
+    if let Some(x) = extra {
+        tokio::spawn(x);
+    }
+    web::serve(app, listener, tls, shutdown_signal()).await;
+    store.flush().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Deletes expired replay entries and sessions once a minute.
+fn spawn_sweeper(app: Arc<App>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let app = app.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let now = chrono::Utc::now().timestamp();
+                let idle = app.cfg.session.idle_minutes as i64 * 60;
+                let r = app.store.replay_sweep(now).unwrap_or(0);
+                let s = app.store.session_sweep(now, idle).unwrap_or(0);
+                if r + s > 0 {
+                    tracing::debug!(replay = r, sessions = s, "swept expired records");
+                }
+            })
+            .await;
+        }
+    });
+}

@@ -1,0 +1,493 @@
+//! The TOML configuration file, validated into a [`Config`].
+//!
+//! Every error names the key and says how to fix it: an operator reading a failed start-up
+//! should not need the source. Relative paths are resolved against the config file's directory,
+//! so a unit file can start the gateway from any working directory.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}\n  fix: pass an existing file with --config FILE (or set SAMLGATE_CONFIG)")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {problem}\n  fix: {fix}")]
+    Invalid { key: &'static str, problem: String, fix: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, problem: problem.into(), fix: fix.into() }
+}
+
+/// The raw file, as serde sees it. `deny_unknown_fields` turns a typo into an error that names it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    sp: RawSp,
+    idp: RawIdp,
+    store: RawStore,
+    #[serde(default)]
+    attributes: AttributeMap,
+    #[serde(default)]
+    consent: ConsentConfig,
+    #[serde(default)]
+    policy: PolicyConfig,
+    #[serde(default)]
+    session: SessionConfig,
+    upstream: Option<UpstreamConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    public_url: String,
+    tls: Option<TlsFiles>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_max_acs_concurrency")]
+    max_concurrent_verifications: usize,
+}
+
+fn default_max_body() -> usize {
+    256 * 1024
+}
+fn default_max_acs_concurrency() -> usize {
+    // Verification is CPU-bound (~0.6 ms); more in flight than cores only queues.
+    std::thread::available_parallelism().map(|n| n.get() * 4).unwrap_or(8)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSp {
+    entity_id: String,
+    keys_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdp {
+    metadata: PathBuf,
+    #[serde(default = "default_skew")]
+    clock_skew_seconds: i64,
+    #[serde(default = "default_issue_delay")]
+    max_issue_delay_seconds: i64,
+    #[serde(default = "yes")]
+    allow_unsolicited: bool,
+}
+
+fn default_skew() -> i64 {
+    60
+}
+fn default_issue_delay() -> i64 {
+    300
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: PathBuf,
+}
+
+/// Profile field -> SAML attribute Name. `"NameID"` means the Subject's NameID.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributeMap {
+    pub account_id: String,
+    pub category: String,
+    pub facility_code: String,
+    pub facility_name: String,
+    pub display_name: String,
+    pub email: String,
+    /// Profile fields that must be present (non-empty) or the login is refused.
+    pub required: Vec<String>,
+}
+
+pub const PROFILE_FIELDS: [&str; 6] =
+    ["account_id", "category", "facility_code", "facility_name", "display_name", "email"];
+
+impl Default for AttributeMap {
+    fn default() -> Self {
+        AttributeMap {
+            account_id: "gmisAccountId".into(),
+            category: "accountCategory".into(),
+            facility_code: "facilityCode".into(),
+            facility_name: "facilityName".into(),
+            display_name: "displayName".into(),
+            email: "mail".into(),
+            required: vec!["account_id".into(), "category".into(), "facility_code".into()],
+        }
+    }
+}
+
+impl AttributeMap {
+    /// (profile field, SAML attribute name) pairs, in profile order.
+    pub fn pairs(&self) -> [(&'static str, &str); 6] {
+        [
+            ("account_id", &self.account_id),
+            ("category", &self.category),
+            ("facility_code", &self.facility_code),
+            ("facility_name", &self.facility_name),
+            ("display_name", &self.display_name),
+            ("email", &self.email),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentConfig {
+    pub required: bool,
+    pub version: String,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig { required: true, version: "2023-04".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub open_categories: Vec<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            open_categories: ["病院", "診療所", "歯科診療所", "助産所", "薬局"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub idle_minutes: u64,
+    pub absolute_hours: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { idle_minutes: 30, absolute_hours: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: String,
+}
+
+/// The validated configuration. Paths are absolute; URLs are checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listen: SocketAddr,
+    /// Without a trailing slash, e.g. `https://gw.example.jp`.
+    pub public_url: String,
+    pub https: bool,
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub max_body_bytes: usize,
+    pub max_concurrent_verifications: usize,
+    pub sp_entity_id: String,
+    pub keys_dir: PathBuf,
+    pub idp_metadata: PathBuf,
+    pub clock_skew_seconds: i64,
+    pub max_issue_delay_seconds: i64,
+    pub allow_unsolicited: bool,
+    pub store_path: PathBuf,
+    pub attributes: AttributeMap,
+    pub consent: ConsentConfig,
+    pub policy: PolicyConfig,
+    pub session: SessionConfig,
+    pub upstream: Option<UpstreamConfig>,
+}
+
+impl Config {
+    /// The ACS URL: the Destination and Recipient every accepted response must name.
+    pub fn acs_url(&self) -> String {
+        format!("{}/saml/acs", self.public_url)
+    }
+
+    pub fn slo_url(&self) -> String {
+        format!("{}/saml/slo", self.public_url)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_toml(&text, path, &base)
+    }
+
+    pub fn from_toml(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: file.to_path_buf(),
+            message: explain_toml_error(&e),
+        })?;
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+
+        let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("`{}` is not an address:port", raw.server.listen),
+                "write it as \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            )
+        })?;
+        let public_url = raw.server.public_url.trim_end_matches('/').to_string();
+        let https = if public_url.starts_with("https://") {
+            true
+        } else if public_url.starts_with("http://") {
+            false
+        } else {
+            return Err(invalid(
+                "server.public_url",
+                format!("`{public_url}` is not an http(s) URL"),
+                "give the URL browsers and the IdP use, e.g. \"https://gw.example.jp\"",
+            ));
+        };
+        if public_url[public_url.find("://").unwrap_or(0) + 3..].contains('/') {
+            return Err(invalid(
+                "server.public_url",
+                format!("`{public_url}` has a path"),
+                "samlgate serves at the root of its origin; give scheme://host[:port] only",
+            ));
+        }
+        let mut trusted_proxies = Vec::new();
+        for p in &raw.server.trusted_proxies {
+            trusted_proxies.push(p.parse().map_err(|_| {
+                invalid(
+                    "server.trusted_proxies",
+                    format!("`{p}` is not an IP address"),
+                    "list proxy IP addresses, e.g. [\"127.0.0.1\"]",
+                )
+            })?);
+        }
+        if raw.server.max_body_bytes < 4096 || raw.server.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                format!("{} is out of range", raw.server.max_body_bytes),
+                "use a value between 4096 and 16777216 (default 262144)",
+            ));
+        }
+        if raw.server.max_concurrent_verifications == 0 {
+            return Err(invalid(
+                "server.max_concurrent_verifications",
+                "must be at least 1",
+                "leave it out for the default (4 x CPU cores)",
+            ));
+        }
+        if raw.sp.entity_id.trim().is_empty() {
+            return Err(invalid(
+                "sp.entity_id",
+                "is empty",
+                "set the SP entityID the IdP knows, e.g. \"https://gw.example.jp/saml/metadata\"",
+            ));
+        }
+        if !(0..=600).contains(&raw.idp.clock_skew_seconds) {
+            return Err(invalid(
+                "idp.clock_skew_seconds",
+                format!("{} is out of range", raw.idp.clock_skew_seconds),
+                "use 0..=600 seconds (default 60); fix the clocks (NTP) rather than widening it",
+            ));
+        }
+        if !(10..=3600).contains(&raw.idp.max_issue_delay_seconds) {
+            return Err(invalid(
+                "idp.max_issue_delay_seconds",
+                format!("{} is out of range", raw.idp.max_issue_delay_seconds),
+                "use 10..=3600 seconds (default 300)",
+            ));
+        }
+        for f in &raw.attributes.required {
+            if !PROFILE_FIELDS.contains(&f.as_str()) {
+                return Err(invalid(
+                    "attributes.required",
+                    format!("`{f}` is not a profile field"),
+                    format!("use only: {}", PROFILE_FIELDS.join(", ")),
+                ));
+            }
+        }
+        if !raw.attributes.required.iter().any(|f| f == "account_id") {
+            return Err(invalid(
+                "attributes.required",
+                "does not include account_id",
+                "account_id identifies the user; keep it in the list",
+            ));
+        }
+        for (field, name) in raw.attributes.pairs() {
+            if name.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "attributes",
+                    problem: format!("field `{field}` maps to an empty attribute name"),
+                    fix: "give the SAML attribute Name, or \"NameID\" for the subject".into(),
+                });
+            }
+        }
+        if raw.consent.version.trim().is_empty() {
+            return Err(invalid(
+                "consent.version",
+                "is empty",
+                "name the consent text's version, e.g. \"2023-04\"",
+            ));
+        }
+        if raw.session.idle_minutes == 0 || raw.session.absolute_hours == 0 {
+            return Err(invalid(
+                "session",
+                "idle_minutes and absolute_hours must be at least 1",
+                "defaults are idle_minutes = 30, absolute_hours = 8",
+            ));
+        }
+        if let Some(up) = &raw.upstream {
+            if !(up.url.starts_with("http://") || up.url.starts_with("https://")) {
+                return Err(invalid(
+                    "upstream.url",
+                    format!("`{}` is not an http(s) URL", up.url),
+                    "e.g. \"http://127.0.0.1:9000\"",
+                ));
+            }
+        }
+        let tls = raw
+            .server
+            .tls
+            .map(|t| TlsFiles { cert: resolve(&t.cert), key: resolve(&t.key) });
+
+        Ok(Config {
+            file: file.to_path_buf(),
+            listen,
+            public_url,
+            https,
+            tls,
+            trusted_proxies,
+            max_body_bytes: raw.server.max_body_bytes,
+            max_concurrent_verifications: raw.server.max_concurrent_verifications,
+            sp_entity_id: raw.sp.entity_id,
+            keys_dir: resolve(&raw.sp.keys_dir),
+            idp_metadata: resolve(&raw.idp.metadata),
+            clock_skew_seconds: raw.idp.clock_skew_seconds,
+            max_issue_delay_seconds: raw.idp.max_issue_delay_seconds,
+            allow_unsolicited: raw.idp.allow_unsolicited,
+            store_path: resolve(&raw.store.path),
+            attributes: raw.attributes,
+            consent: raw.consent,
+            policy: raw.policy,
+            session: raw.session,
+            upstream: raw.upstream,
+        })
+    }
+}
+
+/// toml's messages already carry line and column; add the fix for the common cases.
+fn explain_toml_error(e: &toml::de::Error) -> String {
+    let msg = e.to_string();
+    let hint = if msg.contains("unknown field") {
+        "\n  fix: remove or rename the key; see README.md \"Configuration\" for the keys samlgate knows"
+    } else if msg.contains("missing field") {
+        "\n  fix: add the key; README.md \"Configuration\" lists every key with an example"
+    } else if msg.contains("invalid type") {
+        "\n  fix: check the value's type (strings in quotes, numbers and true/false bare)"
+    } else {
+        ""
+    };
+    format!("{}{hint}", msg.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080/"
+[sp]
+entity_id = "http://127.0.0.1:8080/saml/metadata"
+keys_dir = "certs/sp"
+[idp]
+metadata = "metadata/idp.xml"
+[store]
+path = "data/samlgate"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::from_toml(MIN, Path::new("x.toml"), Path::new("/etc/samlgate")).unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.acs_url(), "http://127.0.0.1:8080/saml/acs");
+        assert_eq!(c.keys_dir, PathBuf::from("/etc/samlgate/certs/sp"));
+        assert_eq!(c.clock_skew_seconds, 60);
+        assert!(c.consent.required);
+        assert_eq!(c.policy.open_categories.len(), 5);
+        assert_eq!(c.max_body_bytes, 262144);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MIN.replace("[store]", "[store]\npaht = \"x\"");
+        let err = Config::from_toml(&text, Path::new("x.toml"), Path::new(".")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("paht"), "{msg}");
+        assert!(msg.contains("fix:"), "{msg}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let text = MIN.replace("keys_dir = \"certs/sp\"\n", "");
+        let msg = Config::from_toml(&text, Path::new("x.toml"), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("keys_dir"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_fix() {
+        let cases = [
+            ("listen = \"127.0.0.1:8080\"", "listen = \"localhost\"", "server.listen"),
+            ("public_url = \"http://127.0.0.1:8080/\"", "public_url = \"ftp://x\"", "server.public_url"),
+            ("public_url = \"http://127.0.0.1:8080/\"", "public_url = \"http://x/app\"", "server.public_url"),
+            ("[idp]\n", "[idp]\nclock_skew_seconds = 7200\n", "idp.clock_skew_seconds"),
+        ];
+        for (from, to, key) in cases {
+            let text = MIN.replace(from, to);
+            let msg = Config::from_toml(&text, Path::new("x.toml"), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(key) && msg.contains("fix:"), "{key}: {msg}");
+        }
+    }
+
+    #[test]
+    fn required_must_name_profile_fields() {
+        let text = format!("{MIN}\n[attributes]\nrequired = [\"account_id\", \"phone\"]\n");
+        let msg = Config::from_toml(&text, Path::new("x.toml"), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("attributes.required") && msg.contains("phone"), "{msg}");
+    }
+}

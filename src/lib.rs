@@ -1,0 +1,15 @@
+//! samlgate: a SAML 2.0 service-provider gateway for the 医療情報ネット staff menu.
+//!
+//! The path of one login: `web::acs` (HTTP) -> `saml::acs` (verification) -> `identity`
+//! (profile, policy) -> `store` (replay cache, session) -> `session` (cookie). See DESIGN.md.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod keys;
+pub mod reason;
+pub mod saml;
+pub mod session;
+pub mod store;
+pub mod web;

@@ -1,0 +1,174 @@
+//! Why a login was refused: one code per check, shared by logs, metrics, the
+//! `X-Samlgate-Reason` header and the error page.
+
+use hyper::StatusCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    BodyTooLarge,
+    BadRequest,
+    BadBase64,
+    BadXml,
+    DoctypeForbidden,
+    NotAResponse,
+    AssertionCount,
+    EncryptedUnsupported,
+    SignatureInvalid,
+    IssuerMismatch,
+    DestinationMismatch,
+    StatusNotSuccess,
+    AudienceMismatch,
+    RecipientMismatch,
+    BearerMissing,
+    SubjectMissing,
+    Expired,
+    NotYetValid,
+    IssueInstantFuture,
+    IssueInstantStale,
+    Replay,
+    InResponseToUnknown,
+    UnsolicitedRefused,
+    AttributeMissing,
+    Busy,
+    Internal,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 26] = [
+        Reason::BodyTooLarge,
+        Reason::BadRequest,
+        Reason::BadBase64,
+        Reason::BadXml,
+        Reason::DoctypeForbidden,
+        Reason::NotAResponse,
+        Reason::AssertionCount,
+        Reason::EncryptedUnsupported,
+        Reason::SignatureInvalid,
+        Reason::IssuerMismatch,
+        Reason::DestinationMismatch,
+        Reason::StatusNotSuccess,
+        Reason::AudienceMismatch,
+        Reason::RecipientMismatch,
+        Reason::BearerMissing,
+        Reason::SubjectMissing,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::IssueInstantFuture,
+        Reason::IssueInstantStale,
+        Reason::Replay,
+        Reason::InResponseToUnknown,
+        Reason::UnsolicitedRefused,
+        Reason::AttributeMissing,
+        Reason::Busy,
+        Reason::Internal,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::BadRequest => "bad_request",
+            Reason::BadBase64 => "bad_base64",
+            Reason::BadXml => "bad_xml",
+            Reason::DoctypeForbidden => "doctype_forbidden",
+            Reason::NotAResponse => "not_a_response",
+            Reason::AssertionCount => "assertion_count",
+            Reason::EncryptedUnsupported => "encrypted_unsupported",
+            Reason::SignatureInvalid => "signature_invalid",
+            Reason::IssuerMismatch => "issuer_mismatch",
+            Reason::DestinationMismatch => "destination_mismatch",
+            Reason::StatusNotSuccess => "status_not_success",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::RecipientMismatch => "recipient_mismatch",
+            Reason::BearerMissing => "bearer_missing",
+            Reason::SubjectMissing => "subject_missing",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::IssueInstantFuture => "issue_instant_future",
+            Reason::IssueInstantStale => "issue_instant_stale",
+            Reason::Replay => "replay",
+            Reason::InResponseToUnknown => "in_response_to_unknown",
+            Reason::UnsolicitedRefused => "unsolicited_refused",
+            Reason::AttributeMissing => "attribute_missing",
+            Reason::Busy => "busy",
+            Reason::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::BadRequest
+            | Reason::BadBase64
+            | Reason::BadXml
+            | Reason::DoctypeForbidden
+            | Reason::NotAResponse
+            | Reason::AssertionCount => StatusCode::BAD_REQUEST,
+            Reason::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// What the person at the browser is told (Japanese, English). Short; the details are in
+    /// the operator's log under the request id shown on the page.
+    pub fn message(self) -> (&'static str, &'static str) {
+        match self {
+            Reason::Expired | Reason::IssueInstantStale => (
+                "ログイン情報の有効期限が切れています。G-MISからもう一度ログインしてください。",
+                "The login has expired. Please log in again from G-MIS.",
+            ),
+            Reason::Replay => (
+                "このログイン情報はすでに使用されています。G-MISからもう一度ログインしてください。",
+                "This login was already used. Please log in again from G-MIS.",
+            ),
+            Reason::NotYetValid | Reason::IssueInstantFuture => (
+                "ログイン情報の時刻が正しくありません。しばらくしてから再度お試しください。",
+                "The login's time is not valid yet. Please try again in a moment.",
+            ),
+            Reason::AttributeMissing | Reason::SubjectMissing => (
+                "G-MISから必要な利用者情報が届きませんでした。G-MIS事務局にお問い合わせください。",
+                "G-MIS did not send the user information we need. Please contact the G-MIS secretariat.",
+            ),
+            Reason::BodyTooLarge => (
+                "送信されたデータが大きすぎます。",
+                "The request is too large.",
+            ),
+            Reason::Busy => (
+                "ただいま混み合っています。しばらくしてから再度お試しください。",
+                "The service is busy. Please try again shortly.",
+            ),
+            Reason::Internal => (
+                "システムエラーが発生しました。しばらくしてから再度お試しください。",
+                "A system error occurred. Please try again later.",
+            ),
+            Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
+                "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",
+                "The login request is unknown or was already used. Please start again.",
+            ),
+            _ => (
+                "ログイン情報を確認できませんでした。G-MISからもう一度ログインしてください。",
+                "The login could not be verified. Please log in again from G-MIS.",
+            ),
+        }
+    }
+}
+
+/// A refused login: the reason code and, for the operator's log only, what was expected and
+/// what was received.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Refusal {
+        Refusal { reason, detail: detail.into() }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason.code(), self.detail)
+    }
+}

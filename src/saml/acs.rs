@@ -1,0 +1,434 @@
+//! Verifying a SAML Response posted to the ACS.
+//!
+//! Security properties of [`verify_response`]:
+//! - The signature is checked by samael/xmlsec against the IdP *metadata* certificates only;
+//!   KeyInfo in the message is never a trust source. Only RSA-SHA256/384/512 and ECDSA-SHA256/
+//!   384/512 with a matching digest are accepted.
+//! - `ReduceMode::PreDigest` hands back the exact canonical bytes that were digested; every value
+//!   used afterwards (NameID, attributes, times, audience) is parsed from those bytes alone. A
+//!   comment or CDATA section inside a value cannot truncate it: c14n removes comments and turns
+//!   CDATA into text, so the value is the whole signed string.
+//! - The raw document passed [`prescan`] first: no DOCTYPE, exactly one assertion, in place.
+//! - Every time, audience, recipient, destination, issuer and status check fails closed.
+//!
+//! It does not record the replay cache; the caller does that with [`Verified::replay_keys`]
+//! before the session is created.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use chrono::{DateTime, Duration, Utc};
+use quick_xml::events::Event;
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::NsReader;
+use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMode};
+use samael::schema::{Assertion, Response};
+
+use super::idp::IdpMetadata;
+use super::prescan::{prescan, Envelope, PrescanError, NS_ASSERTION, NS_PROTOCOL};
+use crate::reason::{Reason, Refusal};
+
+pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+
+/// No SHA-1, no DSA, no HMAC.
+pub const ALLOWED_ALGORITHMS: [AllowedSignatureAlgorithm; 6] = [
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+    AllowedSignatureAlgorithm::EcdsaSha384,
+    AllowedSignatureAlgorithm::EcdsaSha512,
+];
+
+/// What the SP expects of a response.
+pub struct Expectations<'a> {
+    pub idp: &'a IdpMetadata,
+    pub sp_entity_id: &'a str,
+    pub acs_url: &'a str,
+    pub skew: Duration,
+    pub max_issue_delay: Duration,
+    /// Accept responses without InResponseTo.
+    pub allow_unsolicited: bool,
+    /// The AuthnRequest ID this browser started, if any (SP-initiated login).
+    pub expected_request_id: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// A verified assertion, reduced to what the gateway uses.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub assertion_id: String,
+    pub response_id: Option<String>,
+    pub in_response_to: Option<String>,
+    pub name_id: String,
+    pub session_index: Option<String>,
+    pub session_not_on_or_after: Option<DateTime<Utc>>,
+    /// (Name, values) in document order. Values are whole signed strings.
+    pub attributes: Vec<(String, Vec<String>)>,
+    /// Keep replay entries until this instant.
+    pub replay_until: DateTime<Utc>,
+    /// Which element carried the verified signature.
+    pub signed: SignedPart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedPart {
+    Response,
+    Assertion,
+}
+
+impl SignedPart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignedPart::Response => "response",
+            SignedPart::Assertion => "assertion",
+        }
+    }
+}
+
+impl Verified {
+    /// Replay-cache keys: (IdP, Assertion ID) and, when present, (IdP, Response ID).
+    pub fn replay_keys(&self, idp_entity_id: &str) -> Vec<String> {
+        let mut keys = vec![format!("a\u{0}{idp_entity_id}\u{0}{}", self.assertion_id)];
+        if let Some(r) = &self.response_id {
+            keys.push(format!("r\u{0}{idp_entity_id}\u{0}{r}"));
+        }
+        keys
+    }
+}
+
+fn refuse<T>(reason: Reason, detail: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal::new(reason, detail))
+}
+
+/// Decodes the `SAMLResponse` form value. Whitespace (IdPs wrap base64 at 76 columns with CRLF)
+/// is ignored; anything else that is not base64 is refused.
+pub fn decode_saml_response(b64: &str) -> Result<String, Refusal> {
+    use base64::Engine;
+    let clean: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(clean.as_bytes())
+        .map_err(|e| Refusal::new(Reason::BadBase64, format!("SAMLResponse: {e}")))?;
+    if bytes.starts_with(&[0xFE, 0xFF]) || bytes.starts_with(&[0xFF, 0xFE]) {
+        return refuse(Reason::BadXml, "UTF-16 document; only UTF-8 is accepted");
+    }
+    String::from_utf8(bytes).map_err(|_| Refusal::new(Reason::BadXml, "not UTF-8"))
+}
+
+/// Verifies a decoded Response document. CPU-bound (~0.5 ms): call it off the async threads.
+pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusal> {
+    let env = prescan(xml).map_err(|e| match e {
+        PrescanError::BadXml(m) => Refusal::new(Reason::BadXml, m),
+        PrescanError::Doctype => Refusal::new(Reason::DoctypeForbidden, "DOCTYPE in response"),
+        PrescanError::NotAResponse(m) => Refusal::new(Reason::NotAResponse, m),
+        PrescanError::AssertionCount(m) => Refusal::new(Reason::AssertionCount, m),
+    })?;
+    if env.encrypted {
+        return refuse(Reason::EncryptedUnsupported, "EncryptedAssertion is not accepted yet");
+    }
+
+    let verified_xml = verify_signature(xml, exp.idp)?;
+    match root_of(&verified_xml) {
+        Some(Root::Response) => {
+            let resp: Response = verified_xml
+                .parse()
+                .map_err(|e| Refusal::new(Reason::BadXml, format!("signed Response: {e}")))?;
+            check_signed_envelope(&resp, exp)?;
+            let assertion = resp
+                .assertion
+                .as_ref()
+                .ok_or_else(|| Refusal::new(Reason::AssertionCount, "signed Response has no Assertion"))?;
+            let in_response_to = resp.in_response_to.clone();
+            check_assertion(assertion, in_response_to.as_deref(), Some(resp.id.clone()), SignedPart::Response, exp)
+        }
+        Some(Root::Assertion) => {
+            check_unsigned_envelope(&env, exp)?;
+            let assertion: Assertion = verified_xml
+                .parse()
+                .map_err(|e| Refusal::new(Reason::BadXml, format!("signed Assertion: {e}")))?;
+            check_assertion(
+                &assertion,
+                env.in_response_to.as_deref(),
+                env.id.clone(),
+                SignedPart::Assertion,
+                exp,
+            )
+        }
+        None => refuse(Reason::SignatureInvalid, "the signature covers neither the Response nor the Assertion"),
+    }
+}
+
+/// Runs xmlsec with panics contained; returns the signed canonical bytes.
+fn verify_signature(xml: &str, idp: &IdpMetadata) -> Result<String, Refusal> {
+    if idp.certs_der.is_empty() {
+        // Unreachable by construction (IdpMetadata refuses this); kept because failing open here
+        // would mean accepting unsigned responses.
+        return refuse(Reason::Internal, "no IdP signing certificate loaded");
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            xml,
+            &idp.certs_der,
+            ReduceMode::PreDigest,
+            Some(&ALLOWED_ALGORITHMS),
+        )
+    }));
+    match result {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => refuse(Reason::SignatureInvalid, format!("xmlsec: {e}")),
+        Err(_) => refuse(Reason::SignatureInvalid, "signature verification panicked (contained)"),
+    }
+}
+
+enum Root {
+    Response,
+    Assertion,
+}
+
+/// The namespace-resolved root of the verified bytes.
+fn root_of(xml: &str) -> Option<Root> {
+    let mut r = NsReader::from_str(xml);
+    loop {
+        match r.read_resolved_event().ok()? {
+            (ns, Event::Start(e)) | (ns, Event::Empty(e)) => {
+                let local = e.local_name();
+                return match ns {
+                    ResolveResult::Bound(Namespace(n)) if n == NS_PROTOCOL && local.as_ref() == b"Response" => {
+                        Some(Root::Response)
+                    }
+                    ResolveResult::Bound(Namespace(n)) if n == NS_ASSERTION && local.as_ref() == b"Assertion" => {
+                        Some(Root::Assertion)
+                    }
+                    _ => None,
+                };
+            }
+            (_, Event::Eof) => return None,
+            _ => {}
+        }
+    }
+}
+
+fn check_issuer(found: Option<&str>, exp: &Expectations, what: &str) -> Result<(), Refusal> {
+    match found {
+        Some(i) if i.trim() == exp.idp.entity_id => Ok(()),
+        other => refuse(
+            Reason::IssuerMismatch,
+            format!("{what} Issuer: expected {:?}, received {:?}", exp.idp.entity_id, other),
+        ),
+    }
+}
+
+fn check_status(code: Option<&str>) -> Result<(), Refusal> {
+    if code == Some(STATUS_SUCCESS) {
+        Ok(())
+    } else {
+        refuse(Reason::StatusNotSuccess, format!("StatusCode {:?}", code))
+    }
+}
+
+fn check_issue_instant(t: DateTime<Utc>, exp: &Expectations, what: &str) -> Result<(), Refusal> {
+    if t > exp.now + exp.skew {
+        return refuse(
+            Reason::IssueInstantFuture,
+            format!("{what} IssueInstant {t} is {}s ahead of now {}", (t - exp.now).num_seconds(), exp.now),
+        );
+    }
+    if t + exp.max_issue_delay + exp.skew < exp.now {
+        return refuse(
+            Reason::IssueInstantStale,
+            format!("{what} IssueInstant {t} is {}s old (limit {}s + skew)", (exp.now - t).num_seconds(), exp.max_issue_delay.num_seconds()),
+        );
+    }
+    Ok(())
+}
+
+/// The Response was signed: its Destination is required and every field is trustworthy.
+fn check_signed_envelope(resp: &Response, exp: &Expectations) -> Result<(), Refusal> {
+    if resp.destination.as_deref() != Some(exp.acs_url) {
+        return refuse(
+            Reason::DestinationMismatch,
+            format!("Destination: expected {:?}, received {:?}", exp.acs_url, resp.destination),
+        );
+    }
+    if resp.issuer.is_some() {
+        check_issuer(resp.issuer.as_ref().and_then(|i| i.value.as_deref()), exp, "Response")?;
+    }
+    check_status(resp.status.as_ref().and_then(|s| s.status_code.value.as_deref()))?;
+    check_issue_instant(resp.issue_instant, exp, "Response")?;
+    if resp.version != "2.0" {
+        return refuse(Reason::BadXml, format!("Response Version {:?}", resp.version));
+    }
+    Ok(())
+}
+
+/// Only the Assertion was signed: the envelope is unsigned, so it can refuse but never vouch.
+fn check_unsigned_envelope(env: &Envelope, exp: &Expectations) -> Result<(), Refusal> {
+    if let Some(d) = &env.destination {
+        if d != exp.acs_url {
+            return refuse(
+                Reason::DestinationMismatch,
+                format!("Destination: expected {:?}, received {:?}", exp.acs_url, d),
+            );
+        }
+    }
+    if env.issuer.is_some() {
+        check_issuer(env.issuer.as_deref(), exp, "Response")?;
+    }
+    check_status(env.status_code.as_deref())
+}
+
+fn check_in_response_to(irt: Option<&str>, exp: &Expectations) -> Result<(), Refusal> {
+    match (irt, exp.expected_request_id) {
+        (None, _) if exp.allow_unsolicited => Ok(()),
+        (None, _) => refuse(Reason::UnsolicitedRefused, "no InResponseTo and [idp] allow_unsolicited = false"),
+        (Some(got), Some(want)) if got == want => Ok(()),
+        (Some(got), want) => refuse(
+            Reason::InResponseToUnknown,
+            format!("InResponseTo {got:?} does not match a request this browser started ({want:?})"),
+        ),
+    }
+}
+
+fn check_assertion(
+    a: &Assertion,
+    response_in_response_to: Option<&str>,
+    response_id: Option<String>,
+    signed: SignedPart,
+    exp: &Expectations,
+) -> Result<Verified, Refusal> {
+    let now = exp.now;
+    let skew = exp.skew;
+    if a.version != "2.0" {
+        return refuse(Reason::BadXml, format!("Assertion Version {:?}", a.version));
+    }
+    check_issuer(a.issuer.value.as_deref(), exp, "Assertion")?;
+    check_issue_instant(a.issue_instant, exp, "Assertion")?;
+
+    // Conditions: required, with a time window and our audience.
+    let cond = a
+        .conditions
+        .as_ref()
+        .ok_or_else(|| Refusal::new(Reason::AudienceMismatch, "no Conditions (AudienceRestriction required)"))?;
+    if let Some(nb) = cond.not_before {
+        if now + skew < nb {
+            return refuse(Reason::NotYetValid, format!("Conditions NotBefore {nb}, now {now}, skew {}s", skew.num_seconds()));
+        }
+    }
+    if let Some(noa) = cond.not_on_or_after {
+        if noa + skew <= now {
+            return refuse(Reason::Expired, format!("Conditions NotOnOrAfter {noa}, now {now}, skew {}s", skew.num_seconds()));
+        }
+    }
+    let restrictions = cond.audience_restrictions.as_deref().unwrap_or_default();
+    if restrictions.is_empty() {
+        return refuse(Reason::AudienceMismatch, "no AudienceRestriction");
+    }
+    // Each AudienceRestriction must name us (they are ANDed, SAML core 2.5.1.4).
+    for r in restrictions {
+        if !r.audience.iter().any(|x| x.trim() == exp.sp_entity_id) {
+            return refuse(
+                Reason::AudienceMismatch,
+                format!("Audience: expected {:?}, received {:?}", exp.sp_entity_id, r.audience),
+            );
+        }
+    }
+
+    // Subject: a NameID and a bearer confirmation for our ACS, still valid.
+    let subject = a.subject.as_ref().ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no Subject"))?;
+    let name_id = subject
+        .name_id
+        .as_ref()
+        .map(|n| n.value.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no NameID"))?;
+    let bearers: Vec<_> = subject
+        .subject_confirmations
+        .iter()
+        .flatten()
+        .filter(|c| c.method.as_deref() == Some(BEARER))
+        .collect();
+    if bearers.is_empty() {
+        return refuse(Reason::BearerMissing, "no bearer SubjectConfirmation");
+    }
+    let mut first_err: Option<Refusal> = None;
+    let mut confirmed: Option<(DateTime<Utc>, Option<String>)> = None;
+    for c in bearers {
+        let Some(d) = c.subject_confirmation_data.as_ref() else {
+            first_err.get_or_insert(Refusal::new(Reason::BearerMissing, "bearer without SubjectConfirmationData"));
+            continue;
+        };
+        if d.recipient.as_deref() != Some(exp.acs_url) {
+            first_err.get_or_insert(Refusal::new(
+                Reason::RecipientMismatch,
+                format!("Recipient: expected {:?}, received {:?}", exp.acs_url, d.recipient),
+            ));
+            continue;
+        }
+        let Some(noa) = d.not_on_or_after else {
+            first_err.get_or_insert(Refusal::new(Reason::BearerMissing, "bearer SubjectConfirmationData without NotOnOrAfter"));
+            continue;
+        };
+        if noa + skew <= now {
+            first_err.get_or_insert(Refusal::new(Reason::Expired, format!("SubjectConfirmationData NotOnOrAfter {noa}, now {now}")));
+            continue;
+        }
+        if let Some(nb) = d.not_before {
+            if now + skew < nb {
+                first_err.get_or_insert(Refusal::new(Reason::NotYetValid, format!("SubjectConfirmationData NotBefore {nb}, now {now}")));
+                continue;
+            }
+        }
+        confirmed = Some((noa, d.in_response_to.clone()));
+        break;
+    }
+    let Some((confirm_noa, confirm_irt)) = confirmed else {
+        return Err(first_err.unwrap_or_else(|| Refusal::new(Reason::BearerMissing, "no usable bearer confirmation")));
+    };
+
+    // InResponseTo: the Response's and the confirmation's must agree, then match our request.
+    if let (Some(r), Some(c)) = (response_in_response_to, confirm_irt.as_deref()) {
+        if r != c {
+            return refuse(Reason::InResponseToUnknown, format!("Response InResponseTo {r:?} != SubjectConfirmationData {c:?}"));
+        }
+    }
+    check_in_response_to(confirm_irt.as_deref().or(response_in_response_to), exp)?;
+
+    // Session bounds from the AuthnStatement.
+    let authn = a.authn_statements.as_deref().unwrap_or_default();
+    let session_index = authn.iter().find_map(|s| s.session_index.clone());
+    let session_not_on_or_after = authn.iter().filter_map(|s| s.session_not_on_or_after).min();
+    if let Some(snoa) = session_not_on_or_after {
+        if snoa + skew <= now {
+            return refuse(Reason::Expired, format!("SessionNotOnOrAfter {snoa}, now {now}"));
+        }
+    }
+
+    let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
+    for st in a.attribute_statements.iter().flatten() {
+        for attr in &st.attributes {
+            let Some(name) = attr.name.clone() else { continue };
+            let values: Vec<String> = attr.values.iter().filter_map(|v| v.value.clone()).collect();
+            match attributes.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, vs)) => vs.extend(values),
+                None => attributes.push((name, values)),
+            }
+        }
+    }
+
+    // Keep the IDs until nothing carrying them could still be accepted.
+    let latest = [cond.not_on_or_after, Some(confirm_noa)].into_iter().flatten().max().unwrap_or(now);
+    let floor = a.issue_instant + exp.max_issue_delay;
+    let replay_until = latest.max(floor) + skew;
+
+    Ok(Verified {
+        assertion_id: a.id.clone(),
+        response_id,
+        in_response_to: confirm_irt.or(response_in_response_to.map(str::to_string)),
+        name_id,
+        session_index,
+        session_not_on_or_after,
+        attributes,
+        replay_until,
+        signed,
+    })
+}

@@ -1,0 +1,135 @@
+//! The session cookie: a signed token naming a server-side session record.
+//!
+//! Token: `v1.<id>.<mac>` with `id` 128 random bits and `mac` = HMAC-SHA256(key, "v1.<id>"),
+//! both base64url. The key is generated on first start and kept in the store. Security property:
+//! [`SessionCodec::open`] returns an id only for a token this gateway made (constant-time MAC
+//! check); the record behind it decides whether the session is still alive, so logout and
+//! revocation take effect at once.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+pub const COOKIE_HTTP: &str = "samlgate";
+pub const COOKIE_HTTPS: &str = "__Host-samlgate";
+
+#[derive(Clone)]
+pub struct SessionCodec {
+    key: Vec<u8>,
+    pub cookie_name: &'static str,
+    secure: bool,
+}
+
+/// 128 random bits, base64url: session ids and request ids.
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    B64.encode(b)
+}
+
+impl SessionCodec {
+    pub fn new(key: Vec<u8>, https: bool) -> SessionCodec {
+        SessionCodec {
+            key,
+            cookie_name: if https { COOKIE_HTTPS } else { COOKIE_HTTP },
+            secure: https,
+        }
+    }
+
+    fn mac(&self, payload: &str) -> HmacSha256 {
+        let mut m = HmacSha256::new_from_slice(&self.key).expect("hmac takes any key length");
+        m.update(payload.as_bytes());
+        m
+    }
+
+    pub fn seal(&self, id: &str) -> String {
+        let payload = format!("v1.{id}");
+        let tag = self.mac(&payload).finalize().into_bytes();
+        format!("{payload}.{}", B64.encode(tag))
+    }
+
+    /// The session id inside a token, if the token is ours and intact.
+    pub fn open(&self, token: &str) -> Option<String> {
+        if token.len() > 200 {
+            return None;
+        }
+        let (payload, tag) = token.rsplit_once('.')?;
+        let id = payload.strip_prefix("v1.")?;
+        if id.is_empty() || id.contains('.') {
+            return None;
+        }
+        let tag = B64.decode(tag).ok()?;
+        self.mac(payload).verify_slice(&tag).ok()?;
+        Some(id.to_string())
+    }
+
+    pub fn set_cookie(&self, token: &str, max_age_secs: i64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}",
+            self.cookie_name
+        )
+    }
+
+    pub fn clear_cookie(&self) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}", self.cookie_name)
+    }
+
+    /// Every value of our cookie in the request's Cookie headers.
+    pub fn tokens<'a>(&self, cookie_headers: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for h in cookie_headers {
+            for part in h.split(';') {
+                if let Some((k, v)) = part.trim().split_once('=') {
+                    if k == self.cookie_name {
+                        out.push(v.trim());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let c = SessionCodec::new(vec![7; 32], false);
+        let id = random_id();
+        let t = c.seal(&id);
+        assert_eq!(c.open(&t).as_deref(), Some(id.as_str()));
+        // Another key, a changed id, a truncated tag: all refused.
+        assert!(SessionCodec::new(vec![8; 32], false).open(&t).is_none());
+        let other = t.replacen(&id[..2], "zz", 1);
+        assert!(c.open(&other).is_none());
+        assert!(c.open(&t[..t.len() - 2]).is_none());
+        assert!(c.open("v1..").is_none());
+        assert!(c.open("garbage").is_none());
+    }
+
+    #[test]
+    fn cookie_flags() {
+        let http = SessionCodec::new(vec![1], false);
+        let s = http.set_cookie("tok", 60);
+        assert!(s.starts_with("samlgate=tok;") && s.contains("HttpOnly") && s.contains("SameSite=Lax"));
+        assert!(!s.contains("Secure"));
+        let https = SessionCodec::new(vec![1], true);
+        let s = https.set_cookie("tok", 60);
+        assert!(s.starts_with("__Host-samlgate=tok;") && s.contains("; Secure") && s.contains("Path=/"));
+    }
+
+    #[test]
+    fn finds_our_cookie_among_others() {
+        let c = SessionCodec::new(vec![1], false);
+        let v = c.tokens(["a=1; samlgate=x.y.z; samlgate2=no", "samlgate=second"].into_iter());
+        assert_eq!(v, vec!["x.y.z", "second"]);
+    }
+}

@@ -1,0 +1,78 @@
+//! Durable state behind one small interface: the replay cache, sessions and the gateway's own
+//! secrets. `sled` is the embedded default; a networked backend (several gateway instances)
+//! implements the same trait, so nothing outside `store/` knows which one runs.
+//!
+//! Durability rule: a method documented as *durable* has reached disk when it returns. The ACS
+//! path records the replay entry and the session, then calls [`Store::flush`] once, before the
+//! cookie is sent.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Profile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O: {0}")]
+    Io(String),
+    #[error("store record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// What the replay cache says about a message ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayCheck {
+    /// First use: recorded until the given expiry.
+    Fresh,
+    /// Seen before and not yet expired.
+    Replayed,
+}
+
+/// A logged-in browser. Named by an unguessable id; the cookie carries only that id, signed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub profile: Profile,
+    /// The IdP's NameID and SessionIndex, for single logout.
+    pub name_id: String,
+    pub session_index: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub last_seen: i64,
+    /// Hard end: min(created + absolute lifetime, the IdP's SessionNotOnOrAfter).
+    pub expires: i64,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// Records `key` in the replay cache until `expires` (unix seconds) unless it is already
+    /// there and unexpired. Atomic: of two concurrent calls with one key, exactly one is `Fresh`.
+    fn replay_check_and_record(&self, key: &str, expires: i64, now: i64)
+        -> Result<ReplayCheck, StoreError>;
+    /// Deletes expired replay entries; returns how many.
+    fn replay_sweep(&self, now: i64) -> Result<usize, StoreError>;
+
+    fn session_put(&self, rec: &SessionRecord) -> Result<(), StoreError>;
+    fn session_get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    fn session_touch(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes sessions whose hard end or idle limit has passed; returns how many.
+    fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError>;
+    fn session_count(&self) -> usize;
+
+    /// A secret the gateway generated for itself (e.g. the cookie MAC key): returned if present,
+    /// otherwise created from `make`, stored durably, and returned. First writer wins.
+    fn secret_get_or_create(&self, name: &str, make: &dyn Fn() -> Vec<u8>)
+        -> Result<Vec<u8>, StoreError>;
+
+    /// Makes every write so far durable. Concurrent callers share one disk flush.
+    fn flush(&self) -> Result<(), StoreError>;
+}

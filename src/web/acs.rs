@@ -1,0 +1,310 @@
+//! `POST /saml/acs`: size limit, form decode, verification off the async threads, replay
+//! record, login decision, session, redirect. One log line per attempt.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
+use hyper::{Request, StatusCode};
+
+use super::metrics::Outcome;
+use super::pages::{self, Lang, Resp};
+use super::App;
+use crate::identity::attributes::map_profile;
+use crate::identity::policy::{self, Decision};
+use crate::reason::{Reason, Refusal};
+use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
+use crate::store::{ReplayCheck, SessionRecord};
+
+/// What a successful ACS post decided, for the log line.
+struct Accepted {
+    resp: Resp,
+    account_id: String,
+    outcome: Outcome,
+    signed: &'static str,
+}
+
+pub async fn post_acs(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
+    let started = Instant::now();
+    let lang = Lang::of(&req);
+    let result = acs_inner(app, req).await;
+    let elapsed = started.elapsed();
+    app.metrics.acs_latency(elapsed.as_secs_f64());
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    match result {
+        Ok(a) => {
+            app.metrics.outcome(a.outcome);
+            tracing::info!(
+                target: "samlgate::login",
+                request_id = rid, %peer, outcome = outcome_name(a.outcome), reason = "",
+                account_id = %a.account_id, signed = a.signed, ms,
+                "login accepted"
+            );
+            a.resp
+        }
+        Err((refusal, account_id)) => {
+            app.metrics.refused(refusal.reason);
+            tracing::warn!(
+                target: "samlgate::login",
+                request_id = rid, %peer, outcome = "refused", reason = refusal.reason.code(),
+                account_id = account_id.as_deref().unwrap_or(""), detail = %refusal.detail, ms,
+                "login refused"
+            );
+            pages::refusal_page(lang, refusal.reason, rid, Some("/login"))
+        }
+    }
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Success => "success",
+        Outcome::NeedsConsent => "consent",
+        Outcome::NeedsApplication => "application_needed",
+        Outcome::Blocked => "blocked",
+    }
+}
+
+type AcsError = (Refusal, Option<String>);
+
+fn no_account(r: Refusal) -> AcsError {
+    (r, None)
+}
+
+async fn acs_inner(app: &Arc<App>, req: Request<Incoming>) -> Result<Accepted, AcsError> {
+    let lang = Lang::of(&req);
+    let headers = req.headers().clone();
+    let (saml_response, relay_state) = read_form(app, &headers, req).await.map_err(no_account)?;
+    let xml = decode_saml_response(&saml_response).map_err(no_account)?;
+
+    // Verification is CPU-bound; bound how many run at once and run them on blocking threads.
+    let permit = tokio::time::timeout(Duration::from_secs(10), app.verify_slots.acquire())
+        .await
+        .map_err(|_| no_account(Refusal::new(Reason::Busy, "no verification slot within 10 s")))?
+        .map_err(|_| no_account(Refusal::new(Reason::Internal, "verification slots closed")))?;
+    let idp = app.idp();
+    let cfg = app.cfg.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        let exp = Expectations {
+            idp: &idp,
+            sp_entity_id: &cfg.sp_entity_id,
+            acs_url: &cfg.acs_url(),
+            skew: chrono::Duration::seconds(cfg.clock_skew_seconds),
+            max_issue_delay: chrono::Duration::seconds(cfg.max_issue_delay_seconds),
+            allow_unsolicited: cfg.allow_unsolicited,
+            expected_request_id: None,
+            now: chrono::Utc::now(),
+        };
+        let v = verify_response(&xml, &exp);
+        // Free the document on this thread, not the async one.
+        drop(xml);
+        v
+    })
+    .await
+    .map_err(|e| no_account(Refusal::new(Reason::Internal, format!("verification task: {e}"))))?
+    .map_err(no_account)?;
+    drop(permit);
+
+    let idp = app.idp();
+    let profile = map_profile(&app.cfg.attributes, &verified.name_id, &verified.attributes)
+        .map_err(|r| (r, Some(verified.name_id.clone())))?;
+    let account = Some(profile.account_id.clone());
+
+    // The assertion is consumed now, whatever the decision: record it before anything else.
+    record_replay(app, &verified, &idp.entity_id).map_err(|r| (r, account.clone()))?;
+
+    let signed = verified.signed.as_str();
+    match policy::decide(&app.cfg.policy, &app.cfg.consent, &profile) {
+        Decision::Proceed => {}
+        Decision::NeedsApplication => {
+            flush(app).map_err(|r| (r, account.clone()))?;
+            let resp = application_needed_page(lang, &profile.category);
+            return Ok(Accepted { resp, account_id: profile.account_id, outcome: Outcome::NeedsApplication, signed });
+        }
+        Decision::NeedsConsent | Decision::Blocked => {
+            // The consent flow is a separate module (issue #3); until it exists a deployment
+            // that requires consent cannot log anyone in, which is the safe failure.
+            flush(app).map_err(|r| (r, account.clone()))?;
+            return Err((Refusal::new(Reason::Internal, "[consent] required = true but the consent flow is not built"), account));
+        }
+    }
+
+    let now = chrono::Utc::now().timestamp();
+    let absolute = now + app.cfg.session.absolute_hours as i64 * 3600;
+    let expires = verified
+        .session_not_on_or_after
+        .map(|t| t.timestamp().min(absolute))
+        .unwrap_or(absolute);
+    let rec = SessionRecord {
+        id: crate::session::random_id(),
+        profile: profile.clone(),
+        name_id: verified.name_id.clone(),
+        session_index: verified.session_index.clone(),
+        created: now,
+        last_seen: now,
+        expires,
+    };
+    app.store
+        .session_put(&rec)
+        .map_err(|e| (Refusal::new(Reason::Internal, format!("session write: {e}")), account.clone()))?;
+    flush(app).map_err(|r| (r, account.clone()))?;
+
+    let location = safe_return_path(relay_state.as_deref());
+    let mut resp = pages::redirect(StatusCode::SEE_OTHER, &location);
+    let cookie = app.sessions.set_cookie(&app.sessions.seal(&rec.id), expires - now);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(Accepted { resp, account_id: profile.account_id, outcome: Outcome::Success, signed })
+}
+
+async fn read_form(
+    app: &App,
+    headers: &hyper::HeaderMap,
+    req: Request<Incoming>,
+) -> Result<(String, Option<String>), Refusal> {
+    let limit = app.cfg.max_body_bytes;
+    if let Some(len) = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > limit {
+            return Err(Refusal::new(Reason::BodyTooLarge, format!("Content-Length {len} > {limit}")));
+        }
+    }
+    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Err(Refusal::new(Reason::BadRequest, format!("Content-Type {ct:?}; the POST binding sends a form")));
+    }
+    let body = tokio::time::timeout(Duration::from_secs(30), Limited::new(req.into_body(), limit).collect())
+        .await
+        .map_err(|_| Refusal::new(Reason::BadRequest, "body not received within 30 s"))?
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Refusal::new(Reason::BodyTooLarge, format!("body over {limit} bytes"))
+            } else {
+                Refusal::new(Reason::BadRequest, format!("body: {e}"))
+            }
+        })?
+        .to_bytes();
+    parse_form(&body)
+}
+
+/// Exactly one SAMLResponse, at most one RelayState.
+pub fn parse_form(body: &[u8]) -> Result<(String, Option<String>), Refusal> {
+    let mut saml = None;
+    let mut relay = None;
+    for (k, v) in form_urlencoded::parse(body) {
+        let slot = match k.as_ref() {
+            "SAMLResponse" => &mut saml,
+            "RelayState" => &mut relay,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(Refusal::new(Reason::BadRequest, format!("{k} given twice")));
+        }
+        *slot = Some(v.into_owned());
+    }
+    let saml = saml.filter(|s| !s.is_empty()).ok_or_else(|| Refusal::new(Reason::BadRequest, "no SAMLResponse"))?;
+    if relay.as_ref().is_some_and(|r| r.len() > 1024) {
+        return Err(Refusal::new(Reason::BadRequest, "RelayState over 1024 bytes"));
+    }
+    Ok((saml, relay))
+}
+
+/// A same-origin path to continue to, or `/`.
+///
+/// Accepted: starts with one `/`, no `//` or `/\` prefix (protocol-relative), no backslash or
+/// control characters anywhere (browsers turn `\` into `/`), no scheme. Everything else is
+/// replaced by `/`, never partially repaired.
+pub fn safe_return_path(relay: Option<&str>) -> String {
+    let Some(r) = relay else { return "/".into() };
+    let ok = r.starts_with('/')
+        && !r.starts_with("//")
+        && !r.contains('\\')
+        && !r.chars().any(|c| c.is_control() || c == ' ')
+        && r.len() <= 1024;
+    if !ok {
+        return "/".into();
+    }
+    // An encoded slash or backslash right after the first `/` could be decoded by a later hop.
+    let lower = r.to_ascii_lowercase();
+    if lower.starts_with("/%2f") || lower.starts_with("/%5c") {
+        return "/".into();
+    }
+    r.to_string()
+}
+
+fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusal> {
+    let now = chrono::Utc::now().timestamp();
+    let until = v.replay_until.timestamp();
+    for key in v.replay_keys(idp_entity) {
+        match app.store.replay_check_and_record(&key, until, now) {
+            Ok(ReplayCheck::Fresh) => {}
+            Ok(ReplayCheck::Replayed) => {
+                let what = if key.starts_with('a') { "Assertion" } else { "Response" };
+                return Err(Refusal::new(Reason::Replay, format!("{what} ID already used (assertion {})", v.assertion_id)));
+            }
+            Err(e) => return Err(Refusal::new(Reason::Internal, format!("replay cache: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+fn flush(app: &App) -> Result<(), Refusal> {
+    app.store.flush().map_err(|e| Refusal::new(Reason::Internal, format!("store flush: {e}")))
+}
+
+fn application_needed_page(lang: Lang, category: &str) -> Resp {
+    let message = match lang {
+        Lang::Ja => format!(
+            "区分「{category}」のアカウントでG-MISからログインするには、事前にSSO利用申請が承認されている必要があります。G-MIS事務局に申請してください。"
+        ),
+        Lang::En => format!(
+            "Accounts of category \"{category}\" need an approved SSO application before logging in from G-MIS. Please apply to the G-MIS secretariat."
+        ),
+    };
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t("SSO利用申請が必要です", "SSO application required"),
+        message: &message,
+        code: "application_needed",
+        request_id: "",
+        action_href: None,
+        action_label: "",
+    };
+    pages::render(StatusCode::FORBIDDEN, &page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_path_is_same_origin_only() {
+        assert_eq!(safe_return_path(Some("/staff/menu?x=1")), "/staff/menu?x=1");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil",
+            "/%2F%2Fevil",
+            "/%5cevil",
+            "javascript:alert(1)",
+            "evil",
+            "/a\r\nSet-Cookie: x=1",
+            "",
+        ] {
+            assert_eq!(safe_return_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_return_path(None), "/");
+    }
+
+    #[test]
+    fn form_needs_one_saml_response() {
+        assert!(parse_form(b"RelayState=%2F").is_err());
+        assert!(parse_form(b"SAMLResponse=a&SAMLResponse=b").is_err());
+        let (s, r) = parse_form(b"SAMLResponse=abc%2B&RelayState=%2Fx").unwrap();
+        assert_eq!(s, "abc+");
+        assert_eq!(r.as_deref(), Some("/x"));
+    }
+}

@@ -1,0 +1,146 @@
+//! Using a session: forward-auth (`/auth/verify`), `/auth/userinfo`, logout, and the two pages
+//! a browser sees around a login (`/login`, `/`).
+
+use hyper::header::{HeaderName, HeaderValue, SET_COOKIE};
+use hyper::{Request, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use super::pages::{self, Lang, Resp};
+use super::App;
+use crate::identity::{policy, Profile};
+use crate::store::SessionRecord;
+
+/// Non-ASCII and these are percent-encoded in identity headers; `%` itself so decoding is exact.
+const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// Identity headers, DESIGN.md "Identity headers".
+pub const IDENTITY_HEADERS: [(&str, &str); 6] = [
+    ("x-auth-request-user", "account_id"),
+    ("x-auth-request-email", "email"),
+    ("x-samlgate-category", "category"),
+    ("x-samlgate-facility-code", "facility_code"),
+    ("x-samlgate-facility-name", "facility_name"),
+    ("x-samlgate-display-name", "display_name"),
+];
+
+/// Only idle-time updates older than this are written, so `/auth/verify` is a read.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// The live session behind the request's cookie, if any.
+///
+/// Security property: returns a record only if a cookie carries a token this gateway sealed,
+/// the record still exists (not logged out or revoked), it is within its absolute and idle
+/// limits, and the category policy still admits the profile.
+pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
+    let headers = req.headers().get_all(hyper::header::COOKIE);
+    let tokens = app.sessions.tokens(headers.iter().filter_map(|v| v.to_str().ok()));
+    let now = chrono::Utc::now().timestamp();
+    let idle = app.cfg.session.idle_minutes as i64 * 60;
+    for t in tokens {
+        let Some(id) = app.sessions.open(t) else { continue };
+        let Ok(Some(rec)) = app.store.session_get(&id) else { continue };
+        if rec.expires <= now || rec.last_seen + idle <= now {
+            let _ = app.store.session_delete(&id);
+            continue;
+        }
+        if !policy::category_allowed(&app.cfg.policy, &rec.profile) {
+            continue;
+        }
+        if now - rec.last_seen >= TOUCH_EVERY_SECS {
+            let _ = app.store.session_touch(&id, now);
+        }
+        return Some(rec);
+    }
+    None
+}
+
+pub fn encode_header_value(v: &str) -> HeaderValue {
+    let enc = utf8_percent_encode(v, HEADER_ENCODE).to_string();
+    HeaderValue::from_str(&enc).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub fn identity_headers(p: &Profile) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+    IDENTITY_HEADERS.iter().map(move |(h, field)| {
+        (HeaderName::from_static(h), encode_header_value(p.field(field).unwrap_or("")))
+    })
+}
+
+pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
+    match live_session(app, req) {
+        Some(rec) => {
+            app.metrics.verify(true);
+            let mut r = pages::text(StatusCode::OK, "text/plain", "");
+            for (k, v) in identity_headers(&rec.profile) {
+                r.headers_mut().insert(k, v);
+            }
+            r
+        }
+        None => {
+            app.metrics.verify(false);
+            pages::text(StatusCode::UNAUTHORIZED, "text/plain", "")
+        }
+    }
+}
+
+pub fn userinfo<B>(app: &App, req: &Request<B>) -> Resp {
+    match live_session(app, req) {
+        Some(rec) => {
+            let p = &rec.profile;
+            let body = serde_json::json!({
+                "user": p.account_id,
+                "email": p.email,
+                "category": p.category,
+                "facility_code": p.facility_code,
+                "facility_name": p.facility_name,
+                "display_name": p.display_name,
+            });
+            pages::text(StatusCode::OK, "application/json", body.to_string())
+        }
+        None => pages::text(StatusCode::UNAUTHORIZED, "application/json", "{\"error\":\"no session\"}"),
+    }
+}
+
+/// Ends the local session (record deleted, cookie cleared) and shows the login page link.
+pub fn logout<B>(app: &App, req: &Request<B>) -> Resp {
+    let headers = req.headers().get_all(hyper::header::COOKIE);
+    for t in app.sessions.tokens(headers.iter().filter_map(|v| v.to_str().ok())) {
+        if let Some(id) = app.sessions.open(t) {
+            if let Ok(Some(rec)) = app.store.session_get(&id) {
+                tracing::info!(target: "samlgate::session", account_id = %rec.profile.account_id, "logout");
+            }
+            let _ = app.store.session_delete(&id);
+        }
+    }
+    let _ = app.store.flush();
+    let mut r = pages::redirect(StatusCode::SEE_OTHER, "/login");
+    if let Ok(v) = HeaderValue::from_str(&app.sessions.clear_cookie()) {
+        r.headers_mut().insert(SET_COOKIE, v);
+    }
+    r
+}
+
+pub fn login_page<B>(app: &App, req: &Request<B>) -> Resp {
+    let lang = Lang::of(req);
+    pages::render(StatusCode::OK, &pages::LoginPage { lang, gmis_href: &app.gmis_login_url })
+}
+
+/// `/` without an upstream: who is signed in, or the login page.
+pub fn home<B>(app: &App, req: &Request<B>) -> Resp {
+    let lang = Lang::of(req);
+    match live_session(app, req) {
+        Some(rec) => pages::render(StatusCode::OK, &pages::HomePage { lang, profile: &rec.profile }),
+        None => pages::redirect(StatusCode::SEE_OTHER, "/login"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_ascii_percent_encoded() {
+        assert_eq!(encode_header_value("病院").to_str().unwrap(), "%E7%97%85%E9%99%A2");
+        assert_eq!(encode_header_value("a b%c").to_str().unwrap(), "a b%25c");
+        assert_eq!(encode_header_value("x\r\ny").to_str().unwrap(), "x%0D%0Ay");
+    }
+}

@@ -1,0 +1,111 @@
+//! Prometheus text metrics, with atomics only (no lock on the request path).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::reason::Reason;
+
+/// Upper bounds of the ACS latency histogram, seconds.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+
+/// Outcomes that are not refusals: where a verified login went.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    Success,
+    NeedsConsent,
+    NeedsApplication,
+    Blocked,
+}
+
+const OUTCOMES: [(&str, Outcome); 4] = [
+    ("success", Outcome::Success),
+    ("consent", Outcome::NeedsConsent),
+    ("application_needed", Outcome::NeedsApplication),
+    ("blocked", Outcome::Blocked),
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    outcomes: [AtomicU64; 4],
+    refused: [AtomicU64; Reason::ALL.len()],
+    acs_buckets: [AtomicU64; BUCKETS.len()],
+    acs_count: AtomicU64,
+    acs_sum_micros: AtomicU64,
+    verify_requests: [AtomicU64; 2],
+}
+
+impl Metrics {
+    pub fn outcome(&self, o: Outcome) {
+        self.outcomes[o as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn refused(&self, r: Reason) {
+        let i = Reason::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        self.refused[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn acs_latency(&self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.acs_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.acs_count.fetch_add(1, Relaxed);
+        self.acs_sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+    }
+
+    pub fn verify(&self, ok: bool) {
+        self.verify_requests[ok as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Renders everything; `extra` adds gauges known only to the caller (sessions, certs).
+    pub fn render(&self, live_sessions: usize, extra: &str) -> String {
+        let mut s = String::with_capacity(4096);
+        s.push_str("# HELP samlgate_logins_total Login attempts at the ACS by outcome and reason code.\n");
+        s.push_str("# TYPE samlgate_logins_total counter\n");
+        for (name, o) in OUTCOMES {
+            let _ = writeln!(s, "samlgate_logins_total{{outcome=\"{name}\",reason=\"\"}} {}", self.outcomes[o as usize].load(Relaxed));
+        }
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            let _ = writeln!(s, "samlgate_logins_total{{outcome=\"refused\",reason=\"{}\"}} {}", r.code(), self.refused[i].load(Relaxed));
+        }
+        s.push_str("# HELP samlgate_acs_duration_seconds Time to answer an ACS post.\n");
+        s.push_str("# TYPE samlgate_acs_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(s, "samlgate_acs_duration_seconds_bucket{{le=\"{b}\"}} {}", self.acs_buckets[i].load(Relaxed));
+        }
+        let count = self.acs_count.load(Relaxed);
+        let _ = writeln!(s, "samlgate_acs_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(s, "samlgate_acs_duration_seconds_sum {}", self.acs_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(s, "samlgate_acs_duration_seconds_count {count}");
+        s.push_str("# HELP samlgate_auth_verify_total Forward-auth answers (ok = 200, denied = 401).\n");
+        s.push_str("# TYPE samlgate_auth_verify_total counter\n");
+        let _ = writeln!(s, "samlgate_auth_verify_total{{result=\"denied\"}} {}", self.verify_requests[0].load(Relaxed));
+        let _ = writeln!(s, "samlgate_auth_verify_total{{result=\"ok\"}} {}", self.verify_requests[1].load(Relaxed));
+        s.push_str("# HELP samlgate_sessions_live Session records in the store.\n");
+        s.push_str("# TYPE samlgate_sessions_live gauge\n");
+        let _ = writeln!(s, "samlgate_sessions_live {live_sessions}");
+        s.push_str(extra);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_and_histogram() {
+        let m = Metrics::default();
+        m.outcome(Outcome::Success);
+        m.refused(Reason::Replay);
+        m.refused(Reason::Replay);
+        m.acs_latency(0.0015);
+        let s = m.render(3, "");
+        assert!(s.contains("samlgate_logins_total{outcome=\"success\",reason=\"\"} 1"));
+        assert!(s.contains("samlgate_logins_total{outcome=\"refused\",reason=\"replay\"} 2"));
+        assert!(s.contains("samlgate_acs_duration_seconds_bucket{le=\"0.001\"} 0"));
+        assert!(s.contains("samlgate_acs_duration_seconds_bucket{le=\"0.002\"} 1"));
+        assert!(s.contains("samlgate_sessions_live 3"));
+    }
+}

@@ -1,0 +1,232 @@
+//! The HTTP side: the shared [`App`] state, the accept loop (plain or rustls), and routing.
+//! Read top to bottom: `App::new` builds the state, `serve` accepts connections, `route`
+//! dispatches each request to a handler in `acs` or `auth`.
+
+pub mod acs;
+pub mod auth;
+pub mod metrics;
+pub mod pages;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::keys::KeySet;
+use crate::saml::idp::IdpMetadata;
+use crate::session::SessionCodec;
+use crate::store::Store;
+use pages::{Lang, Resp};
+
+/// Everything a request handler needs. Swappable parts (IdP metadata, keys) sit behind
+/// `RwLock<Arc<_>>`: a handler clones the Arc once and finishes with the set it started with.
+pub struct App {
+    pub cfg: Config,
+    pub idp: RwLock<Arc<IdpMetadata>>,
+    pub keys: RwLock<Arc<KeySet>>,
+    pub sp_metadata: RwLock<Arc<String>>,
+    pub store: Arc<dyn Store>,
+    pub sessions: SessionCodec,
+    pub metrics: metrics::Metrics,
+    /// Bounds concurrent signature verifications, so a flood of large signed documents queues
+    /// here instead of starving `/auth/verify` of CPU.
+    pub verify_slots: Semaphore,
+    /// Where "G-MISからのログインはこちら" points (the demo IdP in `samlgate demo`).
+    pub gmis_login_url: String,
+}
+
+impl App {
+    pub fn new(cfg: Config, store: Arc<dyn Store>, idp: IdpMetadata, keys: KeySet) -> anyhow_like::Result<App> {
+        let key = store
+            .secret_get_or_create("session-mac-v1", &|| {
+                let mut k = vec![0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut k);
+                k
+            })
+            .map_err(|e| format!("store: {e}"))?;
+        let sessions = SessionCodec::new(key, cfg.https);
+        let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
+        let gmis_login_url = idp.sso_redirect.clone().unwrap_or_else(|| "/login".into());
+        Ok(App {
+            verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
+            cfg,
+            idp: RwLock::new(Arc::new(idp)),
+            keys: RwLock::new(Arc::new(keys)),
+            sp_metadata: RwLock::new(Arc::new(md)),
+            store,
+            sessions,
+            metrics: metrics::Metrics::default(),
+            gmis_login_url,
+        })
+    }
+
+    pub fn idp(&self) -> Arc<IdpMetadata> {
+        self.idp.read().expect("idp lock").clone()
+    }
+}
+
+/// Minimal error plumbing for start-up: a message for the operator.
+pub mod anyhow_like {
+    pub type Result<T> = std::result::Result<T, String>;
+}
+
+/// Accepts connections until `shutdown` resolves, then lets requests in flight finish (up to
+/// 20 s).
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let svc = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_buf_size(64 * 1024);
+        match tls.clone() {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections did not finish within 20 s");
+    }
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let request_id = crate::session::random_id()[..12].to_string();
+    let mut resp = route(&app, req, peer, &request_id).await;
+    pages::secure_headers(&mut resp, app.cfg.https);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::POST, "/saml/acs") => acs::post_acs(app, req, peer, rid).await,
+        (&Method::GET, "/auth/verify") => auth::verify(app, &req),
+        (&Method::GET, "/auth/userinfo") => auth::userinfo(app, &req),
+        (&Method::GET, "/logout") => auth::logout(app, &req),
+        (&Method::GET, "/login") => auth::login_page(app, &req),
+        (&Method::GET, "/") => auth::home(app, &req),
+        (&Method::GET, "/saml/metadata") => {
+            let md = app.sp_metadata.read().expect("md lock").clone();
+            pages::text(StatusCode::OK, "application/samlmetadata+xml", md.as_bytes().to_vec())
+        }
+        (&Method::GET, "/healthz") => pages::text(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/readyz") => readyz(app),
+        (&Method::GET, "/metrics") => {
+            let body = app.metrics.render(app.store.session_count(), &cert_gauges(app));
+            pages::text(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
+        (&Method::GET, "/_samlgate/style.css") => {
+            let mut r = pages::text(StatusCode::OK, "text/css; charset=utf-8", pages::STYLE_CSS);
+            r.headers_mut().insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+            r
+        }
+        (_, "/saml/acs") => method_not_allowed("POST"),
+        _ => not_found(Lang::of(&req), rid),
+    }
+}
+
+fn readyz(app: &App) -> Resp {
+    // Ready when the store answers and a signing certificate is loaded.
+    let ok = !app.idp().certs_der.is_empty() && app.store.session_get("readyz-probe").is_ok();
+    if ok {
+        pages::text(StatusCode::OK, "text/plain", "ready\n")
+    } else {
+        pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
+    }
+}
+
+fn cert_gauges(app: &App) -> String {
+    use std::fmt::Write;
+    let now = chrono::Utc::now().timestamp();
+    let mut s = String::from(
+        "# HELP samlgate_cert_expiry_seconds Seconds until each certificate's notAfter.\n# TYPE samlgate_cert_expiry_seconds gauge\n",
+    );
+    for c in &app.idp().signing_certs {
+        let _ = writeln!(s, "samlgate_cert_expiry_seconds{{kind=\"idp_signing\",fingerprint=\"{}\"}} {}", c.fingerprint, c.not_after - now);
+    }
+    let keys = app.keys.read().expect("keys lock").clone();
+    for k in &keys.keys {
+        let na = crate::saml::idp::asn1_to_unix(k.cert.not_after());
+        let _ = writeln!(s, "samlgate_cert_expiry_seconds{{kind=\"sp\",key=\"{}\",state=\"{:?}\"}} {}", k.id, k.state, na - now);
+    }
+    s
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut r = pages::text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n");
+    r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn not_found(lang: Lang, rid: &str) -> Resp {
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t("ページが見つかりません", "Page not found"),
+        message: lang.t("お探しのページは見つかりませんでした。", "The page you are looking for does not exist."),
+        code: "",
+        request_id: rid,
+        action_href: Some("/"),
+        action_label: lang.t("トップへ", "Home"),
+    };
+    pages::render(StatusCode::NOT_FOUND, &page)
+}

@@ -1,0 +1,194 @@
+//! Pages for people (askama templates, Japanese with an English fallback) and the response
+//! helpers every handler uses, which add the security headers.
+
+use askama::Template;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use hyper::{Request, Response, StatusCode};
+
+use crate::identity::Profile;
+use crate::reason::Reason;
+
+pub type Body = Full<Bytes>;
+pub type Resp = Response<Body>;
+
+/// The page language: `?lang=` wins, then Accept-Language (highest q among ja/en), then ja.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ja,
+    En,
+}
+
+impl Lang {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Lang::Ja => "ja",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn t<'a>(&self, ja: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::Ja => ja,
+            Lang::En => en,
+        }
+    }
+
+    pub fn of<B>(req: &Request<B>) -> Lang {
+        if let Some(q) = req.uri().query() {
+            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                if k == "lang" {
+                    return if v == "en" { Lang::En } else { Lang::Ja };
+                }
+            }
+        }
+        let header = req
+            .headers()
+            .get(hyper::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Self::from_accept_language(header)
+    }
+
+    pub fn from_accept_language(h: &str) -> Lang {
+        let mut best: Option<(f32, Lang)> = None;
+        for part in h.split(',') {
+            let mut it = part.trim().split(';');
+            let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|x| x.parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            let lang = if tag == "ja" || tag.starts_with("ja-") {
+                Lang::Ja
+            } else if tag == "en" || tag.starts_with("en-") {
+                Lang::En
+            } else {
+                continue;
+            };
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map(|(_, l)| l).unwrap_or(Lang::Ja)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub lang: Lang,
+    pub title: &'a str,
+    pub message: &'a str,
+    pub code: &'a str,
+    pub request_id: &'a str,
+    pub action_href: Option<&'a str>,
+    pub action_label: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage<'a> {
+    pub lang: Lang,
+    pub profile: &'a Profile,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub lang: Lang,
+    pub gmis_href: &'a str,
+}
+
+pub const STYLE_CSS: &str = include_str!("../../static/style.css");
+
+/// Headers every answer carries. No inline script or style anywhere, so the CSP can forbid both.
+pub fn secure_headers(resp: &mut Resp, https: bool) {
+    let h = resp.headers_mut();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action *; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if https {
+        h.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
+    }
+    h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+}
+
+pub fn html(status: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+pub fn redirect(status: StatusCode, location: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+pub fn render<T: Template>(status: StatusCode, t: &T) -> Resp {
+    match t.render() {
+        Ok(s) => html(status, s),
+        Err(e) => {
+            tracing::error!(error = %e, "template render failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", "internal error")
+        }
+    }
+}
+
+/// The page for a refused login. Carries the reason code in `X-Samlgate-Reason` for operators
+/// and tests; the person sees a short message and the request id.
+pub fn refusal_page(lang: Lang, reason: Reason, request_id: &str, retry_href: Option<&str>) -> Resp {
+    let (ja, en) = reason.message();
+    let page = ErrorPage {
+        lang,
+        title: lang.t("ログインできませんでした", "Login failed"),
+        message: lang.t(ja, en),
+        code: reason.code(),
+        request_id,
+        action_href: retry_href,
+        action_label: lang.t("ログイン画面へ", "Go to the login page"),
+    };
+    let mut r = render(reason.status(), &page);
+    r.headers_mut().insert("x-samlgate-reason", HeaderValue::from_static(reason.code()));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_highest_q() {
+        assert_eq!(Lang::from_accept_language("en-US,en;q=0.9,ja;q=0.8"), Lang::En);
+        assert_eq!(Lang::from_accept_language("ja,en-US;q=0.9"), Lang::Ja);
+        assert_eq!(Lang::from_accept_language("fr-FR,en;q=0.5"), Lang::En);
+        assert_eq!(Lang::from_accept_language("de"), Lang::Ja);
+        assert_eq!(Lang::from_accept_language(""), Lang::Ja);
+        assert_eq!(Lang::from_accept_language("en;q=0, ja;q=0.1"), Lang::Ja);
+    }
+
+    #[test]
+    fn refusal_page_escapes_and_names_reason() {
+        let r = refusal_page(Lang::En, Reason::Replay, "<rid>", None);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.headers()["x-samlgate-reason"], "replay");
+    }
+}

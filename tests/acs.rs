@@ -1,0 +1,501 @@
+//! Black-box tests of samlgate's ACS (`POST /saml/acs`) and session endpoints.
+//!
+//! Each test function runs its own gateway (see tests/common/mod.rs); cases inside one
+//! function share it and are checked one after another, failures are collected and reported
+//! together. Responses come from the independent test IdP tests/support/saml_idp.py (signxml;
+//! one case is signed by the xmlsec1 CLI).
+//!
+//! Run: scripts/install-deps.sh && cargo test --test acs
+//! Keep a test's tempdir (config, server.log): SAMLGATE_TEST_KEEP=1 (kept anyway on failure).
+
+mod common;
+
+use common::{base64_encode, percent_decode, Failures, Gateway, Json, Opts, Resp};
+
+const NAMEID: &str = "GM0012345";
+const XSW: &[&str] = &["assertion_count", "signature_invalid"];
+
+/// Checks of a successful login; returns the `samlgate=<token>` cookie pair.
+fn accepted(gw: &Gateway, case: &str, r: &Resp, f: &mut Failures) -> Option<String> {
+    let mut p = Vec::new();
+    if r.status != 303 {
+        p.push(format!("status {} != 303", r.status));
+    }
+    let line = r.session_set_cookie().map(str::to_string);
+    match &line {
+        None => p.push("no `Set-Cookie: samlgate=...`".into()),
+        Some(l) => {
+            let attrs: Vec<String> = l.split(';').skip(1).map(|a| a.trim().to_ascii_lowercase()).collect();
+            if !attrs.iter().any(|a| a == "httponly") {
+                p.push(format!("cookie without HttpOnly: {l}"));
+            }
+            if !attrs.iter().any(|a| a == "samesite=lax") {
+                p.push(format!("cookie without SameSite=Lax: {l}"));
+            }
+            if !attrs.iter().any(|a| a == "path=/") {
+                p.push(format!("cookie without Path=/: {l}"));
+            }
+            if attrs.iter().any(|a| a == "secure") {
+                p.push(format!("cookie has Secure on a plain-http public_url: {l}"));
+            }
+        }
+    }
+    if r.reason().is_some() {
+        p.push(format!("X-Samlgate-Reason on success: {:?}", r.reason()));
+    }
+    if !p.is_empty() {
+        p.push(format!("response: {}", r.summary()));
+    }
+    let ok = p.is_empty();
+    f.add(case, p);
+    let _ = gw;
+    if ok {
+        r.session_cookie()
+    } else {
+        None
+    }
+}
+
+fn userinfo_json(gw: &Gateway, cookie: &str) -> Result<Json, String> {
+    let r = gw.userinfo(Some(cookie));
+    if r.status != 200 {
+        return Err(format!("GET /auth/userinfo: {}", r.summary()));
+    }
+    Json::parse(&r.text()).map_err(|e| format!("userinfo not JSON ({e}): {}", r.text()))
+}
+
+/// Posts each (case, base64, expected reasons) and checks the refusal contract.
+fn expect_refusals(gw: &Gateway, cases: &[(&str, String, &[&str])], f: &mut Failures) {
+    for (name, b64, expected) in cases {
+        let before = gw.sessions_live();
+        let r = gw.post_acs(b64, Some("/staff/menu"));
+        f.add(name, gw.refusal_problems(&r, expected, before));
+    }
+}
+
+#[test]
+fn accepts_signed_responses_and_serves_sessions() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+
+    // nothing before login
+    for (what, cookie) in [
+        ("verify without cookie", None),
+        ("verify with garbage cookie", Some("samlgate=garbage")),
+        ("verify with empty cookie", Some("samlgate=")),
+    ] {
+        let r = gw.verify(cookie);
+        f.check(what, r.status == 401, || format!("expected 401: {}", r.summary()));
+    }
+    let r = gw.userinfo(None);
+    f.check("userinfo without cookie", r.status == 401, || format!("expected 401: {}", r.summary()));
+    for p in ["/healthz", "/readyz"] {
+        let r = gw.get(p, None);
+        f.check(p, r.status == 200, || r.summary());
+    }
+
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("signed Response", "GM0000001", vec!["--sign", "response", "--nameid", "GM0000001"]),
+        ("signed Assertion", "GM0000002", vec!["--sign", "assertion", "--nameid", "GM0000002"]),
+        ("both signed", "GM0000003", vec!["--sign", "both", "--nameid", "GM0000003"]),
+        ("rsa-sha512", "GM0000004", vec!["--sign", "both", "--sig-alg", "rsa-sha512", "--nameid", "GM0000004"]),
+        (
+            "xmlsec1 CLI signed Response",
+            "GM0000005",
+            vec!["--signer", "xmlsec1", "--sign", "response", "--nameid", "GM0000005"],
+        ),
+        (
+            "xmlsec1 CLI signed Assertion+Response",
+            "GM0000006",
+            vec!["--signer", "xmlsec1", "--sign", "both", "--nameid", "GM0000006"],
+        ),
+        (
+            "default signing (both)",
+            "GM0000007",
+            vec!["--nameid", "GM0000007"],
+        ),
+    ];
+    let args: Vec<Vec<&str>> = cases.iter().map(|c| c.2.clone()).collect();
+    let responses = gw.make_responses(&args);
+
+    let mut live = gw.sessions_live();
+    let mut cookies = Vec::new();
+    for ((name, nameid, _), b64) in cases.iter().zip(&responses) {
+        let r = gw.post_acs(b64, None);
+        let Some(cookie) = accepted(&gw, name, &r, &mut f) else { continue };
+        f.check(name, r.location() == Some("/"), || format!("Location {:?} != \"/\" (no RelayState)", r.location()));
+        let now = gw.sessions_live();
+        f.check(name, now == live + 1.0, || format!("samlgate_sessions_live {live} -> {now}, expected +1"));
+        live = now;
+        let v = gw.verify(Some(&cookie));
+        f.check(name, v.status == 200, || format!("verify: {}", v.summary()));
+        f.check(name, v.header("x-auth-request-user") == Some(nameid), || {
+            format!("X-Auth-Request-User {:?} != {nameid:?}", v.header("x-auth-request-user"))
+        });
+        cookies.push((name.to_string(), cookie));
+    }
+
+    // attributes of one session in detail (the "both signed" one, GM0000003)
+    if let Some((_, cookie)) = cookies.iter().find(|(n, _)| n == "both signed") {
+        let case = "attributes via /auth/verify";
+        let v = gw.verify(Some(cookie));
+        let expect_hdr = [
+            ("x-auth-request-user", "GM0000003"),
+            ("x-auth-request-email", "yamada@example.jp"),
+            ("x-samlgate-category", "病院"),
+            ("x-samlgate-facility-code", "1310000001"),
+            ("x-samlgate-facility-name", "テスト病院"),
+            ("x-samlgate-display-name", "山田 太郎"),
+        ];
+        for (h, want) in expect_hdr {
+            let got = v.header(h);
+            let ok = match got {
+                Some(g) => g.is_ascii() && percent_decode(g).as_deref() == Some(want),
+                None => false,
+            };
+            f.check(case, ok, || format!("{h}: {got:?} does not percent-decode to {want:?} (or is not ASCII)"));
+        }
+        f.check(case, v.header("x-samlgate-category") == Some("%E7%97%85%E9%99%A2"), || {
+            format!("X-Samlgate-Category {:?} != %E7%97%85%E9%99%A2", v.header("x-samlgate-category"))
+        });
+
+        let case = "attributes via /auth/userinfo";
+        match userinfo_json(&gw, cookie) {
+            Err(e) => f.check(case, false, || e),
+            Ok(j) => {
+                for (k, want) in [
+                    ("user", "GM0000003"),
+                    ("email", "yamada@example.jp"),
+                    ("category", "病院"),
+                    ("facility_code", "1310000001"),
+                    ("facility_name", "テスト病院"),
+                    ("display_name", "山田 太郎"),
+                ] {
+                    f.check(case, j.str(k) == Some(want), || format!("{k}: {:?} != {want:?} in {j:?}", j.get(k)));
+                }
+            }
+        }
+    } else {
+        f.check("attributes", false, || "no session from the 'both signed' case to inspect".into());
+    }
+
+    // a tampered token is not a session
+    if let Some((_, cookie)) = cookies.first() {
+        let mut t = cookie.clone();
+        let last = t.pop().unwrap();
+        t.push(if last == 'A' { 'B' } else { 'A' });
+        let r = gw.verify(Some(&t));
+        f.check("verify with a modified token", r.status == 401, || format!("expected 401: {}", r.summary()));
+    }
+
+    // logout ends the session
+    if let Some((_, cookie)) = cookies.last() {
+        let case = "logout";
+        let before = gw.sessions_live();
+        let r = gw.get("/logout", Some(cookie));
+        f.check(case, r.status < 400, || format!("GET /logout: {}", r.summary()));
+        let v = gw.verify(Some(cookie));
+        f.check(case, v.status == 401, || format!("verify after logout: {}", v.summary()));
+        let u = gw.userinfo(Some(cookie));
+        f.check(case, u.status == 401, || format!("userinfo after logout: {}", u.summary()));
+        let after = gw.sessions_live();
+        f.check(case, after == before - 1.0, || format!("samlgate_sessions_live {before} -> {after} after logout"));
+        // the other sessions are untouched
+        if cookies.len() > 1 {
+            let v = gw.verify(Some(&cookies[0].1));
+            f.check(case, v.status == 200, || format!("another session died with the logout: {}", v.summary()));
+        }
+    }
+
+    let m = gw.metrics();
+    f.check("metrics", m.contains("samlgate_logins_total{"), || format!("no samlgate_logins_total in /metrics:\n{m}"));
+    f.check("metrics", m.contains("outcome="), || format!("samlgate_logins_total without outcome label:\n{m}"));
+    f.finish(&gw);
+}
+
+#[test]
+fn relay_state_only_same_origin_paths() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+    let public = gw.public_url();
+    let cases: Vec<(String, &str)> = vec![
+        ("/staff/menu?x=1".into(), "/staff/menu?x=1"),
+        ("https://evil.example/".into(), "/"),
+        ("//evil.example".into(), "/"),
+        ("/\\evil.example".into(), "/"),
+        ("javascript:alert(1)".into(), "/"),
+        ("".into(), "/"),
+        // absolute URL of another port on the same host is another origin
+        (format!("http://127.0.0.1:{}/x", gw.port.wrapping_add(1).max(1)), "/"),
+    ];
+    let _ = public;
+    let args: Vec<Vec<&str>> = (0..cases.len()).map(|_| vec!["--sign", "both"]).collect();
+    let responses = gw.make_responses(&args);
+    for ((rs, want), b64) in cases.iter().zip(&responses) {
+        let case = format!("RelayState {rs:?}");
+        let r = gw.post_acs(b64, Some(rs));
+        if accepted(&gw, &case, &r, &mut f).is_some() {
+            f.check(&case, r.location() == Some(want), || format!("Location {:?}, expected {want:?}", r.location()));
+        }
+    }
+    f.finish(&gw);
+}
+
+#[test]
+fn metadata_with_two_signing_keys() {
+    let gw = Gateway::start_with(Opts { idp_keys: 2, ..Opts::default() });
+    let mut f = Failures::new();
+    let k1 = gw.idp[0].clone();
+    let k2 = gw.idp[1].clone();
+    let k3 = common::keygen(&gw.dir.path().join("not-in-metadata"), "gmis-idp.test");
+    let (k1k, k1c) = (k1.key.to_str().unwrap(), k1.cert.to_str().unwrap());
+    let (k2k, k2c) = (k2.key.to_str().unwrap(), k2.cert.to_str().unwrap());
+    let (k3k, k3c) = (k3.key.to_str().unwrap(), k3.cert.to_str().unwrap());
+    let args = vec![
+        vec!["--key", k1k, "--cert", k1c, "--nameid", "GM0000011"],
+        vec!["--key", k2k, "--cert", k2c, "--nameid", "GM0000012"],
+        vec!["--key", k2k, "--cert", k2c, "--sign", "assertion", "--nameid", "GM0000013"],
+        vec!["--key", k3k, "--cert", k3c, "--nameid", "GM0000014"],
+        vec!["--key", k3k, "--cert", k3c, "--sign", "assertion", "--nameid", "GM0000015"],
+    ];
+    let rs = gw.make_responses(&args);
+    for (i, name) in ["old key", "new key", "new key, Assertion signed"].iter().enumerate() {
+        let r = gw.post_acs(&rs[i], None);
+        if let Some(c) = accepted(&gw, name, &r, &mut f) {
+            let v = gw.verify(Some(&c));
+            let want = format!("GM000001{}", i + 1);
+            f.check(name, v.header("x-auth-request-user") == Some(want.as_str()), || v.summary());
+        }
+    }
+    expect_refusals(
+        &gw,
+        &[
+            ("key not in metadata (same CN, cert in KeyInfo)", rs[3].clone(), &["signature_invalid"]),
+            ("key not in metadata, Assertion signed", rs[4].clone(), &["signature_invalid"]),
+        ],
+        &mut f,
+    );
+    f.finish(&gw);
+}
+
+#[test]
+fn refuses_protocol_violations() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+    #[rustfmt::skip]
+    let table: Vec<(&str, Vec<&str>, &[&str])> = vec![
+        ("unsigned", vec!["--sign", "none"], &["signature_invalid"]),
+        ("rsa-sha1 signature", vec!["--sig-alg", "rsa-sha1"], &["signature_invalid"]),
+        ("rsa-sha1 on Assertion only", vec!["--sig-alg", "rsa-sha1", "--sign", "assertion"], &["signature_invalid"]),
+        ("rsa-sha256 with sha1 digest", vec!["--digest-alg", "sha1"], &["signature_invalid"]),
+        ("wrong Issuer", vec!["--issuer", "https://evil-idp.test/idp"], &["issuer_mismatch"]),
+        ("wrong Destination", vec!["--destination", "http://127.0.0.1:9/saml/acs"], &["destination_mismatch"]),
+        ("status Responder", vec!["--status", "Responder"], &["status_not_success"]),
+        ("wrong Audience", vec!["--audience", "https://other-sp.example/saml/metadata"], &["audience_mismatch"]),
+        ("no AudienceRestriction", vec!["--no-audience"], &["audience_mismatch"]),
+        ("wrong Recipient", vec!["--recipient", "http://127.0.0.1:9/saml/acs"], &["recipient_mismatch"]),
+        ("holder-of-key, no bearer", vec!["--no-bearer"], &["bearer_missing"]),
+        ("no SubjectConfirmation", vec!["--no-subject-confirmation"], &["bearer_missing"]),
+        // NotOnOrAfter 85 s ago (> 60 s skew), IssueInstant only 90 s old
+        ("expired", vec!["--time-offset", "-90", "--validity", "5"], &["expired"]),
+        ("expired 2 h ago", vec!["--time-offset", "-7800"], &["expired", "issue_instant_stale"]),
+        // NotBefore in 5 min, IssueInstant now
+        ("not yet valid", vec!["--time-offset", "300", "--issue-instant-offset", "-300"], &["not_yet_valid"]),
+        ("everything 5 min ahead", vec!["--time-offset", "300"], &["not_yet_valid", "issue_instant_future"]),
+        ("IssueInstant in 5 min", vec!["--issue-instant-offset", "300"], &["issue_instant_future"]),
+        ("IssueInstant a day old", vec!["--issue-instant-offset", "-86400"], &["issue_instant_stale"]),
+        ("InResponseTo never sent", vec!["--in-response-to", "_0123456789abcdef0123456789abcdef"], &["in_response_to_unknown"]),
+        ("no facilityCode", vec!["--drop-attr", "facilityCode"], &["attribute_missing"]),
+        ("no accountCategory", vec!["--drop-attr", "accountCategory"], &["attribute_missing"]),
+        ("no gmisAccountId", vec!["--drop-attr", "gmisAccountId"], &["attribute_missing"]),
+        ("no Assertion (signed Response)", vec!["--no-assertion"], &["assertion_count"]),
+    ];
+    let args: Vec<Vec<&str>> = table.iter().map(|c| c.1.clone()).collect();
+    let rs = gw.make_responses(&args);
+    let cases: Vec<(&str, String, &[&str])> =
+        table.iter().zip(rs).map(|((n, _, e), b)| (*n, b, *e)).collect();
+    expect_refusals(&gw, &cases, &mut f);
+    f.finish(&gw);
+}
+
+#[test]
+fn refuses_malformed_input() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+
+    // form-level problems
+    #[rustfmt::skip]
+    let forms: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("no SAMLResponse field", b"RelayState=%2Fstaff%2F".to_vec(), &["bad_request"]),
+        ("empty body", Vec::new(), &["bad_request"]),
+        ("empty SAMLResponse", b"SAMLResponse=&RelayState=%2F".to_vec(), &["bad_request", "bad_base64", "bad_xml"]),
+        ("not base64", b"SAMLResponse=not*base64%21%21&RelayState=%2F".to_vec(), &["bad_base64"]),
+        ("base64 of junk bytes", format!("SAMLResponse={}", common::form_encode(&base64_encode(&[0xff, 0xfe, 0x00, 0x01, 0x80, 0x3c, 0x3c]))).into_bytes(), &["bad_xml"]),
+    ];
+    for (name, body, expected) in &forms {
+        let before = gw.sessions_live();
+        let r = gw.post_form(body);
+        f.add(name, gw.refusal_problems(&r, expected, before));
+    }
+
+    // oversize body (max_body_bytes = 262144)
+    {
+        let before = gw.sessions_live();
+        let mut body = b"SAMLResponse=".to_vec();
+        body.extend(std::iter::repeat(b'A').take(300_000));
+        let r = gw.post_raw("/saml/acs", "application/x-www-form-urlencoded", body);
+        let mut p = gw.refusal_problems(&r, &["body_too_large"], before);
+        if r.status != 413 {
+            p.push(format!("status {} != 413", r.status));
+        }
+        f.add("body of 300000 bytes", p);
+    }
+
+    // XML-level problems (base64 is fine)
+    let valid = gw.make_response_xml(&["--sign", "both"]);
+    let truncated = valid[..valid.len() / 2].to_vec();
+    let b64 = |x: &[u8]| base64_encode(x);
+    let ns = r#"xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#;
+    let logout = format!(
+        r#"<samlp:LogoutResponse {ns} ID="_a1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://gmis-idp.test/idp</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#
+    );
+    let doctype_only = format!(
+        r#"<?xml version="1.0"?><!DOCTYPE samlp:Response SYSTEM "http://127.0.0.1:9/x.dtd"><samlp:Response {ns} ID="_a2" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"/>"#
+    );
+    let mut cases: Vec<(&str, String, &[&str])> = vec![
+        ("truncated XML", b64(&truncated), &["bad_xml"]),
+        ("unclosed element", b64(format!("<samlp:Response {ns}><saml:Issuer>").as_bytes()), &["bad_xml"]),
+        ("plain text", b64(b"hello, this is not XML"), &["bad_xml"]),
+        ("other root element", b64(b"<foo xmlns=\"urn:example\"><bar/></foo>"), &["not_a_response"]),
+        ("LogoutResponse", b64(logout.as_bytes()), &["not_a_response"]),
+        ("external DOCTYPE", b64(doctype_only.as_bytes()), &["doctype_forbidden"]),
+    ];
+    let attacks = ["doctype", "xxe", "billion-laughs"];
+    let args: Vec<Vec<&str>> = attacks.iter().map(|a| vec!["--attack", *a]).collect();
+    let rs = gw.make_responses(&args);
+    let names = ["internal DOCTYPE before a valid signed Response", "XXE (file:///etc/passwd in NameID)", "billion laughs"];
+    for (n, b) in names.iter().zip(rs) {
+        cases.push((n, b, &["doctype_forbidden"]));
+    }
+    expect_refusals(&gw, &cases, &mut f);
+    f.finish(&gw);
+}
+
+#[test]
+fn refuses_signature_attacks() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+    #[rustfmt::skip]
+    let table: Vec<(&str, Vec<&str>, &[&str])> = vec![
+        ("XSW: unsigned evil Assertion before the signed one", vec!["--attack", "xsw-evil-first"], XSW),
+        ("XSW: unsigned evil Assertion after the signed one", vec!["--attack", "xsw-evil-after"], XSW),
+        ("XSW: signed Response moved into Extensions of an evil one", vec!["--attack", "xsw-wrap-in-extensions"], XSW),
+        ("XSW: signed Assertion hidden in ds:Object", vec!["--attack", "xsw-assertion-in-object"], XSW),
+        ("XSW: signed Assertion inside the evil Assertion's Subject", vec!["--attack", "xsw-evil-in-subject"], XSW),
+        ("two signed Assertions", vec!["--attack", "two-signed-assertions"], &["assertion_count"]),
+        ("two signed Assertions in a signed Response", vec!["--attack", "two-signed-assertions", "--sign", "both"], &["assertion_count"]),
+        ("signed + unsigned duplicate Assertion", vec!["--attack", "two-assertions"], XSW),
+        ("two Assertions in a signed Response", vec!["--attack", "two-assertions", "--sign", "response"], &["assertion_count"]),
+        ("Assertion + EncryptedAssertion, all signed", vec!["--attack", "extra-encrypted-assertion"], &["assertion_count"]),
+        ("attacker key, attacker cert in KeyInfo", vec!["--attack", "key-substitution"], &["signature_invalid"]),
+        ("attacker key on Assertion only", vec!["--attack", "key-substitution", "--sign", "assertion"], &["signature_invalid"]),
+        ("attacker key on Response only", vec!["--attack", "key-substitution", "--sign", "response"], &["signature_invalid"]),
+        ("NameID changed after signing (both)", vec!["--attack", "tamper-nameid"], &["signature_invalid"]),
+        ("NameID changed after signing (Response)", vec!["--attack", "tamper-nameid", "--sign", "response"], &["signature_invalid"]),
+        ("NameID changed after signing (Assertion)", vec!["--attack", "tamper-nameid", "--sign", "assertion"], &["signature_invalid"]),
+    ];
+    let args: Vec<Vec<&str>> = table.iter().map(|c| c.1.clone()).collect();
+    let rs = gw.make_responses(&args);
+    let cases: Vec<(&str, String, &[&str])> =
+        table.iter().zip(rs).map(|((n, _, e), b)| (*n, b, *e)).collect();
+    expect_refusals(&gw, &cases, &mut f);
+    f.finish(&gw);
+}
+
+/// `GM0012345<!---->.evil` / `GM0012345<![CDATA[.evil]]>` signed as-is: the signed string is
+/// `GM0012345.evil`. Accepting it as anything else (the truncated `GM0012345`, someone
+/// else's account) is the bug; refusing it is fine.
+#[test]
+fn comment_or_cdata_in_nameid_never_truncates() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+    let whole = format!("{NAMEID}.evil");
+    #[rustfmt::skip]
+    let table: Vec<(&str, Vec<&str>)> = vec![
+        ("comment, both signed", vec!["--comment-in-nameid", "--sign", "both"]),
+        ("comment, Assertion signed", vec!["--comment-in-nameid", "--sign", "assertion"]),
+        ("comment, Response signed", vec!["--comment-in-nameid", "--sign", "response"]),
+        ("CDATA, both signed", vec!["--cdata-in-nameid", "--sign", "both"]),
+        ("CDATA, Assertion signed", vec!["--cdata-in-nameid", "--sign", "assertion"]),
+        ("CDATA, Response signed", vec!["--cdata-in-nameid", "--sign", "response"]),
+    ];
+    let args: Vec<Vec<&str>> =
+        table.iter().map(|(_, a)| [a.clone(), vec!["--nameid", whole.as_str()]].concat()).collect();
+    let rs = gw.make_responses(&args);
+    for ((name, _), b64) in table.iter().zip(&rs) {
+        let before = gw.sessions_live();
+        let r = gw.post_acs(b64, None);
+        if r.status == 303 || r.session_set_cookie().is_some() {
+            // accepted: the identity must be the whole signed string, everywhere
+            let Some(cookie) = accepted(&gw, name, &r, &mut f) else { continue };
+            match userinfo_json(&gw, &cookie) {
+                Err(e) => f.check(name, false, || e),
+                Ok(j) => f.check(name, j.str("user") == Some(whole.as_str()), || {
+                    format!("accepted as user {:?}; only {whole:?} (the signed string) is acceptable", j.get("user"))
+                }),
+            }
+            let v = gw.verify(Some(&cookie));
+            f.check(name, v.header("x-auth-request-user") == Some(whole.as_str()), || {
+                format!("X-Auth-Request-User {:?}; only {whole:?} is acceptable", v.header("x-auth-request-user"))
+            });
+        } else {
+            // refused: any reason, but a proper refusal
+            let reason = r.reason().unwrap_or("").to_string();
+            let expected: Vec<&str> = if reason.is_empty() { vec!["<any>"] } else { vec![reason.as_str()] };
+            f.add(name, gw.refusal_problems(&r, &expected, before));
+        }
+    }
+    f.finish(&gw);
+}
+
+#[test]
+fn replay_is_refused_also_after_restart() {
+    let mut gw = Gateway::start();
+    let mut f = Failures::new();
+    let rs = gw.make_responses(&[vec!["--sign", "both"], vec!["--sign", "assertion"]]);
+    let (a, b) = (&rs[0], &rs[1]);
+    let r = gw.post_acs(a, Some("/staff/"));
+    let cookie = accepted(&gw, "first use", &r, &mut f);
+    let before = gw.sessions_live();
+    let r = gw.post_acs(a, Some("/staff/"));
+    f.add("same response again", gw.refusal_problems(&r, &["replay"], before));
+    let r = gw.post_acs(a, Some("/other/"));
+    f.add("same response, other RelayState", gw.refusal_problems(&r, &["replay"], before));
+
+    gw.restart();
+    let before = gw.sessions_live();
+    let r = gw.post_acs(a, Some("/staff/"));
+    f.add("same response after a graceful restart", gw.refusal_problems(&r, &["replay"], before));
+    // the store survives: a fresh response still works, and the old session is still known
+    let r = gw.post_acs(b, None);
+    accepted(&gw, "fresh response after restart", &r, &mut f);
+    if let Some(c) = cookie {
+        let v = gw.verify(Some(&c));
+        f.check("session survives a graceful restart", v.status == 200, || v.summary());
+    }
+    f.finish(&gw);
+}
+
+#[test]
+fn replay_is_refused_after_crash_restart() {
+    let mut gw = Gateway::start();
+    let mut f = Failures::new();
+    let a = gw.make_response(&["--sign", "both"]);
+    let r = gw.post_acs(&a, None);
+    accepted(&gw, "first use", &r, &mut f);
+    gw.crash_restart(); // SIGKILL right after the login
+    let before = gw.sessions_live();
+    let r = gw.post_acs(&a, None);
+    f.add("same response after SIGKILL + start", gw.refusal_problems(&r, &["replay"], before));
+    f.finish(&gw);
+}
