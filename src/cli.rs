@@ -28,7 +28,12 @@ samlgate serve --config /etc/samlgate/samlgate.toml"
 )]
 pub struct Cli {
     /// Log format: "text" for people, "json" for log collectors.
-    #[arg(long, global = true, env = "SAMLGATE_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "SAMLGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
@@ -93,8 +98,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(c) => serve(&c.config),
         Command::CheckConfig(c) => check_config(&c.config),
         Command::Metadata(c) => metadata(&c.config),
-        Command::Keys { cmd: KeysCmd::New { config, days } } => keys_new(&config.config, days),
-        Command::Keys { cmd: KeysCmd::List { config, json } } => keys_list(&config.config, json),
+        Command::Keys {
+            cmd: KeysCmd::New { config, days },
+        } => keys_new(&config.config, days),
+        Command::Keys {
+            cmd: KeysCmd::List { config, json },
+        } => keys_list(&config.config, json),
         Command::Demo { dir, port } => crate::demo::run(&dir, port),
     };
     match r {
@@ -109,8 +118,14 @@ pub fn run(cli: Cli) -> ExitCode {
 fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == "json" { b.json().try_init() } else { b.try_init() };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
 }
 
 /// Everything `serve` and `check-config` load, checked.
@@ -131,21 +146,44 @@ fn check_config(config: &Path) -> Result<(), String> {
     let l = load(config)?;
     let store = SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?;
     println!("config        {} ok", l.cfg.file.display());
-    println!("public URL    {}  (ACS {})", l.cfg.public_url, l.cfg.acs_url());
+    println!(
+        "public URL    {}  (ACS {})",
+        l.cfg.public_url,
+        l.cfg.acs_url()
+    );
     println!("SP entityID   {}", l.cfg.sp_entity_id);
-    println!("IdP           {}  ({} signing certificate(s))", l.idp.entity_id, l.idp.signing_certs.len());
+    println!(
+        "IdP           {}  ({} signing certificate(s))",
+        l.idp.entity_id,
+        l.idp.signing_certs.len()
+    );
     for c in &l.idp.signing_certs {
         let days = (c.not_after - chrono::Utc::now().timestamp()) / 86400;
-        println!("  cert        {}  {}  {} days left", c.fingerprint, c.subject, days);
+        println!(
+            "  cert        {}  {}  {} days left",
+            c.fingerprint, c.subject, days
+        );
     }
     let a = l.keys.active();
-    println!("SP key        {} active, {} days left, {} key(s) in set", a.id, a.days_left, l.keys.keys.len());
-    println!("store         {}  ({} live sessions)", l.cfg.store_path.display(), store.session_count());
+    println!(
+        "SP key        {} active, {} days left, {} key(s) in set",
+        a.id,
+        a.days_left,
+        l.keys.keys.len()
+    );
+    println!(
+        "store         {}  ({} live sessions)",
+        l.cfg.store_path.display(),
+        store.session_count()
+    );
     if !l.cfg.consent.required {
         println!("consent       off ([consent] required = false)");
     }
     if a.days_left < 30 {
-        println!("warning: the active SP certificate expires in {} days; see deploy/RUNBOOK.md", a.days_left);
+        println!(
+            "warning: the active SP certificate expires in {} days; see deploy/RUNBOOK.md",
+            a.days_left
+        );
     }
     Ok(())
 }
@@ -159,13 +197,26 @@ fn metadata(config: &Path) -> Result<(), String> {
 
 fn keys_new(config: &Path, days: u32) -> Result<(), String> {
     let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    eprintln!("generating an RSA-3072 key in {} ...", cfg.keys_dir.display());
-    let (id, state) = keys::new_key(&cfg.keys_dir, &keys::host_of(&cfg.public_url), days).map_err(|e| e.to_string())?;
+    eprintln!(
+        "generating an RSA-3072 key in {} ...",
+        cfg.keys_dir.display()
+    );
+    let (id, state) = keys::new_key(&cfg.keys_dir, &keys::host_of(&cfg.public_url), days)
+        .map_err(|e| e.to_string())?;
     let set = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
-    let k = set.keys.iter().find(|k| k.id == id).ok_or("new key not found after writing")?;
-    println!("created {id} ({state:?}), SHA-256 {}, expires {}", k.fingerprint, k.not_after);
+    let k = set
+        .keys
+        .iter()
+        .find(|k| k.id == id)
+        .ok_or("new key not found after writing")?;
+    println!(
+        "created {id} ({state:?}), SHA-256 {}, expires {}",
+        k.fingerprint, k.not_after
+    );
     if state == keys::KeyState::Next {
-        println!("it is published in the SP metadata now; give `samlgate metadata` to the IdP operator");
+        println!(
+            "it is published in the SP metadata now; give `samlgate metadata` to the IdP operator"
+        );
     }
     Ok(())
 }
@@ -181,13 +232,26 @@ fn keys_list(config: &Path, json: bool) -> Result<(), String> {
         }
         return Ok(());
     }
-    println!("{:<24} {:<8} {:<10} {:<26} SHA-256", "ID", "STATE", "DAYS LEFT", "NOT AFTER");
+    println!(
+        "{:<24} {:<8} {:<10} {:<26} SHA-256",
+        "ID", "STATE", "DAYS LEFT", "NOT AFTER"
+    );
     for k in &set.keys {
-        println!("{:<24} {:<8} {:<10} {:<26} {}", k.id, format!("{:?}", k.state).to_lowercase(), k.days_left, k.not_after, k.fingerprint);
+        println!(
+            "{:<24} {:<8} {:<10} {:<26} {}",
+            k.id,
+            format!("{:?}", k.state).to_lowercase(),
+            k.days_left,
+            k.not_after,
+            k.fingerprint
+        );
     }
     let a = set.active();
     if a.days_left < 30 {
-        println!("warning: the active key {} expires in {} days", a.id, a.days_left);
+        println!(
+            "warning: the active key {} expires in {} days",
+            a.id, a.days_left
+        );
     }
     Ok(())
 }
@@ -195,7 +259,10 @@ fn keys_list(config: &Path, json: bool) -> Result<(), String> {
 /// Starts the gateway and blocks until SIGTERM/SIGINT.
 pub fn serve(config: &Path) -> Result<(), String> {
     let l = load(config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(serve_loaded(l, None))
 }
 
@@ -204,7 +271,8 @@ pub async fn serve_loaded(
     l: Loaded,
     extra: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 ) -> Result<(), String> {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?);
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?);
     let listen = l.cfg.listen;
     let tls = match &l.cfg.tls {
         Some(t) => Some(web::tls::acceptor(&t.cert, &t.key)?),

@@ -12,15 +12,26 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}\n  fix: pass an existing file with --config FILE (or set SAMLGATE_CONFIG)")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {problem}\n  fix: {fix}")]
-    Invalid { key: &'static str, problem: String, fix: String },
+    Invalid {
+        key: &'static str,
+        problem: String,
+        fix: String,
+    },
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, problem: problem.into(), fix: fix.into() }
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+        fix: fix.into(),
+    }
 }
 
 /// The raw file, as serde sees it. `deny_unknown_fields` turns a typo into an error that names it.
@@ -61,7 +72,9 @@ fn default_max_body() -> usize {
 }
 fn default_max_acs_concurrency() -> usize {
     // Verification is CPU-bound (~0.6 ms); more in flight than cores only queues.
-    std::thread::available_parallelism().map(|n| n.get() * 4).unwrap_or(8)
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 4)
+        .unwrap_or(8)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,8 +133,14 @@ pub struct AttributeMap {
     pub required: Vec<String>,
 }
 
-pub const PROFILE_FIELDS: [&str; 6] =
-    ["account_id", "category", "facility_code", "facility_name", "display_name", "email"];
+pub const PROFILE_FIELDS: [&str; 6] = [
+    "account_id",
+    "category",
+    "facility_code",
+    "facility_name",
+    "display_name",
+    "email",
+];
 
 impl Default for AttributeMap {
     fn default() -> Self {
@@ -132,7 +151,11 @@ impl Default for AttributeMap {
             facility_name: "facilityName".into(),
             display_name: "displayName".into(),
             email: "mail".into(),
-            required: vec!["account_id".into(), "category".into(), "facility_code".into()],
+            required: vec![
+                "account_id".into(),
+                "category".into(),
+                "facility_code".into(),
+            ],
         }
     }
 }
@@ -160,7 +183,10 @@ pub struct ConsentConfig {
 
 impl Default for ConsentConfig {
     fn default() -> Self {
-        ConsentConfig { required: true, version: "2023-04".into() }
+        ConsentConfig {
+            required: true,
+            version: "2023-04".into(),
+        }
     }
 }
 
@@ -190,7 +216,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { idle_minutes: 30, absolute_hours: 8 }
+        SessionConfig {
+            idle_minutes: 30,
+            absolute_hours: 8,
+        }
     }
 }
 
@@ -237,8 +266,10 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path
             .canonicalize()
             .ok()
@@ -252,7 +283,13 @@ impl Config {
             path: file.to_path_buf(),
             message: explain_toml_error(&e),
         })?;
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
 
         let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
             invalid(
@@ -373,10 +410,10 @@ impl Config {
                 ));
             }
         }
-        let tls = raw
-            .server
-            .tls
-            .map(|t| TlsFiles { cert: resolve(&t.cert), key: resolve(&t.key) });
+        let tls = raw.server.tls.map(|t| TlsFiles {
+            cert: resolve(&t.cert),
+            key: resolve(&t.key),
+        });
 
         Ok(Config {
             file: file.to_path_buf(),
@@ -468,10 +505,26 @@ path = "data/samlgate"
     #[test]
     fn bad_values_name_key_and_fix() {
         let cases = [
-            ("listen = \"127.0.0.1:8080\"", "listen = \"localhost\"", "server.listen"),
-            ("public_url = \"http://127.0.0.1:8080/\"", "public_url = \"ftp://x\"", "server.public_url"),
-            ("public_url = \"http://127.0.0.1:8080/\"", "public_url = \"http://x/app\"", "server.public_url"),
-            ("[idp]\n", "[idp]\nclock_skew_seconds = 7200\n", "idp.clock_skew_seconds"),
+            (
+                "listen = \"127.0.0.1:8080\"",
+                "listen = \"localhost\"",
+                "server.listen",
+            ),
+            (
+                "public_url = \"http://127.0.0.1:8080/\"",
+                "public_url = \"ftp://x\"",
+                "server.public_url",
+            ),
+            (
+                "public_url = \"http://127.0.0.1:8080/\"",
+                "public_url = \"http://x/app\"",
+                "server.public_url",
+            ),
+            (
+                "[idp]\n",
+                "[idp]\nclock_skew_seconds = 7200\n",
+                "idp.clock_skew_seconds",
+            ),
         ];
         for (from, to, key) in cases {
             let text = MIN.replace(from, to);
@@ -488,6 +541,9 @@ path = "data/samlgate"
         let msg = Config::from_toml(&text, Path::new("x.toml"), Path::new("."))
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("attributes.required") && msg.contains("phone"), "{msg}");
+        assert!(
+            msg.contains("attributes.required") && msg.contains("phone"),
+            "{msg}"
+        );
     }
 }

@@ -36,10 +36,38 @@ pub struct DemoUser {
 }
 
 pub const USERS: [DemoUser; 4] = [
-    DemoUser { account_id: "GM0012345", category: "病院", facility_code: "1310000001", facility_name: "テスト総合病院", display_name: "山田 太郎", email: "yamada@example.jp" },
-    DemoUser { account_id: "GM0023456", category: "薬局", facility_code: "1340000002", facility_name: "さくら薬局", display_name: "佐藤 花子", email: "sato@example.jp" },
-    DemoUser { account_id: "GM0045678", category: "歯科診療所", facility_code: "1330000004", facility_name: "みどり歯科クリニック", display_name: "高橋 美咲", email: "takahashi@example.jp" },
-    DemoUser { account_id: "GM0034567", category: "保健所", facility_code: "1390000003", facility_name: "みなと保健所", display_name: "鈴木 一郎", email: "suzuki@example.jp" },
+    DemoUser {
+        account_id: "GM0012345",
+        category: "病院",
+        facility_code: "1310000001",
+        facility_name: "テスト総合病院",
+        display_name: "山田 太郎",
+        email: "yamada@example.jp",
+    },
+    DemoUser {
+        account_id: "GM0023456",
+        category: "薬局",
+        facility_code: "1340000002",
+        facility_name: "さくら薬局",
+        display_name: "佐藤 花子",
+        email: "sato@example.jp",
+    },
+    DemoUser {
+        account_id: "GM0045678",
+        category: "歯科診療所",
+        facility_code: "1330000004",
+        facility_name: "みどり歯科クリニック",
+        display_name: "高橋 美咲",
+        email: "takahashi@example.jp",
+    },
+    DemoUser {
+        account_id: "GM0034567",
+        category: "保健所",
+        facility_code: "1390000003",
+        facility_name: "みなと保健所",
+        display_name: "鈴木 一郎",
+        email: "suzuki@example.jp",
+    },
 ];
 
 /// Creates the demo directory on first run (config, IdP key and metadata, SP key) and serves.
@@ -60,7 +88,10 @@ pub fn run(dir: &Path, port: u16) -> Result<(), String> {
     println!("  gateway        {}/login", loaded.cfg.public_url);
     println!("  demo G-MIS IdP http://{idp_addr}/   (pick a test user, press ログイン)");
     println!("  files          {}\n", dir.display());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(idp_addr)
             .await
@@ -78,16 +109,31 @@ fn prepare(dir: &Path, port: u16, idp_port: u16) -> Result<PathBuf, String> {
         std::fs::write(&cfg_path, demo_config(port)).map_err(io)?;
     }
     if !dir.join("idp/idp.key").exists() {
-        println!("first run: generating development certificates in {} ...", dir.display());
+        println!(
+            "first run: generating development certificates in {} ...",
+            dir.display()
+        );
         let (k, c) = keys::self_signed("gmis-idp.demo", 3650).map_err(|e| e.to_string())?;
-        keys::write_atomic(&dir.join("idp/idp.key"), &k.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?, 0o600).map_err(io)?;
-        keys::write_atomic(&dir.join("idp/idp.crt"), &c.to_pem().map_err(|e| e.to_string())?, 0o644).map_err(io)?;
+        keys::write_atomic(
+            &dir.join("idp/idp.key"),
+            &k.private_key_to_pem_pkcs8().map_err(|e| e.to_string())?,
+            0o600,
+        )
+        .map_err(io)?;
+        keys::write_atomic(
+            &dir.join("idp/idp.crt"),
+            &c.to_pem().map_err(|e| e.to_string())?,
+            0o644,
+        )
+        .map_err(io)?;
     }
     // The metadata names the IdP port, so it is rewritten each run.
     let cert = cert_b64(&dir.join("idp/idp.crt"))?;
     std::fs::write(dir.join("idp/metadata.xml"), idp_metadata(&cert, idp_port)).map_err(io)?;
     let cfg = crate::config::Config::load(&cfg_path).map_err(|e| e.to_string())?;
-    if crate::keys::KeySet::load(&cfg.keys_dir).is_err() && !cfg.keys_dir.join("keyset.json").exists() {
+    if crate::keys::KeySet::load(&cfg.keys_dir).is_err()
+        && !cfg.keys_dir.join("keyset.json").exists()
+    {
         keys::new_key(&cfg.keys_dir, "127.0.0.1", 3650).map_err(|e| e.to_string())?;
     }
     Ok(cfg_path)
@@ -169,15 +215,28 @@ pub struct DemoIdp {
 
 impl DemoIdp {
     /// A Response signed over the whole Response (enveloped, RSA-SHA256, exc-c14n).
-    pub fn signed_response(&self, u: &DemoUser, in_response_to: Option<&str>) -> Result<String, String> {
+    pub fn signed_response(
+        &self,
+        u: &DemoUser,
+        in_response_to: Option<&str>,
+    ) -> Result<String, String> {
         let now = chrono::Utc::now();
         let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let (issue, nb, noa) = (fmt(now), fmt(now - chrono::Duration::seconds(30)), fmt(now + chrono::Duration::seconds(300)));
+        let (issue, nb, noa) = (
+            fmt(now),
+            fmt(now - chrono::Duration::seconds(30)),
+            fmt(now + chrono::Duration::seconds(300)),
+        );
         let rid = format!("_r{}", hex::encode(rand::random::<[u8; 16]>()));
         let aid = format!("_a{}", hex::encode(rand::random::<[u8; 16]>()));
-        let irt = in_response_to.map(|i| format!(" InResponseTo=\"{}\"", xml_escape(i))).unwrap_or_default();
+        let irt = in_response_to
+            .map(|i| format!(" InResponseTo=\"{}\"", xml_escape(i)))
+            .unwrap_or_default();
         let attr = |name: &str, v: &str| {
-            format!(r#"<saml:Attribute Name="{name}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic"><saml:AttributeValue xsi:type="xs:string">{}</saml:AttributeValue></saml:Attribute>"#, xml_escape(v))
+            format!(
+                r#"<saml:Attribute Name="{name}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic"><saml:AttributeValue xsi:type="xs:string">{}</saml:AttributeValue></saml:Attribute>"#,
+                xml_escape(v)
+            )
         };
         let attrs = [
             attr("gmisAccountId", u.account_id),
@@ -208,7 +267,9 @@ async fn serve_idp(idp: Arc<DemoIdp>, listener: tokio::net::TcpListener) {
         }
     }
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let idp = idp.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
@@ -226,7 +287,10 @@ fn page(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     r
@@ -242,7 +306,11 @@ async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes
             let relay = req
                 .uri()
                 .query()
-                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "RelayState").map(|(_, v)| v.into_owned()))
+                .and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "RelayState")
+                        .map(|(_, v)| v.into_owned())
+                })
                 .unwrap_or_else(|| "/".into());
             let mut users = String::new();
             for (i, u) in USERS.iter().enumerate() {
@@ -288,12 +356,18 @@ async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes
                         xml_escape(u.display_name), xml_escape(u.account_id), xml_escape(&idp.acs), xml_escape(&relay)
                     ))
                 }
-                Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("signing failed: {}", xml_escape(&e))),
+                Err(e) => page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("signing failed: {}", xml_escape(&e)),
+                ),
             }
         }
         (&Method::GET, "/autopost.js") => {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"document.getElementById('post').submit();\n")));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/javascript"));
+            let mut r = Response::new(Full::new(Bytes::from_static(
+                b"document.getElementById('post').submit();\n",
+            )));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/javascript"));
             r
         }
         _ => page(StatusCode::NOT_FOUND, "not found".into()),

@@ -74,10 +74,15 @@ impl KeySet {
     /// Loads and checks the whole set: every named key readable, its private key matching its
     /// certificate, exactly one active key.
     pub fn load(dir: &Path) -> Result<KeySet, KeyError> {
-        let err = |msg: String| KeyError::Invalid { dir: dir.to_path_buf(), msg };
+        let err = |msg: String| KeyError::Invalid {
+            dir: dir.to_path_buf(),
+            msg,
+        };
         let state = read_state(dir)?;
         if state.keys.is_empty() {
-            return Err(KeyError::Empty { dir: dir.to_path_buf() });
+            return Err(KeyError::Empty {
+                dir: dir.to_path_buf(),
+            });
         }
         let mut keys = Vec::new();
         for e in &state.keys {
@@ -97,14 +102,22 @@ impl KeySet {
         }
         let active = keys.iter().filter(|k| k.state == KeyState::Active).count();
         if active != 1 {
-            return Err(err(format!("{active} active keys; exactly one must be active")));
+            return Err(err(format!(
+                "{active} active keys; exactly one must be active"
+            )));
         }
-        Ok(KeySet { dir: dir.to_path_buf(), keys })
+        Ok(KeySet {
+            dir: dir.to_path_buf(),
+            keys,
+        })
     }
 
     pub fn active(&self) -> &SpKey {
         // `load` guarantees exactly one.
-        self.keys.iter().find(|k| k.state == KeyState::Active).expect("one active key")
+        self.keys
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .expect("one active key")
     }
 
     /// Keys published in metadata: active and next.
@@ -113,13 +126,28 @@ impl KeySet {
     }
 }
 
-fn describe(id: String, state: KeyState, key: PKey<Private>, cert: X509) -> Result<SpKey, KeyError> {
+fn describe(
+    id: String,
+    state: KeyState,
+    key: PKey<Private>,
+    cert: X509,
+) -> Result<SpKey, KeyError> {
     use base64::Engine;
-    let der = cert.to_der().map_err(|e| KeyError::Invalid { dir: PathBuf::new(), msg: e.to_string() })?;
+    let der = cert.to_der().map_err(|e| KeyError::Invalid {
+        dir: PathBuf::new(),
+        msg: e.to_string(),
+    })?;
     let digest = openssl::sha::sha256(&der);
-    let fingerprint = digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    let fingerprint = digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
     let now = Asn1Time::days_from_now(0).expect("asn1 now");
-    let days_left = now.diff(cert.not_after()).map(|d| d.days as i64).unwrap_or(0);
+    let days_left = now
+        .diff(cert.not_after())
+        .map(|d| d.days as i64)
+        .unwrap_or(0);
     Ok(SpKey {
         id,
         state,
@@ -140,7 +168,10 @@ fn read_state(dir: &Path) -> Result<StateFile, KeyError> {
             msg: format!("keyset.json is not valid: {e}"),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
-        Err(e) => Err(KeyError::Io { dir: dir.to_path_buf(), msg: e.to_string() }),
+        Err(e) => Err(KeyError::Io {
+            dir: dir.to_path_buf(),
+            msg: e.to_string(),
+        }),
     }
 }
 
@@ -171,7 +202,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 /// Creates a new RSA-3072 key with a self-signed certificate. The first key of a set becomes
 /// active; later ones start as `next` (published, not signing) until promoted.
 pub fn new_key(dir: &Path, common_name: &str, days: u32) -> Result<(String, KeyState), KeyError> {
-    let io = |msg: String| KeyError::Io { dir: dir.to_path_buf(), msg };
+    let io = |msg: String| KeyError::Io {
+        dir: dir.to_path_buf(),
+        msg,
+    };
     fs::create_dir_all(dir).map_err(|e| io(format!("cannot create directory: {e}")))?;
     let mut state = read_state(dir)?;
     let (key, cert) = self_signed(common_name, days).map_err(|e| io(format!("openssl: {e}")))?;
@@ -181,7 +215,9 @@ pub fn new_key(dir: &Path, common_name: &str, days: u32) -> Result<(String, KeyS
     } else {
         id
     };
-    let key_pem = key.private_key_to_pem_pkcs8().map_err(|e| io(e.to_string()))?;
+    let key_pem = key
+        .private_key_to_pem_pkcs8()
+        .map_err(|e| io(e.to_string()))?;
     let crt_pem = cert.to_pem().map_err(|e| io(e.to_string()))?;
     write_atomic(&dir.join(format!("{id}.key")), &key_pem, 0o600).map_err(|e| io(e.to_string()))?;
     write_atomic(&dir.join(format!("{id}.crt")), &crt_pem, 0o644).map_err(|e| io(e.to_string()))?;
@@ -190,13 +226,20 @@ pub fn new_key(dir: &Path, common_name: &str, days: u32) -> Result<(String, KeyS
     } else {
         KeyState::Active
     };
-    state.keys.push(StateEntry { id: id.clone(), state: st, created: chrono::Utc::now().to_rfc3339() });
+    state.keys.push(StateEntry {
+        id: id.clone(),
+        state: st,
+        created: chrono::Utc::now().to_rfc3339(),
+    });
     let json = serde_json::to_vec_pretty(&state).map_err(|e| io(e.to_string()))?;
     write_atomic(&dir.join("keyset.json"), &json, 0o644).map_err(|e| io(e.to_string()))?;
     Ok((id, st))
 }
 
-pub fn self_signed(cn: &str, days: u32) -> Result<(PKey<Private>, X509), openssl::error::ErrorStack> {
+pub fn self_signed(
+    cn: &str,
+    days: u32,
+) -> Result<(PKey<Private>, X509), openssl::error::ErrorStack> {
     let rsa = Rsa::generate(3072)?;
     let key = PKey::from_rsa(rsa)?;
     let mut name = X509NameBuilder::new()?;
@@ -221,7 +264,10 @@ pub fn self_signed(cn: &str, days: u32) -> Result<(PKey<Private>, X509), openssl
 /// The host part of a URL, for a certificate CN.
 pub fn host_of(url: &str) -> String {
     let rest = url.split("://").nth(1).unwrap_or(url);
-    rest.split(['/', ':']).next().unwrap_or("samlgate").to_string()
+    rest.split(['/', ':'])
+        .next()
+        .unwrap_or("samlgate")
+        .to_string()
 }
 
 #[cfg(test)]

@@ -163,7 +163,10 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(reason: Reason, detail: impl Into<String>) -> Refusal {
-        Refusal { reason, detail: detail.into() }
+        Refusal {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 

@@ -77,7 +77,10 @@ impl SessionCodec {
 
     pub fn clear_cookie(&self) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}", self.cookie_name)
+        format!(
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
+            self.cookie_name
+        )
     }
 
     /// Every value of our cookie in the request's Cookie headers.
@@ -119,11 +122,15 @@ mod tests {
     fn cookie_flags() {
         let http = SessionCodec::new(vec![1], false);
         let s = http.set_cookie("tok", 60);
-        assert!(s.starts_with("samlgate=tok;") && s.contains("HttpOnly") && s.contains("SameSite=Lax"));
+        assert!(
+            s.starts_with("samlgate=tok;") && s.contains("HttpOnly") && s.contains("SameSite=Lax")
+        );
         assert!(!s.contains("Secure"));
         let https = SessionCodec::new(vec![1], true);
         let s = https.set_cookie("tok", 60);
-        assert!(s.starts_with("__Host-samlgate=tok;") && s.contains("; Secure") && s.contains("Path=/"));
+        assert!(
+            s.starts_with("__Host-samlgate=tok;") && s.contains("; Secure") && s.contains("Path=/")
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub fn map_profile(
         if values.len() > 1 && (field == "account_id" || field == "category") {
             return Err(Refusal::new(
                 Reason::AttributeMissing,
-                format!("{field}: attribute {attr_name:?} has {} values, expected one", values.len()),
+                format!(
+                    "{field}: attribute {attr_name:?} has {} values, expected one",
+                    values.len()
+                ),
             ));
         }
         let v = values.first().map(|s| s.trim()).unwrap_or("");
@@ -36,10 +39,17 @@ pub fn map_profile(
     }
     for field in &map.required {
         if p.field(field).is_none_or(str::is_empty) {
-            let attr = map.pairs().iter().find(|(f, _)| f == field).map(|(_, a)| a.to_string());
+            let attr = map
+                .pairs()
+                .iter()
+                .find(|(f, _)| f == field)
+                .map(|(_, a)| a.to_string());
             return Err(Refusal::new(
                 Reason::AttributeMissing,
-                format!("required {field} (attribute {:?}) is missing or empty", attr.unwrap_or_default()),
+                format!(
+                    "required {field} (attribute {:?}) is missing or empty",
+                    attr.unwrap_or_default()
+                ),
             ));
         }
     }
@@ -71,7 +81,10 @@ mod tests {
 
     #[test]
     fn name_id_can_be_a_field() {
-        let map = AttributeMap { account_id: "NameID".into(), ..AttributeMap::default() };
+        let map = AttributeMap {
+            account_id: "NameID".into(),
+            ..AttributeMap::default()
+        };
         let p = map_profile(&map, "GM777", &attrs()).unwrap();
         assert_eq!(p.account_id, "GM777");
     }

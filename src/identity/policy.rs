@@ -45,22 +45,42 @@ mod tests {
     use super::*;
 
     fn p(cat: &str) -> Profile {
-        Profile { account_id: "GM1".into(), category: cat.into(), ..Default::default() }
+        Profile {
+            account_id: "GM1".into(),
+            category: cat.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn open_categories_proceed_without_consent_config() {
-        let c = ConsentConfig { required: false, version: "v".into() };
+        let c = ConsentConfig {
+            required: false,
+            version: "v".into(),
+        };
         for cat in ["病院", "診療所", "歯科診療所", "助産所", "薬局"] {
-            assert_eq!(decide(&PolicyConfig::default(), &c, &p(cat)), Decision::Proceed, "{cat}");
+            assert_eq!(
+                decide(&PolicyConfig::default(), &c, &p(cat)),
+                Decision::Proceed,
+                "{cat}"
+            );
         }
-        assert_eq!(decide(&PolicyConfig::default(), &c, &p("保健所")), Decision::NeedsApplication);
-        assert_eq!(decide(&PolicyConfig::default(), &c, &p("")), Decision::NeedsApplication);
+        assert_eq!(
+            decide(&PolicyConfig::default(), &c, &p("保健所")),
+            Decision::NeedsApplication
+        );
+        assert_eq!(
+            decide(&PolicyConfig::default(), &c, &p("")),
+            Decision::NeedsApplication
+        );
     }
 
     #[test]
     fn consent_required_asks_first() {
         let c = ConsentConfig::default();
-        assert_eq!(decide(&PolicyConfig::default(), &c, &p("病院")), Decision::NeedsConsent);
+        assert_eq!(
+            decide(&PolicyConfig::default(), &c, &p("病院")),
+            Decision::NeedsConsent
+        );
     }
 }

@@ -124,7 +124,10 @@ pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusa
         PrescanError::AssertionCount(m) => Refusal::new(Reason::AssertionCount, m),
     })?;
     if env.encrypted {
-        return refuse(Reason::EncryptedUnsupported, "EncryptedAssertion is not accepted yet");
+        return refuse(
+            Reason::EncryptedUnsupported,
+            "EncryptedAssertion is not accepted yet",
+        );
     }
 
     let verified_xml = verify_signature(xml, exp.idp)?;
@@ -134,12 +137,17 @@ pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusa
                 .parse()
                 .map_err(|e| Refusal::new(Reason::BadXml, format!("signed Response: {e}")))?;
             check_signed_envelope(&resp, exp)?;
-            let assertion = resp
-                .assertion
-                .as_ref()
-                .ok_or_else(|| Refusal::new(Reason::AssertionCount, "signed Response has no Assertion"))?;
+            let assertion = resp.assertion.as_ref().ok_or_else(|| {
+                Refusal::new(Reason::AssertionCount, "signed Response has no Assertion")
+            })?;
             let in_response_to = resp.in_response_to.clone();
-            check_assertion(assertion, in_response_to.as_deref(), Some(resp.id.clone()), SignedPart::Response, exp)
+            check_assertion(
+                assertion,
+                in_response_to.as_deref(),
+                Some(resp.id.clone()),
+                SignedPart::Response,
+                exp,
+            )
         }
         Some(Root::Assertion) => {
             check_unsigned_envelope(&env, exp)?;
@@ -154,7 +162,10 @@ pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusa
                 exp,
             )
         }
-        None => refuse(Reason::SignatureInvalid, "the signature covers neither the Response nor the Assertion"),
+        None => refuse(
+            Reason::SignatureInvalid,
+            "the signature covers neither the Response nor the Assertion",
+        ),
     }
 }
 
@@ -176,7 +187,10 @@ fn verify_signature(xml: &str, idp: &IdpMetadata) -> Result<String, Refusal> {
     match result {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => refuse(Reason::SignatureInvalid, format!("xmlsec: {e}")),
-        Err(_) => refuse(Reason::SignatureInvalid, "signature verification panicked (contained)"),
+        Err(_) => refuse(
+            Reason::SignatureInvalid,
+            "signature verification panicked (contained)",
+        ),
     }
 }
 
@@ -193,10 +207,14 @@ fn root_of(xml: &str) -> Option<Root> {
             (ns, Event::Start(e)) | (ns, Event::Empty(e)) => {
                 let local = e.local_name();
                 return match ns {
-                    ResolveResult::Bound(Namespace(n)) if n == NS_PROTOCOL && local.as_ref() == b"Response" => {
+                    ResolveResult::Bound(Namespace(n))
+                        if n == NS_PROTOCOL && local.as_ref() == b"Response" =>
+                    {
                         Some(Root::Response)
                     }
-                    ResolveResult::Bound(Namespace(n)) if n == NS_ASSERTION && local.as_ref() == b"Assertion" => {
+                    ResolveResult::Bound(Namespace(n))
+                        if n == NS_ASSERTION && local.as_ref() == b"Assertion" =>
+                    {
                         Some(Root::Assertion)
                     }
                     _ => None,
@@ -213,7 +231,10 @@ fn check_issuer(found: Option<&str>, exp: &Expectations, what: &str) -> Result<(
         Some(i) if i.trim() == exp.idp.entity_id => Ok(()),
         other => refuse(
             Reason::IssuerMismatch,
-            format!("{what} Issuer: expected {:?}, received {:?}", exp.idp.entity_id, other),
+            format!(
+                "{what} Issuer: expected {:?}, received {:?}",
+                exp.idp.entity_id, other
+            ),
         ),
     }
 }
@@ -230,13 +251,21 @@ fn check_issue_instant(t: DateTime<Utc>, exp: &Expectations, what: &str) -> Resu
     if t > exp.now + exp.skew {
         return refuse(
             Reason::IssueInstantFuture,
-            format!("{what} IssueInstant {t} is {}s ahead of now {}", (t - exp.now).num_seconds(), exp.now),
+            format!(
+                "{what} IssueInstant {t} is {}s ahead of now {}",
+                (t - exp.now).num_seconds(),
+                exp.now
+            ),
         );
     }
     if t + exp.max_issue_delay + exp.skew < exp.now {
         return refuse(
             Reason::IssueInstantStale,
-            format!("{what} IssueInstant {t} is {}s old (limit {}s + skew)", (exp.now - t).num_seconds(), exp.max_issue_delay.num_seconds()),
+            format!(
+                "{what} IssueInstant {t} is {}s old (limit {}s + skew)",
+                (exp.now - t).num_seconds(),
+                exp.max_issue_delay.num_seconds()
+            ),
         );
     }
     Ok(())
@@ -247,16 +276,30 @@ fn check_signed_envelope(resp: &Response, exp: &Expectations) -> Result<(), Refu
     if resp.destination.as_deref() != Some(exp.acs_url) {
         return refuse(
             Reason::DestinationMismatch,
-            format!("Destination: expected {:?}, received {:?}", exp.acs_url, resp.destination),
+            format!(
+                "Destination: expected {:?}, received {:?}",
+                exp.acs_url, resp.destination
+            ),
         );
     }
     if resp.issuer.is_some() {
-        check_issuer(resp.issuer.as_ref().and_then(|i| i.value.as_deref()), exp, "Response")?;
+        check_issuer(
+            resp.issuer.as_ref().and_then(|i| i.value.as_deref()),
+            exp,
+            "Response",
+        )?;
     }
-    check_status(resp.status.as_ref().and_then(|s| s.status_code.value.as_deref()))?;
+    check_status(
+        resp.status
+            .as_ref()
+            .and_then(|s| s.status_code.value.as_deref()),
+    )?;
     check_issue_instant(resp.issue_instant, exp, "Response")?;
     if resp.version != "2.0" {
-        return refuse(Reason::BadXml, format!("Response Version {:?}", resp.version));
+        return refuse(
+            Reason::BadXml,
+            format!("Response Version {:?}", resp.version),
+        );
     }
     Ok(())
 }
@@ -280,11 +323,16 @@ fn check_unsigned_envelope(env: &Envelope, exp: &Expectations) -> Result<(), Ref
 fn check_in_response_to(irt: Option<&str>, exp: &Expectations) -> Result<(), Refusal> {
     match (irt, exp.expected_request_id) {
         (None, _) if exp.allow_unsolicited => Ok(()),
-        (None, _) => refuse(Reason::UnsolicitedRefused, "no InResponseTo and [idp] allow_unsolicited = false"),
+        (None, _) => refuse(
+            Reason::UnsolicitedRefused,
+            "no InResponseTo and [idp] allow_unsolicited = false",
+        ),
         (Some(got), Some(want)) if got == want => Ok(()),
         (Some(got), want) => refuse(
             Reason::InResponseToUnknown,
-            format!("InResponseTo {got:?} does not match a request this browser started ({want:?})"),
+            format!(
+                "InResponseTo {got:?} does not match a request this browser started ({want:?})"
+            ),
         ),
     }
 }
@@ -305,18 +353,32 @@ fn check_assertion(
     check_issue_instant(a.issue_instant, exp, "Assertion")?;
 
     // Conditions: required, with a time window and our audience.
-    let cond = a
-        .conditions
-        .as_ref()
-        .ok_or_else(|| Refusal::new(Reason::AudienceMismatch, "no Conditions (AudienceRestriction required)"))?;
+    let cond = a.conditions.as_ref().ok_or_else(|| {
+        Refusal::new(
+            Reason::AudienceMismatch,
+            "no Conditions (AudienceRestriction required)",
+        )
+    })?;
     if let Some(nb) = cond.not_before {
         if now + skew < nb {
-            return refuse(Reason::NotYetValid, format!("Conditions NotBefore {nb}, now {now}, skew {}s", skew.num_seconds()));
+            return refuse(
+                Reason::NotYetValid,
+                format!(
+                    "Conditions NotBefore {nb}, now {now}, skew {}s",
+                    skew.num_seconds()
+                ),
+            );
         }
     }
     if let Some(noa) = cond.not_on_or_after {
         if noa + skew <= now {
-            return refuse(Reason::Expired, format!("Conditions NotOnOrAfter {noa}, now {now}, skew {}s", skew.num_seconds()));
+            return refuse(
+                Reason::Expired,
+                format!(
+                    "Conditions NotOnOrAfter {noa}, now {now}, skew {}s",
+                    skew.num_seconds()
+                ),
+            );
         }
     }
     let restrictions = cond.audience_restrictions.as_deref().unwrap_or_default();
@@ -328,13 +390,19 @@ fn check_assertion(
         if !r.audience.iter().any(|x| x.trim() == exp.sp_entity_id) {
             return refuse(
                 Reason::AudienceMismatch,
-                format!("Audience: expected {:?}, received {:?}", exp.sp_entity_id, r.audience),
+                format!(
+                    "Audience: expected {:?}, received {:?}",
+                    exp.sp_entity_id, r.audience
+                ),
             );
         }
     }
 
     // Subject: a NameID and a bearer confirmation for our ACS, still valid.
-    let subject = a.subject.as_ref().ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no Subject"))?;
+    let subject = a
+        .subject
+        .as_ref()
+        .ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no Subject"))?;
     let name_id = subject
         .name_id
         .as_ref()
@@ -354,27 +422,42 @@ fn check_assertion(
     let mut confirmed: Option<(DateTime<Utc>, Option<String>)> = None;
     for c in bearers {
         let Some(d) = c.subject_confirmation_data.as_ref() else {
-            first_err.get_or_insert(Refusal::new(Reason::BearerMissing, "bearer without SubjectConfirmationData"));
+            first_err.get_or_insert(Refusal::new(
+                Reason::BearerMissing,
+                "bearer without SubjectConfirmationData",
+            ));
             continue;
         };
         if d.recipient.as_deref() != Some(exp.acs_url) {
             first_err.get_or_insert(Refusal::new(
                 Reason::RecipientMismatch,
-                format!("Recipient: expected {:?}, received {:?}", exp.acs_url, d.recipient),
+                format!(
+                    "Recipient: expected {:?}, received {:?}",
+                    exp.acs_url, d.recipient
+                ),
             ));
             continue;
         }
         let Some(noa) = d.not_on_or_after else {
-            first_err.get_or_insert(Refusal::new(Reason::BearerMissing, "bearer SubjectConfirmationData without NotOnOrAfter"));
+            first_err.get_or_insert(Refusal::new(
+                Reason::BearerMissing,
+                "bearer SubjectConfirmationData without NotOnOrAfter",
+            ));
             continue;
         };
         if noa + skew <= now {
-            first_err.get_or_insert(Refusal::new(Reason::Expired, format!("SubjectConfirmationData NotOnOrAfter {noa}, now {now}")));
+            first_err.get_or_insert(Refusal::new(
+                Reason::Expired,
+                format!("SubjectConfirmationData NotOnOrAfter {noa}, now {now}"),
+            ));
             continue;
         }
         if let Some(nb) = d.not_before {
             if now + skew < nb {
-                first_err.get_or_insert(Refusal::new(Reason::NotYetValid, format!("SubjectConfirmationData NotBefore {nb}, now {now}")));
+                first_err.get_or_insert(Refusal::new(
+                    Reason::NotYetValid,
+                    format!("SubjectConfirmationData NotBefore {nb}, now {now}"),
+                ));
                 continue;
             }
         }
@@ -382,13 +465,18 @@ fn check_assertion(
         break;
     }
     let Some((confirm_noa, confirm_irt)) = confirmed else {
-        return Err(first_err.unwrap_or_else(|| Refusal::new(Reason::BearerMissing, "no usable bearer confirmation")));
+        return Err(first_err.unwrap_or_else(|| {
+            Refusal::new(Reason::BearerMissing, "no usable bearer confirmation")
+        }));
     };
 
     // InResponseTo: the Response's and the confirmation's must agree, then match our request.
     if let (Some(r), Some(c)) = (response_in_response_to, confirm_irt.as_deref()) {
         if r != c {
-            return refuse(Reason::InResponseToUnknown, format!("Response InResponseTo {r:?} != SubjectConfirmationData {c:?}"));
+            return refuse(
+                Reason::InResponseToUnknown,
+                format!("Response InResponseTo {r:?} != SubjectConfirmationData {c:?}"),
+            );
         }
     }
     check_in_response_to(confirm_irt.as_deref().or(response_in_response_to), exp)?;
@@ -399,14 +487,19 @@ fn check_assertion(
     let session_not_on_or_after = authn.iter().filter_map(|s| s.session_not_on_or_after).min();
     if let Some(snoa) = session_not_on_or_after {
         if snoa + skew <= now {
-            return refuse(Reason::Expired, format!("SessionNotOnOrAfter {snoa}, now {now}"));
+            return refuse(
+                Reason::Expired,
+                format!("SessionNotOnOrAfter {snoa}, now {now}"),
+            );
         }
     }
 
     let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
     for st in a.attribute_statements.iter().flatten() {
         for attr in &st.attributes {
-            let Some(name) = attr.name.clone() else { continue };
+            let Some(name) = attr.name.clone() else {
+                continue;
+            };
             let values: Vec<String> = attr.values.iter().filter_map(|v| v.value.clone()).collect();
             match attributes.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, vs)) => vs.extend(values),
@@ -416,7 +509,11 @@ fn check_assertion(
     }
 
     // Keep the IDs until nothing carrying them could still be accepted.
-    let latest = [cond.not_on_or_after, Some(confirm_noa)].into_iter().flatten().max().unwrap_or(now);
+    let latest = [cond.not_on_or_after, Some(confirm_noa)]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(now);
     let floor = a.issue_instant + exp.max_issue_delay;
     let replay_until = latest.max(floor) + skew;
 

@@ -46,15 +46,19 @@ impl IdpMetadata {
             path: path.display().to_string(),
             msg: format!("cannot read: {e}\n  fix: set [idp] metadata to the file G-MIS publishes"),
         })?;
-        Self::parse(&text).map_err(|msg| MetadataError::Invalid { path: path.display().to_string(), msg })
+        Self::parse(&text).map_err(|msg| MetadataError::Invalid {
+            path: path.display().to_string(),
+            msg,
+        })
     }
 
     pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
         if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
             return Err("contains a DOCTYPE or entity declaration; refused".into());
         }
-        let ed: EntityDescriptor =
-            xml.parse().map_err(|e| format!("not SAML metadata (EntityDescriptor): {e}"))?;
+        let ed: EntityDescriptor = xml
+            .parse()
+            .map_err(|e| format!("not SAML metadata (EntityDescriptor): {e}"))?;
         let entity_id = ed
             .entity_id
             .clone()
@@ -78,9 +82,17 @@ impl IdpMetadata {
                 if !usable {
                     continue;
                 }
-                for b64 in kd.key_info.x509_data.iter().flat_map(|d| d.certificates.iter()) {
+                for b64 in kd
+                    .key_info
+                    .x509_data
+                    .iter()
+                    .flat_map(|d| d.certificates.iter())
+                {
                     let cert = parse_cert(b64)?;
-                    if !signing_certs.iter().any(|c: &SigningCert| c.fingerprint == cert.fingerprint) {
+                    if !signing_certs
+                        .iter()
+                        .any(|c: &SigningCert| c.fingerprint == cert.fingerprint)
+                    {
                         signing_certs.push(cert);
                     }
                 }
@@ -107,7 +119,15 @@ impl IdpMetadata {
                 .into());
         }
         let certs_der = signing_certs.iter().map(|c| c.der.clone()).collect();
-        Ok(IdpMetadata { entity_id, signing_certs, certs_der, sso_redirect, sso_post, slo_redirect, slo_post })
+        Ok(IdpMetadata {
+            entity_id,
+            signing_certs,
+            certs_der,
+            sso_redirect,
+            sso_post,
+            slo_redirect,
+            slo_post,
+        })
     }
 }
 
@@ -117,8 +137,11 @@ fn parse_cert(b64: &str) -> Result<SigningCert, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(clean.as_bytes())
         .map_err(|e| format!("X509Certificate is not base64: {e}"))?;
-    let x = openssl::x509::X509::from_der(&der).map_err(|e| format!("X509Certificate does not parse: {e}"))?;
-    let key = x.public_key().map_err(|e| format!("certificate public key: {e}"))?;
+    let x = openssl::x509::X509::from_der(&der)
+        .map_err(|e| format!("X509Certificate does not parse: {e}"))?;
+    let key = x
+        .public_key()
+        .map_err(|e| format!("certificate public key: {e}"))?;
     let ok_key = match key.id() {
         openssl::pkey::Id::RSA => key.bits() >= 2048,
         openssl::pkey::Id::EC => true,
@@ -136,7 +159,11 @@ fn parse_cert(b64: &str) -> Result<SigningCert, String> {
     let not_after = asn1_to_unix(x.not_after());
     Ok(SigningCert {
         subject: subject_of(&x),
-        fingerprint: fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"),
+        fingerprint: fp
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
         not_after,
         der: CertificateDer::from(der),
     })
@@ -153,7 +180,10 @@ fn subject_of(x: &openssl::x509::X509) -> String {
 /// Seconds since the epoch of an ASN.1 time.
 pub fn asn1_to_unix(t: &openssl::asn1::Asn1TimeRef) -> i64 {
     let epoch = openssl::asn1::Asn1Time::from_unix(0).expect("epoch");
-    epoch.diff(t).map(|d| d.days as i64 * 86400 + d.secs as i64).unwrap_or(0)
+    epoch
+        .diff(t)
+        .map(|d| d.days as i64 * 86400 + d.secs as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -176,7 +206,9 @@ mod tests {
     }
 
     fn kd(use_: &str, cert: &str) -> String {
-        format!(r#"<md:KeyDescriptor{use_}><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#)
+        format!(
+            r#"<md:KeyDescriptor{use_}><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#
+        )
     }
 
     #[test]
@@ -185,12 +217,17 @@ mod tests {
         let m = IdpMetadata::parse(&md(&(kd(" use=\"signing\"", &a) + &kd("", &b)))).unwrap();
         assert_eq!(m.entity_id, "https://gmis-idp.test/idp");
         assert_eq!(m.signing_certs.len(), 2);
-        assert_eq!(m.sso_redirect.as_deref(), Some("https://gmis-idp.test/idp/sso"));
+        assert_eq!(
+            m.sso_redirect.as_deref(),
+            Some("https://gmis-idp.test/idp/sso")
+        );
     }
 
     #[test]
     fn encryption_only_metadata_is_refused() {
-        let err = IdpMetadata::parse(&md(&kd(" use=\"encryption\"", &cert_b64()))).err().unwrap();
+        let err = IdpMetadata::parse(&md(&kd(" use=\"encryption\"", &cert_b64())))
+            .err()
+            .unwrap();
         assert!(err.contains("no signing certificate"), "{err}");
     }
 
@@ -201,7 +238,10 @@ mod tests {
 
     #[test]
     fn doctype_in_metadata_is_refused() {
-        let x = format!("<!DOCTYPE x [<!ENTITY e \"x\">]>{}", md(&kd("", &cert_b64())));
+        let x = format!(
+            "<!DOCTYPE x [<!ENTITY e \"x\">]>{}",
+            md(&kd("", &cert_b64()))
+        );
         assert!(IdpMetadata::parse(&x).err().unwrap().contains("DOCTYPE"));
     }
 }

@@ -29,7 +29,7 @@ pub enum PrescanError {
 }
 
 /// The unsigned envelope of the Response, as found.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub id: Option<String>,
     pub destination: Option<String>,
@@ -57,7 +57,9 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
 
     loop {
         let pos = r.buffer_position();
-        let (ns, ev) = r.read_resolved_event().map_err(|e| bad(format!("after byte {pos}: {e}")))?;
+        let (ns, ev) = r
+            .read_resolved_event()
+            .map_err(|e| bad(format!("after byte {pos}: {e}")))?;
         let is_start = matches!(ev, Event::Start(_));
         match ev {
             Event::DocType(_) => return Err(PrescanError::Doctype),
@@ -76,7 +78,8 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
                     return Err(bad("content after the root element".into()));
                 }
                 let local = e.local_name().as_ref().to_vec();
-                let in_ns = |want: &[u8]| matches!(ns, ResolveResult::Bound(Namespace(n)) if n == want);
+                let in_ns =
+                    |want: &[u8]| matches!(ns, ResolveResult::Bound(Namespace(n)) if n == want);
                 if !root_seen {
                     if !(in_ns(NS_PROTOCOL) && local == b"Response") {
                         return Err(PrescanError::NotAResponse(format!(
@@ -87,7 +90,10 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
                     root_seen = true;
                     for a in e.attributes() {
                         let a = a.map_err(|x| bad(format!("attribute: {x}")))?;
-                        let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|x| bad(format!("attribute: {x}")))?.into_owned();
+                        let v = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .map_err(|x| bad(format!("attribute: {x}")))?
+                            .into_owned();
                         match a.key.as_ref() {
                             b"ID" => env.id = Some(v),
                             b"Destination" => env.destination = Some(v),
@@ -96,7 +102,9 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
                         }
                     }
                 } else {
-                    if in_ns(NS_ASSERTION) && (local == b"Assertion" || local == b"EncryptedAssertion") {
+                    if in_ns(NS_ASSERTION)
+                        && (local == b"Assertion" || local == b"EncryptedAssertion")
+                    {
                         assertions += 1;
                         if depth != 1 {
                             misplaced = true;
@@ -111,8 +119,10 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
                     {
                         for a in e.attributes().flatten() {
                             if a.key.as_ref() == b"Value" {
-                                env.status_code =
-                                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned());
+                                env.status_code = a
+                                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                    .ok()
+                                    .map(|v| v.into_owned());
                             }
                         }
                     }
@@ -157,7 +167,10 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
             Event::GeneralRef(g) => {
                 if let Some(buf) = issuer_text.as_mut() {
                     let name = g.decode().map_err(|x| bad(format!("reference: {x}")))?;
-                    buf.push_str(&resolve_predefined(&name).ok_or_else(|| bad(format!("unknown entity &{name};")))?);
+                    buf.push_str(
+                        &resolve_predefined(&name)
+                            .ok_or_else(|| bad(format!("unknown entity &{name};")))?,
+                    );
                 } else {
                     let name = g.decode().map_err(|x| bad(format!("reference: {x}")))?;
                     if resolve_predefined(&name).is_none() {
@@ -180,11 +193,15 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
     }
     match (assertions, misplaced) {
         (1, false) => Ok(env),
-        (0, _) => Err(PrescanError::AssertionCount("no Assertion or EncryptedAssertion".into())),
+        (0, _) => Err(PrescanError::AssertionCount(
+            "no Assertion or EncryptedAssertion".into(),
+        )),
         (1, true) => Err(PrescanError::AssertionCount(
             "the Assertion is not a direct child of the Response".into(),
         )),
-        (n, _) => Err(PrescanError::AssertionCount(format!("{n} Assertion/EncryptedAssertion elements"))),
+        (n, _) => Err(PrescanError::AssertionCount(format!(
+            "{n} Assertion/EncryptedAssertion elements"
+        ))),
     }
 }
 
@@ -221,37 +238,66 @@ mod tests {
 
     #[test]
     fn one_assertion_passes_and_envelope_is_read() {
-        let env = prescan(&resp(r#"<saml:Assertion ID="_a"><saml:Issuer>x</saml:Issuer></saml:Assertion>"#)).unwrap();
+        let env = prescan(&resp(
+            r#"<saml:Assertion ID="_a"><saml:Issuer>x</saml:Issuer></saml:Assertion>"#,
+        ))
+        .unwrap();
         assert_eq!(env.id.as_deref(), Some("_r"));
         assert_eq!(env.destination.as_deref(), Some("https://gw/saml/acs"));
         assert_eq!(env.in_response_to.as_deref(), Some("_q"));
         assert_eq!(env.issuer.as_deref(), Some("https://idp & co"));
-        assert_eq!(env.status_code.as_deref(), Some("urn:oasis:names:tc:SAML:2.0:status:Success"));
+        assert_eq!(
+            env.status_code.as_deref(),
+            Some("urn:oasis:names:tc:SAML:2.0:status:Success")
+        );
         assert!(!env.encrypted);
     }
 
     #[test]
     fn counts_assertions_anywhere() {
         let two = resp(r#"<saml:Assertion ID="_a"/><saml:Assertion ID="_b"/>"#);
-        assert!(matches!(prescan(&two), Err(PrescanError::AssertionCount(_))));
+        assert!(matches!(
+            prescan(&two),
+            Err(PrescanError::AssertionCount(_))
+        ));
         let nested = resp(r#"<samlp:Extensions><saml:Assertion ID="_a"/></samlp:Extensions>"#);
-        assert!(matches!(prescan(&nested), Err(PrescanError::AssertionCount(_))));
+        assert!(matches!(
+            prescan(&nested),
+            Err(PrescanError::AssertionCount(_))
+        ));
         let mixed = resp(r#"<saml:Assertion ID="_a"/><saml:EncryptedAssertion/>"#);
-        assert!(matches!(prescan(&mixed), Err(PrescanError::AssertionCount(_))));
+        assert!(matches!(
+            prescan(&mixed),
+            Err(PrescanError::AssertionCount(_))
+        ));
         let none = resp("");
-        assert!(matches!(prescan(&none), Err(PrescanError::AssertionCount(_))));
+        assert!(matches!(
+            prescan(&none),
+            Err(PrescanError::AssertionCount(_))
+        ));
         // A rebound prefix does not hide an assertion.
-        let rebound = resp(r#"<x:Assertion xmlns:x="urn:oasis:names:tc:SAML:2.0:assertion"/><saml:Assertion/>"#);
-        assert!(matches!(prescan(&rebound), Err(PrescanError::AssertionCount(_))));
+        let rebound = resp(
+            r#"<x:Assertion xmlns:x="urn:oasis:names:tc:SAML:2.0:assertion"/><saml:Assertion/>"#,
+        );
+        assert!(matches!(
+            prescan(&rebound),
+            Err(PrescanError::AssertionCount(_))
+        ));
     }
 
     #[test]
     fn doctype_and_junk_refused() {
-        let d = format!("<!DOCTYPE r [<!ENTITY x \"y\">]>{}", resp("<saml:Assertion/>"));
+        let d = format!(
+            "<!DOCTYPE r [<!ENTITY x \"y\">]>{}",
+            resp("<saml:Assertion/>")
+        );
         assert_eq!(prescan(&d), Err(PrescanError::Doctype));
         let trailing = format!("{}<again/>", resp("<saml:Assertion/>"));
         assert!(matches!(prescan(&trailing), Err(PrescanError::BadXml(_))));
-        assert!(matches!(prescan("<samlp:Response"), Err(PrescanError::BadXml(_))));
+        assert!(matches!(
+            prescan("<samlp:Response"),
+            Err(PrescanError::BadXml(_))
+        ));
         let enc = resp("<saml:Assertion/>").replace("UTF-8", "UTF-16");
         assert!(matches!(prescan(&enc), Err(PrescanError::BadXml(_))));
         let ent = resp("<saml:Assertion>&xxe;</saml:Assertion>");
@@ -263,7 +309,10 @@ mod tests {
         let a = format!(r#"<saml:Assertion {P}/>"#);
         assert!(matches!(prescan(&a), Err(PrescanError::NotAResponse(_))));
         let wrong_ns = r#"<samlp:Response xmlns:samlp="urn:evil"><saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/></samlp:Response>"#;
-        assert!(matches!(prescan(wrong_ns), Err(PrescanError::NotAResponse(_))));
+        assert!(matches!(
+            prescan(wrong_ns),
+            Err(PrescanError::NotAResponse(_))
+        ));
     }
 
     #[test]

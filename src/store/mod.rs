@@ -55,8 +55,12 @@ pub struct SessionRecord {
 pub trait Store: Send + Sync + 'static {
     /// Records `key` in the replay cache until `expires` (unix seconds) unless it is already
     /// there and unexpired. Atomic: of two concurrent calls with one key, exactly one is `Fresh`.
-    fn replay_check_and_record(&self, key: &str, expires: i64, now: i64)
-        -> Result<ReplayCheck, StoreError>;
+    fn replay_check_and_record(
+        &self,
+        key: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<ReplayCheck, StoreError>;
     /// Deletes expired replay entries; returns how many.
     fn replay_sweep(&self, now: i64) -> Result<usize, StoreError>;
 
@@ -70,8 +74,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A secret the gateway generated for itself (e.g. the cookie MAC key): returned if present,
     /// otherwise created from `make`, stored durably, and returned. First writer wins.
-    fn secret_get_or_create(&self, name: &str, make: &dyn Fn() -> Vec<u8>)
-        -> Result<Vec<u8>, StoreError>;
+    fn secret_get_or_create(
+        &self,
+        name: &str,
+        make: &dyn Fn() -> Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError>;
 
     /// Makes every write so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;

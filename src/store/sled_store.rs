@@ -42,7 +42,9 @@ fn be(i: i64) -> [u8; 8] {
 }
 
 fn from_be(v: &[u8]) -> Result<i64, StoreError> {
-    let arr: [u8; 8] = v.try_into().map_err(|_| StoreError::Corrupt("replay expiry".into()))?;
+    let arr: [u8; 8] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("replay expiry".into()))?;
     Ok(i64::from_be_bytes(arr))
 }
 
@@ -55,7 +57,10 @@ impl Store for SledStore {
     ) -> Result<ReplayCheck, StoreError> {
         let mut current: Option<sled::IVec> = None;
         loop {
-            match self.replay.compare_and_swap(key, current.as_ref(), Some(&be(expires)))? {
+            match self
+                .replay
+                .compare_and_swap(key, current.as_ref(), Some(&be(expires)))?
+            {
                 Ok(()) => return Ok(ReplayCheck::Fresh),
                 Err(cas) => match cas.current {
                     Some(v) if from_be(&v)? > now => return Ok(ReplayCheck::Replayed),
@@ -72,7 +77,11 @@ impl Store for SledStore {
             let (k, v) = item?;
             if from_be(&v)? <= now {
                 // Only remove what we saw, so a concurrent re-record is kept.
-                if self.replay.compare_and_swap(&k, Some(&v), None::<&[u8]>)?.is_ok() {
+                if self
+                    .replay
+                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)?
+                    .is_ok()
+                {
                     n += 1;
                 }
             }
@@ -118,7 +127,12 @@ impl Store for SledStore {
                 Ok(rec) => rec.expires <= now || rec.last_seen + idle_seconds <= now,
                 Err(_) => true,
             };
-            if dead && self.sessions.compare_and_swap(&k, Some(&v), None::<&[u8]>)?.is_ok() {
+            if dead
+                && self
+                    .sessions
+                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)?
+                    .is_ok()
+            {
                 n += 1;
             }
         }
@@ -138,9 +152,14 @@ impl Store for SledStore {
             return Ok(v.to_vec());
         }
         let fresh = make();
-        let _ = self.secrets.compare_and_swap(name, None::<&[u8]>, Some(fresh.as_slice()))?;
+        let _ = self
+            .secrets
+            .compare_and_swap(name, None::<&[u8]>, Some(fresh.as_slice()))?;
         self.db.flush()?;
-        let v = self.secrets.get(name)?.ok_or_else(|| StoreError::Io("secret vanished".into()))?;
+        let v = self
+            .secrets
+            .get(name)?
+            .ok_or_else(|| StoreError::Io("secret vanished".into()))?;
         Ok(v.to_vec())
     }
 
@@ -166,11 +185,23 @@ mod tests {
     #[test]
     fn replay_is_fresh_once_then_replayed_until_expiry() {
         let (_d, s) = store();
-        assert_eq!(s.replay_check_and_record("a", 100, 10).unwrap(), ReplayCheck::Fresh);
-        assert_eq!(s.replay_check_and_record("a", 100, 50).unwrap(), ReplayCheck::Replayed);
+        assert_eq!(
+            s.replay_check_and_record("a", 100, 10).unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            s.replay_check_and_record("a", 100, 50).unwrap(),
+            ReplayCheck::Replayed
+        );
         // After expiry the entry no longer blocks (and is re-recorded).
-        assert_eq!(s.replay_check_and_record("a", 300, 100).unwrap(), ReplayCheck::Fresh);
-        assert_eq!(s.replay_check_and_record("a", 300, 200).unwrap(), ReplayCheck::Replayed);
+        assert_eq!(
+            s.replay_check_and_record("a", 300, 100).unwrap(),
+            ReplayCheck::Fresh
+        );
+        assert_eq!(
+            s.replay_check_and_record("a", 300, 200).unwrap(),
+            ReplayCheck::Replayed
+        );
         assert_eq!(s.replay_sweep(299).unwrap(), 0);
         assert_eq!(s.replay_sweep(300).unwrap(), 1);
     }
@@ -184,7 +215,10 @@ mod tests {
             s.flush().unwrap();
         }
         let s = SledStore::open(&dir.path().join("db")).unwrap();
-        assert_eq!(s.replay_check_and_record("k", i64::MAX, 1).unwrap(), ReplayCheck::Replayed);
+        assert_eq!(
+            s.replay_check_and_record("k", i64::MAX, 1).unwrap(),
+            ReplayCheck::Replayed
+        );
     }
 
     #[test]
@@ -192,7 +226,10 @@ mod tests {
         let (_d, s) = store();
         let rec = SessionRecord {
             id: "s1".into(),
-            profile: Profile { account_id: "GM1".into(), ..Default::default() },
+            profile: Profile {
+                account_id: "GM1".into(),
+                ..Default::default()
+            },
             name_id: "GM1".into(),
             session_index: None,
             created: 0,

@@ -82,7 +82,12 @@ async fn acs_inner(app: &Arc<App>, req: Request<Incoming>) -> Result<Accepted, A
     // Verification is CPU-bound; bound how many run at once and run them on blocking threads.
     let permit = tokio::time::timeout(Duration::from_secs(10), app.verify_slots.acquire())
         .await
-        .map_err(|_| no_account(Refusal::new(Reason::Busy, "no verification slot within 10 s")))?
+        .map_err(|_| {
+            no_account(Refusal::new(
+                Reason::Busy,
+                "no verification slot within 10 s",
+            ))
+        })?
         .map_err(|_| no_account(Refusal::new(Reason::Internal, "verification slots closed")))?;
     let idp = app.idp();
     let cfg = app.cfg.clone();
@@ -103,7 +108,12 @@ async fn acs_inner(app: &Arc<App>, req: Request<Incoming>) -> Result<Accepted, A
         v
     })
     .await
-    .map_err(|e| no_account(Refusal::new(Reason::Internal, format!("verification task: {e}"))))?
+    .map_err(|e| {
+        no_account(Refusal::new(
+            Reason::Internal,
+            format!("verification task: {e}"),
+        ))
+    })?
     .map_err(no_account)?;
     drop(permit);
 
@@ -121,13 +131,24 @@ async fn acs_inner(app: &Arc<App>, req: Request<Incoming>) -> Result<Accepted, A
         Decision::NeedsApplication => {
             flush(app).map_err(|r| (r, account.clone()))?;
             let resp = application_needed_page(lang, &profile.category);
-            return Ok(Accepted { resp, account_id: profile.account_id, outcome: Outcome::NeedsApplication, signed });
+            return Ok(Accepted {
+                resp,
+                account_id: profile.account_id,
+                outcome: Outcome::NeedsApplication,
+                signed,
+            });
         }
         Decision::NeedsConsent | Decision::Blocked => {
             // The consent flow is a separate module (issue #3); until it exists a deployment
             // that requires consent cannot log anyone in, which is the safe failure.
             flush(app).map_err(|r| (r, account.clone()))?;
-            return Err((Refusal::new(Reason::Internal, "[consent] required = true but the consent flow is not built"), account));
+            return Err((
+                Refusal::new(
+                    Reason::Internal,
+                    "[consent] required = true but the consent flow is not built",
+                ),
+                account,
+            ));
         }
     }
 
@@ -146,18 +167,28 @@ async fn acs_inner(app: &Arc<App>, req: Request<Incoming>) -> Result<Accepted, A
         last_seen: now,
         expires,
     };
-    app.store
-        .session_put(&rec)
-        .map_err(|e| (Refusal::new(Reason::Internal, format!("session write: {e}")), account.clone()))?;
+    app.store.session_put(&rec).map_err(|e| {
+        (
+            Refusal::new(Reason::Internal, format!("session write: {e}")),
+            account.clone(),
+        )
+    })?;
     flush(app).map_err(|r| (r, account.clone()))?;
 
     let location = safe_return_path(relay_state.as_deref());
     let mut resp = pages::redirect(StatusCode::SEE_OTHER, &location);
-    let cookie = app.sessions.set_cookie(&app.sessions.seal(&rec.id), expires - now);
+    let cookie = app
+        .sessions
+        .set_cookie(&app.sessions.seal(&rec.id), expires - now);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
-    Ok(Accepted { resp, account_id: profile.account_id, outcome: Outcome::Success, signed })
+    Ok(Accepted {
+        resp,
+        account_id: profile.account_id,
+        outcome: Outcome::Success,
+        signed,
+    })
 }
 
 async fn read_form(
@@ -166,26 +197,47 @@ async fn read_form(
     req: Request<Incoming>,
 ) -> Result<(String, Option<String>), Refusal> {
     let limit = app.cfg.max_body_bytes;
-    if let Some(len) = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         if len > limit {
-            return Err(Refusal::new(Reason::BodyTooLarge, format!("Content-Length {len} > {limit}")));
+            return Err(Refusal::new(
+                Reason::BodyTooLarge,
+                format!("Content-Length {len} > {limit}"),
+            ));
         }
     }
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return Err(Refusal::new(Reason::BadRequest, format!("Content-Type {ct:?}; the POST binding sends a form")));
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(Refusal::new(
+            Reason::BadRequest,
+            format!("Content-Type {ct:?}; the POST binding sends a form"),
+        ));
     }
-    let body = tokio::time::timeout(Duration::from_secs(30), Limited::new(req.into_body(), limit).collect())
-        .await
-        .map_err(|_| Refusal::new(Reason::BadRequest, "body not received within 30 s"))?
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Refusal::new(Reason::BodyTooLarge, format!("body over {limit} bytes"))
-            } else {
-                Refusal::new(Reason::BadRequest, format!("body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = tokio::time::timeout(
+        Duration::from_secs(30),
+        Limited::new(req.into_body(), limit).collect(),
+    )
+    .await
+    .map_err(|_| Refusal::new(Reason::BadRequest, "body not received within 30 s"))?
+    .map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            Refusal::new(Reason::BodyTooLarge, format!("body over {limit} bytes"))
+        } else {
+            Refusal::new(Reason::BadRequest, format!("body: {e}"))
+        }
+    })?
+    .to_bytes();
     parse_form(&body)
 }
 
@@ -204,9 +256,14 @@ pub fn parse_form(body: &[u8]) -> Result<(String, Option<String>), Refusal> {
         }
         *slot = Some(v.into_owned());
     }
-    let saml = saml.filter(|s| !s.is_empty()).ok_or_else(|| Refusal::new(Reason::BadRequest, "no SAMLResponse"))?;
+    let saml = saml
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Refusal::new(Reason::BadRequest, "no SAMLResponse"))?;
     if relay.as_ref().is_some_and(|r| r.len() > 1024) {
-        return Err(Refusal::new(Reason::BadRequest, "RelayState over 1024 bytes"));
+        return Err(Refusal::new(
+            Reason::BadRequest,
+            "RelayState over 1024 bytes",
+        ));
     }
     Ok((saml, relay))
 }
@@ -241,8 +298,15 @@ fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusa
         match app.store.replay_check_and_record(&key, until, now) {
             Ok(ReplayCheck::Fresh) => {}
             Ok(ReplayCheck::Replayed) => {
-                let what = if key.starts_with('a') { "Assertion" } else { "Response" };
-                return Err(Refusal::new(Reason::Replay, format!("{what} ID already used (assertion {})", v.assertion_id)));
+                let what = if key.starts_with('a') {
+                    "Assertion"
+                } else {
+                    "Response"
+                };
+                return Err(Refusal::new(
+                    Reason::Replay,
+                    format!("{what} ID already used (assertion {})", v.assertion_id),
+                ));
             }
             Err(e) => return Err(Refusal::new(Reason::Internal, format!("replay cache: {e}"))),
         }
@@ -251,7 +315,9 @@ fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusa
 }
 
 fn flush(app: &App) -> Result<(), Refusal> {
-    app.store.flush().map_err(|e| Refusal::new(Reason::Internal, format!("store flush: {e}")))
+    app.store
+        .flush()
+        .map_err(|e| Refusal::new(Reason::Internal, format!("store flush: {e}")))
 }
 
 fn application_needed_page(lang: Lang, category: &str) -> Resp {

@@ -33,12 +33,18 @@ const TOUCH_EVERY_SECS: i64 = 60;
 /// limits, and the category policy still admits the profile.
 pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
     let headers = req.headers().get_all(hyper::header::COOKIE);
-    let tokens = app.sessions.tokens(headers.iter().filter_map(|v| v.to_str().ok()));
+    let tokens = app
+        .sessions
+        .tokens(headers.iter().filter_map(|v| v.to_str().ok()));
     let now = chrono::Utc::now().timestamp();
     let idle = app.cfg.session.idle_minutes as i64 * 60;
     for t in tokens {
-        let Some(id) = app.sessions.open(t) else { continue };
-        let Ok(Some(rec)) = app.store.session_get(&id) else { continue };
+        let Some(id) = app.sessions.open(t) else {
+            continue;
+        };
+        let Ok(Some(rec)) = app.store.session_get(&id) else {
+            continue;
+        };
         if rec.expires <= now || rec.last_seen + idle <= now {
             let _ = app.store.session_delete(&id);
             continue;
@@ -61,7 +67,10 @@ pub fn encode_header_value(v: &str) -> HeaderValue {
 
 pub fn identity_headers(p: &Profile) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
     IDENTITY_HEADERS.iter().map(move |(h, field)| {
-        (HeaderName::from_static(h), encode_header_value(p.field(field).unwrap_or("")))
+        (
+            HeaderName::from_static(h),
+            encode_header_value(p.field(field).unwrap_or("")),
+        )
     })
 }
 
@@ -96,14 +105,21 @@ pub fn userinfo<B>(app: &App, req: &Request<B>) -> Resp {
             });
             pages::text(StatusCode::OK, "application/json", body.to_string())
         }
-        None => pages::text(StatusCode::UNAUTHORIZED, "application/json", "{\"error\":\"no session\"}"),
+        None => pages::text(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            "{\"error\":\"no session\"}",
+        ),
     }
 }
 
 /// Ends the local session (record deleted, cookie cleared) and shows the login page link.
 pub fn logout<B>(app: &App, req: &Request<B>) -> Resp {
     let headers = req.headers().get_all(hyper::header::COOKIE);
-    for t in app.sessions.tokens(headers.iter().filter_map(|v| v.to_str().ok())) {
+    for t in app
+        .sessions
+        .tokens(headers.iter().filter_map(|v| v.to_str().ok()))
+    {
         if let Some(id) = app.sessions.open(t) {
             if let Ok(Some(rec)) = app.store.session_get(&id) {
                 tracing::info!(target: "samlgate::session", account_id = %rec.profile.account_id, "logout");
@@ -121,14 +137,26 @@ pub fn logout<B>(app: &App, req: &Request<B>) -> Resp {
 
 pub fn login_page<B>(app: &App, req: &Request<B>) -> Resp {
     let lang = Lang::of(req);
-    pages::render(StatusCode::OK, &pages::LoginPage { lang, gmis_href: &app.gmis_login_url })
+    pages::render(
+        StatusCode::OK,
+        &pages::LoginPage {
+            lang,
+            gmis_href: &app.gmis_login_url,
+        },
+    )
 }
 
 /// `/` without an upstream: who is signed in, or the login page.
 pub fn home<B>(app: &App, req: &Request<B>) -> Resp {
     let lang = Lang::of(req);
     match live_session(app, req) {
-        Some(rec) => pages::render(StatusCode::OK, &pages::HomePage { lang, profile: &rec.profile }),
+        Some(rec) => pages::render(
+            StatusCode::OK,
+            &pages::HomePage {
+                lang,
+                profile: &rec.profile,
+            },
+        ),
         None => pages::redirect(StatusCode::SEE_OTHER, "/login"),
     }
 }
@@ -139,7 +167,10 @@ mod tests {
 
     #[test]
     fn header_values_are_ascii_percent_encoded() {
-        assert_eq!(encode_header_value("病院").to_str().unwrap(), "%E7%97%85%E9%99%A2");
+        assert_eq!(
+            encode_header_value("病院").to_str().unwrap(),
+            "%E7%97%85%E9%99%A2"
+        );
         assert_eq!(encode_header_value("a b%c").to_str().unwrap(), "a b%25c");
         assert_eq!(encode_header_value("x\r\ny").to_str().unwrap(), "x%0D%0Ay");
     }

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::reason::Reason;
 
 /// Upper bounds of the ACS latency histogram, seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
 
 /// Outcomes that are not refusals: where a verified login went.
 #[derive(Debug, Clone, Copy)]
@@ -61,27 +63,59 @@ impl Metrics {
     /// Renders everything; `extra` adds gauges known only to the caller (sessions, certs).
     pub fn render(&self, live_sessions: usize, extra: &str) -> String {
         let mut s = String::with_capacity(4096);
-        s.push_str("# HELP samlgate_logins_total Login attempts at the ACS by outcome and reason code.\n");
+        s.push_str(
+            "# HELP samlgate_logins_total Login attempts at the ACS by outcome and reason code.\n",
+        );
         s.push_str("# TYPE samlgate_logins_total counter\n");
         for (name, o) in OUTCOMES {
-            let _ = writeln!(s, "samlgate_logins_total{{outcome=\"{name}\",reason=\"\"}} {}", self.outcomes[o as usize].load(Relaxed));
+            let _ = writeln!(
+                s,
+                "samlgate_logins_total{{outcome=\"{name}\",reason=\"\"}} {}",
+                self.outcomes[o as usize].load(Relaxed)
+            );
         }
         for (i, r) in Reason::ALL.iter().enumerate() {
-            let _ = writeln!(s, "samlgate_logins_total{{outcome=\"refused\",reason=\"{}\"}} {}", r.code(), self.refused[i].load(Relaxed));
+            let _ = writeln!(
+                s,
+                "samlgate_logins_total{{outcome=\"refused\",reason=\"{}\"}} {}",
+                r.code(),
+                self.refused[i].load(Relaxed)
+            );
         }
         s.push_str("# HELP samlgate_acs_duration_seconds Time to answer an ACS post.\n");
         s.push_str("# TYPE samlgate_acs_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(s, "samlgate_acs_duration_seconds_bucket{{le=\"{b}\"}} {}", self.acs_buckets[i].load(Relaxed));
+            let _ = writeln!(
+                s,
+                "samlgate_acs_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                self.acs_buckets[i].load(Relaxed)
+            );
         }
         let count = self.acs_count.load(Relaxed);
-        let _ = writeln!(s, "samlgate_acs_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "samlgate_acs_duration_seconds_sum {}", self.acs_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "samlgate_acs_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            s,
+            "samlgate_acs_duration_seconds_sum {}",
+            self.acs_sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(s, "samlgate_acs_duration_seconds_count {count}");
-        s.push_str("# HELP samlgate_auth_verify_total Forward-auth answers (ok = 200, denied = 401).\n");
+        s.push_str(
+            "# HELP samlgate_auth_verify_total Forward-auth answers (ok = 200, denied = 401).\n",
+        );
         s.push_str("# TYPE samlgate_auth_verify_total counter\n");
-        let _ = writeln!(s, "samlgate_auth_verify_total{{result=\"denied\"}} {}", self.verify_requests[0].load(Relaxed));
-        let _ = writeln!(s, "samlgate_auth_verify_total{{result=\"ok\"}} {}", self.verify_requests[1].load(Relaxed));
+        let _ = writeln!(
+            s,
+            "samlgate_auth_verify_total{{result=\"denied\"}} {}",
+            self.verify_requests[0].load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "samlgate_auth_verify_total{{result=\"ok\"}} {}",
+            self.verify_requests[1].load(Relaxed)
+        );
         s.push_str("# HELP samlgate_sessions_live Session records in the store.\n");
         s.push_str("# TYPE samlgate_sessions_live gauge\n");
         let _ = writeln!(s, "samlgate_sessions_live {live_sessions}");

@@ -47,7 +47,12 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(cfg: Config, store: Arc<dyn Store>, idp: IdpMetadata, keys: KeySet) -> anyhow_like::Result<App> {
+    pub fn new(
+        cfg: Config,
+        store: Arc<dyn Store>,
+        idp: IdpMetadata,
+        keys: KeySet,
+    ) -> anyhow_like::Result<App> {
         let key = store
             .secret_get_or_create("session-mac-v1", &|| {
                 let mut k = vec![0u8; 32];
@@ -117,7 +122,9 @@ pub async fn serve(
             .max_buf_size(64 * 1024);
         match tls.clone() {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -126,22 +133,30 @@ pub async fn serve(
             Some(acceptor) => {
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let stream =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
                     let _ = watcher.watch(conn).await;
                 });
             }
         }
     }
     tracing::info!("shutting down: finishing requests in flight");
-    if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within 20 s");
     }
 }
@@ -167,17 +182,26 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/") => auth::home(app, &req),
         (&Method::GET, "/saml/metadata") => {
             let md = app.sp_metadata.read().expect("md lock").clone();
-            pages::text(StatusCode::OK, "application/samlmetadata+xml", md.as_bytes().to_vec())
+            pages::text(
+                StatusCode::OK,
+                "application/samlmetadata+xml",
+                md.as_bytes().to_vec(),
+            )
         }
         (&Method::GET, "/healthz") => pages::text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readyz(app),
         (&Method::GET, "/metrics") => {
-            let body = app.metrics.render(app.store.session_count(), &cert_gauges(app));
+            let body = app
+                .metrics
+                .render(app.store.session_count(), &cert_gauges(app));
             pages::text(StatusCode::OK, "text/plain; version=0.0.4", body)
         }
         (&Method::GET, "/_samlgate/style.css") => {
             let mut r = pages::text(StatusCode::OK, "text/css; charset=utf-8", pages::STYLE_CSS);
-            r.headers_mut().insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
             r
         }
         (_, "/saml/acs") => method_not_allowed("POST"),
@@ -202,19 +226,35 @@ fn cert_gauges(app: &App) -> String {
         "# HELP samlgate_cert_expiry_seconds Seconds until each certificate's notAfter.\n# TYPE samlgate_cert_expiry_seconds gauge\n",
     );
     for c in &app.idp().signing_certs {
-        let _ = writeln!(s, "samlgate_cert_expiry_seconds{{kind=\"idp_signing\",fingerprint=\"{}\"}} {}", c.fingerprint, c.not_after - now);
+        let _ = writeln!(
+            s,
+            "samlgate_cert_expiry_seconds{{kind=\"idp_signing\",fingerprint=\"{}\"}} {}",
+            c.fingerprint,
+            c.not_after - now
+        );
     }
     let keys = app.keys.read().expect("keys lock").clone();
     for k in &keys.keys {
         let na = crate::saml::idp::asn1_to_unix(k.cert.not_after());
-        let _ = writeln!(s, "samlgate_cert_expiry_seconds{{kind=\"sp\",key=\"{}\",state=\"{:?}\"}} {}", k.id, k.state, na - now);
+        let _ = writeln!(
+            s,
+            "samlgate_cert_expiry_seconds{{kind=\"sp\",key=\"{}\",state=\"{:?}\"}} {}",
+            k.id,
+            k.state,
+            na - now
+        );
     }
     s
 }
 
 fn method_not_allowed(allow: &'static str) -> Resp {
-    let mut r = pages::text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n");
-    r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    let mut r = pages::text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        "method not allowed\n",
+    );
+    r.headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
@@ -222,7 +262,10 @@ fn not_found(lang: Lang, rid: &str) -> Resp {
     let page = pages::ErrorPage {
         lang,
         title: lang.t("ページが見つかりません", "Page not found"),
-        message: lang.t("お探しのページは見つかりませんでした。", "The page you are looking for does not exist."),
+        message: lang.t(
+            "お探しのページは見つかりませんでした。",
+            "The page you are looking for does not exist.",
+        ),
         code: "",
         request_id: rid,
         action_href: Some("/"),

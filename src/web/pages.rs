@@ -57,7 +57,11 @@ impl Lang {
             let mut it = part.trim().split(';');
             let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = it
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|x| x.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|x| x.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             let lang = if tag == "ja" || tag.starts_with("ja-") {
                 Lang::Ja
@@ -111,26 +115,37 @@ pub fn secure_headers(resp: &mut Resp, https: bool) {
             "default-src 'none'; style-src 'self'; img-src 'self'; form-action *; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     if https {
-        h.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
+        h.insert(
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
-    h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    h.entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
 }
 
 pub fn html(status: StatusCode, body: String) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
 pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -148,14 +163,23 @@ pub fn render<T: Template>(status: StatusCode, t: &T) -> Resp {
         Ok(s) => html(status, s),
         Err(e) => {
             tracing::error!(error = %e, "template render failed");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", "internal error")
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                "internal error",
+            )
         }
     }
 }
 
 /// The page for a refused login. Carries the reason code in `X-Samlgate-Reason` for operators
 /// and tests; the person sees a short message and the request id.
-pub fn refusal_page(lang: Lang, reason: Reason, request_id: &str, retry_href: Option<&str>) -> Resp {
+pub fn refusal_page(
+    lang: Lang,
+    reason: Reason,
+    request_id: &str,
+    retry_href: Option<&str>,
+) -> Resp {
     let (ja, en) = reason.message();
     let page = ErrorPage {
         lang,
@@ -167,7 +191,8 @@ pub fn refusal_page(lang: Lang, reason: Reason, request_id: &str, retry_href: Op
         action_label: lang.t("ログイン画面へ", "Go to the login page"),
     };
     let mut r = render(reason.status(), &page);
-    r.headers_mut().insert("x-samlgate-reason", HeaderValue::from_static(reason.code()));
+    r.headers_mut()
+        .insert("x-samlgate-reason", HeaderValue::from_static(reason.code()));
     r
 }
 
@@ -177,7 +202,10 @@ mod tests {
 
     #[test]
     fn accept_language_picks_highest_q() {
-        assert_eq!(Lang::from_accept_language("en-US,en;q=0.9,ja;q=0.8"), Lang::En);
+        assert_eq!(
+            Lang::from_accept_language("en-US,en;q=0.9,ja;q=0.8"),
+            Lang::En
+        );
         assert_eq!(Lang::from_accept_language("ja,en-US;q=0.9"), Lang::Ja);
         assert_eq!(Lang::from_accept_language("fr-FR,en;q=0.5"), Lang::En);
         assert_eq!(Lang::from_accept_language("de"), Lang::Ja);

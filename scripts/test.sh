@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing (Debian packages, the python venv with the
+# independent signer), then runs unit tests, integration tests and lints.
+#   ./scripts/test.sh            everything
+#   ./scripts/test.sh --quick    cargo tests only (no clippy/fmt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+echo "== cargo test" >&2
+cargo test --all-targets 2>&1
+if [ "${1:-}" != "--quick" ]; then
+  echo "== cargo fmt --check" >&2
+  cargo fmt --check
+  echo "== cargo clippy" >&2
+  cargo clippy --all-targets -- -D warnings
+fi
+echo "samlgate: all tests passed" >&2
