@@ -317,8 +317,14 @@ fn spawn_sweeper(app: Arc<App>) {
                 let idle = app.cfg.session.idle_minutes as i64 * 60;
                 let r = app.store.replay_sweep(now).unwrap_or(0);
                 let s = app.store.session_sweep(now, idle).unwrap_or(0);
-                if r + s > 0 {
-                    tracing::debug!(replay = r, sessions = s, "swept expired records");
+                let p = crate::identity::consent::pending_sweep(&*app.store, now).unwrap_or(0);
+                if r + s + p > 0 {
+                    tracing::debug!(
+                        replay = r,
+                        sessions = s,
+                        pending = p,
+                        "swept expired records"
+                    );
                 }
             })
             .await;

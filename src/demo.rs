@@ -166,7 +166,7 @@ display_name = "displayName"
 email = "mail"
 
 [consent]
-required = false
+required = true
 version = "2023-04"
 
 [policy]

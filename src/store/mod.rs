@@ -52,6 +52,53 @@ pub struct SessionRecord {
     pub expires: i64,
 }
 
+/// Record tables for the identity side (users, consents, applications, ...). Values are JSON
+/// written by the module that owns the table; the store only keeps bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// local user id -> User
+    Users,
+    /// G-MIS account id -> local user id
+    UserByGmis,
+    /// G-MIS account id -> consent state
+    Consents,
+    /// G-MIS account id -> SSO application
+    Applications,
+    /// pending-login id -> a verified login waiting for the consent page
+    Pending,
+    /// big-endian sequence -> audit entry
+    Audit,
+}
+
+impl Table {
+    pub const ALL: [Table; 6] = [
+        Table::Users,
+        Table::UserByGmis,
+        Table::Consents,
+        Table::Applications,
+        Table::Pending,
+        Table::Audit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Users => "users",
+            Table::UserByGmis => "user_by_gmis",
+            Table::Consents => "consents",
+            Table::Applications => "applications",
+            Table::Pending => "pending",
+            Table::Audit => "audit",
+        }
+    }
+
+    fn index(self) -> usize {
+        Table::ALL.iter().position(|t| *t == self).expect("listed")
+    }
+}
+
+/// One write of an atomic batch: `None` deletes.
+pub type Write = (Table, Vec<u8>, Option<Vec<u8>>);
+
 pub trait Store: Send + Sync + 'static {
     /// Records `key` in the replay cache until `expires` (unix seconds) unless it is already
     /// there and unexpired. Atomic: of two concurrent calls with one key, exactly one is `Fresh`.
@@ -82,4 +129,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every write so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;
+
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Applies all writes or none (a crash cannot leave half a decision and its audit line).
+    /// `expect` guards the batch: if the given key's current value differs, nothing is written
+    /// and `Ok(false)` is returned.
+    fn apply(
+        &self,
+        writes: &[Write],
+        expect: Option<(Table, &[u8], Option<&[u8]>)>,
+    ) -> Result<bool, StoreError>;
+    /// Entries whose key starts with `prefix`, in key order; `rev` from the end; at most `limit`.
+    fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// A strictly increasing number, unique across restarts (audit ordering).
+    fn next_seq(&self) -> Result<u64, StoreError>;
 }

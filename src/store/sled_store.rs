@@ -3,13 +3,18 @@
 
 use std::path::Path;
 
-use super::{ReplayCheck, SessionRecord, Store, StoreError};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
 
 pub struct SledStore {
     db: sled::Db,
     replay: sled::Tree,
     sessions: sled::Tree,
     secrets: sled::Tree,
+    /// Indexed by `Table::index`.
+    tables: Vec<sled::Tree>,
 }
 
 impl SledStore {
@@ -23,7 +28,12 @@ impl SledStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
+        let mut tables = Vec::new();
+        for t in Table::ALL {
+            tables.push(db.open_tree(t.name())?);
+        }
         Ok(SledStore {
+            tables,
             replay: db.open_tree("replay")?,
             sessions: db.open_tree("sessions")?,
             secrets: db.open_tree("secrets")?,
@@ -31,9 +41,8 @@ impl SledStore {
         })
     }
 
-    /// The sled handle, for the other record kinds that live in this store.
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    fn table(&self, t: Table) -> &sled::Tree {
+        &self.tables[t.index()]
     }
 }
 
@@ -169,6 +178,76 @@ impl Store for SledStore {
         self.db.flush()?;
         Ok(())
     }
+
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.table(t).get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn apply(
+        &self,
+        writes: &[Write],
+        expect: Option<(Table, &[u8], Option<&[u8]>)>,
+    ) -> Result<bool, StoreError> {
+        let r = self.tables[..].transaction(|views| {
+            if let Some((t, k, want)) = expect {
+                let cur = views[t.index()].get(k)?;
+                if cur.as_deref() != want {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+            }
+            for (t, k, v) in writes {
+                let view = &views[t.index()];
+                match v {
+                    Some(v) => {
+                        view.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        view.remove(k.as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Abort(())) => Ok(false),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let it = self.table(t).scan_prefix(prefix);
+        let mut out = Vec::new();
+        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StoreError> {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(out.len() < limit)
+        };
+        if rev {
+            for item in it.rev() {
+                if !push(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in it {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +322,40 @@ mod tests {
         assert_eq!(s.session_sweep(600, 1800).unwrap(), 0);
         assert_eq!(s.session_sweep(1000, 1800).unwrap(), 1);
         assert_eq!(s.session_count(), 0);
+    }
+
+    #[test]
+    fn apply_is_all_or_nothing_with_guard() {
+        let (_d, s) = store();
+        let w = vec![
+            (Table::Users, b"u1".to_vec(), Some(b"{}".to_vec())),
+            (Table::Audit, b"1".to_vec(), Some(b"x".to_vec())),
+        ];
+        assert!(s.apply(&w, Some((Table::Pending, b"p", None))).unwrap());
+        assert_eq!(
+            s.get(Table::Users, b"u1").unwrap().as_deref(),
+            Some(&b"{}"[..])
+        );
+        // Guard fails: nothing written.
+        let w2 = vec![(Table::Users, b"u2".to_vec(), Some(b"{}".to_vec()))];
+        assert!(!s.apply(&w2, Some((Table::Users, b"u1", None))).unwrap());
+        assert!(s.get(Table::Users, b"u2").unwrap().is_none());
+        // Consume-once: delete guarded by the current value.
+        s.apply(
+            &[(Table::Pending, b"p".to_vec(), Some(b"v".to_vec()))],
+            None,
+        )
+        .unwrap();
+        let take = vec![(Table::Pending, b"p".to_vec(), None)];
+        assert!(s
+            .apply(&take, Some((Table::Pending, b"p", Some(b"v"))))
+            .unwrap());
+        assert!(!s
+            .apply(&take, Some((Table::Pending, b"p", Some(b"v"))))
+            .unwrap());
+        let a = s.next_seq().unwrap();
+        assert!(s.next_seq().unwrap() > a);
+        assert_eq!(s.scan(Table::Audit, b"", true, 10).unwrap().len(), 1);
     }
 
     #[test]

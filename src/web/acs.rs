@@ -7,17 +7,19 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
-use hyper::{Request, StatusCode};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::Request;
 
 use super::metrics::Outcome;
 use super::pages::{self, Lang, Resp};
 use super::App;
+use super::{consent, login};
 use crate::identity::attributes::map_profile;
 use crate::identity::policy::{self, Decision};
 use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
-use crate::store::{ReplayCheck, SessionRecord};
+use crate::store::ReplayCheck;
+use login::Login;
 
 /// What a successful ACS post decided, for the log line.
 struct Accepted {
@@ -30,7 +32,7 @@ struct Accepted {
 pub async fn post_acs(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
     let started = Instant::now();
     let lang = Lang::of(&req);
-    let result = acs_inner(app, req).await;
+    let result = acs_inner(app, req, rid).await;
     let elapsed = started.elapsed();
     app.metrics.acs_latency(elapsed.as_secs_f64());
     let ms = elapsed.as_secs_f64() * 1000.0;
@@ -73,7 +75,11 @@ fn no_account(r: Refusal) -> AcsError {
     (r, None)
 }
 
-async fn acs_inner(app: &Arc<App>, req: Request<Incoming>) -> Result<Accepted, AcsError> {
+async fn acs_inner(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<Accepted, AcsError> {
     let lang = Lang::of(&req);
     let headers = req.headers().clone();
     let (saml_response, relay_state) = read_form(app, &headers, req).await.map_err(no_account)?;
@@ -126,67 +132,53 @@ async fn acs_inner(app: &Arc<App>, req: Request<Incoming>) -> Result<Accepted, A
     record_replay(app, &verified, &idp.entity_id).map_err(|r| (r, account.clone()))?;
 
     let signed = verified.signed.as_str();
-    match policy::decide(&app.cfg.policy, &app.cfg.consent, &profile) {
-        Decision::Proceed => {}
-        Decision::NeedsApplication => {
-            flush(app).map_err(|r| (r, account.clone()))?;
-            let resp = application_needed_page(lang, &profile.category);
-            return Ok(Accepted {
-                resp,
-                account_id: profile.account_id,
-                outcome: Outcome::NeedsApplication,
-                signed,
-            });
-        }
-        Decision::NeedsConsent | Decision::Blocked => {
-            // The consent flow is a separate module (issue #3); until it exists a deployment
-            // that requires consent cannot log anyone in, which is the safe failure.
-            flush(app).map_err(|r| (r, account.clone()))?;
-            return Err((
-                Refusal::new(
-                    Reason::Internal,
-                    "[consent] required = true but the consent flow is not built",
-                ),
-                account,
-            ));
-        }
-    }
-
-    let now = chrono::Utc::now().timestamp();
-    let absolute = now + app.cfg.session.absolute_hours as i64 * 3600;
-    let expires = verified
-        .session_not_on_or_after
-        .map(|t| t.timestamp().min(absolute))
-        .unwrap_or(absolute);
-    let rec = SessionRecord {
-        id: crate::session::random_id(),
-        profile: profile.clone(),
+    let login = Login {
+        profile,
         name_id: verified.name_id.clone(),
         session_index: verified.session_index.clone(),
-        created: now,
-        last_seen: now,
-        expires,
+        session_not_on_or_after: verified.session_not_on_or_after.map(|t| t.timestamp()),
+        relay_state: safe_return_path(relay_state.as_deref()),
+        assertion_id: verified.assertion_id.clone(),
     };
-    app.store.session_put(&rec).map_err(|e| {
+    let decision = policy::decide(
+        &*app.store,
+        &app.cfg.policy,
+        &app.cfg.consent,
+        &login.profile,
+    )
+    .map_err(|e| {
         (
-            Refusal::new(Reason::Internal, format!("session write: {e}")),
+            Refusal::new(Reason::Internal, format!("policy: {e}")),
             account.clone(),
         )
     })?;
-    flush(app).map_err(|r| (r, account.clone()))?;
-
-    let location = safe_return_path(relay_state.as_deref());
-    let mut resp = pages::redirect(StatusCode::SEE_OTHER, &location);
-    let cookie = app
-        .sessions
-        .set_cookie(&app.sessions.seal(&rec.id), expires - now);
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(SET_COOKIE, v);
-    }
+    let account_id = login.profile.account_id.clone();
+    let internal = |r: Refusal| (r, Some(account_id.clone()));
+    let (resp, outcome) = match decision {
+        Decision::Proceed { link_to } => (
+            login::finish(app, &login, link_to.as_deref(), Vec::new()).map_err(internal)?,
+            Outcome::Success,
+        ),
+        Decision::NeedsConsent { link_to } => (
+            consent::start(app, login, link_to, lang).map_err(internal)?,
+            Outcome::NeedsConsent,
+        ),
+        Decision::NeedsApplication(need) => {
+            flush(app).map_err(internal)?;
+            (
+                login::application_page(lang, need, &login.profile, rid),
+                Outcome::NeedsApplication,
+            )
+        }
+        Decision::Blocked(by) => {
+            flush(app).map_err(internal)?;
+            (login::blocked_page(lang, by, rid), Outcome::Blocked)
+        }
+    };
     Ok(Accepted {
         resp,
-        account_id: profile.account_id,
-        outcome: Outcome::Success,
+        account_id,
+        outcome,
         signed,
     })
 }
@@ -314,31 +306,10 @@ fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusa
     Ok(())
 }
 
-fn flush(app: &App) -> Result<(), Refusal> {
+pub fn flush(app: &App) -> Result<(), Refusal> {
     app.store
         .flush()
         .map_err(|e| Refusal::new(Reason::Internal, format!("store flush: {e}")))
-}
-
-fn application_needed_page(lang: Lang, category: &str) -> Resp {
-    let message = match lang {
-        Lang::Ja => format!(
-            "区分「{category}」のアカウントでG-MISからログインするには、事前にSSO利用申請が承認されている必要があります。G-MIS事務局に申請してください。"
-        ),
-        Lang::En => format!(
-            "Accounts of category \"{category}\" need an approved SSO application before logging in from G-MIS. Please apply to the G-MIS secretariat."
-        ),
-    };
-    let page = pages::ErrorPage {
-        lang,
-        title: lang.t("SSO利用申請が必要です", "SSO application required"),
-        message: &message,
-        code: "application_needed",
-        request_id: "",
-        action_href: None,
-        action_label: "",
-    };
-    pages::render(StatusCode::FORBIDDEN, &page)
 }
 
 #[cfg(test)]

@@ -49,7 +49,8 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
             let _ = app.store.session_delete(&id);
             continue;
         }
-        if !policy::category_allowed(&app.cfg.policy, &rec.profile) {
+        // The category gate runs on every use of a session, not only at login.
+        if !policy::session_allowed(&*app.store, &app.cfg.policy, &rec.profile).unwrap_or(false) {
             continue;
         }
         if now - rec.last_seen >= TOUCH_EVERY_SECS {

@@ -4,6 +4,8 @@
 
 pub mod acs;
 pub mod auth;
+pub mod consent;
+pub mod login;
 pub mod metrics;
 pub mod pages;
 pub mod tls;
@@ -178,6 +180,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/auth/verify") => auth::verify(app, &req),
         (&Method::GET, "/auth/userinfo") => auth::userinfo(app, &req),
         (&Method::GET, "/logout") => auth::logout(app, &req),
+        (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
+        (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
         (&Method::GET, "/login") => auth::login_page(app, &req),
         (&Method::GET, "/") => auth::home(app, &req),
         (&Method::GET, "/saml/metadata") => {

@@ -1,0 +1,274 @@
+//! The consent page (同意画面), `GET/POST /consent`.
+//!
+//! A verified login that needs consent is parked server-side as a [`PendingLogin`] (10 minutes)
+//! and the browser gets a signed cookie naming it. The form carries a CSRF token bound to that
+//! pending login. A decision consumes the pending login exactly once (guarded delete in the
+//! same atomic batch as the decision and its audit line), so a double submit or a replayed
+//! form changes nothing.
+
+use askama::Template;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, SET_COOKIE};
+use hyper::{Request, StatusCode};
+
+use super::login::{self, Login};
+use super::pages::{self, Lang, Resp};
+use super::App;
+use crate::identity::consent::{
+    self, ConsentDecision, ConsentState, PendingLogin, PENDING_TTL_SECS,
+};
+use crate::identity::{now_rfc3339, put, Profile};
+use crate::reason::{Reason, Refusal};
+use crate::store::Table;
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub lang: Lang,
+    pub profile: &'a Profile,
+    pub csrf: &'a str,
+    pub version: &'a str,
+    pub linking: Option<&'a str>,
+}
+
+fn cookie_name(app: &App) -> &'static str {
+    if app.cfg.https {
+        "__Host-samlgate-consent"
+    } else {
+        "samlgate-consent"
+    }
+}
+
+fn pending_cookie(app: &App, value: &str, max_age: i64) -> String {
+    let secure = if app.cfg.https { "; Secure" } else { "" };
+    format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        cookie_name(app)
+    )
+}
+
+/// Parks the login and sends the browser to the consent page.
+pub fn start(
+    app: &App,
+    login: Login,
+    link_to: Option<String>,
+    _lang: Lang,
+) -> Result<Resp, Refusal> {
+    let pending = PendingLogin {
+        id: crate::session::random_id(),
+        csrf: crate::session::random_id(),
+        profile: login.profile,
+        name_id: login.name_id,
+        session_index: login.session_index,
+        session_not_on_or_after: login.session_not_on_or_after,
+        relay_state: login.relay_state,
+        assertion_id: login.assertion_id,
+        link_to,
+        expires: chrono::Utc::now().timestamp() + PENDING_TTL_SECS,
+    };
+    app.store
+        .apply(&[put(Table::Pending, &pending.id, &pending)], None)
+        .map_err(|e| Refusal::new(Reason::Internal, format!("pending write: {e}")))?;
+    super::acs::flush(app)?;
+    let mut r = pages::redirect(StatusCode::SEE_OTHER, "/consent");
+    let c = pending_cookie(app, &app.sessions.seal(&pending.id), PENDING_TTL_SECS);
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// The pending login named by the request's consent cookie, if it is ours and alive.
+fn pending_of<B>(app: &App, req: &Request<B>) -> Option<PendingLogin> {
+    let name = cookie_name(app);
+    for h in req.headers().get_all(hyper::header::COOKIE) {
+        let Ok(h) = h.to_str() else { continue };
+        for part in h.split(';') {
+            let Some((k, v)) = part.trim().split_once('=') else {
+                continue;
+            };
+            if k != name {
+                continue;
+            }
+            if let Some(id) = app.sessions.open(v.trim()) {
+                if let Ok(Some(p)) = consent::pending_get(&*app.store, &id) {
+                    return Some(p);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn expired_page(lang: Lang, rid: &str) -> Resp {
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t("同意画面の有効期限が切れました", "The consent page has expired"),
+        message: lang.t(
+            "同意の確認は10分以内に行ってください。お手数ですが、G-MISからもう一度ログインしてください。",
+            "Please decide within 10 minutes. Log in from G-MIS again to see the consent page.",
+        ),
+        code: "consent_expired",
+        request_id: rid,
+        action_href: Some("/login"),
+        action_label: lang.t("ログイン画面へ", "Go to the login page"),
+    };
+    let mut r = pages::render(StatusCode::BAD_REQUEST, &page);
+    r.headers_mut().insert(
+        "x-samlgate-reason",
+        HeaderValue::from_static("consent_expired"),
+    );
+    r
+}
+
+pub fn get_consent<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
+    let lang = Lang::of(req);
+    let Some(p) = pending_of(app, req) else {
+        return expired_page(lang, rid);
+    };
+    let page = ConsentPage {
+        lang,
+        profile: &p.profile,
+        csrf: &p.csrf,
+        version: &app.cfg.consent.version,
+        linking: p.link_to.as_deref(),
+    };
+    pages::render(StatusCode::OK, &page)
+}
+
+pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
+    let lang = Lang::of(&req);
+    let pending = pending_of(app, &req);
+    let body: Bytes = match Limited::new(req.into_body(), 4096).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return pages::refusal_page(lang, Reason::BadRequest, rid, None),
+    };
+    let Some(p) = pending else {
+        return expired_page(lang, rid);
+    };
+    let mut decision = None;
+    let mut csrf = None;
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "decision" => decision = Some(v.into_owned()),
+            "csrf" => csrf = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let csrf_ok = csrf.is_some_and(|c| constant_time_eq(c.as_bytes(), p.csrf.as_bytes()));
+    if !csrf_ok {
+        tracing::warn!(target: "samlgate::consent", request_id = rid, reason = "csrf_mismatch", account_id = %p.profile.account_id, "consent form refused");
+        return pages::refusal_page(lang, Reason::BadRequest, rid, None);
+    }
+    let accept = match decision.as_deref() {
+        Some("accept") => true,
+        Some("reject") => false,
+        _ => return pages::refusal_page(lang, Reason::BadRequest, rid, None),
+    };
+    match decide(app, &p, accept, lang, rid) {
+        Ok(mut resp) => {
+            if let Ok(v) = HeaderValue::from_str(&pending_cookie(app, "", 0)) {
+                resp.headers_mut().append(SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(r) => {
+            tracing::warn!(target: "samlgate::consent", request_id = rid, reason = r.reason.code(), detail = %r.detail, account_id = %p.profile.account_id, "consent failed");
+            if r.detail == "already decided" {
+                return expired_page(lang, rid);
+            }
+            pages::refusal_page(lang, r.reason, rid, None)
+        }
+    }
+}
+
+/// Records the decision atomically with consuming the pending login and its audit line.
+fn decide(
+    app: &App,
+    p: &PendingLogin,
+    accept: bool,
+    lang: Lang,
+    rid: &str,
+) -> Result<Resp, Refusal> {
+    let store = &*app.store;
+    let version = &app.cfg.consent.version;
+    let internal = |e: crate::store::StoreError| Refusal::new(Reason::Internal, e.to_string());
+    let state = ConsentState {
+        gmis_id: p.profile.account_id.clone(),
+        decision: if accept {
+            ConsentDecision::Accepted
+        } else {
+            ConsentDecision::Rejected
+        },
+        version: version.clone(),
+        at: now_rfc3339(),
+        detail: format!("assertion {}", p.assertion_id),
+    };
+    let action = if accept {
+        "consent.accept"
+    } else {
+        "consent.reject"
+    };
+    let audit = crate::audit::entry(
+        store,
+        &format!("user:{}", p.profile.account_id),
+        action,
+        &p.profile.account_id,
+        "",
+        Some(version),
+    )
+    .map_err(internal)?;
+    let pending_bytes = store
+        .get(Table::Pending, p.id.as_bytes())
+        .map_err(internal)?;
+    let Some(pending_bytes) = pending_bytes else {
+        return Err(Refusal::new(Reason::BadRequest, "already decided"));
+    };
+    let consume = (Table::Pending, p.id.as_bytes().to_vec(), None);
+    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %version, "consent decision");
+    if accept {
+        let login = Login {
+            profile: p.profile.clone(),
+            name_id: p.name_id.clone(),
+            session_index: p.session_index.clone(),
+            session_not_on_or_after: p.session_not_on_or_after,
+            relay_state: p.relay_state.clone(),
+            assertion_id: p.assertion_id.clone(),
+        };
+        // The guard: consume the pending login first, alone, so two racing submits cannot both
+        // register; then the decision, user row and audit go in one batch.
+        if !store
+            .apply(
+                &[consume],
+                Some((Table::Pending, p.id.as_bytes(), Some(&pending_bytes))),
+            )
+            .map_err(internal)?
+        {
+            return Err(Refusal::new(Reason::BadRequest, "already decided"));
+        }
+        login::finish(
+            app,
+            &login,
+            p.link_to.as_deref(),
+            vec![consent::write(&state), audit],
+        )
+    } else {
+        let ok = store
+            .apply(
+                &[consume, consent::write(&state), audit],
+                Some((Table::Pending, p.id.as_bytes(), Some(&pending_bytes))),
+            )
+            .map_err(internal)?;
+        if !ok {
+            return Err(Refusal::new(Reason::BadRequest, "already decided"));
+        }
+        super::acs::flush(app)?;
+        Ok(login::blocked_page(lang, ConsentDecision::Rejected, rid))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,171 @@
+//! Finishing a login that policy (and, when asked, the user) allowed: register or link the
+//! user, create the session, set the cookie. Also the terminal pages of a login that may not
+//! proceed (application needed, blocked): each ends the flow, none redirects back into a login.
+
+use hyper::header::{HeaderValue, SET_COOKIE};
+use hyper::StatusCode;
+
+use super::acs::flush;
+use super::pages::{self, Lang, Resp};
+use super::App;
+use crate::identity::consent::ConsentDecision;
+use crate::identity::policy::ApplicationNeed;
+use crate::identity::{users, Profile};
+use crate::reason::{Reason, Refusal};
+use crate::store::{SessionRecord, Write};
+
+/// A verified login, reduced to what the gateway keeps.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub profile: Profile,
+    pub name_id: String,
+    pub session_index: Option<String>,
+    /// Unix seconds.
+    pub session_not_on_or_after: Option<i64>,
+    /// Already checked to be a same-origin path.
+    pub relay_state: String,
+    pub assertion_id: String,
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(Reason::Internal, format!("{what}: {e}"))
+}
+
+/// Registers (or refreshes, or links) the user together with `extra` writes in one atomic
+/// batch, creates a fresh session, flushes, and answers 303 with the cookie.
+pub fn finish(
+    app: &App,
+    login: &Login,
+    link_to: Option<&str>,
+    mut extra: Vec<Write>,
+) -> Result<Resp, Refusal> {
+    let store = &*app.store;
+    let before =
+        users::by_gmis(store, &login.profile.account_id).map_err(|e| internal("users", e))?;
+    let (user, mut writes) = users::register_writes(store, &login.profile, link_to)
+        .map_err(|e| internal("register", e))?;
+    if before.is_none() {
+        let (action, detail) = match link_to {
+            Some(id) => (
+                "user.link",
+                format!("G-MIS account linked to existing local account {id}"),
+            ),
+            None => (
+                "user.register",
+                "user registered from G-MIS profile".to_string(),
+            ),
+        };
+        let a = crate::audit::entry(
+            store,
+            &format!("user:{}", login.profile.account_id),
+            action,
+            &user.id,
+            &detail,
+            None,
+        )
+        .map_err(|e| internal("audit", e))?;
+        writes.push(a);
+    }
+    writes.append(&mut extra);
+    store
+        .apply(&writes, None)
+        .map_err(|e| internal("user write", e))?;
+
+    let now = chrono::Utc::now().timestamp();
+    let absolute = now + app.cfg.session.absolute_hours as i64 * 3600;
+    let expires = login
+        .session_not_on_or_after
+        .map(|t| t.min(absolute))
+        .unwrap_or(absolute);
+    let rec = SessionRecord {
+        id: crate::session::random_id(),
+        profile: login.profile.clone(),
+        name_id: login.name_id.clone(),
+        session_index: login.session_index.clone(),
+        created: now,
+        last_seen: now,
+        expires,
+    };
+    store
+        .session_put(&rec)
+        .map_err(|e| internal("session write", e))?;
+    flush(app)?;
+
+    let mut resp = pages::redirect(StatusCode::SEE_OTHER, &login.relay_state);
+    let cookie = app
+        .sessions
+        .set_cookie(&app.sessions.seal(&rec.id), expires - now);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+pub fn application_page(lang: Lang, need: ApplicationNeed, p: &Profile, rid: &str) -> Resp {
+    let cat = &p.category;
+    let message = match (need, lang) {
+        (ApplicationNeed::Category, Lang::Ja) => format!(
+            "区分「{cat}」のアカウントでG-MISからログインするには、事前にSSO利用申請が承認されている必要があります。G-MIS事務局にSSO利用申請を行ってください。承認後、もう一度G-MISからログインしてください。"
+        ),
+        (ApplicationNeed::Category, Lang::En) => format!(
+            "Accounts of category \"{cat}\" need an approved SSO application before logging in from G-MIS. Please apply to the G-MIS secretariat, then log in from G-MIS again once it is approved."
+        ),
+        (ApplicationNeed::ExistingAccount, Lang::Ja) => "医療情報ネットのアカウントをすでにお持ちのようです。G-MISアカウントと連携するには、既存のアカウントIDを記載してSSO利用申請を行ってください。承認後、G-MISからログインすると既存のアカウントに連携されます。".into(),
+        (ApplicationNeed::ExistingAccount, Lang::En) => "You seem to have a Medical Information Net account already. To link it to your G-MIS account, file an SSO application naming your existing account ID. Once it is approved, logging in from G-MIS links the two.".into(),
+        (ApplicationNeed::Pending, Lang::Ja) => "SSO利用申請は現在G-MIS事務局で確認中です。承認されるまでG-MISからのログインはご利用いただけません。".into(),
+        (ApplicationNeed::Pending, Lang::En) => "Your SSO application is being reviewed by the G-MIS secretariat. Logging in from G-MIS is possible once it is approved.".into(),
+        (ApplicationNeed::Revoked, Lang::Ja) => "SSO利用申請の承認が取り消されています。G-MIS事務局にお問い合わせください。".into(),
+        (ApplicationNeed::Revoked, Lang::En) => "Your SSO application approval was revoked. Please contact the G-MIS secretariat.".into(),
+    };
+    let title = match need {
+        ApplicationNeed::Pending => {
+            lang.t("SSO利用申請の確認中です", "SSO application under review")
+        }
+        _ => lang.t("SSO利用申請が必要です", "SSO application required"),
+    };
+    let page = pages::ErrorPage {
+        lang,
+        title,
+        message: &message,
+        code: need.code(),
+        request_id: rid,
+        action_href: None,
+        action_label: "",
+    };
+    let mut r = pages::render(StatusCode::FORBIDDEN, &page);
+    r.headers_mut()
+        .insert("x-samlgate-reason", HeaderValue::from_static(need.code()));
+    r
+}
+
+pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
+    let (message, code) = match by {
+        ConsentDecision::BlockedBySecretariat => (
+            lang.t(
+                "このアカウントのG-MISからのログインは、G-MIS事務局により停止されています。G-MIS事務局にお問い合わせください。",
+                "Logging in from G-MIS is suspended for this account by the G-MIS secretariat. Please contact the secretariat.",
+            ),
+            "blocked_by_secretariat",
+        ),
+        _ => (
+            lang.t(
+                "利用者情報の登録・連携に同意いただけなかったため、G-MISからのログインを停止しています。G-MIS事務局が理由を確認のうえ再開します。事務局からの連絡をお待ちください。",
+                "Because you did not agree to register and link your user information, logging in from G-MIS is stopped. The G-MIS secretariat will confirm the reason with you and reopen it; please wait for their contact.",
+            ),
+            "blocked_consent_rejected",
+        ),
+    };
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
+        message,
+        code,
+        request_id: rid,
+        action_href: None,
+        action_label: "",
+    };
+    let mut r = pages::render(StatusCode::FORBIDDEN, &page);
+    r.headers_mut()
+        .insert("x-samlgate-reason", HeaderValue::from_static(code));
+    r
+}
