@@ -59,6 +59,43 @@ pub enum Command {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// The secretariat's consent records: list, show, reopen a rejected/blocked account, block.
+    Consent {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON output (one object per line).
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: crate::secretariat::ConsentCmd,
+    },
+    /// SSO applications: add (optionally linking an existing account), approve, revoke, list.
+    Applications {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: crate::secretariat::ApplicationsCmd,
+    },
+    /// Registered users: list, show, export (JSON lines), import existing local accounts.
+    Users {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: crate::secretariat::UsersCmd,
+    },
+    /// The audit log (consents, applications, links, secretariat actions).
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// Start a self-contained demo: the gateway on 127.0.0.1:8080 and a development IdP on
     /// 127.0.0.1:8081 with test users. Files (config, dev certificates, store) go to --dir.
     Demo {
@@ -68,6 +105,15 @@ pub enum Command {
         /// Gateway port (the IdP uses the next one).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// The last entries, oldest first.
+    Tail {
+        #[arg(short, long, default_value_t = 50)]
+        n: usize,
     },
 }
 
@@ -105,6 +151,20 @@ pub fn run(cli: Cli) -> ExitCode {
             cmd: KeysCmd::List { config, json },
         } => keys_list(&config.config, json),
         Command::Demo { dir, port } => crate::demo::run(&dir, port),
+        Command::Consent { config, json, cmd } => {
+            crate::secretariat::consent(&config.config, cmd, json)
+        }
+        Command::Applications { config, json, cmd } => {
+            crate::secretariat::applications(&config.config, cmd, json)
+        }
+        Command::Users { config, json, cmd } => {
+            crate::secretariat::users(&config.config, cmd, json)
+        }
+        Command::Audit {
+            config,
+            json,
+            cmd: AuditCmd::Tail { n },
+        } => crate::secretariat::audit_tail(&config.config, n, json),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

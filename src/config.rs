@@ -51,6 +51,15 @@ struct RawConfig {
     #[serde(default)]
     session: SessionConfig,
     upstream: Option<UpstreamConfig>,
+    admin: Option<AdminConfig>,
+}
+
+/// The secretariat's HTTP API under `/admin/`; off unless this section exists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A file holding the bearer token (one line, at least 32 characters).
+    pub token_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +262,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub session: SessionConfig,
     pub upstream: Option<UpstreamConfig>,
+    /// SHA-256 of the admin bearer token; `None` = admin API off.
+    pub admin_token_sha256: Option<[u8; 32]>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -410,6 +422,28 @@ impl Config {
                 ));
             }
         }
+        let (admin_token_sha256, admin_token_file) = match &raw.admin {
+            None => (None, None),
+            Some(a) => {
+                let path = resolve(&a.token_file);
+                let tok = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(
+                        "admin.token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                        "create it with `openssl rand -hex 32 > FILE; chmod 600 FILE`, or remove [admin]",
+                    )
+                })?;
+                let tok = tok.trim();
+                if tok.len() < 32 {
+                    return Err(invalid(
+                        "admin.token_file",
+                        "the token is shorter than 32 characters",
+                        "use `openssl rand -hex 32` to make one",
+                    ));
+                }
+                (Some(sha2_256(tok.as_bytes())), Some(path))
+            }
+        };
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
@@ -436,8 +470,15 @@ impl Config {
             policy: raw.policy,
             session: raw.session,
             upstream: raw.upstream,
+            admin_token_sha256,
+            admin_token_file,
         })
     }
+}
+
+fn sha2_256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
 }
 
 /// toml's messages already carry line and column; add the fix for the common cases.

@@ -3,6 +3,7 @@
 //! The path of one login: `web::acs` (HTTP) -> `saml::acs` (verification) -> `identity`
 //! (profile, policy) -> `store` (replay cache, session) -> `session` (cookie). See DESIGN.md.
 
+pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod identity;
 pub mod keys;
 pub mod reason;
 pub mod saml;
+pub mod secretariat;
 pub mod session;
 pub mod store;
 pub mod web;

@@ -98,6 +98,10 @@ impl Table {
 
 /// One write of an atomic batch: `None` deletes.
 pub type Write = (Table, Vec<u8>, Option<Vec<u8>>);
+/// A batch guard: this key must currently hold this value (`None`: be absent).
+pub type Expect<'a> = (Table, &'a [u8], Option<&'a [u8]>);
+/// Key-value pairs from a scan.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 pub trait Store: Send + Sync + 'static {
     /// Records `key` in the replay cache until `expires` (unix seconds) unless it is already
@@ -134,19 +138,10 @@ pub trait Store: Send + Sync + 'static {
     /// Applies all writes or none (a crash cannot leave half a decision and its audit line).
     /// `expect` guards the batch: if the given key's current value differs, nothing is written
     /// and `Ok(false)` is returned.
-    fn apply(
-        &self,
-        writes: &[Write],
-        expect: Option<(Table, &[u8], Option<&[u8]>)>,
-    ) -> Result<bool, StoreError>;
+    fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError>;
     /// Entries whose key starts with `prefix`, in key order; `rev` from the end; at most `limit`.
-    fn scan(
-        &self,
-        t: Table,
-        prefix: &[u8],
-        rev: bool,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, t: Table, prefix: &[u8], rev: bool, limit: usize)
+        -> Result<Entries, StoreError>;
     /// A strictly increasing number, unique across restarts (audit ordering).
     fn next_seq(&self) -> Result<u64, StoreError>;
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::{ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
+use super::{Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
 
 pub struct SledStore {
     db: sled::Db,
@@ -183,11 +183,7 @@ impl Store for SledStore {
         Ok(self.table(t).get(key)?.map(|v| v.to_vec()))
     }
 
-    fn apply(
-        &self,
-        writes: &[Write],
-        expect: Option<(Table, &[u8], Option<&[u8]>)>,
-    ) -> Result<bool, StoreError> {
+    fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
         let r = self.tables[..].transaction(|views| {
             if let Some((t, k, want)) = expect {
                 let cur = views[t.index()].get(k)?;
@@ -221,7 +217,7 @@ impl Store for SledStore {
         prefix: &[u8],
         rev: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         let it = self.table(t).scan_prefix(prefix);
         let mut out = Vec::new();
         let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StoreError> {

@@ -3,6 +3,7 @@
 //! dispatches each request to a handler in `acs` or `auth`.
 
 pub mod acs;
+pub mod admin;
 pub mod auth;
 pub mod consent;
 pub mod login;
@@ -180,6 +181,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/auth/verify") => auth::verify(app, &req),
         (&Method::GET, "/auth/userinfo") => auth::userinfo(app, &req),
         (&Method::GET, "/logout") => auth::logout(app, &req),
+        (&Method::POST, "/admin/v1/op") => admin::op(app, req, rid).await,
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
         (&Method::GET, "/login") => auth::login_page(app, &req),

@@ -1,0 +1,423 @@
+//! The secretariat's operations (consents, applications, users, audit), as one set of
+//! functions over the store. The CLI runs them directly when it can open the store, and
+//! through the running gateway's admin API (`POST /admin/v1/op`, bearer token) when the
+//! gateway holds the store's lock; both paths run [`execute`], so they cannot drift apart.
+//!
+//! Every change is one atomic batch with its audit line, flushed before the answer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::audit;
+use crate::identity::applications::{self, Application, ApplicationStatus};
+use crate::identity::consent::{self, ConsentDecision, ConsentState};
+use crate::identity::users::{self, User};
+use crate::identity::{now_rfc3339, put, Profile};
+use crate::store::{Store, StoreError, Table};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    ConsentList,
+    ConsentShow {
+        gmis_id: String,
+    },
+    /// Reopens SSO after a rejected consent or a secretariat block: the next SSO asks again.
+    ConsentReopen {
+        gmis_id: String,
+        by: String,
+        note: String,
+    },
+    /// Blocks SSO for an account (sticky until reopened).
+    ConsentBlock {
+        gmis_id: String,
+        by: String,
+        note: String,
+    },
+    ApplicationAdd {
+        gmis_id: String,
+        link_to: Option<String>,
+        note: String,
+        by: String,
+        approve: bool,
+    },
+    ApplicationApprove {
+        gmis_id: String,
+        by: String,
+    },
+    ApplicationRevoke {
+        gmis_id: String,
+        by: String,
+        note: String,
+    },
+    ApplicationList,
+    UsersList,
+    UsersShow {
+        id: String,
+    },
+    /// Registers existing local (ID/password) accounts, so G-MIS logins can be linked to them.
+    UsersImport {
+        users: Vec<Profile>,
+        by: String,
+    },
+    AuditTail {
+        n: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Op {
+    pub fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Op::ConsentReopen { .. }
+                | Op::ConsentBlock { .. }
+                | Op::ApplicationAdd { .. }
+                | Op::ApplicationApprove { .. }
+                | Op::ApplicationRevoke { .. }
+                | Op::UsersImport { .. }
+        )
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("records serialize")
+}
+
+fn nonempty(what: &str, v: &str) -> Result<(), AdminError> {
+    if v.trim().is_empty() {
+        return Err(AdminError::Invalid(format!("{what} is empty")));
+    }
+    Ok(())
+}
+
+pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Value, AdminError> {
+    let v = match op {
+        Op::ConsentList => Value::Array(consent::list(store)?.iter().map(to_json).collect()),
+        Op::ConsentShow { gmis_id } => {
+            let c = consent::get(store, gmis_id)?;
+            let app = applications::get(store, gmis_id)?;
+            let user = users::by_gmis(store, gmis_id)?;
+            if c.is_none() && app.is_none() && user.is_none() {
+                return Err(AdminError::NotFound(format!(
+                    "no consent, application or user for {gmis_id}"
+                )));
+            }
+            json!({"gmis_id": gmis_id, "consent": c, "application": app, "user": user, "current_version": consent_version})
+        }
+        Op::ConsentReopen { gmis_id, by, note } => {
+            nonempty("by (who reopens)", by)?;
+            let c = consent::get(store, gmis_id)?.ok_or_else(|| {
+                AdminError::NotFound(format!("{gmis_id} has no consent decision"))
+            })?;
+            if !c.blocks() {
+                return Err(AdminError::Invalid(format!(
+                    "{gmis_id} is not blocked (decision: {:?})",
+                    c.decision
+                )));
+            }
+            let a = audit::entry(
+                store,
+                &format!("secretariat:{by}"),
+                "consent.reopen",
+                gmis_id,
+                note,
+                Some(&c.version),
+            )?;
+            let prev = serde_json::to_vec(&c).expect("serialize");
+            let ok = store.apply(
+                &[(Table::Consents, gmis_id.as_bytes().to_vec(), None), a],
+                Some((Table::Consents, gmis_id.as_bytes(), Some(&prev))),
+            )?;
+            if !ok {
+                return Err(AdminError::Invalid(
+                    "the consent changed meanwhile; try again".into(),
+                ));
+            }
+            json!({"gmis_id": gmis_id, "reopened": true, "previous": c})
+        }
+        Op::ConsentBlock { gmis_id, by, note } => {
+            nonempty("by", by)?;
+            nonempty("note (the reason)", note)?;
+            let st = ConsentState {
+                gmis_id: gmis_id.clone(),
+                decision: ConsentDecision::BlockedBySecretariat,
+                version: consent_version.into(),
+                at: now_rfc3339(),
+                detail: note.clone(),
+            };
+            let a = audit::entry(
+                store,
+                &format!("secretariat:{by}"),
+                "consent.block",
+                gmis_id,
+                note,
+                None,
+            )?;
+            store.apply(&[consent::write(&st), a], None)?;
+            to_json(&st)
+        }
+        Op::ApplicationAdd {
+            gmis_id,
+            link_to,
+            note,
+            by,
+            approve,
+        } => {
+            nonempty("gmis_id", gmis_id)?;
+            nonempty("by", by)?;
+            if let Some(l) = link_to {
+                let u = users::get(store, l)?.ok_or_else(|| {
+                    AdminError::NotFound(format!("local account {l} does not exist"))
+                })?;
+                if u.gmis_id.as_deref().is_some_and(|g| g != gmis_id) {
+                    return Err(AdminError::Invalid(format!(
+                        "local account {l} is already linked to {}",
+                        u.gmis_id.unwrap_or_default()
+                    )));
+                }
+            }
+            if applications::get(store, gmis_id)?
+                .is_some_and(|a| a.status != ApplicationStatus::Revoked)
+            {
+                return Err(AdminError::Invalid(format!(
+                    "{gmis_id} already has an application; approve or revoke it"
+                )));
+            }
+            let now = now_rfc3339();
+            let app = Application {
+                gmis_id: gmis_id.clone(),
+                status: if *approve {
+                    ApplicationStatus::Approved
+                } else {
+                    ApplicationStatus::Pending
+                },
+                link_to: link_to.clone(),
+                note: note.clone(),
+                created: now.clone(),
+                updated: now,
+            };
+            let detail = format!(
+                "status={:?} link_to={}",
+                app.status,
+                link_to.as_deref().unwrap_or("-")
+            );
+            let a = audit::entry(
+                store,
+                &format!("secretariat:{by}"),
+                "application.add",
+                gmis_id,
+                &detail,
+                None,
+            )?;
+            store.apply(&[applications::write(&app), a], None)?;
+            to_json(&app)
+        }
+        Op::ApplicationApprove { gmis_id, by } | Op::ApplicationRevoke { gmis_id, by, .. } => {
+            nonempty("by", by)?;
+            let approve = matches!(op, Op::ApplicationApprove { .. });
+            let mut app = applications::get(store, gmis_id)?
+                .ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no application")))?;
+            let prev = serde_json::to_vec(&app).expect("serialize");
+            app.status = if approve {
+                ApplicationStatus::Approved
+            } else {
+                ApplicationStatus::Revoked
+            };
+            app.updated = now_rfc3339();
+            let note = match op {
+                Op::ApplicationRevoke { note, .. } => note.as_str(),
+                _ => "",
+            };
+            let action = if approve {
+                "application.approve"
+            } else {
+                "application.revoke"
+            };
+            let a = audit::entry(
+                store,
+                &format!("secretariat:{by}"),
+                action,
+                gmis_id,
+                note,
+                None,
+            )?;
+            let ok = store.apply(
+                &[applications::write(&app), a],
+                Some((Table::Applications, gmis_id.as_bytes(), Some(&prev))),
+            )?;
+            if !ok {
+                return Err(AdminError::Invalid(
+                    "the application changed meanwhile; try again".into(),
+                ));
+            }
+            to_json(&app)
+        }
+        Op::ApplicationList => {
+            Value::Array(applications::list(store)?.iter().map(to_json).collect())
+        }
+        Op::UsersList => Value::Array(users::list(store)?.iter().map(to_json).collect()),
+        Op::UsersShow { id } => {
+            let u = users::get(store, id)?.or(users::by_gmis(store, id)?);
+            to_json(&u.ok_or_else(|| AdminError::NotFound(format!("no user {id}")))?)
+        }
+        Op::UsersImport { users: list, by } => {
+            nonempty("by", by)?;
+            let mut writes = Vec::new();
+            let mut created = 0;
+            for p in list {
+                nonempty("account_id of an imported user", &p.account_id)?;
+                if users::get(store, &p.account_id)?.is_some() {
+                    continue;
+                }
+                let now = now_rfc3339();
+                let u = User {
+                    id: p.account_id.clone(),
+                    gmis_id: None,
+                    profile: p.clone(),
+                    created: now.clone(),
+                    updated: now,
+                    origin: "local".into(),
+                };
+                writes.push(put(Table::Users, &u.id, &u));
+                created += 1;
+            }
+            writes.push(audit::entry(
+                store,
+                &format!("secretariat:{by}"),
+                "users.import",
+                "-",
+                &format!("{created} local accounts"),
+                None,
+            )?);
+            store.apply(&writes, None)?;
+            json!({"imported": created, "skipped_existing": list.len() - created})
+        }
+        Op::AuditTail { n } => Value::Array(
+            audit::tail(store, (*n).min(10_000))?
+                .iter()
+                .map(to_json)
+                .collect(),
+        ),
+    };
+    if op.changes_state() {
+        store.flush()?;
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    #[test]
+    fn reopen_only_blocked_and_audited() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&d.path().join("db")).unwrap();
+        let reopen = Op::ConsentReopen {
+            gmis_id: "GM1".into(),
+            by: "tanaka".into(),
+            note: "confirmed by phone".into(),
+        };
+        assert!(matches!(
+            execute(&s, "v1", &reopen),
+            Err(AdminError::NotFound(_))
+        ));
+        let st = ConsentState {
+            gmis_id: "GM1".into(),
+            decision: ConsentDecision::Rejected,
+            version: "v1".into(),
+            at: now_rfc3339(),
+            detail: String::new(),
+        };
+        s.apply(&[consent::write(&st)], None).unwrap();
+        execute(&s, "v1", &reopen).unwrap();
+        assert!(consent::get(&s, "GM1").unwrap().is_none());
+        let tail = audit::tail(&s, 10).unwrap();
+        assert_eq!(tail.last().unwrap().action, "consent.reopen");
+        assert_eq!(tail.last().unwrap().actor, "secretariat:tanaka");
+        assert_eq!(tail.last().unwrap().consent_version.as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn application_lifecycle_and_link_checks() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&d.path().join("db")).unwrap();
+        let add = Op::ApplicationAdd {
+            gmis_id: "GM2".into(),
+            link_to: Some("L1".into()),
+            note: String::new(),
+            by: "x".into(),
+            approve: false,
+        };
+        assert!(
+            matches!(execute(&s, "v1", &add), Err(AdminError::NotFound(_))),
+            "link to a missing account"
+        );
+        let imp = Op::UsersImport {
+            users: vec![Profile {
+                account_id: "L1".into(),
+                ..Default::default()
+            }],
+            by: "x".into(),
+        };
+        assert_eq!(execute(&s, "v1", &imp).unwrap()["imported"], 1);
+        execute(&s, "v1", &add).unwrap();
+        assert_eq!(
+            applications::get(&s, "GM2").unwrap().unwrap().status,
+            ApplicationStatus::Pending
+        );
+        assert!(execute(&s, "v1", &add).is_err(), "no second application");
+        execute(
+            &s,
+            "v1",
+            &Op::ApplicationApprove {
+                gmis_id: "GM2".into(),
+                by: "x".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            applications::get(&s, "GM2").unwrap().unwrap().status,
+            ApplicationStatus::Approved
+        );
+        execute(
+            &s,
+            "v1",
+            &Op::ApplicationRevoke {
+                gmis_id: "GM2".into(),
+                by: "x".into(),
+                note: "left".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            applications::get(&s, "GM2").unwrap().unwrap().status,
+            ApplicationStatus::Revoked
+        );
+        let actions: Vec<String> = audit::tail(&s, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "users.import",
+                "application.add",
+                "application.approve",
+                "application.revoke"
+            ]
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! The secretariat's CLI (`samlgate consent|applications|users|audit ...`): builds an
+//! [`Op`], runs it on the store directly, or — when the running gateway holds the store's lock —
+//! through its admin API, and prints the answer as a table or JSON lines.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::admin::{execute, Op};
+use crate::config::Config;
+use crate::identity::Profile;
+use crate::store::SledStore;
+
+#[derive(Subcommand, Debug)]
+pub enum ConsentCmd {
+    /// Every recorded consent decision.
+    List,
+    /// One account: consent, application and linked user.
+    Show { gmis_id: String },
+    /// Reopen SSO after a rejected consent or a block; the next SSO shows the consent page again.
+    Reopen {
+        gmis_id: String,
+        /// Who reopens (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+        /// Why (e.g. "confirmed by phone on 11/20").
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Block SSO for an account until reopened.
+    Block {
+        gmis_id: String,
+        #[arg(long)]
+        by: String,
+        /// The reason (required).
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApplicationsCmd {
+    /// File an SSO application for a G-MIS account (pending until approved).
+    Add {
+        gmis_id: String,
+        /// Link the G-MIS account to this existing 医療情報ネット account instead of creating one.
+        #[arg(long)]
+        link_to: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        by: String,
+        /// File it approved at once.
+        #[arg(long)]
+        approve: bool,
+    },
+    Approve {
+        gmis_id: String,
+        #[arg(long)]
+        by: String,
+    },
+    Revoke {
+        gmis_id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCmd {
+    List,
+    /// One user, by local id or G-MIS id.
+    Show {
+        id: String,
+    },
+    /// Every user as JSON lines (for backups and other systems).
+    Export,
+    /// Register existing local accounts from a JSON-lines file of profiles
+    /// ({"account_id": ..., "facility_code": ..., "email": ..., ...}), so G-MIS logins can be linked.
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        by: String,
+    },
+}
+
+/// Runs `op` against the store, directly or through the running gateway.
+pub fn run_op(config: &Path, op: &Op) -> Result<Value, String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    match SledStore::open(&cfg.store_path) {
+        Ok(store) => execute(&store, &cfg.consent.version, op).map_err(|e| e.to_string()),
+        Err(e) if is_lock_error(&e.to_string()) => via_api(&cfg, op),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn is_lock_error(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("lock") || m.contains("would block") || m.contains("temporarily unavailable")
+}
+
+/// A small HTTP/1.1 client for the gateway's admin API on its listen address (plain HTTP).
+fn via_api(cfg: &Config, op: &Op) -> Result<Value, String> {
+    let token_file = cfg.admin_token_file.as_ref().ok_or(
+        "the gateway is running and holds the store; enable its admin API ([admin] token_file) \
+         so the CLI can go through it, or stop the gateway",
+    )?;
+    if cfg.tls.is_some() {
+        return Err(
+            "the gateway serves HTTPS; the CLI's API client speaks plain HTTP only. \
+                    Call POST /admin/v1/op with curl (see README), or stop the gateway"
+                .into(),
+        );
+    }
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| format!("{}: {e}", token_file.display()))?;
+    let body = serde_json::to_vec(op).map_err(|e| e.to_string())?;
+    let mut s = std::net::TcpStream::connect(cfg.listen)
+        .map_err(|e| format!("gateway at {}: {e}", cfg.listen))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .ok();
+    let head = format!(
+        "POST /admin/v1/op HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        cfg.listen,
+        token.trim(),
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(&body))
+        .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("malformed answer from the gateway")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| format!("gateway answered {status}: {e}"))?;
+    if status == 200 {
+        Ok(v)
+    } else {
+        Err(v
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("error")
+            .to_string())
+    }
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((len, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub fn consent(config: &Path, cmd: ConsentCmd, json: bool) -> Result<(), String> {
+    let op = match cmd {
+        ConsentCmd::List => Op::ConsentList,
+        ConsentCmd::Show { gmis_id } => Op::ConsentShow { gmis_id },
+        ConsentCmd::Reopen { gmis_id, by, note } => Op::ConsentReopen { gmis_id, by, note },
+        ConsentCmd::Block { gmis_id, by, note } => Op::ConsentBlock { gmis_id, by, note },
+    };
+    let v = run_op(config, &op)?;
+    print_value(
+        &v,
+        json,
+        &["gmis_id", "decision", "version", "at", "detail"],
+    );
+    Ok(())
+}
+
+pub fn applications(config: &Path, cmd: ApplicationsCmd, json: bool) -> Result<(), String> {
+    let op = match cmd {
+        ApplicationsCmd::Add {
+            gmis_id,
+            link_to,
+            note,
+            by,
+            approve,
+        } => Op::ApplicationAdd {
+            gmis_id,
+            link_to,
+            note,
+            by,
+            approve,
+        },
+        ApplicationsCmd::Approve { gmis_id, by } => Op::ApplicationApprove { gmis_id, by },
+        ApplicationsCmd::Revoke { gmis_id, by, note } => {
+            Op::ApplicationRevoke { gmis_id, by, note }
+        }
+        ApplicationsCmd::List => Op::ApplicationList,
+    };
+    let v = run_op(config, &op)?;
+    print_value(
+        &v,
+        json,
+        &["gmis_id", "status", "link_to", "updated", "note"],
+    );
+    Ok(())
+}
+
+pub fn users(config: &Path, cmd: UsersCmd, json: bool) -> Result<(), String> {
+    let (op, export) = match cmd {
+        UsersCmd::List => (Op::UsersList, false),
+        UsersCmd::Show { id } => (Op::UsersShow { id }, false),
+        UsersCmd::Export => (Op::UsersList, true),
+        UsersCmd::Import { file, by } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mut users = Vec::new();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let p: Profile = serde_json::from_str(line)
+                    .map_err(|e| format!("{} line {}: {e}", file.display(), i + 1))?;
+                users.push(p);
+            }
+            eprintln!("importing {} account(s) ...", users.len());
+            (Op::UsersImport { users, by }, false)
+        }
+    };
+    let v = run_op(config, &op)?;
+    if export {
+        for u in v.as_array().into_iter().flatten() {
+            println!("{u}");
+        }
+        eprintln!("exported {} user(s)", v.as_array().map_or(0, Vec::len));
+        return Ok(());
+    }
+    // Flatten the profile for the table.
+    let flat = |u: &Value| {
+        let mut m = serde_json::Map::new();
+        for k in ["id", "gmis_id", "origin"] {
+            m.insert(k.into(), u.get(k).cloned().unwrap_or(Value::Null));
+        }
+        for k in ["category", "facility_code", "display_name"] {
+            m.insert(
+                k.into(),
+                u.pointer(&format!("/profile/{k}"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+        }
+        Value::Object(m)
+    };
+    let shown = match &v {
+        Value::Array(a) if !json => Value::Array(a.iter().map(flat).collect()),
+        _ => v.clone(),
+    };
+    print_value(
+        &shown,
+        json,
+        &[
+            "id",
+            "gmis_id",
+            "origin",
+            "category",
+            "facility_code",
+            "display_name",
+        ],
+    );
+    Ok(())
+}
+
+pub fn audit_tail(config: &Path, n: usize, json: bool) -> Result<(), String> {
+    let v = run_op(config, &Op::AuditTail { n })?;
+    print_value(
+        &v,
+        json,
+        &[
+            "seq",
+            "at",
+            "actor",
+            "action",
+            "subject",
+            "consent_version",
+            "detail",
+        ],
+    );
+    Ok(())
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Arrays as a table (or JSON lines), objects as `key: value` lines (or one JSON line).
+fn print_value(v: &Value, json: bool, columns: &[&str]) {
+    match v {
+        Value::Array(rows) => {
+            if json {
+                for r in rows {
+                    println!("{r}");
+                }
+                return;
+            }
+            if rows.is_empty() {
+                println!("(none)");
+                return;
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| columns.iter().map(|c| cell(r.get(*c))).collect())
+                .collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    table
+                        .iter()
+                        .map(|r| r[i].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                        .max(c.len())
+                })
+                .collect();
+            let line = |cells: Vec<String>| {
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            };
+            println!(
+                "{}",
+                line(columns.iter().map(|c| c.to_uppercase()).collect())
+            );
+            for r in table {
+                println!("{}", line(r));
+            }
+            println!("({} row(s))", rows.len());
+        }
+        Value::Object(m) if !json => {
+            for (k, val) in m {
+                match val {
+                    Value::Object(_) => println!(
+                        "{k}:\n  {}",
+                        serde_json::to_string_pretty(val)
+                            .unwrap_or_default()
+                            .replace('\n', "\n  ")
+                    ),
+                    _ => println!("{k}: {}", cell(Some(val))),
+                }
+            }
+        }
+        other => println!("{other}"),
+    }
+}
