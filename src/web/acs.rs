@@ -139,6 +139,7 @@ async fn acs_inner(
         session_not_on_or_after: verified.session_not_on_or_after.map(|t| t.timestamp()),
         relay_state: safe_return_path(relay_state.as_deref()),
         assertion_id: verified.assertion_id.clone(),
+        replaces: super::auth::session_ids(app, &headers),
     };
     let decision = policy::decide(
         &*app.store,

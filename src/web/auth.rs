@@ -61,6 +61,16 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
     None
 }
 
+/// Ids of the sessions named by the request's (valid, ours) cookies, live or not.
+pub fn session_ids(app: &App, headers: &hyper::HeaderMap) -> Vec<String> {
+    let values = headers.get_all(hyper::header::COOKIE);
+    app.sessions
+        .tokens(values.iter().filter_map(|v| v.to_str().ok()))
+        .into_iter()
+        .filter_map(|t| app.sessions.open(t))
+        .collect()
+}
+
 pub fn encode_header_value(v: &str) -> HeaderValue {
     let enc = utf8_percent_encode(v, HEADER_ENCODE).to_string();
     HeaderValue::from_str(&enc).unwrap_or_else(|_| HeaderValue::from_static(""))

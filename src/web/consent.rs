@@ -141,6 +141,7 @@ pub fn get_consent<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
 pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
     let lang = Lang::of(&req);
     let pending = pending_of(app, &req);
+    let headers = req.headers().clone();
     let body: Bytes = match Limited::new(req.into_body(), 4096).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return pages::refusal_page(lang, Reason::BadRequest, rid, None),
@@ -167,7 +168,8 @@ pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp 
         Some("reject") => false,
         _ => return pages::refusal_page(lang, Reason::BadRequest, rid, None),
     };
-    match decide(app, &p, accept, lang, rid) {
+    let old = super::auth::session_ids(app, &headers);
+    match decide(app, &p, accept, lang, rid, old) {
         Ok(mut resp) => {
             if let Ok(v) = HeaderValue::from_str(&pending_cookie(app, "", 0)) {
                 resp.headers_mut().append(SET_COOKIE, v);
@@ -191,6 +193,7 @@ fn decide(
     accept: bool,
     lang: Lang,
     rid: &str,
+    replaces: Vec<String>,
 ) -> Result<Resp, Refusal> {
     let store = &*app.store;
     let version = &app.cfg.consent.version;
@@ -236,6 +239,7 @@ fn decide(
             session_not_on_or_after: p.session_not_on_or_after,
             relay_state: p.relay_state.clone(),
             assertion_id: p.assertion_id.clone(),
+            replaces,
         };
         // The guard: consume the pending login first, alone, so two racing submits cannot both
         // register; then the decision, user row and audit go in one batch.

@@ -25,6 +25,9 @@ pub struct Login {
     /// Already checked to be a same-origin path.
     pub relay_state: String,
     pub assertion_id: String,
+    /// Sessions the browser already had: ended when the new one starts (no fixation, no
+    /// two live sessions in one browser).
+    pub replaces: Vec<String>,
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {

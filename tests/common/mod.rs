@@ -70,8 +70,10 @@ pub fn run_idp<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
         .output()
         .expect("spawn python test IdP");
     if !out.status.success() {
-        let shown: Vec<String> =
-            args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
         panic!(
             "saml_idp.py {:?} failed ({}):\n{}",
             shown,
@@ -97,7 +99,10 @@ pub fn keygen(dir: &Path, cn: &str) -> KeyPair {
         "--cn".as_ref(),
         cn.as_ref(),
     ]);
-    KeyPair { key: dir.join("idp.key"), cert: dir.join("idp.crt") }
+    KeyPair {
+        key: dir.join("idp.key"),
+        cert: dir.join("idp.crt"),
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -114,11 +119,18 @@ pub struct Resp {
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         let n = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_str())
     }
     pub fn headers_all(&self, name: &str) -> Vec<&str> {
         let n = name.to_ascii_lowercase();
-        self.headers.iter().filter(|(k, _)| *k == n).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
     /// `X-Samlgate-Reason`
     pub fn reason(&self) -> Option<&str> {
@@ -129,7 +141,9 @@ impl Resp {
     }
     /// The whole `Set-Cookie: samlgate=...` line, if any.
     pub fn session_set_cookie(&self) -> Option<&str> {
-        self.headers_all("set-cookie").into_iter().find(|c| c.trim_start().starts_with("samlgate="))
+        self.headers_all("set-cookie")
+            .into_iter()
+            .find(|c| c.trim_start().starts_with("samlgate="))
     }
     /// `samlgate=<token>` (ready for a Cookie header), if a non-empty session cookie was set.
     pub fn session_cookie(&self) -> Option<String> {
@@ -183,8 +197,15 @@ fn from_ureq(r: ureq::Response) -> Resp {
         }
     }
     let mut body = Vec::new();
-    r.into_reader().take(16 << 20).read_to_end(&mut body).expect("read response body");
-    Resp { status, headers, body }
+    r.into_reader()
+        .take(16 << 20)
+        .read_to_end(&mut body)
+        .expect("read response body");
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn call(req: ureq::Request, body: Option<&[u8]>) -> Result<Resp, String> {
@@ -204,7 +225,9 @@ pub fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -248,11 +271,21 @@ pub fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity((data.len() + 2) / 3 * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -296,7 +329,10 @@ pub enum Json {
 
 impl Json {
     pub fn parse(s: &str) -> Result<Json, String> {
-        let mut p = JsonParser { s: s.as_bytes(), i: 0 };
+        let mut p = JsonParser {
+            s: s.as_bytes(),
+            i: 0,
+        };
         let v = p.value()?;
         p.ws();
         if p.i != p.s.len() {
@@ -402,7 +438,12 @@ impl JsonParser<'_> {
             }
             Some(_) => {
                 let st = self.i;
-                while self.i < self.s.len() && matches!(self.s[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while self.i < self.s.len()
+                    && matches!(
+                        self.s[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
                     self.i += 1;
                 }
                 std::str::from_utf8(&self.s[st..self.i])
@@ -417,7 +458,8 @@ impl JsonParser<'_> {
     fn hex4(&mut self) -> Result<u32, String> {
         let h = self.s.get(self.i..self.i + 4).ok_or("short \\u")?;
         self.i += 4;
-        u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16).map_err(|e| e.to_string())
+        u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16)
+            .map_err(|e| e.to_string())
     }
     fn string(&mut self) -> Result<String, String> {
         if self.s.get(self.i) != Some(&b'"') {
@@ -444,10 +486,14 @@ impl JsonParser<'_> {
                         b't' => '\t',
                         b'u' => {
                             let mut cp = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&cp) && self.s[self.i..].starts_with(b"\\u") {
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.s[self.i..].starts_with(b"\\u")
+                            {
                                 self.i += 2;
                                 let lo = self.hex4()?;
-                                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                                cp = 0x10000
+                                    + ((cp - 0xD800) << 10)
+                                    + (lo.wrapping_sub(0xDC00) & 0x3FF);
                             }
                             char::from_u32(cp).ok_or("bad code point")?
                         }
@@ -474,7 +520,10 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { idp_keys: 1, max_body_bytes: Some(262_144) }
+        Opts {
+            idp_keys: 1,
+            max_body_bytes: Some(262_144),
+        }
     }
 }
 
@@ -500,12 +549,22 @@ impl Gateway {
     }
 
     pub fn start_with(opts: Opts) -> Gateway {
-        let dir = tempfile::Builder::new().prefix("samlgate-it-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("samlgate-it-")
+            .tempdir()
+            .expect("tempdir");
         let port = free_port();
         let mut idp = Vec::new();
         for i in 0..opts.idp_keys.max(1) {
             let kd = dir.path().join(format!("idp{i}"));
-            idp.push(keygen(&kd, if i == 0 { "gmis-idp.test" } else { "gmis-idp-next.test" }));
+            idp.push(keygen(
+                &kd,
+                if i == 0 {
+                    "gmis-idp.test"
+                } else {
+                    "gmis-idp-next.test"
+                },
+            ));
         }
         let md = dir.path().join("idp-metadata.xml");
         let mut args: Vec<std::ffi::OsString> = vec!["metadata".into()];
@@ -513,10 +572,18 @@ impl Gateway {
             args.push("--cert".into());
             args.push(k.cert.clone().into_os_string());
         }
-        args.extend(["--entity-id".into(), IDP_ENTITY.into(), "--out".into(), md.clone().into_os_string()]);
+        args.extend([
+            "--entity-id".into(),
+            IDP_ENTITY.into(),
+            "--out".into(),
+            md.clone().into_os_string(),
+        ]);
         run_idp(&args);
 
-        let max_body = opts.max_body_bytes.map(|n| format!("max_body_bytes = {n}\n")).unwrap_or_default();
+        let max_body = opts
+            .max_body_bytes
+            .map(|n| format!("max_body_bytes = {n}\n"))
+            .unwrap_or_default();
         let cfg = format!(
             r#"# written by tests/common/mod.rs
 [server]
@@ -577,13 +644,25 @@ absolute_hours = 8
             );
         }
 
-        let mut gw = Gateway { dir, port, config, log_path, idp, child: None, agent: agent() };
+        let mut gw = Gateway {
+            dir,
+            port,
+            config,
+            log_path,
+            idp,
+            child: None,
+            agent: agent(),
+        };
         gw.spawn();
         gw
     }
 
     fn spawn(&mut self) {
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open log");
         let log2 = log.try_clone().unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--config"])
@@ -600,7 +679,10 @@ absolute_hours = 8
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let quick = ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(2)).build();
+        let quick = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(Duration::from_secs(2))
+            .build();
         loop {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
                 panic!("samlgate serve exited early ({st}); log:\n{}", self.log());
@@ -611,7 +693,10 @@ absolute_hours = 8
                 }
             }
             if Instant::now() > deadline {
-                panic!("samlgate not ready (GET /readyz != 200) within 20 s; log:\n{}", self.log());
+                panic!(
+                    "samlgate not ready (GET /readyz != 200) within 20 s; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -620,7 +705,9 @@ absolute_hours = 8
     fn stop(&mut self, graceful: bool) {
         if let Some(mut c) = self.child.take() {
             if graceful {
-                let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while Instant::now() < deadline {
                     if c.try_wait().ok().flatten().is_some() {
@@ -666,7 +753,12 @@ absolute_hours = 8
     }
 
     fn must(&self, what: &str, r: Result<Resp, String>) -> Resp {
-        r.unwrap_or_else(|e| panic!("{what}: transport error: {e}\nserver log:\n{}", self.log_tail(4000)))
+        r.unwrap_or_else(|e| {
+            panic!(
+                "{what}: transport error: {e}\nserver log:\n{}",
+                self.log_tail(4000)
+            )
+        })
     }
 
     pub fn log_tail(&self, n: usize) -> String {
@@ -735,7 +827,11 @@ absolute_hours = 8
                         let _ = writer.join();
                         return r;
                     }
-                    panic!("raw POST {path}: read error {e} after {} bytes; log:\n{}", raw.len(), self.log_tail(3000));
+                    panic!(
+                        "raw POST {path}: read error {e} after {} bytes; log:\n{}",
+                        raw.len(),
+                        self.log_tail(3000)
+                    );
                 }
             }
         }
@@ -778,7 +874,10 @@ absolute_hours = 8
     /// --key/--cert of IdP key 0) come first so `args` can override them.
     pub fn make_response(&self, args: &[&str]) -> String {
         let out = run_idp(&self.response_args(args));
-        String::from_utf8(out).expect("utf-8 base64").trim().to_string()
+        String::from_utf8(out)
+            .expect("utf-8 base64")
+            .trim()
+            .to_string()
     }
 
     /// Like `make_response` but the XML (`--xml`).
@@ -790,12 +889,20 @@ absolute_hours = 8
 
     /// Many responses at once (a few python processes in parallel), in order.
     pub fn make_responses(&self, cases: &[Vec<&str>]) -> Vec<String> {
-        let width = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 6);
+        let width = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 6);
         let mut out = vec![String::new(); cases.len()];
         for (chunk_i, chunk) in cases.chunks(width).enumerate() {
             let res: Vec<String> = std::thread::scope(|s| {
-                let hs: Vec<_> = chunk.iter().map(|c| s.spawn(move || self.make_response(c))).collect();
-                hs.into_iter().map(|h| h.join().expect("make_response thread")).collect()
+                let hs: Vec<_> = chunk
+                    .iter()
+                    .map(|c| s.spawn(move || self.make_response(c)))
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().expect("make_response thread"))
+                    .collect()
             });
             for (j, r) in res.into_iter().enumerate() {
                 out[chunk_i * width + j] = r;
@@ -822,7 +929,12 @@ absolute_hours = 8
 
     /// Asserts everything a refusal must satisfy; returns a list of violations (empty: ok).
     /// `sessions_before` is `sessions_live()` read before the POST.
-    pub fn refusal_problems(&self, resp: &Resp, expected: &[&str], sessions_before: f64) -> Vec<String> {
+    pub fn refusal_problems(
+        &self,
+        resp: &Resp,
+        expected: &[&str],
+        sessions_before: f64,
+    ) -> Vec<String> {
         let mut p = Vec::new();
         if !(400..=499).contains(&resp.status) {
             p.push(format!("status {} is not 4xx", resp.status));
@@ -830,14 +942,18 @@ absolute_hours = 8
         match resp.reason() {
             Some(r) if expected.contains(&r) => {}
             Some(r) => p.push(format!("X-Samlgate-Reason {r:?} not in {expected:?}")),
-            None => p.push(format!("no X-Samlgate-Reason header (expected one of {expected:?})")),
+            None => p.push(format!(
+                "no X-Samlgate-Reason header (expected one of {expected:?})"
+            )),
         }
         if let Some(c) = resp.session_set_cookie() {
             p.push(format!("session cookie set: {c:?}"));
         }
         let after = self.sessions_live();
         if after != sessions_before {
-            p.push(format!("samlgate_sessions_live changed {sessions_before} -> {after}"));
+            p.push(format!(
+                "samlgate_sessions_live changed {sessions_before} -> {after}"
+            ));
         }
         let h = self.get("/healthz", None);
         if h.status != 200 {
@@ -853,7 +969,11 @@ absolute_hours = 8
     pub fn assert_refused(&self, case: &str, resp: &Resp, expected: &[&str], sessions_before: f64) {
         let p = self.refusal_problems(resp, expected, sessions_before);
         if !p.is_empty() {
-            panic!("{case}: refusal check failed:\n  {}\nserver log tail:\n{}", p.join("\n  "), self.log_tail(3000));
+            panic!(
+                "{case}: refusal check failed:\n  {}\nserver log tail:\n{}",
+                p.join("\n  "),
+                self.log_tail(3000)
+            );
         }
     }
 }
@@ -869,7 +989,10 @@ impl Drop for Gateway {
             let p = self.dir.path().to_path_buf();
             let d = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
             let _ = d.keep();
-            eprintln!("samlgate test dir kept: {} (server.log inside)", p.display());
+            eprintln!(
+                "samlgate test dir kept: {} (server.log inside)",
+                p.display()
+            );
         }
     }
 }
@@ -882,7 +1005,9 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
         if l.starts_with('#') {
             continue;
         }
-        let Some(rest) = l.strip_prefix(name) else { continue };
+        let Some(rest) = l.strip_prefix(name) else {
+            continue;
+        };
         let rest = if rest.starts_with('{') {
             match rest.find('}') {
                 Some(i) => &rest[i + 1..],
@@ -913,9 +1038,18 @@ fn split_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
 
 fn parse_complete_response(raw: &[u8]) -> Option<Resp> {
     let (status, headers, off) = split_head(raw)?;
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length")?.1.parse().ok()?;
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")?
+        .1
+        .parse()
+        .ok()?;
     if raw.len() >= off + len {
-        Some(Resp { status, headers, body: raw[off..off + len].to_vec() })
+        Some(Resp {
+            status,
+            headers,
+            body: raw[off..off + len].to_vec(),
+        })
     } else {
         None
     }
@@ -923,7 +1057,11 @@ fn parse_complete_response(raw: &[u8]) -> Option<Resp> {
 
 fn parse_head_only(raw: &[u8]) -> Option<Resp> {
     let (status, headers, off) = split_head(raw)?;
-    Some(Resp { status, headers, body: raw[off..].to_vec() })
+    Some(Resp {
+        status,
+        headers,
+        body: raw[off..].to_vec(),
+    })
 }
 
 /// Collects failures of many cases in one test function and panics once, listing all.
@@ -936,7 +1074,8 @@ impl Failures {
     }
     pub fn add(&mut self, case: &str, problems: Vec<String>) {
         if !problems.is_empty() {
-            self.0.push(format!("[{case}]\n    {}", problems.join("\n    ")));
+            self.0
+                .push(format!("[{case}]\n    {}", problems.join("\n    ")));
         }
     }
     pub fn check(&mut self, case: &str, ok: bool, msg: impl FnOnce() -> String) {
