@@ -128,6 +128,31 @@ pub enum KeysCmd {
         #[arg(long, default_value_t = 3650)]
         days: u32,
     },
+    /// Make a `next` key active (it signs from now on); the old active key becomes `next`.
+    Promote {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+    },
+    /// Stop publishing a `next` key; it still decrypts for [sp] retired_grace_hours.
+    Retire {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+    },
+    /// Delete a retired key after its grace period (--force: now).
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// The key set at a glance, with warnings (expiry within 30 days, no next key prepared).
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// List the keys with state, fingerprint and expiry.
     List {
         #[command(flatten)]
@@ -144,12 +169,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(c) => serve(&c.config),
         Command::CheckConfig(c) => check_config(&c.config),
         Command::Metadata(c) => metadata(&c.config),
-        Command::Keys {
-            cmd: KeysCmd::New { config, days },
-        } => keys_new(&config.config, days),
-        Command::Keys {
-            cmd: KeysCmd::List { config, json },
-        } => keys_list(&config.config, json),
+        Command::Keys { cmd } => keys_cmd(cmd),
         Command::Demo { dir, port } => crate::demo::run(&dir, port),
         Command::Consent { config, json, cmd } => {
             crate::secretariat::consent(&config.config, cmd, json)
@@ -312,6 +332,72 @@ fn keys_list(config: &Path, json: bool) -> Result<(), String> {
             "warning: the active key {} expires in {} days",
             a.id, a.days_left
         );
+    }
+    Ok(())
+}
+
+fn keys_cmd(cmd: KeysCmd) -> Result<(), String> {
+    match cmd {
+        KeysCmd::New { config, days } => keys_new(&config.config, days),
+        KeysCmd::List { config, json } => keys_list(&config.config, json),
+        KeysCmd::Status { config } => keys_status(&config.config),
+        KeysCmd::Promote { config, id } => {
+            keys_transition(&config.config, &id, |_| keys::Transition::Promote)
+        }
+        KeysCmd::Retire { config, id } => {
+            keys_transition(&config.config, &id, |_| keys::Transition::Retire)
+        }
+        KeysCmd::Remove { config, id, force } => {
+            keys_transition(&config.config, &id, |cfg| keys::Transition::Remove {
+                grace_hours: cfg.retired_grace_hours,
+                force,
+            })
+        }
+    }
+}
+
+fn keys_transition(
+    config: &Path,
+    id: &str,
+    t: impl Fn(&Config) -> keys::Transition,
+) -> Result<(), String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let summary = keys::transition(&cfg.keys_dir, id, t(&cfg)).map_err(|e| e.to_string())?;
+    // Check the result loads, as the running gateway will (it reloads within seconds or on SIGHUP).
+    KeySet::load(&cfg.keys_dir)
+        .map_err(|e| format!("after the change the key set does not load: {e}"))?;
+    println!("{summary}");
+    println!(
+        "the running gateway picks this up within 10 s (or at once: systemctl reload samlgate)"
+    );
+    Ok(())
+}
+
+fn keys_status(config: &Path) -> Result<(), String> {
+    keys_list(config, false)?;
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let set = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+    let next = set
+        .keys
+        .iter()
+        .filter(|k| k.state == keys::KeyState::Next)
+        .count();
+    let retired = set
+        .keys
+        .iter()
+        .filter(|k| k.state == keys::KeyState::Retired)
+        .count();
+    println!();
+    println!(
+        "published in metadata: {} key(s); signing with {}",
+        set.published().count(),
+        set.active().id
+    );
+    if next == 0 && set.active().days_left < 60 {
+        println!("next step: `samlgate keys new` and give the new metadata to G-MIS (active key has {} days left)", set.active().days_left);
+    }
+    if retired > 0 {
+        println!("{retired} retired key(s) still decrypt; remove them after [sp] retired_grace_hours = {}", cfg.retired_grace_hours);
     }
     Ok(())
 }

@@ -98,6 +98,12 @@ pub struct TlsFiles {
 struct RawSp {
     entity_id: String,
     keys_dir: PathBuf,
+    #[serde(default = "default_grace")]
+    retired_grace_hours: i64,
+}
+
+fn default_grace() -> i64 {
+    24
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +258,8 @@ pub struct Config {
     pub max_concurrent_verifications: usize,
     pub sp_entity_id: String,
     pub keys_dir: PathBuf,
+    /// How long a retired SP key keeps decrypting before `keys remove` will delete it.
+    pub retired_grace_hours: i64,
     pub idp_metadata: PathBuf,
     pub clock_skew_seconds: i64,
     pub max_issue_delay_seconds: i64,
@@ -460,6 +468,7 @@ impl Config {
             max_concurrent_verifications: raw.server.max_concurrent_verifications,
             sp_entity_id: raw.sp.entity_id,
             keys_dir: resolve(&raw.sp.keys_dir),
+            retired_grace_hours: raw.sp.retired_grace_hours,
             idp_metadata: resolve(&raw.idp.metadata),
             clock_skew_seconds: raw.idp.clock_skew_seconds,
             max_issue_delay_seconds: raw.idp.max_issue_delay_seconds,

@@ -44,6 +44,9 @@ struct StateEntry {
     id: String,
     state: KeyState,
     created: String,
+    /// When the key was retired (RFC 3339); removal waits for the grace period after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -207,6 +210,7 @@ pub fn new_key(dir: &Path, common_name: &str, days: u32) -> Result<(String, KeyS
         msg,
     };
     fs::create_dir_all(dir).map_err(|e| io(format!("cannot create directory: {e}")))?;
+    let _lock = lock_dir(dir)?;
     let mut state = read_state(dir)?;
     let (key, cert) = self_signed(common_name, days).map_err(|e| io(format!("openssl: {e}")))?;
     let id = format!("sp-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
@@ -230,10 +234,156 @@ pub fn new_key(dir: &Path, common_name: &str, days: u32) -> Result<(String, KeyS
         id: id.clone(),
         state: st,
         created: chrono::Utc::now().to_rfc3339(),
+        retired_at: None,
     });
     let json = serde_json::to_vec_pretty(&state).map_err(|e| io(e.to_string()))?;
     write_atomic(&dir.join("keyset.json"), &json, 0o644).map_err(|e| io(e.to_string()))?;
+    audit_key_change(dir, "keys.new", &id, &format!("state={st:?}"))?;
     Ok((id, st))
+}
+
+/// Serialises key-set changes between processes (two operators, or a script and a person).
+fn lock_dir(dir: &Path) -> Result<fs::File, KeyError> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .map_err(|e| KeyError::Io {
+            dir: dir.to_path_buf(),
+            msg: format!("lock file: {e}"),
+        })?;
+    f.lock().map_err(|e| KeyError::Io {
+        dir: dir.to_path_buf(),
+        msg: format!("lock: {e}"),
+    })?;
+    Ok(f)
+}
+
+/// Key changes are audited in `keys_dir/audit.jsonl` (append, fsync): the gateway's store is
+/// locked by the running process, and rotation happens while it runs.
+fn audit_key_change(dir: &Path, action: &str, id: &str, detail: &str) -> Result<(), KeyError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let line = serde_json::json!({
+        "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "actor": std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()),
+        "action": action,
+        "key": id,
+        "detail": detail,
+    });
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(dir.join("audit.jsonl"))
+        .and_then(|mut f| {
+            writeln!(f, "{line}")?;
+            f.sync_all()?;
+            Ok(f)
+        })
+        .map_err(|e| KeyError::Io {
+            dir: dir.to_path_buf(),
+            msg: format!("audit.jsonl: {e}"),
+        })?;
+    let _ = f.flush();
+    Ok(())
+}
+
+/// A state change of the key set, checked, written atomically and audited.
+pub enum Transition {
+    /// next -> active; the previous active key becomes next (published, decrypting, not signing)
+    /// until it is retired.
+    Promote,
+    /// next -> retired (unpublished; still decrypts during the grace period).
+    Retire,
+    /// retired -> gone (files deleted) once the grace period has passed, or with `force`.
+    Remove { grace_hours: i64, force: bool },
+}
+
+pub fn transition(dir: &Path, id: &str, t: Transition) -> Result<String, KeyError> {
+    let err = |msg: String| KeyError::Invalid {
+        dir: dir.to_path_buf(),
+        msg,
+    };
+    let _lock = lock_dir(dir)?;
+    let mut state = read_state(dir)?;
+    let idx = state
+        .keys
+        .iter()
+        .position(|k| k.id == id)
+        .ok_or_else(|| err(format!("no key {id}; see `samlgate keys list`")))?;
+    let cur = state.keys[idx].state;
+    let (action, summary) = match t {
+        Transition::Promote => {
+            if cur != KeyState::Next {
+                return Err(err(format!(
+                    "{id} is {cur:?}; only a `next` key can be promoted"
+                )));
+            }
+            let mut old = String::new();
+            for k in state.keys.iter_mut() {
+                if k.state == KeyState::Active {
+                    k.state = KeyState::Next;
+                    old = k.id.clone();
+                }
+            }
+            state.keys[idx].state = KeyState::Active;
+            ("keys.promote", format!("{id} is active; {old} is now next (still published and decrypting) until retired"))
+        }
+        Transition::Retire => {
+            if cur != KeyState::Next {
+                return Err(err(format!(
+                    "{id} is {cur:?}; only a `next` key can be retired (promote another key first if it is active)"
+                )));
+            }
+            state.keys[idx].state = KeyState::Retired;
+            state.keys[idx].retired_at = Some(chrono::Utc::now().to_rfc3339());
+            (
+                "keys.retire",
+                format!("{id} is retired: no longer published; still decrypts until removed"),
+            )
+        }
+        Transition::Remove { grace_hours, force } => {
+            if cur != KeyState::Retired {
+                return Err(err(format!("{id} is {cur:?}; retire it first")));
+            }
+            let retired_at = state.keys[idx]
+                .retired_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            if let Some(at) = retired_at {
+                let left = at + chrono::Duration::hours(grace_hours) - chrono::Utc::now();
+                if left > chrono::Duration::zero() && !force {
+                    return Err(err(format!(
+                        "{id} was retired {} ago; the grace period ({grace_hours} h) has {} min left. \
+                         Assertions encrypted to it may still arrive. Use --force to remove now",
+                        humanize(chrono::Utc::now() - at),
+                        left.num_minutes()
+                    )));
+                }
+            }
+            state.keys.remove(idx);
+            ("keys.remove", format!("{id} removed"))
+        }
+    };
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| err(e.to_string()))?;
+    write_atomic(&dir.join("keyset.json"), &json, 0o644).map_err(|e| err(e.to_string()))?;
+    if action == "keys.remove" {
+        // The state no longer names the files; delete them after the state is durable.
+        let _ = fs::remove_file(dir.join(format!("{id}.key")));
+        let _ = fs::remove_file(dir.join(format!("{id}.crt")));
+    }
+    audit_key_change(dir, action, id, &summary)?;
+    Ok(summary)
+}
+
+fn humanize(d: chrono::Duration) -> String {
+    if d.num_hours() >= 1 {
+        format!("{} h", d.num_hours())
+    } else {
+        format!("{} min", d.num_minutes())
+    }
 }
 
 pub fn self_signed(
@@ -286,6 +436,72 @@ mod tests {
         assert_eq!(set.published().count(), 2);
         assert!(set.keys.iter().any(|k| k.id == b));
         assert!(set.active().days_left >= 29);
+    }
+
+    #[test]
+    fn rotation_sequence_and_guards() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = new_key(dir.path(), "gw.test", 30).unwrap();
+        let (b, _) = new_key(dir.path(), "gw.test", 30).unwrap();
+        assert!(
+            transition(dir.path(), &a, Transition::Promote).is_err(),
+            "active cannot be promoted"
+        );
+        assert!(
+            transition(dir.path(), &a, Transition::Retire).is_err(),
+            "active cannot be retired"
+        );
+        transition(dir.path(), &b, Transition::Promote).unwrap();
+        let set = KeySet::load(dir.path()).unwrap();
+        assert_eq!(set.active().id, b);
+        assert_eq!(
+            set.published().count(),
+            2,
+            "old key still published after promote"
+        );
+        transition(dir.path(), &a, Transition::Retire).unwrap();
+        let set = KeySet::load(dir.path()).unwrap();
+        assert_eq!(set.published().count(), 1);
+        assert_eq!(set.keys.len(), 2, "retired key still loaded for decryption");
+        let e = transition(
+            dir.path(),
+            &a,
+            Transition::Remove {
+                grace_hours: 24,
+                force: false,
+            },
+        );
+        assert!(e.err().unwrap().to_string().contains("grace"));
+        transition(
+            dir.path(),
+            &a,
+            Transition::Remove {
+                grace_hours: 24,
+                force: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(KeySet::load(dir.path()).unwrap().keys.len(), 1);
+        assert!(!dir.path().join(format!("{a}.key")).exists());
+        let audit = fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let actions: Vec<&str> = [
+            "keys.new",
+            "keys.new",
+            "keys.promote",
+            "keys.retire",
+            "keys.remove",
+        ]
+        .to_vec();
+        let seen: Vec<String> = audit
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(seen, actions);
     }
 
     #[test]
