@@ -420,11 +420,12 @@ pub async fn serve_loaded(
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?);
     let listen = l.cfg.listen;
-    let tls = match &l.cfg.tls {
-        Some(t) => Some(web::tls::acceptor(&t.cert, &t.key)?),
+    let certs = match &l.cfg.tls {
+        Some(t) => Some(web::tls::CertStore::load(&t.cert, &t.key)?),
         None => None,
     };
-    let app = Arc::new(App::new(l.cfg, store.clone(), l.idp, l.keys)?);
+    let tls = certs.clone().map(web::tls::acceptor).transpose()?;
+    let app = Arc::new(App::new(l.cfg, store.clone(), l.idp, l.keys, certs)?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}\n  fix: change [server] listen or stop what uses the port"))?;
@@ -434,6 +435,7 @@ pub async fn serve_loaded(
         tls = tls.is_some(), "samlgate serving"
     );
     spawn_sweeper(app.clone());
+    crate::reload::spawn(app.clone());
     if let Some(x) = extra {
         tokio::spawn(x);
     }

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod identity;
 pub mod keys;
 pub mod reason;
+pub mod reload;
 pub mod saml;
 pub mod secretariat;
 pub mod session;

@@ -45,6 +45,8 @@ pub struct App {
     /// Bounds concurrent signature verifications, so a flood of large signed documents queues
     /// here instead of starving `/auth/verify` of CPU.
     pub verify_slots: Semaphore,
+    /// The serving TLS certificate, swappable (None: plain HTTP).
+    pub tls: Option<Arc<tls::CertStore>>,
     /// Where "G-MISからのログインはこちら" points (the demo IdP in `samlgate demo`).
     pub gmis_login_url: String,
 }
@@ -55,6 +57,7 @@ impl App {
         store: Arc<dyn Store>,
         idp: IdpMetadata,
         keys: KeySet,
+        tls: Option<Arc<tls::CertStore>>,
     ) -> anyhow_like::Result<App> {
         let key = store
             .secret_get_or_create("session-mac-v1", &|| {
@@ -76,6 +79,7 @@ impl App {
             sessions,
             metrics: metrics::Metrics::default(),
             gmis_login_url,
+            tls,
         })
     }
 
@@ -237,6 +241,14 @@ fn cert_gauges(app: &App) -> String {
             "samlgate_cert_expiry_seconds{{kind=\"idp_signing\",fingerprint=\"{}\"}} {}",
             c.fingerprint,
             c.not_after - now
+        );
+    }
+    if let Some(t) = &app.tls {
+        let _ = writeln!(
+            s,
+            "samlgate_cert_expiry_seconds{{kind=\"tls\",sha256=\"{}\"}} {}",
+            t.fingerprint(),
+            t.not_after() - now
         );
     }
     let keys = app.keys.read().expect("keys lock").clone();
