@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # Build: samael's xmlsec feature binds libxmlsec1 with bindgen (libclang) and links openssl.
 # Tests: the xmlsec1 CLI signs responses independently of our code; nginx is the auth_request peer.
 PKGS=(gcc libc6-dev pkg-config libssl-dev libxmlsec1-dev libclang1-14 libclang-common-14-dev
-      xmlsec1 openssl curl ca-certificates)
+      xmlsec1 openssl curl ca-certificates nginx)
 PKGS+=(${SAMLGATE_EXTRA_PKGS:-})
 
 missing=()
