@@ -18,7 +18,7 @@ if ((${#missing[@]})); then
   echo "samlgate: installing Debian packages: ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  # policy-rc.d keeps apt from starting services (nginx) as a side effect.
+  # RUNLEVEL=1 makes invoke-rc.d refuse to start services (nginx) as a side effect.
   $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

@@ -465,7 +465,8 @@ fn spawn_sweeper(app: Arc<App>) {
                 let idle = app.cfg.session.idle_minutes as i64 * 60;
                 let r = app.store.replay_sweep(now).unwrap_or(0);
                 let s = app.store.session_sweep(now, idle).unwrap_or(0);
-                let p = crate::identity::consent::pending_sweep(&*app.store, now).unwrap_or(0);
+                let p = crate::identity::consent::pending_sweep(&*app.store, now).unwrap_or(0)
+                    + crate::saml::authn::sweep(&*app.store, now).unwrap_or(0);
                 if r + s + p > 0 {
                     tracing::debug!(
                         replay = r,

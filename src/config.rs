@@ -116,6 +116,16 @@ struct RawIdp {
     max_issue_delay_seconds: i64,
     #[serde(default = "yes")]
     allow_unsolicited: bool,
+    #[serde(default = "yes")]
+    sign_authn_requests: bool,
+    #[serde(default = "default_nameid_format")]
+    name_id_format: String,
+    #[serde(default)]
+    force_authn: bool,
+}
+
+fn default_nameid_format() -> String {
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into()
 }
 
 fn default_skew() -> i64 {
@@ -264,6 +274,11 @@ pub struct Config {
     pub clock_skew_seconds: i64,
     pub max_issue_delay_seconds: i64,
     pub allow_unsolicited: bool,
+    /// Sign AuthnRequests (Redirect binding, RSA-SHA256) with the active SP key.
+    pub sign_authn_requests: bool,
+    /// NameIDPolicy Format asked for in AuthnRequests ("" = none).
+    pub name_id_format: String,
+    pub force_authn: bool,
     pub store_path: PathBuf,
     pub attributes: AttributeMap,
     pub consent: ConsentConfig,
@@ -473,6 +488,9 @@ impl Config {
             clock_skew_seconds: raw.idp.clock_skew_seconds,
             max_issue_delay_seconds: raw.idp.max_issue_delay_seconds,
             allow_unsolicited: raw.idp.allow_unsolicited,
+            sign_authn_requests: raw.idp.sign_authn_requests,
+            name_id_format: raw.idp.name_id_format,
+            force_authn: raw.idp.force_authn,
             store_path: resolve(&raw.store.path),
             attributes: raw.attributes,
             consent: raw.consent,

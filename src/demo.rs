@@ -283,6 +283,35 @@ async fn serve_idp(idp: Arc<DemoIdp>, listener: tokio::net::TcpListener) {
     }
 }
 
+/// The ID of a deflated, base64 AuthnRequest (the demo does not check its signature; the
+/// tests do, with an independent implementation).
+fn authn_request_id(b64: &str) -> Option<String> {
+    use base64::Engine;
+    use std::io::Read;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .ok()?;
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(raw.as_slice())
+        .take(64 * 1024)
+        .read_to_string(&mut xml)
+        .ok()?;
+    let mut r = quick_xml::Reader::from_str(&xml);
+    loop {
+        match r.read_event().ok()? {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                return e.try_get_attribute("ID").ok().flatten().and_then(|a| {
+                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .ok()
+                        .map(|v| v.into_owned())
+                });
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 fn page(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
@@ -303,15 +332,18 @@ button{background:#5a2d82;color:#fff;border:0;border-radius:4px;padding:.6rem 1.
 async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/") | (&Method::GET, "/sso") => {
-            let relay = req
+            // An SP-initiated login brings SAMLRequest (deflated AuthnRequest) and RelayState;
+            // the answer carries InResponseTo and the RelayState back unchanged.
+            let params: Vec<(String, String)> = req
                 .uri()
                 .query()
-                .and_then(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "RelayState")
-                        .map(|(_, v)| v.into_owned())
-                })
-                .unwrap_or_else(|| "/".into());
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default();
+            let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let relay = get("RelayState").unwrap_or_else(|| "/".into());
+            let request_id = get("SAMLRequest")
+                .and_then(|r| authn_request_id(&r))
+                .unwrap_or_default();
             let mut users = String::new();
             for (i, u) in USERS.iter().enumerate() {
                 users.push_str(&format!(
@@ -320,13 +352,18 @@ async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes
                     u.display_name, u.account_id, u.category, u.facility_name
                 ));
             }
+            let solicited = if request_id.is_empty() {
+                "IdP-initiated（G-MISのメニューから） / IdP-initiated"
+            } else {
+                "SP-initiated（医療情報ネットからの要求に応答） / answering the gateway's AuthnRequest"
+            };
             page(StatusCode::OK, format!(
                 "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style></head><body>\
 <p class=\"banner\">開発用のデモIdPです。本番のG-MISではありません。 / Development IdP, not the real G-MIS.</p>\
-<h1>G-MIS（デモ）</h1><p>ログインする利用者を選び、「医療情報ネットへ」を押してください。 / Choose a test user and press the button.</p>\
+<h1>G-MIS（デモ）</h1><p>ログインする利用者を選び、「医療情報ネットへ」を押してください。 / Choose a test user and press the button.</p><p>{solicited}</p>\
 <form method=\"post\" action=\"/login\"><fieldset><legend>テスト利用者 / Test user</legend>{users}</fieldset>\
-<input type=\"hidden\" name=\"RelayState\" value=\"{}\"><button type=\"submit\">医療情報ネットへ（SSO） / Go to 医療情報ネット</button></form></body></html>",
-                xml_escape(&relay)
+<input type=\"hidden\" name=\"RelayState\" value=\"{}\"><input type=\"hidden\" name=\"InResponseTo\" value=\"{}\"><button type=\"submit\">医療情報ネットへ（SSO） / Go to 医療情報ネット</button></form></body></html>",
+                xml_escape(&relay), xml_escape(&request_id)
             ))
         }
         (&Method::POST, "/login") => {
@@ -336,15 +373,18 @@ async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes
             };
             let mut user = 0usize;
             let mut relay = "/".to_string();
+            let mut in_response_to = String::new();
             for (k, v) in form_urlencoded::parse(&body) {
                 match k.as_ref() {
                     "user" => user = v.parse().unwrap_or(0),
                     "RelayState" => relay = v.into_owned(),
+                    "InResponseTo" => in_response_to = v.into_owned(),
                     _ => {}
                 }
             }
             let u = &USERS[user.min(USERS.len() - 1)];
-            match idp.signed_response(u, None) {
+            let irt = Some(in_response_to.as_str()).filter(|s| !s.is_empty());
+            match idp.signed_response(u, irt) {
                 Ok(xml) => {
                     use base64::Engine;
                     let b64 = base64::engine::general_purpose::STANDARD.encode(xml.as_bytes());

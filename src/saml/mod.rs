@@ -1,6 +1,8 @@
 //! SAML: IdP metadata in, SP metadata out, and the ACS verification path.
 
 pub mod acs;
+pub mod authn;
+pub mod decrypt;
 pub mod idp;
 pub mod metadata;
 pub mod prescan;

@@ -68,16 +68,19 @@ pub enum Table {
     Pending,
     /// big-endian sequence -> audit entry
     Audit,
+    /// AuthnRequest ID -> an SP-initiated login in progress (return path, expiry)
+    Requests,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Users,
         Table::UserByGmis,
         Table::Consents,
         Table::Applications,
         Table::Pending,
         Table::Audit,
+        Table::Requests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +91,7 @@ impl Table {
             Table::Applications => "applications",
             Table::Pending => "pending",
             Table::Audit => "audit",
+            Table::Requests => "requests",
         }
     }
 

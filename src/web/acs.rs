@@ -18,6 +18,7 @@ use crate::identity::attributes::map_profile;
 use crate::identity::policy::{self, Decision};
 use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
+use crate::saml::authn;
 use crate::store::ReplayCheck;
 use login::Login;
 
@@ -95,6 +96,12 @@ async fn acs_inner(
             ))
         })?
         .map_err(|_| no_account(Refusal::new(Reason::Internal, "verification slots closed")))?;
+    // SP-initiated: the request this browser started (named by its signed request cookie).
+    let now_ts = chrono::Utc::now().timestamp();
+    let tracked = super::sso::request_ids(app, &headers)
+        .into_iter()
+        .find_map(|id| authn::lookup(&*app.store, &id, now_ts).ok().flatten());
+    let expected = tracked.as_ref().map(|t| t.id.clone());
     let idp = app.idp();
     let cfg = app.cfg.clone();
     let verified = tokio::task::spawn_blocking(move || {
@@ -105,7 +112,7 @@ async fn acs_inner(
             skew: chrono::Duration::seconds(cfg.clock_skew_seconds),
             max_issue_delay: chrono::Duration::seconds(cfg.max_issue_delay_seconds),
             allow_unsolicited: cfg.allow_unsolicited,
-            expected_request_id: None,
+            expected_request_id: expected.as_deref(),
             now: chrono::Utc::now(),
         };
         let v = verify_response(&xml, &exp);
@@ -131,13 +138,45 @@ async fn acs_inner(
     // The assertion is consumed now, whatever the decision: record it before anything else.
     record_replay(app, &verified, &idp.entity_id).map_err(|r| (r, account.clone()))?;
 
+    // A solicited response consumes its request: a second response to it is refused.
+    let mut relay = safe_return_path(relay_state.as_deref());
+    if let Some(irt) = &verified.in_response_to {
+        let t = tracked.as_ref().filter(|t| &t.id == irt).ok_or_else(|| {
+            (
+                Refusal::new(
+                    Reason::InResponseToUnknown,
+                    format!("InResponseTo {irt} has no request in this browser"),
+                ),
+                account.clone(),
+            )
+        })?;
+        match authn::consume(&*app.store, t) {
+            Ok(true) => relay = t.return_to.clone(),
+            Ok(false) => {
+                return Err((
+                    Refusal::new(
+                        Reason::InResponseToUnknown,
+                        format!("request {irt} already answered"),
+                    ),
+                    account.clone(),
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    Refusal::new(Reason::Internal, format!("request tracker: {e}")),
+                    account.clone(),
+                ))
+            }
+        }
+    }
+
     let signed = verified.signed.as_str();
     let login = Login {
         profile,
         name_id: verified.name_id.clone(),
         session_index: verified.session_index.clone(),
         session_not_on_or_after: verified.session_not_on_or_after.map(|t| t.timestamp()),
-        relay_state: safe_return_path(relay_state.as_deref()),
+        relay_state: relay,
         assertion_id: verified.assertion_id.clone(),
         replaces: super::auth::session_ids(app, &headers),
     };
@@ -176,6 +215,13 @@ async fn acs_inner(
             (login::blocked_page(lang, by, rid), Outcome::Blocked)
         }
     };
+    let mut resp = resp;
+    if tracked.is_some() {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&super::sso::request_cookie(app, "", 0))
+        {
+            resp.headers_mut().append(hyper::header::SET_COOKIE, v);
+        }
+    }
     Ok(Accepted {
         resp,
         account_id,

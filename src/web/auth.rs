@@ -148,11 +148,20 @@ pub fn logout<B>(app: &App, req: &Request<B>) -> Resp {
 
 pub fn login_page<B>(app: &App, req: &Request<B>) -> Resp {
     let lang = Lang::of(req);
+    // Keep where the user was going: the G-MIS link carries it to /saml/login.
+    let return_to =
+        super::acs::safe_return_path(super::sso::return_to_param(req.uri().query()).as_deref());
+    let href = if app.gmis_login_url == "/saml/login" && return_to != "/" {
+        let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+        format!("/saml/login?return_to={enc}")
+    } else {
+        app.gmis_login_url.clone()
+    };
     pages::render(
         StatusCode::OK,
         &pages::LoginPage {
             lang,
-            gmis_href: &app.gmis_login_url,
+            gmis_href: &href,
         },
     )
 }

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod login;
 pub mod metrics;
 pub mod pages;
+pub mod sso;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -68,7 +69,13 @@ impl App {
             .map_err(|e| format!("store: {e}"))?;
         let sessions = SessionCodec::new(key, cfg.https);
         let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
-        let gmis_login_url = idp.sso_redirect.clone().unwrap_or_else(|| "/login".into());
+        // With an SSO endpoint the link starts an SP-initiated login; G-MIS users can always
+        // start from G-MIS's own menu (IdP-initiated).
+        let gmis_login_url = if idp.sso_redirect.is_some() {
+            "/saml/login".to_string()
+        } else {
+            "/login".to_string()
+        };
         Ok(App {
             verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
             cfg,
@@ -189,6 +196,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
         (&Method::GET, "/login") => auth::login_page(app, &req),
+        (&Method::GET, "/saml/login") => sso::login(app, &req, rid),
         (&Method::GET, "/") => auth::home(app, &req),
         (&Method::GET, "/saml/metadata") => {
             let md = app.sp_metadata.read().expect("md lock").clone();

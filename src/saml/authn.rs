@@ -1,0 +1,209 @@
+//! SP-initiated login: the AuthnRequest, its HTTP-Redirect binding and signature, and the
+//! request tracker that binds a response's InResponseTo to the browser that started it.
+//!
+//! Written here rather than with samael: samael's request IDs carry 32 random bits and its
+//! POST form does not escape RelayState (research/samael.md §4). Properties:
+//! - request IDs carry 128 random bits;
+//! - the Redirect signature is computed over the exact query octets sent (SAML bindings
+//!   3.4.4.1), RSA-SHA256 with the active SP key;
+//! - a tracked request is consumed at most once and expires after [`REQUEST_TTL_SECS`].
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::sign::Signer;
+use serde::{Deserialize, Serialize};
+
+use super::metadata::xml_escape;
+use crate::store::{Store, StoreError, Table};
+
+pub const SIG_ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+pub const REQUEST_TTL_SECS: i64 = 600;
+
+pub fn new_request_id() -> String {
+    format!("_{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+pub struct AuthnRequest<'a> {
+    pub id: &'a str,
+    pub destination: &'a str,
+    pub acs_url: &'a str,
+    pub issuer: &'a str,
+    pub name_id_format: Option<&'a str>,
+    pub force_authn: bool,
+}
+
+impl AuthnRequest<'_> {
+    pub fn to_xml(&self, now: chrono::DateTime<chrono::Utc>) -> String {
+        let policy = self
+            .name_id_format
+            .map(|f| {
+                format!(
+                    r#"<samlp:NameIDPolicy Format="{}" AllowCreate="true"/>"#,
+                    xml_escape(f)
+                )
+            })
+            .unwrap_or_default();
+        let force = if self.force_authn {
+            r#" ForceAuthn="true""#
+        } else {
+            ""
+        };
+        format!(
+            r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{ii}" Destination="{dest}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"{force}><saml:Issuer>{issuer}</saml:Issuer>{policy}</samlp:AuthnRequest>"#,
+            id = xml_escape(self.id),
+            ii = now.format("%Y-%m-%dT%H:%M:%SZ"),
+            dest = xml_escape(self.destination),
+            acs = xml_escape(self.acs_url),
+            issuer = xml_escape(self.issuer),
+        )
+    }
+}
+
+fn url_encode(s: &[u8]) -> String {
+    form_urlencoded::byte_serialize(s).collect()
+}
+
+/// The HTTP-Redirect binding URL: DEFLATE + base64 + URL-encode, and when `key` is given the
+/// signature over `SAMLRequest=..&RelayState=..&SigAlg=..` exactly as sent.
+pub fn redirect_url(
+    sso_url: &str,
+    xml: &str,
+    relay_state: &str,
+    key: Option<&PKey<Private>>,
+) -> Result<String, String> {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(xml.as_bytes()).map_err(|e| e.to_string())?;
+    let deflated = enc.finish().map_err(|e| e.to_string())?;
+    let mut query = format!(
+        "SAMLRequest={}",
+        url_encode(B64.encode(deflated).as_bytes())
+    );
+    if !relay_state.is_empty() {
+        query.push_str(&format!(
+            "&RelayState={}",
+            url_encode(relay_state.as_bytes())
+        ));
+    }
+    if let Some(key) = key {
+        query.push_str(&format!(
+            "&SigAlg={}",
+            url_encode(SIG_ALG_RSA_SHA256.as_bytes())
+        ));
+        let mut signer = Signer::new(MessageDigest::sha256(), key).map_err(|e| e.to_string())?;
+        signer.update(query.as_bytes()).map_err(|e| e.to_string())?;
+        let sig = signer.sign_to_vec().map_err(|e| e.to_string())?;
+        query.push_str(&format!(
+            "&Signature={}",
+            url_encode(B64.encode(sig).as_bytes())
+        ));
+    }
+    let sep = if sso_url.contains('?') { '&' } else { '?' };
+    Ok(format!("{sso_url}{sep}{query}"))
+}
+
+/// An SP-initiated login in progress.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrackedRequest {
+    pub id: String,
+    /// The opaque RelayState sent with the request; the response must bring it back.
+    pub relay_handle: String,
+    /// Where to go after login (a checked same-origin path).
+    pub return_to: String,
+    /// Unix seconds.
+    pub expires: i64,
+}
+
+pub fn track(store: &dyn Store, r: &TrackedRequest) -> Result<(), StoreError> {
+    store.apply(&[crate::identity::put(Table::Requests, &r.id, r)], None)?;
+    Ok(())
+}
+
+/// The live tracked request with this id, without consuming it.
+pub fn lookup(store: &dyn Store, id: &str, now: i64) -> Result<Option<TrackedRequest>, StoreError> {
+    let r: Option<TrackedRequest> = crate::identity::load(store, Table::Requests, id)?;
+    Ok(r.filter(|r| r.expires > now))
+}
+
+/// Consumes the request: true for exactly one caller.
+pub fn consume(store: &dyn Store, r: &TrackedRequest) -> Result<bool, StoreError> {
+    let cur = serde_json::to_vec(r).expect("serialize");
+    store.apply(
+        &[(Table::Requests, r.id.as_bytes().to_vec(), None)],
+        Some((Table::Requests, r.id.as_bytes(), Some(&cur))),
+    )
+}
+
+/// Deletes expired tracked requests.
+pub fn sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (k, v) in store.scan(Table::Requests, b"", false, usize::MAX)? {
+        let dead = serde_json::from_slice::<TrackedRequest>(&v)
+            .map(|r| r.expires <= now)
+            .unwrap_or(true);
+        if dead
+            && store.apply(
+                &[(Table::Requests, k.clone(), None)],
+                Some((Table::Requests, &k, Some(&v))),
+            )?
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_128_bits() {
+        let a = new_request_id();
+        assert_eq!(a.len(), 33);
+        assert!(a.starts_with('_'));
+        assert_ne!(a, new_request_id());
+    }
+
+    #[test]
+    fn xml_is_escaped() {
+        let r = AuthnRequest {
+            id: "_1",
+            destination: "https://idp/sso?a=1&b=2",
+            acs_url: "https://sp/saml/acs",
+            issuer: "https://sp/\"meta\"",
+            name_id_format: Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"),
+            force_authn: false,
+        };
+        let x = r.to_xml(chrono::Utc::now());
+        assert!(x.contains("Destination=\"https://idp/sso?a=1&amp;b=2\""));
+        assert!(x.contains("https://sp/&quot;meta&quot;"));
+        assert!(x.contains("NameIDPolicy"));
+    }
+
+    #[test]
+    fn redirect_signature_covers_the_query_as_sent() {
+        let (key, cert) = crate::keys::self_signed("sp", 1).unwrap();
+        let url = redirect_url(
+            "https://idp/sso?x=1",
+            "<samlp:AuthnRequest/>",
+            "h a/ndle",
+            Some(&key),
+        )
+        .unwrap();
+        let (base, query) = url.split_once("?x=1&").unwrap();
+        assert_eq!(base, "https://idp/sso");
+        let (signed, sig) = query.rsplit_once("&Signature=").unwrap();
+        assert!(signed.contains("&RelayState=h+a%2Fndle&SigAlg="));
+        let sig: Vec<u8> = form_urlencoded::parse(format!("s={sig}").as_bytes())
+            .next()
+            .map(|(_, v)| B64.decode(v.as_bytes()).unwrap())
+            .unwrap();
+        let pk = cert.public_key().unwrap();
+        let mut v = openssl::sign::Verifier::new(MessageDigest::sha256(), &pk).unwrap();
+        v.update(signed.as_bytes()).unwrap();
+        assert!(v.verify(&sig).unwrap());
+    }
+}
