@@ -23,13 +23,16 @@
 //!                           verified bytes, base64 decode alone
 //!
 //! Quick run: `cargo bench --bench acs -- --quick` (or a filter, e.g. `-- verify/`).
+//!
+//! Memory mode: `SAMLGATE_BENCH_RSS=100000 cargo bench --bench acs` runs no criterion; it
+//! verifies each layout N times in-process and prints VmRSS (see `rss_loop`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, Criterion};
 use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
 use samlgate::saml::acs::{
     decode_saml_response, verify_response, Expectations, SignedPart, ALLOWED_ALGORITHMS,
@@ -276,9 +279,105 @@ fn config() -> Criterion {
         .configure_from_args()
 }
 
+/// `/proc/self/status` VmRSS in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `SAMLGATE_BENCH_RSS=N cargo bench --bench acs`: instead of criterion, N verifies per layout
+/// in this process (no HTTP, no store), VmRSS every N/10. Control rows run samael's default
+/// reduce mode (ValidateAndMarkNoAncestors) directly, the mode research/samael.md §5 found
+/// leaking ~2.4 KB per Assertion-only-signed verify. Output: markdown on stdout.
+fn rss_loop(n: usize) {
+    let fx = load_fixtures(&fixture_dir()).unwrap_or_else(|e| {
+        eprintln!("acs bench: fixtures not usable ({e}); falling back to DemoIdp");
+        demo_fixtures()
+    });
+    let exp = Expectations {
+        idp: &fx.idp,
+        sp_entity_id: &fx.sp_entity_id,
+        acs_url: &fx.acs_url,
+        skew: chrono::Duration::seconds(60),
+        max_issue_delay: chrono::Duration::seconds(300),
+        allow_unsolicited: true,
+        expected_request_id: None,
+        now: fx.now,
+    };
+    println!("inputs: {}\n", fx.source);
+    println!("| path | layout | verifies | RSS after 1,000 warm-up KiB | RSS at 10 % steps KiB | end - start | per verify |");
+    println!("|---|---|---|---|---|---|---|");
+    let step = (n / 10).max(1);
+    let mut run = |path: &str, case: &Case, f: &dyn Fn(&str)| {
+        for _ in 0..1000 {
+            f(&case.xml);
+        }
+        let start = rss_kib();
+        let mut steps = Vec::new();
+        let t = std::time::Instant::now();
+        for i in 1..=n {
+            f(&case.xml);
+            if i % step == 0 {
+                steps.push(rss_kib());
+            }
+        }
+        let end = rss_kib();
+        println!(
+            "| {path} | {} | {n} | {start} | {} | {:+} KiB | {:.0} B ({:.0} µs/verify) |",
+            case.name,
+            steps
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            end as i64 - start as i64,
+            (end as f64 - start as f64) * 1024.0 / n as f64,
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    };
+    let modes = std::env::var("SAMLGATE_BENCH_RSS_PATHS")
+        .unwrap_or_else(|_| "verify_response,samael_default".into());
+    for case in &fx.cases {
+        if modes.contains("verify_response") {
+            run("samlgate verify_response (PreDigest)", case, &|x| {
+                verify_response(x, &exp).unwrap();
+            });
+        }
+        if modes.contains("samael_default") {
+            run("samael reduce, default mode (control)", case, &|x| {
+                Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+                    x,
+                    &fx.idp.certs_der,
+                    ReduceMode::default(),
+                    Some(&ALLOWED_ALGORITHMS),
+                )
+                .unwrap();
+            });
+        }
+    }
+}
+
 criterion_group! {
     name = acs;
     config = config();
     targets = benches
 }
-criterion_main!(acs);
+
+fn main() {
+    if let Some(n) = std::env::var("SAMLGATE_BENCH_RSS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        rss_loop(n);
+        return;
+    }
+    acs();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -224,7 +224,24 @@ pub fn load(config: &Path) -> Result<Loaded, String> {
 
 fn check_config(config: &Path) -> Result<(), String> {
     let l = load(config)?;
-    let store = SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?;
+    // A running gateway holds the store's lock; that is fine (and proves the path).
+    let store_line = match SledStore::open(&l.cfg.store_path) {
+        Ok(store) => format!(
+            "{}  ({} live sessions)",
+            l.cfg.store_path.display(),
+            store.session_count()
+        ),
+        Err(e)
+            if e.to_string().to_ascii_lowercase().contains("lock")
+                || e.to_string().contains("unavailable") =>
+        {
+            format!(
+                "{}  (in use by the running gateway)",
+                l.cfg.store_path.display()
+            )
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     println!("config        {} ok", l.cfg.file.display());
     println!(
         "public URL    {}  (ACS {})",
@@ -251,17 +268,13 @@ fn check_config(config: &Path) -> Result<(), String> {
         a.days_left,
         l.keys.keys.len()
     );
-    println!(
-        "store         {}  ({} live sessions)",
-        l.cfg.store_path.display(),
-        store.session_count()
-    );
+    println!("store         {store_line}");
     if !l.cfg.consent.required {
         println!("consent       off ([consent] required = false)");
     }
     if a.days_left < 30 {
         println!(
-            "warning: the active SP certificate expires in {} days; see deploy/RUNBOOK.md",
+            "warning: the active SP certificate expires in {} days; see deploy/RUNBOOK.md (key rollover)",
             a.days_left
         );
     }

@@ -33,6 +33,7 @@ struct Accepted {
 pub async fn post_acs(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
     let started = Instant::now();
     let lang = Lang::of(&req);
+    let peer = super::client_ip(app, req.headers(), peer);
     let result = acs_inner(app, req, rid).await;
     let elapsed = started.elapsed();
     app.metrics.acs_latency(elapsed.as_secs_f64());

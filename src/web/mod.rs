@@ -227,6 +227,27 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
     }
 }
 
+/// The client's address for logs: the TCP peer, or — only when the peer is one of
+/// `[server] trusted_proxies` — the nearest untrusted address in X-Forwarded-For.
+pub fn client_ip(app: &App, headers: &hyper::HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+    let trusted = |ip: &std::net::IpAddr| app.cfg.trusted_proxies.contains(ip);
+    if !trusted(&peer.ip()) {
+        return peer.ip();
+    }
+    let chain: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted(ip))
+        .unwrap_or(peer.ip())
+}
+
 fn readyz(app: &App) -> Resp {
     // Ready when the store answers and a signing certificate is loaded.
     let ok = !app.idp().certs_der.is_empty() && app.store.session_get("readyz-probe").is_ok();
