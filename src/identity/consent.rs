@@ -56,6 +56,8 @@ pub struct PendingLogin {
     pub csrf: String,
     pub profile: Profile,
     pub name_id: String,
+    #[serde(default)]
+    pub name_id_format: Option<String>,
     pub session_index: Option<String>,
     /// Unix seconds, the session's hard end from the assertion (if any).
     pub session_not_on_or_after: Option<i64>,

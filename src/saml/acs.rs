@@ -61,6 +61,7 @@ pub struct Verified {
     pub response_id: Option<String>,
     pub in_response_to: Option<String>,
     pub name_id: String,
+    pub name_id_format: Option<String>,
     pub session_index: Option<String>,
     pub session_not_on_or_after: Option<DateTime<Utc>>,
     /// (Name, values) in document order. Values are whole signed strings.
@@ -409,6 +410,7 @@ fn check_assertion(
         .map(|n| n.value.trim().to_string())
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no NameID"))?;
+    let name_id_format = subject.name_id.as_ref().and_then(|n| n.format.clone());
     let bearers: Vec<_> = subject
         .subject_confirmations
         .iter()
@@ -522,6 +524,7 @@ fn check_assertion(
         response_id,
         in_response_to: confirm_irt.or(response_in_response_to.map(str::to_string)),
         name_id,
+        name_id_format,
         session_index,
         session_not_on_or_after,
         attributes,

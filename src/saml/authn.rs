@@ -73,14 +73,22 @@ pub fn redirect_url(
     relay_state: &str,
     key: Option<&PKey<Private>>,
 ) -> Result<String, String> {
+    redirect_binding("SAMLRequest", sso_url, xml, relay_state, key)
+}
+
+/// The same for any message: `param` is `SAMLRequest` or `SAMLResponse`.
+pub fn redirect_binding(
+    param: &str,
+    sso_url: &str,
+    xml: &str,
+    relay_state: &str,
+    key: Option<&PKey<Private>>,
+) -> Result<String, String> {
     use std::io::Write;
     let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(xml.as_bytes()).map_err(|e| e.to_string())?;
     let deflated = enc.finish().map_err(|e| e.to_string())?;
-    let mut query = format!(
-        "SAMLRequest={}",
-        url_encode(B64.encode(deflated).as_bytes())
-    );
+    let mut query = format!("{param}={}", url_encode(B64.encode(deflated).as_bytes()));
     if !relay_state.is_empty() {
         query.push_str(&format!(
             "&RelayState={}",

@@ -20,9 +20,12 @@
 //!   not passing [`prescan`]) is the same error, [`DecryptError::NoKeyWorked`], returned only
 //!   after every (SP key, EncryptedKey) pair was tried. Its `Display` says nothing about the
 //!   step that failed; the per-attempt reasons are in its `detail` field, for logs only. This
-//!   does not remove timing differences; where the IdP signs the whole Response, the caller
-//!   should verify that signature *before* decrypting (see below), which shuts every
-//!   chosen-ciphertext oracle for signed responses.
+//!   does not remove timing differences. The plaintext test is all-or-nothing over the whole
+//!   plaintext, so CBC malleability yields no byte-wise "is it well-formed" oracle (the
+//!   Jager–Somorovsky 2011 attack on XML Encryption needed distinct parse errors); GCM is
+//!   listed first in [`DATA_ALGORITHMS`] for the metadata. Where the IdP signs the whole
+//!   Response, the caller should verify that signature *before* decrypting (see below), which
+//!   shuts every chosen-ciphertext oracle for signed responses.
 //! - Namespaces are resolved by URI with quick-xml's `NsReader`, so `xenc`/`ds`/`xenc11` may be
 //!   bound to any prefix (or be the default namespace) on any element or ancestor.
 //! - The plaintext must be UTF-8, must be exactly one element (after optional whitespace) whose
@@ -30,11 +33,12 @@
 //!   document must pass [`prescan`] with exactly one, now plain, Assertion as a direct child of
 //!   the Response. The assertion is not interpreted further here.
 //! - XML-Enc parses the plaintext in the context of the EncryptedData's parent, i.e. the
-//!   EncryptedAssertion. When the EncryptedAssertion start tag declares namespaces that the
-//!   Response does not (e.g. `<saml:EncryptedAssertion xmlns:saml=…>` under a Response that
-//!   never binds `saml`), those declarations are copied onto the plaintext's root start tag,
-//!   unless it declares the same prefix itself; that is the only change to the plaintext bytes.
-//!   (Exclusive c14n, which SAML signatures use, is unaffected by it.)
+//!   EncryptedAssertion. When the plaintext uses a prefix it does not declare, and the
+//!   EncryptedAssertion start tag declares it differently from the Response (e.g.
+//!   `<saml:EncryptedAssertion xmlns:saml=…>` under a Response that never binds `saml`), that
+//!   declaration is copied onto the plaintext's root start tag, right after its name; that is
+//!   the only change to the plaintext bytes. Exclusive c14n (SAML signatures) gives the same
+//!   output either way, as the prefix meant the same URI where the plaintext was parsed.
 //! - Bounded work: at most [`MAX_ENCRYPTED_KEYS`] EncryptedKeys, so at most that many RSA
 //!   private-key operations per SP key; CipherValues larger than the document are refused; no
 //!   unwrap/expect on input.
@@ -199,13 +203,13 @@ fn attempt(
     let root = check_plaintext(&text)?;
     let mut out = String::with_capacity(doc.len() + text.len());
     out.push_str(doc.get(..scan.start).ok_or("bad offset")?);
-    // Declarations of the EncryptedAssertion (the plaintext's parsing context) that the
-    // Response does not already make and the plaintext root does not override.
+    // Declarations of the EncryptedAssertion (the plaintext's parsing context) for prefixes
+    // the plaintext uses without declaring them, unless the Response makes the same one.
     let mut extra = String::new();
     for (prefix, uri) in &scan.ea_decls {
         let from_root = scan.root_decls.iter().any(|(p, u)| p == prefix && u == uri);
-        let own = root.decl_prefixes.iter().any(|p| p == prefix);
-        if !from_root && !own {
+        let used = root.free_prefixes.iter().any(|p| p == prefix);
+        if used && !from_root {
             extra.push(' ');
             if prefix.is_empty() {
                 extra.push_str("xmlns");
@@ -218,7 +222,10 @@ fn attempt(
             extra.push('"');
         }
     }
-    let (head, tail) = text.split_at(root.name_end.min(text.len()));
+    if !text.is_char_boundary(root.name_end) {
+        return Err("plaintext root name".into());
+    }
+    let (head, tail) = text.split_at(root.name_end);
     out.push_str(head);
     out.push_str(&extra);
     out.push_str(tail);
@@ -522,7 +529,9 @@ fn mgf_alg(uri: &str) -> Option<MessageDigest> {
     })
 }
 
-/// What a `ds:KeyInfo` inside an EncryptedKey says about the recipient key.
+/// What a `ds:KeyInfo` inside an EncryptedKey says about the recipient key. Only an ordering
+/// hint: every key is tried anyway. X509IssuerSerial is matched on the serial number alone (issuer
+/// DN strings are written in too many ways to compare).
 #[derive(Debug, Default)]
 struct Hints {
     key_names: Vec<String>,
@@ -771,7 +780,7 @@ fn read_structure(ea: &El, doc_len: usize) -> Result<Plan, DecryptError> {
     })?;
     let cipher = cipher_value(ed, doc_len)?;
     let min = if data.gcm { 12 + 16 } else { 16 + 16 };
-    if cipher.len() < min || (!data.gcm && cipher.len() % 16 != 0) {
+    if cipher.len() < min || (!data.gcm && !cipher.len().is_multiple_of(16)) {
         return malformed(format!(
             "CipherValue of {} bytes is not valid for {}",
             cipher.len(),
@@ -869,7 +878,7 @@ fn decrypt_content(alg: &DataAlg, key: &[u8], data: &[u8]) -> Result<Vec<u8>, St
         openssl::symm::decrypt_aead(alg.cipher, key, Some(iv), &[], ct, tag)
             .map_err(|_| "AES-GCM: authentication failed".to_string())
     } else {
-        if data.len() < 32 || data.len() % 16 != 0 {
+        if data.len() < 32 || !data.len().is_multiple_of(16) {
             return Err("ciphertext length".into());
         }
         let (iv, ct) = data.split_at(16);
@@ -892,8 +901,52 @@ fn decrypt_content(alg: &DataAlg, key: &[u8], data: &[u8]) -> Result<Vec<u8>, St
 struct PlainRoot {
     /// Byte offset in the plaintext just after the root element's name (`<saml:Assertion`).
     name_end: usize,
-    /// Prefixes ("" for the default) declared on the root start tag.
-    decl_prefixes: Vec<String>,
+    /// Prefixes ("" for the default namespace) used in the plaintext without a declaration
+    /// inside it: they take their meaning from the context.
+    free_prefixes: Vec<String>,
+}
+
+fn prefix_decls(e: &BytesStart) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for a in e.attributes() {
+        let a = a.map_err(|x| format!("plaintext attribute: {x}"))?;
+        match a.key.as_namespace_binding() {
+            Some(PrefixDeclaration::Default) => out.push(String::new()),
+            Some(PrefixDeclaration::Named(p)) => out.push(String::from_utf8_lossy(p).into_owned()),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Records in `free` the prefixes `e` uses (element and attribute names) that neither `e`
+/// nor an enclosing plaintext element declares.
+fn note_free_prefixes(
+    e: &BytesStart,
+    own: &[String],
+    scopes: &[Vec<String>],
+    free: &mut Vec<String>,
+) -> Result<(), String> {
+    let declared = |p: &str| own.iter().chain(scopes.iter().flatten()).any(|d| d == p);
+    let mut used: Vec<String> = Vec::new();
+    match e.name().prefix() {
+        Some(p) => used.push(String::from_utf8_lossy(p.as_ref()).into_owned()),
+        None => used.push(String::new()),
+    }
+    for a in e.attributes() {
+        let a = a.map_err(|x| format!("plaintext attribute: {x}"))?;
+        if a.key.as_namespace_binding().is_none() {
+            if let Some(p) = a.key.prefix() {
+                used.push(String::from_utf8_lossy(p.as_ref()).into_owned());
+            }
+        }
+    }
+    for p in used {
+        if p != "xml" && !declared(&p) && !free.contains(&p) {
+            free.push(p);
+        }
+    }
+    Ok(())
 }
 
 /// The plaintext must be one balanced element named `Assertion` (any prefix), optionally
@@ -916,6 +969,9 @@ fn check_plaintext(text: &str) -> Result<PlainRoot, String> {
     let mut depth = 0usize;
     let mut root: Option<PlainRoot> = None;
     let mut closed = false;
+    // Declared prefixes of each open element.
+    let mut scopes: Vec<Vec<String>> = Vec::new();
+    let mut free: Vec<String> = Vec::new();
     loop {
         let ev = r
             .read_event()
@@ -929,41 +985,32 @@ fn check_plaintext(text: &str) -> Result<PlainRoot, String> {
                     if e.local_name().as_ref() != b"Assertion" {
                         return Err("plaintext is not an Assertion".into());
                     }
-                    let mut decl_prefixes = Vec::new();
-                    for a in e.attributes() {
-                        let a = a.map_err(|x| format!("plaintext attribute: {x}"))?;
-                        match a.key.as_namespace_binding() {
-                            Some(PrefixDeclaration::Default) => decl_prefixes.push(String::new()),
-                            Some(PrefixDeclaration::Named(p)) => {
-                                decl_prefixes.push(String::from_utf8_lossy(p).into_owned())
-                            }
-                            None => {}
-                        }
-                    }
                     root = Some(PlainRoot {
                         name_end: lead + 1 + e.name().as_ref().len(),
-                        decl_prefixes,
+                        free_prefixes: Vec::new(),
                     });
                 }
+                let own = prefix_decls(e)?;
+                note_free_prefixes(e, &own, &scopes, &mut free)?;
                 if matches!(ev, Event::Start(_)) {
                     depth += 1;
                     if depth > MAX_DEPTH {
                         return Err("plaintext nested too deep".into());
                     }
+                    scopes.push(own);
                 } else if depth == 0 {
                     closed = true;
                 }
             }
             Event::End(_) => {
                 depth = depth.saturating_sub(1);
+                scopes.pop();
                 if depth == 0 {
                     closed = true;
                 }
             }
-            Event::Text(t) if depth == 0 => {
-                if !t.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Err("text outside the plaintext element".into());
-                }
+            Event::Text(t) if depth == 0 && !t.iter().all(|b| b.is_ascii_whitespace()) => {
+                return Err("text outside the plaintext element".into());
             }
             Event::DocType(_) | Event::Decl(_) => {
                 return Err("declaration in the plaintext".into());
@@ -978,7 +1025,10 @@ fn check_plaintext(text: &str) -> Result<PlainRoot, String> {
         }
     }
     match root {
-        Some(r) if closed && depth == 0 => Ok(r),
+        Some(mut r) if closed && depth == 0 => {
+            r.free_prefixes = free;
+            Ok(r)
+        }
         _ => Err("plaintext element is not closed".into()),
     }
 }
@@ -1135,7 +1185,12 @@ mod tests {
         assert!(check_plaintext(&format!("\n  {ASSERTION}\n")).is_ok());
         let r = check_plaintext(&format!(" {ASSERTION}")).unwrap();
         assert_eq!(r.name_end, " <saml:Assertion".len());
-        assert_eq!(r.decl_prefixes, vec!["saml".to_string()]);
+        assert!(r.free_prefixes.is_empty());
+        let r = check_plaintext(
+            r#"<saml:Assertion a:x="1"><saml:Issuer/><b:Y xmlns:b="urn:b"><b:Z xml:lang="ja"/></b:Y><Q/></saml:Assertion>"#,
+        )
+        .unwrap();
+        assert_eq!(r.free_prefixes, vec!["saml", "a", ""]);
         for bad in [
             format!("<?xml version=\"1.0\"?>{ASSERTION}"),
             format!("<!DOCTYPE x>{ASSERTION}"),
@@ -1208,5 +1263,76 @@ mod tests {
             1,
         );
         assert!(decrypt_in_place(&wrapped, &dk()).is_ok());
+    }
+
+    fn gcm_doc(plain: &str, extra_keys: usize) -> String {
+        let cek = [6u8; 16];
+        let ekv = oaep(&cek, MessageDigest::sha1(), MessageDigest::sha1());
+        let cv = gcm(&cek, plain);
+        let ek = format!(
+            r#"<xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="{RSA_OAEP_MGF1P}"/><xenc:CipherData><xenc:CipherValue>{ekv}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey>"#
+        );
+        format!(
+            r#"{RESP_OPEN}<saml:EncryptedAssertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><xenc:EncryptedData xmlns:xenc="{NS_XENC}" xmlns:ds="{NS_DS}"><xenc:EncryptionMethod Algorithm="{AES128_GCM}"/><ds:KeyInfo>{}</ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{cv}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion></samlp:Response>"#,
+            ek.repeat(1 + extra_keys)
+        )
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(decrypt_in_place(&gcm_doc(ASSERTION, 0), &dk()).is_ok());
+        // Too many EncryptedKeys: refused before any RSA operation.
+        assert!(matches!(
+            decrypt_in_place(&gcm_doc(ASSERTION, MAX_ENCRYPTED_KEYS), &dk()),
+            Err(DecryptError::Malformed(_))
+        ));
+        // Authenticated plaintexts that are not one Assertion: the same NoKeyWorked.
+        for bad in [
+            format!("<!DOCTYPE x>{ASSERTION}"),
+            ASSERTION.replace("urn:oasis:names:tc:SAML:2.0:assertion", "urn:evil"),
+            format!("{ASSERTION}<saml:Assertion/>"),
+            "<saml:Assertion>".to_string(),
+        ] {
+            let e = decrypt_in_place(&gcm_doc(&bad, 0), &dk()).unwrap_err();
+            assert!(matches!(e, DecryptError::NoKeyWorked { .. }), "{e:?}");
+        }
+        // A plain Assertion, or an EncryptedAssertion that is not a child of the root.
+        let plain = format!(
+            r#"{RESP_OPEN}<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/></samlp:Response>"#
+        );
+        assert!(matches!(
+            decrypt_in_place(&plain, &dk()),
+            Err(DecryptError::Malformed(_))
+        ));
+        let doc = gcm_doc(ASSERTION, 0);
+        let nested = doc
+            .replace(
+                "<saml:EncryptedAssertion",
+                "<samlp:Extensions><saml:EncryptedAssertion",
+            )
+            .replace(
+                "</saml:EncryptedAssertion>",
+                "</saml:EncryptedAssertion></samlp:Extensions>",
+            );
+        assert!(matches!(
+            decrypt_in_place(&nested, &dk()),
+            Err(DecryptError::Malformed(_))
+        ));
+        // Detached ciphertext.
+        let cref = doc.replacen(
+            "<xenc:CipherValue>",
+            r#"<xenc:CipherReference URI="https://evil/x"/><xenc:CipherValue>"#,
+            1,
+        );
+        assert!(matches!(
+            decrypt_in_place(&cref, &dk()),
+            Err(DecryptError::Unsupported { .. }) | Err(DecryptError::Malformed(_))
+        ));
+        // Not base64.
+        let junk = doc.replacen("<xenc:CipherValue>", "<xenc:CipherValue>@@", 1);
+        assert!(matches!(
+            decrypt_in_place(&junk, &dk()),
+            Err(DecryptError::Malformed(_))
+        ));
     }
 }

@@ -6,3 +6,4 @@ pub mod decrypt;
 pub mod idp;
 pub mod metadata;
 pub mod prescan;
+pub mod slo;

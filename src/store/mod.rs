@@ -44,6 +44,9 @@ pub struct SessionRecord {
     pub profile: Profile,
     /// The IdP's NameID and SessionIndex, for single logout.
     pub name_id: String,
+    /// The NameID's Format, echoed in LogoutRequests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_id_format: Option<String>,
     pub session_index: Option<String>,
     /// Unix seconds.
     pub created: i64,
@@ -126,6 +129,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes sessions whose hard end or idle limit has passed; returns how many.
     fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError>;
     fn session_count(&self) -> usize;
+    /// Every session of this IdP NameID (single logout); linear in the number of sessions.
+    fn sessions_of(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// A secret the gateway generated for itself (e.g. the cookie MAC key): returned if present,
     /// otherwise created from `make`, stored durably, and returned. First writer wins.

@@ -152,6 +152,19 @@ impl Store for SledStore {
         self.sessions.len()
     }
 
+    fn sessions_of(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.sessions.iter() {
+            let (_, v) = item?;
+            if let Ok(rec) = serde_json::from_slice::<SessionRecord>(&v) {
+                if rec.name_id == name_id {
+                    out.push(rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn secret_get_or_create(
         &self,
         name: &str,
@@ -306,6 +319,7 @@ mod tests {
                 ..Default::default()
             },
             name_id: "GM1".into(),
+            name_id_format: None,
             session_index: None,
             created: 0,
             last_seen: 0,

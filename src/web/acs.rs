@@ -175,6 +175,7 @@ async fn acs_inner(
     let login = Login {
         profile,
         name_id: verified.name_id.clone(),
+        name_id_format: verified.name_id_format.clone(),
         session_index: verified.session_index.clone(),
         session_not_on_or_after: verified.session_not_on_or_after.map(|t| t.timestamp()),
         relay_state: relay,

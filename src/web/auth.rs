@@ -125,21 +125,21 @@ pub fn userinfo<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 /// Ends the local session (record deleted, cookie cleared) and shows the login page link.
-pub fn logout<B>(app: &App, req: &Request<B>) -> Resp {
-    let headers = req.headers().get_all(hyper::header::COOKIE);
-    for t in app
-        .sessions
-        .tokens(headers.iter().filter_map(|v| v.to_str().ok()))
-    {
-        if let Some(id) = app.sessions.open(t) {
-            if let Ok(Some(rec)) = app.store.session_get(&id) {
-                tracing::info!(target: "samlgate::session", account_id = %rec.profile.account_id, "logout");
-            }
-            let _ = app.store.session_delete(&id);
+/// Ends the local session first (record deleted, flushed, cookie cleared), then, when the
+/// IdP has an SLO endpoint, sends the browser there with a signed LogoutRequest.
+pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
+    let mut ended: Option<SessionRecord> = None;
+    for id in session_ids(app, req.headers()) {
+        if let Ok(Some(rec)) = app.store.session_get(&id) {
+            tracing::info!(target: "samlgate::session", request_id = rid, account_id = %rec.profile.account_id, "logout");
+            ended = Some(rec);
         }
+        let _ = app.store.session_delete(&id);
     }
     let _ = app.store.flush();
-    let mut r = pages::redirect(StatusCode::SEE_OTHER, "/login");
+    let mut r = ended
+        .and_then(|rec| super::slo::start_idp_logout(app, &rec, rid))
+        .unwrap_or_else(|| super::slo::logged_out_page(Lang::of(req), rid));
     if let Ok(v) = HeaderValue::from_str(&app.sessions.clear_cookie()) {
         r.headers_mut().insert(SET_COOKIE, v);
     }

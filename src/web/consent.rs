@@ -61,6 +61,7 @@ pub fn start(
         csrf: crate::session::random_id(),
         profile: login.profile,
         name_id: login.name_id,
+        name_id_format: login.name_id_format,
         session_index: login.session_index,
         session_not_on_or_after: login.session_not_on_or_after,
         relay_state: login.relay_state,
@@ -235,6 +236,7 @@ fn decide(
         let login = Login {
             profile: p.profile.clone(),
             name_id: p.name_id.clone(),
+            name_id_format: p.name_id_format.clone(),
             session_index: p.session_index.clone(),
             session_not_on_or_after: p.session_not_on_or_after,
             relay_state: p.relay_state.clone(),

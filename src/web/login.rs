@@ -19,6 +19,7 @@ use crate::store::{SessionRecord, Write};
 pub struct Login {
     pub profile: Profile,
     pub name_id: String,
+    pub name_id_format: Option<String>,
     pub session_index: Option<String>,
     /// Unix seconds.
     pub session_not_on_or_after: Option<i64>,
@@ -84,6 +85,7 @@ pub fn finish(
         id: crate::session::random_id(),
         profile: login.profile.clone(),
         name_id: login.name_id.clone(),
+        name_id_format: login.name_id_format.clone(),
         session_index: login.session_index.clone(),
         created: now,
         last_seen: now,

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod login;
 pub mod metrics;
 pub mod pages;
+pub mod slo;
 pub mod sso;
 pub mod tls;
 
@@ -191,7 +192,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/saml/acs") => acs::post_acs(app, req, peer, rid).await,
         (&Method::GET, "/auth/verify") => auth::verify(app, &req),
         (&Method::GET, "/auth/userinfo") => auth::userinfo(app, &req),
-        (&Method::GET, "/logout") => auth::logout(app, &req),
+        (&Method::GET, "/logout") => auth::logout(app, &req, rid),
+        (&Method::GET, "/saml/slo") | (&Method::POST, "/saml/slo") => {
+            slo::handle(app, req, rid).await
+        }
         (&Method::POST, "/admin/v1/op") => admin::op(app, req, rid).await,
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
