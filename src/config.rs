@@ -100,6 +100,8 @@ struct RawSp {
     keys_dir: PathBuf,
     #[serde(default = "default_grace")]
     retired_grace_hours: i64,
+    #[serde(default)]
+    require_encryption: bool,
 }
 
 fn default_grace() -> i64 {
@@ -270,6 +272,8 @@ pub struct Config {
     pub keys_dir: PathBuf,
     /// How long a retired SP key keeps decrypting before `keys remove` will delete it.
     pub retired_grace_hours: i64,
+    /// Refuse assertions that were not encrypted to us.
+    pub require_encryption: bool,
     pub idp_metadata: PathBuf,
     pub clock_skew_seconds: i64,
     pub max_issue_delay_seconds: i64,
@@ -484,6 +488,7 @@ impl Config {
             sp_entity_id: raw.sp.entity_id,
             keys_dir: resolve(&raw.sp.keys_dir),
             retired_grace_hours: raw.sp.retired_grace_hours,
+            require_encryption: raw.sp.require_encryption,
             idp_metadata: resolve(&raw.idp.metadata),
             clock_skew_seconds: raw.idp.clock_skew_seconds,
             max_issue_delay_seconds: raw.idp.max_issue_delay_seconds,

@@ -13,6 +13,8 @@ pub enum Reason {
     NotAResponse,
     AssertionCount,
     EncryptedUnsupported,
+    EncryptionRequired,
+    DecryptFailed,
     SignatureInvalid,
     IssuerMismatch,
     DestinationMismatch,
@@ -34,7 +36,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 28] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -43,6 +45,8 @@ impl Reason {
         Reason::NotAResponse,
         Reason::AssertionCount,
         Reason::EncryptedUnsupported,
+        Reason::EncryptionRequired,
+        Reason::DecryptFailed,
         Reason::SignatureInvalid,
         Reason::IssuerMismatch,
         Reason::DestinationMismatch,
@@ -73,6 +77,8 @@ impl Reason {
             Reason::NotAResponse => "not_a_response",
             Reason::AssertionCount => "assertion_count",
             Reason::EncryptedUnsupported => "encrypted_unsupported",
+            Reason::EncryptionRequired => "encryption_required",
+            Reason::DecryptFailed => "decrypt_failed",
             Reason::SignatureInvalid => "signature_invalid",
             Reason::IssuerMismatch => "issuer_mismatch",
             Reason::DestinationMismatch => "destination_mismatch",

@@ -23,6 +23,7 @@ use quick_xml::NsReader;
 use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMode};
 use samael::schema::{Assertion, Response};
 
+use super::decrypt::DecryptError;
 use super::idp::IdpMetadata;
 use super::prescan::{prescan, Envelope, PrescanError, NS_ASSERTION, NS_PROTOCOL};
 use crate::reason::{Reason, Refusal};
@@ -51,6 +52,10 @@ pub struct Expectations<'a> {
     pub allow_unsolicited: bool,
     /// The AuthnRequest ID this browser started, if any (SP-initiated login).
     pub expected_request_id: Option<&'a str>,
+    /// SP keys that may decrypt an EncryptedAssertion (every key in the set).
+    pub decrypt_keys: &'a [super::decrypt::DecryptKey<'a>],
+    /// Refuse plain (unencrypted) assertions.
+    pub require_encryption: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -125,14 +130,65 @@ pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusa
         PrescanError::AssertionCount(m) => Refusal::new(Reason::AssertionCount, m),
     })?;
     if env.encrypted {
+        return verify_encrypted(xml, exp);
+    }
+    if exp.require_encryption {
         return refuse(
-            Reason::EncryptedUnsupported,
-            "EncryptedAssertion is not accepted yet",
+            Reason::EncryptionRequired,
+            "plain Assertion and [sp] require_encryption = true",
         );
     }
-
     let verified_xml = verify_signature(xml, exp.idp)?;
-    match root_of(&verified_xml) {
+    verify_signed_bytes(&verified_xml, &env, exp)
+}
+
+/// An EncryptedAssertion. If the IdP signed the Response, that signature is checked on the
+/// encrypted document first (before any RSA operation on attacker input) and the assertion
+/// decrypted from the signed bytes is covered by it. Otherwise the decrypted document must
+/// carry a valid signature of its own and goes through the full path again.
+fn verify_encrypted(xml: &str, exp: &Expectations) -> Result<Verified, Refusal> {
+    let decrypt = |doc: &str| {
+        super::decrypt::decrypt_in_place(doc, exp.decrypt_keys).map_err(|e| {
+            let reason = match e {
+                DecryptError::Rsa15Refused | DecryptError::Unsupported { .. } => {
+                    Reason::EncryptedUnsupported
+                }
+                _ => Reason::DecryptFailed,
+            };
+            Refusal::new(reason, e.log_detail())
+        })
+    };
+    if let Ok(verified) = verify_signature(xml, exp.idp) {
+        if matches!(root_of(&verified), Some(Root::Response)) {
+            let (plain, key_id) = decrypt(&verified)?;
+            tracing::debug!(key = %key_id, "decrypted a Response-signed EncryptedAssertion");
+            let env = prescan(&plain)
+                .map_err(|e| Refusal::new(Reason::BadXml, format!("decrypted: {e:?}")))?;
+            return verify_signed_bytes(&plain, &env, exp);
+        }
+    }
+    let (plain, key_id) = decrypt(xml)?;
+    tracing::debug!(key = %key_id, "decrypted an EncryptedAssertion; verifying its own signature");
+    let env =
+        prescan(&plain).map_err(|e| Refusal::new(Reason::BadXml, format!("decrypted: {e:?}")))?;
+    if env.encrypted {
+        return refuse(
+            Reason::AssertionCount,
+            "an encrypted assertion inside an encrypted assertion",
+        );
+    }
+    let verified_xml = verify_signature(&plain, exp.idp)?;
+    verify_signed_bytes(&verified_xml, &env, exp)
+}
+
+/// Checks everything on signed bytes: a signed Response (with its Assertion) or a signed
+/// Assertion (with the unsigned envelope `env` as a source of refusals only).
+fn verify_signed_bytes(
+    verified_xml: &str,
+    env: &Envelope,
+    exp: &Expectations,
+) -> Result<Verified, Refusal> {
+    match root_of(verified_xml) {
         Some(Root::Response) => {
             let resp: Response = verified_xml
                 .parse()
@@ -151,7 +207,7 @@ pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusa
             )
         }
         Some(Root::Assertion) => {
-            check_unsigned_envelope(&env, exp)?;
+            check_unsigned_envelope(env, exp)?;
             let assertion: Assertion = verified_xml
                 .parse()
                 .map_err(|e| Refusal::new(Reason::BadXml, format!("signed Assertion: {e}")))?;

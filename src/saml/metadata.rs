@@ -19,18 +19,28 @@ pub fn xml_escape(s: &str) -> String {
     o
 }
 
-/// The SP's metadata: entityID, every published signing key (active and next), the ACS on the
-/// HTTP-POST binding, and the NameID formats we accept.
-///
-/// No `use="encryption"` KeyDescriptor is published: this build does not decrypt
-/// EncryptedAssertion, and advertising a key would invite the IdP to encrypt.
+/// The SP's metadata: entityID, every published key (active and next) once with
+/// `use="signing"` and once with `use="encryption"` listing only the algorithms
+/// `saml::decrypt` really decrypts, the ACS on the HTTP-POST binding, SLO on Redirect and POST,
+/// and the NameID formats we accept.
 pub fn sp_metadata(cfg: &Config, keys: &KeySet) -> String {
     let mut kd = String::new();
+    let methods: String = crate::saml::decrypt::DATA_ALGORITHMS
+        .iter()
+        .chain(crate::saml::decrypt::KEY_TRANSPORT_ALGORITHMS.iter())
+        .map(|a| format!("\n      <md:EncryptionMethod Algorithm=\"{a}\"/>"))
+        .collect();
     for k in keys.published() {
-        kd.push_str(&format!(
-            "    <md:KeyDescriptor use=\"signing\">\n      <ds:KeyInfo><ds:KeyName>{}</ds:KeyName><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>\n    </md:KeyDescriptor>\n",
+        let key_info = format!(
+            "<ds:KeyInfo><ds:KeyName>{}</ds:KeyName><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>",
             xml_escape(&k.id),
             k.cert_b64
+        );
+        kd.push_str(&format!(
+            "    <md:KeyDescriptor use=\"signing\">\n      {key_info}\n    </md:KeyDescriptor>\n"
+        ));
+        kd.push_str(&format!(
+            "    <md:KeyDescriptor use=\"encryption\">\n      {key_info}{methods}\n    </md:KeyDescriptor>\n"
         ));
     }
     format!(

@@ -19,6 +19,7 @@ use crate::identity::policy::{self, Decision};
 use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
 use crate::saml::authn;
+use crate::saml::decrypt::DecryptKey;
 use crate::store::ReplayCheck;
 use login::Login;
 
@@ -105,8 +106,20 @@ async fn acs_inner(
     let expected = tracked.as_ref().map(|t| t.id.clone());
     let idp = app.idp();
     let cfg = app.cfg.clone();
+    let keys = app.keys.read().expect("keys lock").clone();
     let verified = tokio::task::spawn_blocking(move || {
+        let decrypt_keys: Vec<DecryptKey> = keys
+            .keys
+            .iter()
+            .map(|k| DecryptKey {
+                id: &k.id,
+                key: &k.key,
+                cert: &k.cert,
+            })
+            .collect();
         let exp = Expectations {
+            decrypt_keys: &decrypt_keys,
+            require_encryption: cfg.require_encryption,
             idp: &idp,
             sp_entity_id: &cfg.sp_entity_id,
             acs_url: &cfg.acs_url(),
