@@ -54,8 +54,11 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Print the SP metadata XML to give to the IdP operator (G-MIS).
     Metadata(ConfigArg),
-    /// Manage the SP key set in [sp] keys_dir.
+    /// Manage the SP key set in [sp] keys_dir (with --token: the JWT key set in [token] keys_dir).
     Keys {
+        /// Operate on the session-token key set (EC P-256) instead of the SAML keys.
+        #[arg(long, global = true)]
+        token: bool,
         #[command(subcommand)]
         cmd: KeysCmd,
     },
@@ -169,7 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(c) => serve(&c.config),
         Command::CheckConfig(c) => check_config(&c.config),
         Command::Metadata(c) => metadata(&c.config),
-        Command::Keys { cmd } => keys_cmd(cmd),
+        Command::Keys { token, cmd } => keys_cmd(cmd, token),
         Command::Demo { dir, port } => crate::demo::run(&dir, port),
         Command::Consent { config, json, cmd } => {
             crate::secretariat::consent(&config.config, cmd, json)
@@ -288,15 +291,17 @@ fn metadata(config: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn keys_new(config: &Path, days: u32) -> Result<(), String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    eprintln!(
-        "generating an RSA-3072 key in {} ...",
-        cfg.keys_dir.display()
-    );
-    let (id, state) = keys::new_key(&cfg.keys_dir, &keys::host_of(&cfg.public_url), days)
+fn keys_new(config: &Path, days: u32, token: bool) -> Result<(), String> {
+    let (cfg, dir, kind) = keys_target(config, token)?;
+    let what = if token {
+        "an EC P-256 token key"
+    } else {
+        "an RSA-3072 key"
+    };
+    eprintln!("generating {what} in {} ...", dir.display());
+    let (id, state) = keys::new_key_of(&dir, &keys::host_of(&cfg.public_url), days, kind)
         .map_err(|e| e.to_string())?;
-    let set = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+    let set = KeySet::load(&dir).map_err(|e| e.to_string())?;
     let k = set
         .keys
         .iter()
@@ -307,16 +312,18 @@ fn keys_new(config: &Path, days: u32) -> Result<(), String> {
         k.fingerprint, k.not_after
     );
     if state == keys::KeyState::Next {
-        println!(
-            "it is published in the SP metadata now; give `samlgate metadata` to the IdP operator"
-        );
+        if token {
+            println!("it is published in /.well-known/jwks.json now; promote it once verifiers have fetched it");
+        } else {
+            println!("it is published in the SP metadata now; give `samlgate metadata` to the IdP operator");
+        }
     }
     Ok(())
 }
 
-fn keys_list(config: &Path, json: bool) -> Result<(), String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    let set = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+fn keys_list(config: &Path, json: bool, token: bool) -> Result<(), String> {
+    let (_cfg, dir, _) = keys_target(config, token)?;
+    let set = KeySet::load(&dir).map_err(|e| e.to_string())?;
     if json {
         for k in &set.keys {
             let v = serde_json::json!({"id": k.id, "state": k.state, "fingerprint_sha256": k.fingerprint,
@@ -349,19 +356,33 @@ fn keys_list(config: &Path, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn keys_cmd(cmd: KeysCmd) -> Result<(), String> {
+/// The key set a `keys` command works on: the SP's, or with --token the JWT keys.
+fn keys_target(config: &Path, token: bool) -> Result<(Config, PathBuf, keys::KeyKind), String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    if !token {
+        let dir = cfg.keys_dir.clone();
+        return Ok((cfg, dir, keys::KeyKind::Rsa));
+    }
+    let dir = cfg.token.as_ref().map(|t| t.keys_dir.clone()).ok_or(
+        "--token: the config has no [token] section; add [token] keys_dir = \"certs/token\"",
+    )?;
+    Ok((cfg, dir, keys::KeyKind::EcP256))
+}
+
+fn keys_cmd(cmd: KeysCmd, token: bool) -> Result<(), String> {
+    use keys::Transition;
     match cmd {
-        KeysCmd::New { config, days } => keys_new(&config.config, days),
-        KeysCmd::List { config, json } => keys_list(&config.config, json),
-        KeysCmd::Status { config } => keys_status(&config.config),
+        KeysCmd::New { config, days } => keys_new(&config.config, days, token),
+        KeysCmd::List { config, json } => keys_list(&config.config, json, token),
+        KeysCmd::Status { config } => keys_status(&config.config, token),
         KeysCmd::Promote { config, id } => {
-            keys_transition(&config.config, &id, |_| keys::Transition::Promote)
+            keys_transition(&config.config, token, &id, |_| Transition::Promote)
         }
         KeysCmd::Retire { config, id } => {
-            keys_transition(&config.config, &id, |_| keys::Transition::Retire)
+            keys_transition(&config.config, token, &id, |_| Transition::Retire)
         }
         KeysCmd::Remove { config, id, force } => {
-            keys_transition(&config.config, &id, |cfg| keys::Transition::Remove {
+            keys_transition(&config.config, token, &id, |cfg| Transition::Remove {
                 grace_hours: cfg.retired_grace_hours,
                 force,
             })
@@ -371,11 +392,12 @@ fn keys_cmd(cmd: KeysCmd) -> Result<(), String> {
 
 fn keys_transition(
     config: &Path,
+    token: bool,
     id: &str,
     t: impl Fn(&Config) -> keys::Transition,
 ) -> Result<(), String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    let summary = keys::transition(&cfg.keys_dir, id, t(&cfg)).map_err(|e| e.to_string())?;
+    let (cfg, dir, _) = keys_target(config, token)?;
+    let summary = keys::transition(&dir, id, t(&cfg)).map_err(|e| e.to_string())?;
     // Check the result loads, as the running gateway will (it reloads within seconds or on SIGHUP).
     KeySet::load(&cfg.keys_dir)
         .map_err(|e| format!("after the change the key set does not load: {e}"))?;
@@ -386,10 +408,10 @@ fn keys_transition(
     Ok(())
 }
 
-fn keys_status(config: &Path) -> Result<(), String> {
-    keys_list(config, false)?;
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    let set = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+fn keys_status(config: &Path, token: bool) -> Result<(), String> {
+    keys_list(config, false, token)?;
+    let (cfg, dir, _) = keys_target(config, token)?;
+    let set = KeySet::load(&dir).map_err(|e| e.to_string())?;
     let next = set
         .keys
         .iter()

@@ -52,6 +52,24 @@ struct RawConfig {
     session: SessionConfig,
     upstream: Option<UpstreamConfig>,
     admin: Option<AdminConfig>,
+    token: Option<TokenConfig>,
+}
+
+/// Signed identity tokens (JWT ES256) for backends that verify them; off unless present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The token key set (EC P-256), managed with `samlgate keys ... --token`.
+    pub keys_dir: PathBuf,
+    /// Token lifetime; keep it short (a self-verified token cannot see a logout).
+    #[serde(default = "default_token_lifetime")]
+    pub lifetime_seconds: i64,
+    /// `aud` claim; default: the upstream URL, else public_url.
+    pub audience: Option<String>,
+}
+
+fn default_token_lifetime() -> i64 {
+    300
 }
 
 /// The secretariat's HTTP API under `/admin/`; off unless this section exists.
@@ -253,7 +271,21 @@ impl Default for SessionConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
+    /// The staff menu, e.g. "http://127.0.0.1:9000" (http only: it runs beside the gateway).
     pub url: String,
+    /// Path prefixes that pass without a session (identity headers are still stripped).
+    #[serde(default)]
+    pub public_paths: Vec<String>,
+    /// Seconds to wait for the upstream's response headers.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_seconds: u64,
+    /// Speak HTTP/2 (prior knowledge, h2c) to the upstream instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+}
+
+fn default_upstream_timeout() -> u64 {
+    60
 }
 
 /// The validated configuration. Paths are absolute; URLs are checked.
@@ -292,6 +324,7 @@ pub struct Config {
     /// SHA-256 of the admin bearer token; `None` = admin API off.
     pub admin_token_sha256: Option<[u8; 32]>,
     pub admin_token_file: Option<PathBuf>,
+    pub token: Option<TokenConfig>,
 }
 
 impl Config {
@@ -441,12 +474,21 @@ impl Config {
             ));
         }
         if let Some(up) = &raw.upstream {
-            if !(up.url.starts_with("http://") || up.url.starts_with("https://")) {
+            if !up.url.starts_with("http://") || up.url.parse::<hyper::Uri>().is_err() {
                 return Err(invalid(
                     "upstream.url",
-                    format!("`{}` is not an http(s) URL", up.url),
-                    "e.g. \"http://127.0.0.1:9000\"",
+                    format!("`{}` is not an http:// URL", up.url),
+                    "e.g. \"http://127.0.0.1:9000\" (the staff menu beside the gateway; TLS to it is not supported)",
                 ));
+            }
+            for p in &up.public_paths {
+                if !p.starts_with('/') {
+                    return Err(invalid(
+                        "upstream.public_paths",
+                        format!("`{p}` does not start with /"),
+                        "e.g. [\"/static/\"]",
+                    ));
+                }
             }
         }
         let (admin_token_sha256, admin_token_file) = match &raw.admin {
@@ -469,6 +511,20 @@ impl Config {
                     ));
                 }
                 (Some(sha2_256(tok.as_bytes())), Some(path))
+            }
+        };
+        let token = match raw.token {
+            None => None,
+            Some(mut t) => {
+                if !(30..=3600).contains(&t.lifetime_seconds) {
+                    return Err(invalid(
+                        "token.lifetime_seconds",
+                        format!("{} is out of range", t.lifetime_seconds),
+                        "use 30..=3600 (default 300): a token cannot be revoked before it expires",
+                    ));
+                }
+                t.keys_dir = resolve(&t.keys_dir);
+                Some(t)
             }
         };
         let tls = raw.server.tls.map(|t| TlsFiles {
@@ -504,6 +560,7 @@ impl Config {
             upstream: raw.upstream,
             admin_token_sha256,
             admin_token_file,
+            token,
         })
     }
 }

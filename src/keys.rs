@@ -204,7 +204,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 
 /// Creates a new RSA-3072 key with a self-signed certificate. The first key of a set becomes
 /// active; later ones start as `next` (published, not signing) until promoted.
+/// The kind of key pair a key set holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA-3072: SAML signing and decryption.
+    Rsa,
+    /// ECDSA P-256: session tokens (JWT ES256).
+    EcP256,
+}
+
 pub fn new_key(dir: &Path, common_name: &str, days: u32) -> Result<(String, KeyState), KeyError> {
+    new_key_of(dir, common_name, days, KeyKind::Rsa)
+}
+
+pub fn new_key_of(
+    dir: &Path,
+    common_name: &str,
+    days: u32,
+    kind: KeyKind,
+) -> Result<(String, KeyState), KeyError> {
     let io = |msg: String| KeyError::Io {
         dir: dir.to_path_buf(),
         msg,
@@ -212,7 +230,11 @@ pub fn new_key(dir: &Path, common_name: &str, days: u32) -> Result<(String, KeyS
     fs::create_dir_all(dir).map_err(|e| io(format!("cannot create directory: {e}")))?;
     let _lock = lock_dir(dir)?;
     let mut state = read_state(dir)?;
-    let (key, cert) = self_signed(common_name, days).map_err(|e| io(format!("openssl: {e}")))?;
+    let made = match kind {
+        KeyKind::Rsa => self_signed(common_name, days),
+        KeyKind::EcP256 => self_signed_with(ec_p256()?, common_name, days),
+    };
+    let (key, cert) = made.map_err(|e| io(format!("openssl: {e}")))?;
     let id = format!("sp-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
     let id = if state.keys.iter().any(|k| k.id == id) {
         format!("{id}-{}", state.keys.len())
@@ -386,12 +408,29 @@ fn humanize(d: chrono::Duration) -> String {
     }
 }
 
+fn ec_p256() -> Result<PKey<Private>, KeyError> {
+    let e = |x: openssl::error::ErrorStack| KeyError::Invalid {
+        dir: PathBuf::new(),
+        msg: x.to_string(),
+    };
+    let group = openssl::ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(e)?;
+    let ec = openssl::ec::EcKey::generate(&group).map_err(e)?;
+    PKey::from_ec_key(ec).map_err(e)
+}
+
 pub fn self_signed(
     cn: &str,
     days: u32,
 ) -> Result<(PKey<Private>, X509), openssl::error::ErrorStack> {
     let rsa = Rsa::generate(3072)?;
-    let key = PKey::from_rsa(rsa)?;
+    self_signed_with(PKey::from_rsa(rsa)?, cn, days)
+}
+
+pub fn self_signed_with(
+    key: PKey<Private>,
+    cn: &str,
+    days: u32,
+) -> Result<(PKey<Private>, X509), openssl::error::ErrorStack> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
     let name = name.build();

@@ -16,4 +16,5 @@ pub mod saml;
 pub mod secretariat;
 pub mod session;
 pub mod store;
+pub mod token;
 pub mod web;

@@ -34,13 +34,44 @@ fn idp_files(app: &App) -> Vec<PathBuf> {
 }
 
 fn key_files(app: &App) -> Vec<PathBuf> {
-    let mut v = vec![app.cfg.keys_dir.join("keyset.json")];
+    let mut v = token_files(app);
+    v.push(app.cfg.keys_dir.join("keyset.json"));
     let set = app.keys.read().expect("keys lock").clone();
     for k in &set.keys {
         v.push(app.cfg.keys_dir.join(format!("{}.key", k.id)));
         v.push(app.cfg.keys_dir.join(format!("{}.crt", k.id)));
     }
     v
+}
+
+fn token_files(app: &App) -> Vec<PathBuf> {
+    let (Some(t), Some(cfg)) = (&app.tokens, &app.cfg.token) else {
+        return Vec::new();
+    };
+    let mut v = vec![cfg.keys_dir.join("keyset.json")];
+    for k in &t.keys.read().expect("token keys lock").keys {
+        v.push(cfg.keys_dir.join(format!("{}.key", k.id)));
+    }
+    v
+}
+
+pub fn reload_tokens(app: &App, why: &str) -> bool {
+    let (Some(t), Some(cfg)) = (&app.tokens, &app.cfg.token) else {
+        return true;
+    };
+    match KeySet::load(&cfg.keys_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|k| t.replace_keys(k))
+    {
+        Ok(()) => {
+            tracing::info!(target: "samlgate::reload", why, part = "token_keys", "reloaded");
+            true
+        }
+        Err(e) => {
+            tracing::error!(target: "samlgate::reload", why, part = "token_keys", reason = "reload_refused", error = %e, "kept the previous token keys");
+            false
+        }
+    }
 }
 
 fn tls_files(app: &App) -> Vec<PathBuf> {
@@ -113,6 +144,7 @@ pub fn reload_tls(app: &App, why: &str) -> bool {
 pub fn reload_all(app: &App, why: &str) {
     reload_idp(app, why);
     reload_keys(app, why);
+    reload_tokens(app, why);
     reload_tls(app, why);
 }
 
@@ -152,6 +184,7 @@ pub fn spawn(app: Arc<App>) {
                 }
                 if now.1 != prev.1 {
                     reload_keys(&app2, "file changed");
+                    reload_tokens(&app2, "file changed");
                 }
                 if now.2 != prev.2 {
                     reload_tls(&app2, "file changed");

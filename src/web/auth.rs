@@ -93,6 +93,11 @@ pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
             for (k, v) in identity_headers(&rec.profile) {
                 r.headers_mut().insert(k, v);
             }
+            if let Some(jwt) = app.tokens.as_ref().and_then(|t| t.token_for(app, &rec)) {
+                if let Ok(v) = HeaderValue::from_str(&jwt) {
+                    r.headers_mut().insert("x-samlgate-jwt", v);
+                }
+            }
             r
         }
         None => {
@@ -135,6 +140,9 @@ pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
             ended = Some(rec);
         }
         let _ = app.store.session_delete(&id);
+        if let Some(t) = &app.tokens {
+            t.forget(&id);
+        }
     }
     let _ = app.store.flush();
     let mut r = ended

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod login;
 pub mod metrics;
 pub mod pages;
+pub mod proxy;
 pub mod slo;
 pub mod sso;
 pub mod tls;
@@ -47,6 +48,10 @@ pub struct App {
     /// Bounds concurrent signature verifications, so a flood of large signed documents queues
     /// here instead of starving `/auth/verify` of CPU.
     pub verify_slots: Semaphore,
+    /// The staff menu behind us, when samlgate is its reverse proxy.
+    pub upstream: Option<proxy::Upstream>,
+    /// Signed identity tokens (JWT), when `[token]` is configured.
+    pub tokens: Option<crate::token::TokenSigner>,
     /// The serving TLS certificate, swappable (None: plain HTTP).
     pub tls: Option<Arc<tls::CertStore>>,
     /// Where "G-MISからのログインはこちら" points (the demo IdP in `samlgate demo`).
@@ -69,6 +74,30 @@ impl App {
             })
             .map_err(|e| format!("store: {e}"))?;
         let sessions = SessionCodec::new(key, cfg.https);
+        let upstream = cfg
+            .upstream
+            .as_ref()
+            .map(proxy::Upstream::new)
+            .transpose()?;
+        let tokens = match &cfg.token {
+            None => None,
+            Some(t) => {
+                let keys = KeySet::load(&t.keys_dir).map_err(|e| {
+                    format!("[token] keys_dir: {e} (create one with `samlgate keys new --token`)")
+                })?;
+                let aud = t
+                    .audience
+                    .clone()
+                    .or_else(|| cfg.upstream.as_ref().map(|u| u.url.clone()))
+                    .unwrap_or_else(|| cfg.public_url.clone());
+                Some(crate::token::TokenSigner::new(
+                    keys,
+                    t.lifetime_seconds,
+                    cfg.public_url.clone(),
+                    aud,
+                )?)
+            }
+        };
         let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
         // With an SSO endpoint the link starts an SP-initiated login; G-MIS users can always
         // start from G-MIS's own menu (IdP-initiated).
@@ -88,6 +117,8 @@ impl App {
             metrics: metrics::Metrics::default(),
             gmis_login_url,
             tls,
+            upstream,
+            tokens,
         })
     }
 
@@ -176,14 +207,50 @@ pub async fn serve(
     }
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+/// Our own pages have a complete body; proxied answers stream the upstream's.
+pub type OutBody = http_body_util::Either<pages::Body, Incoming>;
+
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> hyper::Response<OutBody> {
     let request_id = crate::session::random_id()[..12].to_string();
-    let mut resp = route(&app, req, peer, &request_id).await;
-    pages::secure_headers(&mut resp, app.cfg.https);
+    let own_path = is_own_path(req.uri().path());
+    let mut resp = match (&app.upstream, own_path) {
+        (Some(up), false) => match proxy::forward(&app, up, req, peer, &request_id).await {
+            proxy::Proxied::Upstream(r) => r.map(http_body_util::Either::Right),
+            proxy::Proxied::Own(mut r) => {
+                pages::secure_headers(&mut r, app.cfg.https);
+                r.map(http_body_util::Either::Left)
+            }
+        },
+        _ => {
+            let mut r = route(&app, req, peer, &request_id).await;
+            pages::secure_headers(&mut r, app.cfg.https);
+            r.map(http_body_util::Either::Left)
+        }
+    };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Paths the gateway answers itself; with `[upstream]`, everything else is proxied.
+pub fn is_own_path(path: &str) -> bool {
+    const EXACT: [&str; 9] = [
+        "/login",
+        "/logout",
+        "/consent",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/.well-known/jwks.json",
+        "/_samlgate/style.css",
+        "/admin/v1/op",
+    ];
+    EXACT.contains(&path) || path.starts_with("/saml/") || path.starts_with("/auth/")
 }
 
 async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
@@ -209,6 +276,19 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
                 "application/samlmetadata+xml",
                 md.as_bytes().to_vec(),
             )
+        }
+        (&Method::GET, "/.well-known/jwks.json") => {
+            let body = app
+                .tokens
+                .as_ref()
+                .map(|t| t.jwks())
+                .unwrap_or_else(|| serde_json::json!({"keys": []}));
+            let mut r = pages::text(StatusCode::OK, "application/jwk-set+json", body.to_string());
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            r
         }
         (&Method::GET, "/healthz") => pages::text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readyz(app),

@@ -1,0 +1,300 @@
+//! The reverse proxy to the staff menu (`[upstream] url`): every path that is not the
+//! gateway's own is forwarded with the session's identity headers.
+//!
+//! Security properties:
+//! - every identity header a client sent is removed before anything else, with or without a
+//!   session, whatever its letter case, and also its `_` spelling (`X_Auth_Request_User`),
+//!   which some frameworks read as the same header;
+//! - a request without a live session reaches the upstream only on a configured public path
+//!   (and then without identity headers);
+//! - `X-Forwarded-*` are set by us; client values are kept only from `[server] trusted_proxies`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, CONNECTION, HOST, UPGRADE};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::auth::{identity_headers, live_session, IDENTITY_HEADERS};
+use super::pages::{self, Lang, Resp};
+use super::App;
+use crate::config::UpstreamConfig;
+
+/// The headers we own towards the upstream, in addition to the identity headers.
+const OWNED: [&str; 1] = ["x-samlgate-jwt"];
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    scheme_authority: String,
+    authority: String,
+    public_paths: Vec<String>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, String> {
+        let uri: Uri = cfg
+            .url
+            .parse()
+            .map_err(|e| format!("[upstream] url: {e}"))?;
+        let authority = uri
+            .authority()
+            .ok_or("[upstream] url has no host")?
+            .to_string();
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(Duration::from_secs(5)));
+        conn.set_nodelay(true);
+        let mut b = Client::builder(TokioExecutor::new());
+        b.pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256);
+        if cfg.http2 {
+            b.http2_only(true);
+        }
+        Ok(Upstream {
+            client: b.build(conn),
+            scheme_authority: format!("http://{authority}"),
+            authority,
+            public_paths: cfg.public_paths.clone(),
+            timeout: Duration::from_secs(cfg.timeout_seconds),
+        })
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        self.public_paths
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
+    }
+}
+
+/// True for a header that names (or spells differently) one we set for the upstream.
+pub fn is_identity_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace('_', "-");
+    IDENTITY_HEADERS.iter().any(|(h, _)| *h == n) || OWNED.contains(&n.as_str())
+}
+
+/// What the proxy answered: our own page, or the upstream's streaming response.
+pub enum Proxied {
+    Own(Resp),
+    Upstream(Response<Incoming>),
+}
+
+fn bad_gateway(lang: Lang, rid: &str, status: StatusCode) -> Resp {
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t("ただいま表示できません", "The staff menu is not available"),
+        message: lang.t(
+            "関係者向けメニューに接続できませんでした。しばらくしてから再度お試しください。",
+            "The staff menu could not be reached. Please try again shortly.",
+        ),
+        code: "",
+        request_id: rid,
+        action_href: None,
+        action_label: "",
+    };
+    pages::render(status, &page)
+}
+
+pub async fn forward(
+    app: &App,
+    up: &Upstream,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    rid: &str,
+) -> Proxied {
+    let lang = Lang::of(&req);
+    // 1. Strip what only we may set, before looking at the session.
+    let names: Vec<HeaderName> = req
+        .headers()
+        .keys()
+        .filter(|k| is_identity_header(k.as_str()))
+        .cloned()
+        .collect();
+    for n in names {
+        req.headers_mut().remove(&n);
+    }
+    let path = req.uri().path().to_string();
+    let session = live_session(app, &req);
+    match &session {
+        Some(rec) => {
+            for (k, v) in identity_headers(&rec.profile) {
+                req.headers_mut().insert(k, v);
+            }
+            if let Some(jwt) = app.tokens.as_ref().and_then(|t| t.token_for(app, rec)) {
+                if let Ok(v) = HeaderValue::from_str(&jwt) {
+                    req.headers_mut().insert("x-samlgate-jwt", v);
+                }
+            }
+        }
+        None if up.is_public(&path) => {}
+        None => {
+            let wants_html = req
+                .headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            if wants_html && req.method() == hyper::Method::GET {
+                let target = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let ret = super::acs::safe_return_path(Some(target));
+                let enc: String = form_urlencoded::byte_serialize(ret.as_bytes()).collect();
+                return Proxied::Own(pages::redirect(
+                    StatusCode::FOUND,
+                    &format!("/login?return_to={enc}"),
+                ));
+            }
+            return Proxied::Own(pages::text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain; charset=utf-8",
+                "login required\n",
+            ));
+        }
+    }
+
+    // 2. Forwarding headers: ours, unless the peer is a trusted proxy that already set them.
+    let client_ip = super::client_ip(app, req.headers(), peer);
+    let trusted = app.cfg.trusted_proxies.contains(&peer.ip());
+    let orig_host = req.headers().get(HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let h = req.headers_mut();
+    let xff = match (
+        trusted,
+        h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prev)) => format!("{prev}, {}", peer.ip()),
+        _ => client_ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    if !(trusted && h.contains_key("x-forwarded-proto")) {
+        h.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if app.cfg.https { "https" } else { "http" }),
+        );
+    }
+    if !(trusted && h.contains_key("x-forwarded-host")) {
+        if let Some(host) = orig_host {
+            h.insert("x-forwarded-host", host);
+        }
+    }
+    h.insert(
+        "x-request-id",
+        HeaderValue::from_str(rid).unwrap_or(HeaderValue::from_static("-")),
+    );
+
+    // 3. Hop-by-hop headers stay on this hop, except a WebSocket upgrade, which is forwarded.
+    let is_upgrade = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    strip_hop_by_hop(req.headers_mut());
+    if is_upgrade {
+        req.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        req.headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let Ok(uri) = format!("{}{pq}", up.scheme_authority).parse::<Uri>() else {
+        return Proxied::Own(pages::text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "bad request target\n",
+        ));
+    };
+    *req.uri_mut() = uri;
+    *req.version_mut() = hyper::Version::HTTP_11;
+    if let Ok(v) = HeaderValue::from_str(&up.authority) {
+        req.headers_mut().insert(HOST, v);
+    }
+    let server_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    let resp = match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_error", error = %e, "upstream request failed");
+            return Proxied::Own(bad_gateway(lang, rid, StatusCode::BAD_GATEWAY));
+        }
+        Err(_) => {
+            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_timeout", "upstream did not answer in time");
+            return Proxied::Own(bad_gateway(lang, rid, StatusCode::GATEWAY_TIMEOUT));
+        }
+    };
+    let mut resp = resp;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(server_side) = server_upgrade {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = (server_side.await, upstream_side.await) {
+                    let mut a = TokioIo::new(a);
+                    let mut b = TokioIo::new(b);
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
+            return Proxied::Upstream(resp);
+        }
+    }
+    strip_hop_by_hop(resp.headers_mut());
+    Proxied::Upstream(resp)
+}
+
+fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<String> = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for n in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
+        if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+            h.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_in_any_spelling() {
+        for n in [
+            "X-Auth-Request-User",
+            "x-auth-request-user",
+            "X_AUTH_REQUEST_USER",
+            "x-samlgate-category",
+            "X-Samlgate-Jwt",
+        ] {
+            assert!(is_identity_header(n), "{n}");
+        }
+        assert!(!is_identity_header("x-auth-request-users"));
+        assert!(!is_identity_header("accept"));
+    }
+}
