@@ -89,6 +89,18 @@ impl Op {
     }
 }
 
+/// Ends every session of a G-MIS account, so a later reopen or re-approval cannot revive a
+/// session from before the block: the user logs in (and consents) again.
+fn end_sessions(store: &dyn Store, gmis_id: &str) -> Result<usize, AdminError> {
+    let mut n = 0;
+    for s in store.sessions_matching(&|s| s.profile.account_id == gmis_id)? {
+        if store.session_delete(&s.id)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 fn to_json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("records serialize")
 }
@@ -164,7 +176,8 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                 None,
             )?;
             store.apply(&[consent::write(&st), a], None)?;
-            to_json(&st)
+            let ended = end_sessions(store, gmis_id)?;
+            json!({"consent": st, "sessions_ended": ended})
         }
         Op::ApplicationAdd {
             gmis_id,
@@ -260,7 +273,12 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                     "the application changed meanwhile; try again".into(),
                 ));
             }
-            to_json(&app)
+            if approve {
+                to_json(&app)
+            } else {
+                let ended = end_sessions(store, gmis_id)?;
+                json!({"application": app, "sessions_ended": ended})
+            }
         }
         Op::ApplicationList => {
             Value::Array(applications::list(store)?.iter().map(to_json).collect())

@@ -98,6 +98,7 @@ impl TokenSigner {
             "facility_code": p.facility_code,
             "facility_name": p.facility_name,
             "display_name": p.display_name,
+            "local_user": rec.local_user_id,
         });
         let signing_input = format!(
             "{}.{}",
@@ -178,6 +179,7 @@ mod tests {
         )
         .unwrap();
         let rec = SessionRecord {
+            local_user_id: "GM1".into(),
             id: "sid1".into(),
             profile: Profile {
                 account_id: "GM1".into(),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// The local view of a G-MIS user, mapped by `[attributes]`. Values are the raw UTF-8 strings
 /// the IdP signed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Profile {
     pub account_id: String,
     pub category: String,

@@ -42,6 +42,10 @@ pub enum ReplayCheck {
 pub struct SessionRecord {
     pub id: String,
     pub profile: Profile,
+    /// The local 医療情報ネット account this login is linked to (the G-MIS id for users first
+    /// registered by SSO; an existing account's id when an application linked it).
+    #[serde(default)]
+    pub local_user_id: String,
     /// The IdP's NameID and SessionIndex, for single logout.
     pub name_id: String,
     /// The NameID's Format, echoed in LogoutRequests.
@@ -129,8 +133,12 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes sessions whose hard end or idle limit has passed; returns how many.
     fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError>;
     fn session_count(&self) -> usize;
-    /// Every session of this IdP NameID (single logout); linear in the number of sessions.
-    fn sessions_of(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Every session the predicate selects (single logout by NameID, ending an account's
+    /// sessions on a block); linear in the number of sessions.
+    fn sessions_matching(
+        &self,
+        pred: &dyn Fn(&SessionRecord) -> bool,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// A secret the gateway generated for itself (e.g. the cookie MAC key): returned if present,
     /// otherwise created from `make`, stored durably, and returned. First writer wins.

@@ -152,12 +152,15 @@ impl Store for SledStore {
         self.sessions.len()
     }
 
-    fn sessions_of(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+    fn sessions_matching(
+        &self,
+        pred: &dyn Fn(&SessionRecord) -> bool,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         let mut out = Vec::new();
         for item in self.sessions.iter() {
             let (_, v) = item?;
             if let Ok(rec) = serde_json::from_slice::<SessionRecord>(&v) {
-                if rec.name_id == name_id {
+                if pred(&rec) {
                     out.push(rec);
                 }
             }
@@ -313,6 +316,7 @@ mod tests {
     fn sessions_round_trip_and_sweep() {
         let (_d, s) = store();
         let rec = SessionRecord {
+            local_user_id: "GM1".into(),
             id: "s1".into(),
             profile: Profile {
                 account_id: "GM1".into(),

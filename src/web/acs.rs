@@ -195,6 +195,19 @@ async fn acs_inner(
         assertion_id: verified.assertion_id.clone(),
         replaces: super::auth::session_ids(app, &headers),
     };
+    // The consent state the decision is based on; the session is made only if it is unchanged.
+    let seen = app
+        .store
+        .get(
+            crate::store::Table::Consents,
+            login.profile.account_id.as_bytes(),
+        )
+        .map_err(|e| {
+            (
+                Refusal::new(Reason::Internal, format!("store: {e}")),
+                account.clone(),
+            )
+        })?;
     let decision = policy::decide(
         &*app.store,
         &app.cfg.policy,
@@ -211,7 +224,18 @@ async fn acs_inner(
     let internal = |r: Refusal| (r, Some(account_id.clone()));
     let (resp, outcome) = match decision {
         Decision::Proceed { link_to } => (
-            login::finish(app, &login, link_to.as_deref(), Vec::new()).map_err(internal)?,
+            login::finish(
+                app,
+                &login,
+                link_to.as_deref(),
+                Vec::new(),
+                Some((
+                    crate::store::Table::Consents,
+                    login.profile.account_id.as_bytes(),
+                    seen.as_deref(),
+                )),
+            )
+            .map_err(internal)?,
             Outcome::Success,
         ),
         Decision::NeedsConsent { link_to } => (

@@ -93,6 +93,10 @@ pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
             for (k, v) in identity_headers(&rec.profile) {
                 r.headers_mut().insert(k, v);
             }
+            r.headers_mut().insert(
+                "x-samlgate-local-user",
+                encode_header_value(&rec.local_user_id),
+            );
             if let Some(jwt) = app.tokens.as_ref().and_then(|t| t.token_for(app, &rec)) {
                 if let Ok(v) = HeaderValue::from_str(&jwt) {
                     r.headers_mut().insert("x-samlgate-jwt", v);
@@ -118,6 +122,7 @@ pub fn userinfo<B>(app: &App, req: &Request<B>) -> Resp {
                 "facility_code": p.facility_code,
                 "facility_name": p.facility_name,
                 "display_name": p.display_name,
+                "local_user": rec.local_user_id,
             });
             pages::text(StatusCode::OK, "application/json", body.to_string())
         }

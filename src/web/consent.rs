@@ -19,6 +19,7 @@ use super::App;
 use crate::identity::consent::{
     self, ConsentDecision, ConsentState, PendingLogin, PENDING_TTL_SECS,
 };
+use crate::identity::policy::{self, Decision};
 use crate::identity::{now_rfc3339, put, Profile};
 use crate::reason::{Reason, Refusal};
 use crate::store::Table;
@@ -108,6 +109,10 @@ fn expired_page(lang: Lang, rid: &str) -> Resp {
         lang,
         title: lang.t("同意画面の有効期限が切れました", "The consent page has expired"),
         message: lang.t(
+            "同意の確認は10分以内に行ってください。お手数ですが、G-MISからもう一度ログインしてください。",
+            "Please decide within 10 minutes. Log in from G-MIS again to see the consent page.",
+        ),
+        other: lang.other().t(
             "同意の確認は10分以内に行ってください。お手数ですが、G-MISからもう一度ログインしてください。",
             "Please decide within 10 minutes. Log in from G-MIS again to see the consent page.",
         ),
@@ -230,7 +235,37 @@ fn decide(
     let Some(pending_bytes) = pending_bytes else {
         return Err(Refusal::new(Reason::BadRequest, "already decided"));
     };
+    // Consume the pending login first, alone: of two racing submits exactly one goes on.
     let consume = (Table::Pending, p.id.as_bytes().to_vec(), None);
+    if !store
+        .apply(
+            &[consume],
+            Some((Table::Pending, p.id.as_bytes(), Some(&pending_bytes))),
+        )
+        .map_err(internal)?
+    {
+        return Err(Refusal::new(Reason::BadRequest, "already decided"));
+    }
+    // The account may have changed while the page was open (a secretariat block, a revoked or
+    // pending application): run the policy again on the state we are about to overwrite, and
+    // write only if that state is still the same.
+    let seen = store
+        .get(Table::Consents, p.profile.account_id.as_bytes())
+        .map_err(internal)?;
+    let decision =
+        policy::decide(store, &app.cfg.policy, &app.cfg.consent, &p.profile).map_err(internal)?;
+    match decision {
+        Decision::Blocked(by) => return Ok(login::blocked_page(lang, by, rid)),
+        Decision::NeedsApplication(need) => {
+            return Ok(login::application_page(lang, need, &p.profile, rid))
+        }
+        Decision::NeedsConsent { .. } | Decision::Proceed { .. } => {}
+    }
+    let guard = Some((
+        Table::Consents,
+        p.profile.account_id.as_bytes(),
+        seen.as_deref(),
+    ));
     tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %version, "consent decision");
     if accept {
         let login = Login {
@@ -243,32 +278,22 @@ fn decide(
             assertion_id: p.assertion_id.clone(),
             replaces,
         };
-        // The guard: consume the pending login first, alone, so two racing submits cannot both
-        // register; then the decision, user row and audit go in one batch.
-        if !store
-            .apply(
-                &[consume],
-                Some((Table::Pending, p.id.as_bytes(), Some(&pending_bytes))),
-            )
-            .map_err(internal)?
-        {
-            return Err(Refusal::new(Reason::BadRequest, "already decided"));
-        }
         login::finish(
             app,
             &login,
             p.link_to.as_deref(),
             vec![consent::write(&state), audit],
+            guard,
         )
     } else {
-        let ok = store
-            .apply(
-                &[consume, consent::write(&state), audit],
-                Some((Table::Pending, p.id.as_bytes(), Some(&pending_bytes))),
-            )
-            .map_err(internal)?;
-        if !ok {
-            return Err(Refusal::new(Reason::BadRequest, "already decided"));
+        if !store
+            .apply(&[consent::write(&state), audit], guard)
+            .map_err(internal)?
+        {
+            return Err(Refusal::new(
+                Reason::BadRequest,
+                "account state changed meanwhile",
+            ));
         }
         super::acs::flush(app)?;
         Ok(login::blocked_page(lang, ConsentDecision::Rejected, rid))

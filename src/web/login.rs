@@ -12,7 +12,7 @@ use crate::identity::consent::ConsentDecision;
 use crate::identity::policy::ApplicationNeed;
 use crate::identity::{users, Profile};
 use crate::reason::{Reason, Refusal};
-use crate::store::{SessionRecord, Write};
+use crate::store::{Expect, SessionRecord, Write};
 
 /// A verified login, reduced to what the gateway keeps.
 #[derive(Debug, Clone)]
@@ -42,6 +42,7 @@ pub fn finish(
     login: &Login,
     link_to: Option<&str>,
     mut extra: Vec<Write>,
+    guard: Option<Expect<'_>>,
 ) -> Result<Resp, Refusal> {
     let store = &*app.store;
     let before =
@@ -71,9 +72,15 @@ pub fn finish(
         writes.push(a);
     }
     writes.append(&mut extra);
-    store
-        .apply(&writes, None)
-        .map_err(|e| internal("user write", e))?;
+    if !store
+        .apply(&writes, guard)
+        .map_err(|e| internal("user write", e))?
+    {
+        return Err(Refusal::new(
+            Reason::BadRequest,
+            "account state changed meanwhile",
+        ));
+    }
 
     let now = chrono::Utc::now().timestamp();
     let absolute = now + app.cfg.session.absolute_hours as i64 * 3600;
@@ -82,6 +89,7 @@ pub fn finish(
         .map(|t| t.min(absolute))
         .unwrap_or(absolute);
     let rec = SessionRecord {
+        local_user_id: user.id.clone(),
         id: crate::session::random_id(),
         profile: login.profile.clone(),
         name_id: login.name_id.clone(),
@@ -107,8 +115,13 @@ pub fn finish(
 }
 
 pub fn application_page(lang: Lang, need: ApplicationNeed, p: &Profile, rid: &str) -> Resp {
-    let cat = &p.category;
-    let message = match (need, lang) {
+    let message = application_message(lang, need, &p.category);
+    let other = application_message(lang.other(), need, &p.category);
+    application_page_rest(lang, need, &message, &other, rid)
+}
+
+fn application_message(lang: Lang, need: ApplicationNeed, cat: &str) -> String {
+    match (need, lang) {
         (ApplicationNeed::Category, Lang::Ja) => format!(
             "区分「{cat}」のアカウントでG-MISからログインするには、事前にSSO利用申請が承認されている必要があります。G-MIS事務局にSSO利用申請を行ってください。承認後、もう一度G-MISからログインしてください。"
         ),
@@ -121,7 +134,16 @@ pub fn application_page(lang: Lang, need: ApplicationNeed, p: &Profile, rid: &st
         (ApplicationNeed::Pending, Lang::En) => "Your SSO application is being reviewed by the G-MIS secretariat. Logging in from G-MIS is possible once it is approved.".into(),
         (ApplicationNeed::Revoked, Lang::Ja) => "SSO利用申請の承認が取り消されています。G-MIS事務局にお問い合わせください。".into(),
         (ApplicationNeed::Revoked, Lang::En) => "Your SSO application approval was revoked. Please contact the G-MIS secretariat.".into(),
-    };
+    }
+}
+
+fn application_page_rest(
+    lang: Lang,
+    need: ApplicationNeed,
+    message: &str,
+    other: &str,
+    rid: &str,
+) -> Resp {
     let title = match need {
         ApplicationNeed::Pending => {
             lang.t("SSO利用申請の確認中です", "SSO application under review")
@@ -131,7 +153,8 @@ pub fn application_page(lang: Lang, need: ApplicationNeed, p: &Profile, rid: &st
     let page = pages::ErrorPage {
         lang,
         title,
-        message: &message,
+        message,
+        other,
         code: need.code(),
         request_id: rid,
         action_href: None,
@@ -144,7 +167,26 @@ pub fn application_page(lang: Lang, need: ApplicationNeed, p: &Profile, rid: &st
 }
 
 pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
-    let (message, code) = match by {
+    let (message, code) = blocked_message(lang, by);
+    let (other, _) = blocked_message(lang.other(), by);
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
+        message,
+        other,
+        code,
+        request_id: rid,
+        action_href: None,
+        action_label: "",
+    };
+    let mut r = pages::render(StatusCode::FORBIDDEN, &page);
+    r.headers_mut()
+        .insert("x-samlgate-reason", HeaderValue::from_static(code));
+    r
+}
+
+fn blocked_message(lang: Lang, by: ConsentDecision) -> (&'static str, &'static str) {
+    match by {
         ConsentDecision::BlockedBySecretariat => (
             lang.t(
                 "このアカウントのG-MISからのログインは、G-MIS事務局により停止されています。G-MIS事務局にお問い合わせください。",
@@ -159,18 +201,5 @@ pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
             ),
             "blocked_consent_rejected",
         ),
-    };
-    let page = pages::ErrorPage {
-        lang,
-        title: lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
-        message,
-        code,
-        request_id: rid,
-        action_href: None,
-        action_label: "",
-    };
-    let mut r = pages::render(StatusCode::FORBIDDEN, &page);
-    r.headers_mut()
-        .insert("x-samlgate-reason", HeaderValue::from_static(code));
-    r
+    }
 }

@@ -397,6 +397,10 @@ fn not_found(lang: Lang, rid: &str) -> Resp {
             "お探しのページは見つかりませんでした。",
             "The page you are looking for does not exist.",
         ),
+        other: lang.other().t(
+            "お探しのページは見つかりませんでした。",
+            "The page you are looking for does not exist.",
+        ),
         code: "",
         request_id: rid,
         action_href: Some("/"),

@@ -28,6 +28,13 @@ impl Lang {
         }
     }
 
+    pub fn other(&self) -> Lang {
+        match self {
+            Lang::Ja => Lang::En,
+            Lang::En => Lang::Ja,
+        }
+    }
+
     pub fn t<'a>(&self, ja: &'a str, en: &'a str) -> &'a str {
         match self {
             Lang::Ja => ja,
@@ -84,6 +91,9 @@ pub struct ErrorPage<'a> {
     pub lang: Lang,
     pub title: &'a str,
     pub message: &'a str,
+    /// The same message in the other language: terminal pages answer a POST, so a language
+    /// link could not reload them; both languages are on the page instead.
+    pub other: &'a str,
     pub code: &'a str,
     pub request_id: &'a str,
     pub action_href: Option<&'a str>,
@@ -185,6 +195,7 @@ pub fn refusal_page(
         lang,
         title: lang.t("ログインできませんでした", "Login failed"),
         message: lang.t(ja, en),
+        other: lang.other().t(ja, en),
         code: reason.code(),
         request_id,
         action_href: retry_href,

@@ -25,7 +25,7 @@ use super::App;
 use crate::config::UpstreamConfig;
 
 /// The headers we own towards the upstream, in addition to the identity headers.
-const OWNED: [&str; 1] = ["x-samlgate-jwt"];
+const OWNED: [&str; 2] = ["x-samlgate-jwt", "x-samlgate-local-user"];
 
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -101,6 +101,10 @@ fn bad_gateway(lang: Lang, rid: &str, status: StatusCode) -> Resp {
             "関係者向けメニューに接続できませんでした。しばらくしてから再度お試しください。",
             "The staff menu could not be reached. Please try again shortly.",
         ),
+        other: lang.other().t(
+            "関係者向けメニューに接続できませんでした。しばらくしてから再度お試しください。",
+            "The staff menu could not be reached. Please try again shortly.",
+        ),
         code: "",
         request_id: rid,
         action_href: None,
@@ -134,6 +138,10 @@ pub async fn forward(
             for (k, v) in identity_headers(&rec.profile) {
                 req.headers_mut().insert(k, v);
             }
+            req.headers_mut().insert(
+                "x-samlgate-local-user",
+                super::auth::encode_header_value(&rec.local_user_id),
+            );
             if let Some(jwt) = app.tokens.as_ref().and_then(|t| t.token_for(app, rec)) {
                 if let Ok(v) = HeaderValue::from_str(&jwt) {
                     req.headers_mut().insert("x-samlgate-jwt", v);

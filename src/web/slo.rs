@@ -31,6 +31,7 @@ fn slo_page(
         lang,
         title: lang.t(title.0, title.1),
         message: lang.t(msg.0, msg.1),
+        other: lang.other().t(msg.0, msg.1),
         code,
         request_id: rid,
         action_href: Some("/login"),
@@ -230,7 +231,10 @@ fn idp_logout(
     if let Err(e) = check() {
         return refused(lang, &e, rid);
     }
-    let sessions: Vec<SessionRecord> = app.store.sessions_of(&r.name_id).unwrap_or_default();
+    let sessions: Vec<SessionRecord> = app
+        .store
+        .sessions_matching(&|s| s.name_id == r.name_id)
+        .unwrap_or_default();
     let mut ended = 0;
     for s in sessions {
         let matches = r.session_indexes.is_empty()

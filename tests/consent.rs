@@ -1,0 +1,1386 @@
+//! Black-box tests of issue #3: the consent page (同意画面), the category policy, SSO
+//! applications, account linking, the secretariat's CLI and the admin API, against
+//! `samlgate serve` (tests/common/mod.rs) with responses signed by tests/support/saml_idp.py.
+//!
+//! The harness writes `[consent] required = false`; [`gateway`] rewrites the config (consent
+//! on, a consent version, `[admin] token_file`) and restarts before the test starts. The CLI
+//! runs while the gateway is up, so it goes through the admin API (bearer token).
+//!
+//! Each test function has its own gateway and its own G-MIS account ids.
+//! Run: scripts/install-deps.sh && cargo test --test consent
+//! Keep a test's tempdir (config, server.log): SAMLGATE_TEST_KEEP=1 (kept anyway on failure).
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{form_encode, percent_decode, Gateway, Json, Resp, BIN};
+
+const V1: &str = "2023-04";
+/// 64 hex characters, as `openssl rand -hex 32` makes.
+const ADMIN_TOKEN: &str = "6f1d0c9a4b7e2f58a3c60d1e9b8f7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a";
+
+// ------------------------------------------------------------------------------------------
+// set-up
+
+/// A gateway with `[consent] required/version` set and, with `admin`, the admin API on.
+fn gateway(consent_required: bool, version: &str, admin: bool) -> Gateway {
+    let mut gw = Gateway::start();
+    configure(&gw, consent_required, version, admin);
+    gw.restart();
+    gw
+}
+
+/// Rewrites the gateway's config file (takes effect at the next restart).
+fn configure(gw: &Gateway, consent_required: bool, version: &str, admin: bool) {
+    let cfg = fs::read_to_string(&gw.config).expect("read config");
+    let mut cfg = set_section(
+        &cfg,
+        "consent",
+        Some(&format!(
+            "required = {consent_required}\nversion = \"{version}\"\n"
+        )),
+    );
+    if admin {
+        let tok = gw.dir.path().join("admin.token");
+        fs::write(&tok, format!("{ADMIN_TOKEN}\n")).expect("write admin.token");
+        cfg = set_section(&cfg, "admin", Some("token_file = \"admin.token\"\n"));
+    } else {
+        cfg = set_section(&cfg, "admin", None);
+    }
+    fs::write(&gw.config, cfg).expect("write config");
+}
+
+/// Replaces the body of TOML section `[name]` (appends the section when missing); `None`
+/// removes the section.
+fn set_section(cfg: &str, name: &str, body: Option<&str>) -> String {
+    let header = format!("[{name}]");
+    let is_header = |l: &str| {
+        let t = l.trim();
+        t.starts_with('[') && t.ends_with(']') && !t.contains('=')
+    };
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut found = false;
+    for line in cfg.lines() {
+        if is_header(line) {
+            skipping = false;
+            if line.trim() == header {
+                found = true;
+                skipping = true;
+                if let Some(b) = body {
+                    out.push_str(&header);
+                    out.push('\n');
+                    out.push_str(b);
+                    out.push('\n');
+                }
+                continue;
+            }
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !found {
+        if let Some(b) = body {
+            out.push_str(&format!("\n{header}\n{b}"));
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP with cookies and arbitrary headers
+
+fn request(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
+    let agent = ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(30))
+        .build();
+    let mut req = agent.request(method, &gw.url(path));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let res = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let r = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!(
+            "{method} {path}: transport error {e}\nserver log:\n{}",
+            gw.log_tail(3000)
+        ),
+    };
+    let status = r.status();
+    let mut hs = Vec::new();
+    let mut names = r.headers_names();
+    // ureq lists a repeated header's name once per occurrence; `all` already returns each value.
+    names.dedup();
+    for name in names {
+        for v in r.all(&name) {
+            hs.push((name.to_ascii_lowercase(), v.to_string()));
+        }
+    }
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut body).expect("read body");
+    Resp {
+        status,
+        headers: hs,
+        body,
+    }
+}
+
+fn fail(gw: &Gateway, msg: String) -> ! {
+    panic!("{msg}\n--- server log tail ---\n{}", gw.log_tail(3000))
+}
+
+macro_rules! check {
+    ($gw:expr, $cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            fail(&$gw, format!($($fmt)+));
+        }
+    };
+}
+
+/// `samlgate-consent=<value>` from the response's Set-Cookie, if set non-empty.
+fn pending_cookie(r: &Resp) -> Option<String> {
+    r.headers_all("set-cookie").into_iter().find_map(|c| {
+        let pair = c.trim().split(';').next()?.trim();
+        let v = pair.strip_prefix("samlgate-consent=")?;
+        (!v.is_empty()).then(|| pair.to_string())
+    })
+}
+
+fn get_consent(gw: &Gateway, cookie: Option<&str>) -> Resp {
+    let mut h = vec![("Accept-Language", "ja")];
+    if let Some(c) = cookie {
+        h.push(("Cookie", c));
+    }
+    request(gw, "GET", "/consent", &h, None)
+}
+
+fn post_consent(gw: &Gateway, cookie: Option<&str>, form: &str) -> Resp {
+    let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if let Some(c) = cookie {
+        h.push(("Cookie", c));
+    }
+    request(gw, "POST", "/consent", &h, Some(form.as_bytes()))
+}
+
+fn form(csrf: &str, decision: &str) -> String {
+    format!("csrf={}&decision={decision}", form_encode(csrf))
+}
+
+/// The value of the consent form's hidden `csrf` input.
+fn csrf_of(html: &str) -> Option<String> {
+    let i = html.find("name=\"csrf\"")?;
+    let start = html[..i].rfind('<')?;
+    let end = i + html[i..].find('>')?;
+    let tag = &html[start..end];
+    if !tag.starts_with("<input") || !tag.contains("type=\"hidden\"") {
+        return None;
+    }
+    let v = tag.find("value=\"")? + 7;
+    let e = tag[v..].find('"')?;
+    Some(tag[v..v + e].to_string()).filter(|s| !s.is_empty())
+}
+
+/// Asserts `r` is the ACS's 303 to /consent with a pending cookie and no session cookie;
+/// returns the pending cookie pair.
+fn expect_consent_redirect(gw: &Gateway, case: &str, r: &Resp) -> String {
+    check!(
+        gw,
+        r.status == 303 && r.location() == Some("/consent"),
+        "{case}: expected 303 to /consent: {}",
+        r.summary()
+    );
+    check!(
+        gw,
+        r.session_set_cookie().is_none(),
+        "{case}: a session cookie was set before consent: {}",
+        r.summary()
+    );
+    let Some(c) = pending_cookie(r) else {
+        fail(
+            gw,
+            format!("{case}: no samlgate-consent cookie: {}", r.summary()),
+        )
+    };
+    let line = r
+        .headers_all("set-cookie")
+        .into_iter()
+        .find(|l| l.trim_start().starts_with("samlgate-consent="))
+        .unwrap()
+        .to_ascii_lowercase();
+    check!(
+        gw,
+        line.contains("httponly") && line.contains("samesite=lax") && line.contains("path=/"),
+        "{case}: pending cookie without HttpOnly/SameSite=Lax/Path=/: {line}"
+    );
+    c
+}
+
+/// GET /consent with the pending cookie: 200 HTML with a csrf token; returns (html, csrf).
+fn consent_page(gw: &Gateway, case: &str, pending: &str) -> (String, String) {
+    let r = get_consent(gw, Some(pending));
+    check!(gw, r.status == 200, "{case}: GET /consent: {}", r.summary());
+    let html = r.text();
+    let Some(csrf) = csrf_of(&html) else {
+        fail(gw, format!("{case}: no hidden csrf input in:\n{html}"))
+    };
+    (html, csrf)
+}
+
+/// The whole first login: ACS -> /consent -> accept -> 303 to `relay` with a session.
+/// Returns the `samlgate=<token>` pair.
+fn login_with_consent(gw: &Gateway, case: &str, b64: &str, relay: &str) -> String {
+    let r = gw.post_acs(b64, Some(relay));
+    let pending = expect_consent_redirect(gw, case, &r);
+    let (_, csrf) = consent_page(gw, case, &pending);
+    let r = post_consent(gw, Some(&pending), &form(&csrf, "accept"));
+    expect_session(gw, &format!("{case} (accept)"), &r, relay)
+}
+
+/// Asserts a 303 to `to` with a session cookie and no pending login; returns the cookie pair.
+fn expect_session(gw: &Gateway, case: &str, r: &Resp, to: &str) -> String {
+    check!(
+        gw,
+        r.status == 303 && r.location() == Some(to),
+        "{case}: expected 303 to {to}: {}",
+        r.summary()
+    );
+    check!(
+        gw,
+        pending_cookie(r).is_none(),
+        "{case}: a new pending consent cookie: {}",
+        r.summary()
+    );
+    let Some(c) = r.session_cookie() else {
+        fail(gw, format!("{case}: no session cookie: {}", r.summary()))
+    };
+    let v = gw.verify(Some(&c));
+    check!(
+        gw,
+        v.status == 200,
+        "{case}: /auth/verify with the new session: {}",
+        v.summary()
+    );
+    c
+}
+
+/// A refused login or consent: 4xx `status`, the reason, no session, never a redirect.
+fn expect_terminal(gw: &Gateway, case: &str, r: &Resp, status: u16, reasons: &[&str]) {
+    check!(
+        gw,
+        r.status == status && r.reason().is_some_and(|x| reasons.contains(&x)),
+        "{case}: expected {status} with X-Samlgate-Reason in {reasons:?}: {}",
+        r.summary()
+    );
+    check!(
+        gw,
+        r.session_cookie().is_none() && r.location().is_none(),
+        "{case}: a terminal answer set a session or redirected: {}",
+        r.summary()
+    );
+    check!(
+        gw,
+        pending_cookie(r).is_none(),
+        "{case}: a terminal answer parked a consent: {}",
+        r.summary()
+    );
+    let ct = r.header("content-type").unwrap_or("");
+    check!(
+        gw,
+        ct.starts_with("text/html") && r.text().contains("<h1>"),
+        "{case}: a terminal state must render a page: {}",
+        r.summary()
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// the secretariat's CLI
+
+/// `samlgate GROUP --config CFG ARGS...` -> (success, stdout, stderr).
+fn cli(gw: &Gateway, group: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg(group)
+        .arg("--config")
+        .arg(&gw.config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn samlgate CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn cli_ok(gw: &Gateway, group: &str, args: &[&str]) -> String {
+    let (ok, out, err) = cli(gw, group, args);
+    check!(
+        gw,
+        ok,
+        "`samlgate {group} {}` failed:\nstdout: {out}\nstderr: {err}",
+        args.join(" ")
+    );
+    out
+}
+
+/// The JSON lines of `samlgate GROUP --config CFG ARGS... --json`.
+fn cli_json(gw: &Gateway, group: &str, args: &[&str]) -> Vec<Json> {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = cli_ok(gw, group, &a);
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            Json::parse(l).unwrap_or_else(|e| {
+                fail(
+                    gw,
+                    format!("`{group} {}`: not JSON ({e}): {l}", a.join(" ")),
+                )
+            })
+        })
+        .collect()
+}
+
+fn users(gw: &Gateway) -> Vec<Json> {
+    cli_json(gw, "users", &["list"])
+}
+
+fn audit(gw: &Gateway) -> Vec<Json> {
+    cli_json(gw, "audit", &["tail", "-n", "1000"])
+}
+
+fn consents(gw: &Gateway) -> Vec<Json> {
+    cli_json(gw, "consent", &["list"])
+}
+
+/// Audit entries with this action and subject.
+fn audit_of<'a>(entries: &'a [Json], action: &str, subject: &str) -> Vec<&'a Json> {
+    entries
+        .iter()
+        .filter(|e| e.str("action") == Some(action) && e.str("subject") == Some(subject))
+        .collect()
+}
+
+fn consent_of<'a>(list: &'a [Json], gmis: &str) -> Option<&'a Json> {
+    list.iter().find(|c| c.str("gmis_id") == Some(gmis))
+}
+
+fn response_for(nameid: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["--nameid".to_string(), nameid.to_string()];
+    for e in extra {
+        v.push("--attr".into());
+        v.push(e.to_string());
+    }
+    v
+}
+
+/// Signed responses, made in parallel; each case is (nameid, ["attr=value", ...]).
+fn responses(gw: &Gateway, cases: &[(&str, &[&str])]) -> Vec<String> {
+    let owned: Vec<Vec<String>> = cases.iter().map(|(n, e)| response_for(n, e)).collect();
+    let borrowed: Vec<Vec<&str>> = owned
+        .iter()
+        .map(|v| v.iter().map(String::as_str).collect())
+        .collect();
+    gw.make_responses(&borrowed)
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. consent required: accept
+
+#[test]
+fn accept_registers_the_user_and_the_next_login_skips_consent() {
+    let gw = gateway(true, V1, true);
+    let id = "GM1000001";
+    let rs = responses(&gw, &[(id, &[]), (id, &[])]);
+    let relay = "/menu/list?page=2";
+
+    let before = gw.sessions_live();
+    let r = gw.post_acs(&rs[0], Some(relay));
+    let pending = expect_consent_redirect(&gw, "first login", &r);
+    check!(
+        gw,
+        gw.sessions_live() == before,
+        "a session was created before consent"
+    );
+    // Nothing is registered before the user decides.
+    check!(
+        gw,
+        users(&gw).is_empty(),
+        "a user row before consent: {:?}",
+        users(&gw)
+    );
+    let (ok, out, err) = cli(&gw, "consent", &["show", id]);
+    check!(
+        gw,
+        !ok,
+        "`consent show {id}` before any decision succeeded: {out}{err}"
+    );
+
+    // The page: the mapped profile, a form with a hidden csrf and the two buttons.
+    let (html, csrf) = consent_page(&gw, "consent page", &pending);
+    for want in [
+        "<html lang=\"ja\"",
+        id,
+        "区分",
+        "病院",
+        "1310000001",
+        "テスト病院",
+        "山田 太郎",
+        "yamada@example.jp",
+        "同意する",
+        "同意しない",
+        "method=\"post\"",
+        "action=\"/consent\"",
+        "name=\"decision\" value=\"accept\"",
+        "name=\"decision\" value=\"reject\"",
+        V1,
+    ] {
+        check!(
+            gw,
+            html.contains(want),
+            "consent page lacks {want:?}:\n{html}"
+        );
+    }
+    check!(
+        gw,
+        !html.contains("<script"),
+        "the consent page uses a script:\n{html}"
+    );
+    // English by Accept-Language (same pending login, same token).
+    let en = request(
+        &gw,
+        "GET",
+        "/consent",
+        &[("Cookie", &pending), ("Accept-Language", "en-US,en;q=0.9")],
+        None,
+    );
+    let en_html = en.text();
+    check!(
+        gw,
+        en.status == 200
+            && en_html.contains("<html lang=\"en\"")
+            && en_html.contains("Category")
+            && en_html.contains("I agree")
+            && csrf_of(&en_html).as_deref() == Some(csrf.as_str()),
+        "English consent page: {}",
+        en.summary()
+    );
+
+    // Accept: 303 to the RelayState, the session, the pending cookie cleared.
+    let r = post_consent(&gw, Some(&pending), &form(&csrf, "accept"));
+    let session = expect_session(&gw, "accept", &r, relay);
+    check!(
+        gw,
+        r.headers_all("set-cookie")
+            .iter()
+            .any(|c| c.starts_with("samlgate-consent=;") && c.contains("Max-Age=0")),
+        "accept does not clear the pending cookie: {}",
+        r.summary()
+    );
+    let ui = gw.userinfo(Some(&session));
+    check!(gw, ui.status == 200, "userinfo: {}", ui.summary());
+    let ui = Json::parse(&ui.text()).expect("userinfo JSON");
+    check!(
+        gw,
+        ui.str("user") == Some(id)
+            && ui.str("category") == Some("病院")
+            && ui.str("facility_code") == Some("1310000001")
+            && ui.str("facility_name") == Some("テスト病院")
+            && ui.str("display_name") == Some("山田 太郎")
+            && ui.str("email") == Some("yamada@example.jp"),
+        "userinfo after accept: {ui:?}"
+    );
+
+    // Recorded: the user row, the consent, the audit lines (CLI through the admin API).
+    let us = users(&gw);
+    check!(
+        gw,
+        us.len() == 1
+            && us[0].str("id") == Some(id)
+            && us[0].str("gmis_id") == Some(id)
+            && us[0].str("origin") == Some("gmis"),
+        "users list after accept: {us:?}"
+    );
+    let cs = consents(&gw);
+    let c = consent_of(&cs, id);
+    check!(
+        gw,
+        c.is_some_and(|c| c.str("decision") == Some("accepted") && c.str("version") == Some(V1)),
+        "consent list after accept: {cs:?}"
+    );
+    let a = audit(&gw);
+    let acc = audit_of(&a, "consent.accept", id);
+    check!(
+        gw,
+        acc.len() == 1 && acc[0].str("consent_version") == Some(V1),
+        "audit consent.accept with consent_version {V1}: {a:?}"
+    );
+    check!(
+        gw,
+        audit_of(&a, "user.register", id).len() == 1,
+        "audit user.register: {a:?}"
+    );
+
+    // Second login: straight through, no consent page, no second registration.
+    let r = gw.post_acs(&rs[1], None);
+    expect_session(&gw, "second login", &r, "/");
+    let a = audit(&gw);
+    check!(
+        gw,
+        audit_of(&a, "consent.accept", id).len() == 1
+            && audit_of(&a, "user.register", id).len() == 1,
+        "the second login recorded a consent or a registration again: {a:?}"
+    );
+    check!(
+        gw,
+        users(&gw).len() == 1,
+        "second login duplicated the user"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. reject, blocked, reopen
+
+#[test]
+fn reject_blocks_every_login_until_the_secretariat_reopens() {
+    let gw = gateway(true, V1, true);
+    let id = "GM2000001";
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[]), (id, &[])]);
+
+    let r = gw.post_acs(&rs[0], Some("/menu"));
+    let pending = expect_consent_redirect(&gw, "first login", &r);
+    let (_, csrf) = consent_page(&gw, "consent page", &pending);
+    let before = gw.sessions_live();
+    let r = post_consent(&gw, Some(&pending), &form(&csrf, "reject"));
+    expect_terminal(&gw, "reject", &r, 403, &["blocked_consent_rejected"]);
+    check!(
+        gw,
+        r.text().contains("事務局"),
+        "the blocked page does not mention the secretariat:\n{}",
+        r.text()
+    );
+    check!(gw, gw.sessions_live() == before, "reject made a session");
+
+    let cs = consents(&gw);
+    check!(
+        gw,
+        consent_of(&cs, id)
+            .is_some_and(|c| c.str("decision") == Some("rejected") && c.str("version") == Some(V1)),
+        "consent list after reject: {cs:?}"
+    );
+    let a = audit(&gw);
+    check!(
+        gw,
+        audit_of(&a, "consent.reject", id)
+            .first()
+            .is_some_and(|e| e.str("consent_version") == Some(V1)),
+        "audit consent.reject with the version: {a:?}"
+    );
+    check!(
+        gw,
+        users(&gw).is_empty(),
+        "reject created a user row: {:?}",
+        users(&gw)
+    );
+
+    // A later, perfectly valid login: the blocked page, no session, no redirect loop.
+    for (i, relay) in [Some("/menu"), None].into_iter().enumerate() {
+        let r = gw.post_acs(&rs[1 + i], relay);
+        expect_terminal(
+            &gw,
+            &format!("login {} after reject", i + 2),
+            &r,
+            403,
+            &["blocked_consent_rejected"],
+        );
+    }
+    // The old pending cookie is spent: a page, not a redirect.
+    let r = get_consent(&gw, Some(&pending));
+    expect_terminal(
+        &gw,
+        "GET /consent with the spent cookie",
+        &r,
+        400,
+        &["consent_expired"],
+    );
+    check!(gw, gw.sessions_live() == before, "a session appeared");
+
+    // Reopen: the next login asks again.
+    cli_ok(
+        &gw,
+        "consent",
+        &["reopen", id, "--by", "tester", "--note", "x"],
+    );
+    let a = audit(&gw);
+    check!(
+        gw,
+        audit_of(&a, "consent.reopen", id)
+            .first()
+            .is_some_and(|e| e.str("actor") == Some("secretariat:tester")),
+        "audit consent.reopen by secretariat:tester: {a:?}"
+    );
+    login_with_consent(&gw, "login after reopen", &rs[3], "/menu");
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. CSRF, double submit, foreign cookies
+
+#[test]
+fn consent_form_refuses_forged_replayed_and_foreign_tokens() {
+    let gw = gateway(true, V1, true);
+    let (a_id, b_id) = ("GM3000001", "GM3000002");
+    let rs = responses(
+        &gw,
+        &[
+            (a_id, &[]),
+            (
+                b_id,
+                &[
+                    "displayName=<script>alert(1)</script>&\"x\"",
+                    "mail=b@example.jp",
+                ],
+            ),
+        ],
+    );
+    let before = gw.sessions_live();
+
+    // No pending login at all.
+    let r = post_consent(&gw, None, "csrf=abc&decision=accept");
+    expect_terminal(
+        &gw,
+        "POST /consent without cookie",
+        &r,
+        400,
+        &["consent_expired"],
+    );
+    let r = get_consent(&gw, None);
+    expect_terminal(
+        &gw,
+        "GET /consent without cookie",
+        &r,
+        400,
+        &["consent_expired"],
+    );
+
+    // Two browsers, two pending logins.
+    let pa = expect_consent_redirect(&gw, "login A", &gw.post_acs(&rs[0], Some("/a")));
+    let pb = expect_consent_redirect(&gw, "login B", &gw.post_acs(&rs[1], Some("/b")));
+    let (_, csrf_a) = consent_page(&gw, "page A", &pa);
+    let (html_b, csrf_b) = consent_page(&gw, "page B", &pb);
+    check!(
+        gw,
+        csrf_a != csrf_b,
+        "two pending logins share a csrf token"
+    );
+    check!(
+        gw,
+        !html_b.contains("<script>alert") && html_b.contains("&lt;script&gt;"),
+        "the display name is not escaped on the consent page:\n{html_b}"
+    );
+
+    let tampered = {
+        let mut c = pa.clone();
+        let last = c.pop().unwrap();
+        c.push(if last == 'A' { 'B' } else { 'A' });
+        c
+    };
+    let bad: Vec<(&str, Option<&str>, String, &[&str])> = vec![
+        (
+            "wrong csrf",
+            Some(&pa),
+            form("x".repeat(22).as_str(), "accept"),
+            &["bad_request"],
+        ),
+        (
+            "no csrf",
+            Some(&pa),
+            "decision=accept".to_string(),
+            &["bad_request"],
+        ),
+        (
+            "empty csrf",
+            Some(&pa),
+            form("", "reject"),
+            &["bad_request"],
+        ),
+        (
+            "A's cookie with B's csrf",
+            Some(&pa),
+            form(&csrf_b, "accept"),
+            &["bad_request"],
+        ),
+        (
+            "B's cookie with A's csrf",
+            Some(&pb),
+            form(&csrf_a, "reject"),
+            &["bad_request"],
+        ),
+        (
+            "unknown decision",
+            Some(&pa),
+            form(&csrf_a, "maybe"),
+            &["bad_request"],
+        ),
+        (
+            "tampered cookie",
+            Some(&tampered),
+            form(&csrf_a, "accept"),
+            &["consent_expired"],
+        ),
+        (
+            "no cookie, A's csrf",
+            None,
+            form(&csrf_a, "accept"),
+            &["consent_expired"],
+        ),
+    ];
+    for (case, cookie, body, reasons) in &bad {
+        let r = post_consent(&gw, *cookie, body);
+        expect_terminal(&gw, case, &r, 400, reasons);
+    }
+    // Nothing was recorded by any of them.
+    check!(
+        gw,
+        gw.sessions_live() == before,
+        "a refused consent POST made a session"
+    );
+    let cs = consents(&gw);
+    check!(gw, cs.is_empty(), "refused consent POSTs recorded: {cs:?}");
+    let (ok, out, err) = cli(&gw, "consent", &["show", a_id]);
+    check!(
+        gw,
+        !ok && err.contains("no consent"),
+        "`consent show {a_id}` after refused POSTs: ok={ok} {out}{err}"
+    );
+    check!(
+        gw,
+        users(&gw).is_empty(),
+        "refused consent POSTs made users"
+    );
+
+    // The real answer still works (a forged POST cannot spoil the user's pending login) ...
+    let r = post_consent(&gw, Some(&pa), &form(&csrf_a, "accept"));
+    let session_a = expect_session(&gw, "A accepts", &r, "/a");
+    // ... exactly once: the same form again is not a second session, nor a change of mind.
+    for (case, decision) in [("double submit", "accept"), ("replay as reject", "reject")] {
+        let r = post_consent(&gw, Some(&pa), &form(&csrf_a, decision));
+        expect_terminal(&gw, case, &r, 400, &["consent_expired"]);
+    }
+    check!(
+        gw,
+        gw.sessions_live() == before + 1.0,
+        "sessions after one accept and two replays: {} (before {before})",
+        gw.sessions_live()
+    );
+    let cs = consents(&gw);
+    check!(
+        gw,
+        consent_of(&cs, a_id).is_some_and(|c| c.str("decision") == Some("accepted")),
+        "a replayed reject changed A's decision: {cs:?}"
+    );
+    // A session token is not a pending-login token.
+    let as_pending = session_a.replacen("samlgate=", "samlgate-consent=", 1);
+    let r = post_consent(&gw, Some(&as_pending), &form(&csrf_a, "accept"));
+    expect_terminal(
+        &gw,
+        "session token as consent cookie",
+        &r,
+        400,
+        &["consent_expired"],
+    );
+
+    // Two racing submits of B's form: one session, one refusal, one user row.
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| post_consent(&gw, Some(&pb), &form(&csrf_b, "accept"))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let wins = answers
+        .iter()
+        .filter(|r| r.status == 303 && r.session_cookie().is_some())
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|r| r.status == 400 && r.reason() == Some("consent_expired"))
+        .count();
+    check!(
+        gw,
+        wins == 1 && refused == 1,
+        "racing submits: {:?}",
+        answers.iter().map(Resp::summary).collect::<Vec<_>>()
+    );
+    let us = users(&gw);
+    check!(
+        gw,
+        us.iter().filter(|u| u.str("gmis_id") == Some(b_id)).count() == 1,
+        "racing submits: users {us:?}"
+    );
+    check!(
+        gw,
+        audit_of(&audit(&gw), "consent.accept", b_id).len() == 1,
+        "racing submits: consent.accept not exactly once"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. a new consent version
+
+#[test]
+fn a_new_consent_version_asks_again() {
+    let mut gw = gateway(true, V1, true);
+    let id = "GM4000001";
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[]), (id, &[])]);
+    login_with_consent(&gw, "first login", &rs[0], "/");
+    expect_session(&gw, "second login", &gw.post_acs(&rs[1], None), "/");
+
+    configure(&gw, true, "2024-10", true);
+    gw.restart();
+    let r = gw.post_acs(&rs[2], Some("/after"));
+    let pending = expect_consent_redirect(&gw, "login after the version change", &r);
+    let (html, csrf) = consent_page(&gw, "consent page v2", &pending);
+    check!(
+        gw,
+        html.contains("2024-10"),
+        "the page does not show the new version:\n{html}"
+    );
+    let r = post_consent(&gw, Some(&pending), &form(&csrf, "accept"));
+    expect_session(&gw, "accept v2", &r, "/after");
+    let cs = consents(&gw);
+    check!(
+        gw,
+        consent_of(&cs, id).is_some_and(|c| c.str("version") == Some("2024-10")),
+        "consent version after re-consent: {cs:?}"
+    );
+    let a = audit(&gw);
+    let acc = audit_of(&a, "consent.accept", id);
+    check!(
+        gw,
+        acc.len() == 2
+            && acc[0].str("consent_version") == Some(V1)
+            && acc[1].str("consent_version") == Some("2024-10"),
+        "audit consent.accept per version: {a:?}"
+    );
+    check!(gw, users(&gw).len() == 1, "re-consent duplicated the user");
+    expect_session(
+        &gw,
+        "login after re-consent",
+        &gw.post_acs(&rs[3], None),
+        "/",
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. closed categories and SSO applications
+
+#[test]
+fn closed_categories_need_an_approved_application() {
+    let gw = gateway(true, V1, true);
+    let (id, pref) = ("GM5000001", "GM5000002");
+    let hc: &[&str] = &["accountCategory=保健所"];
+    let rs = responses(
+        &gw,
+        &[
+            (id, hc),
+            (pref, &["accountCategory=都道府県"]),
+            (id, hc),
+            (id, hc),
+            (id, &["accountCategory=病院"]),
+            (id, hc),
+            (id, hc),
+        ],
+    );
+    let before = gw.sessions_live();
+    for (case, b64) in [("保健所", &rs[0]), ("都道府県", &rs[1])] {
+        let r = gw.post_acs(b64, Some("/menu"));
+        expect_terminal(&gw, case, &r, 403, &["application_needed"]);
+        check!(
+            gw,
+            r.text().contains("申請"),
+            "{case}: the page does not explain the application:\n{}",
+            r.text()
+        );
+    }
+    gw.assert_refused(
+        "closed category",
+        &gw.post_acs(&rs[2], None),
+        &["application_needed"],
+        before,
+    );
+
+    // Pending application: sticky, even when G-MIS now says 病院.
+    cli_ok(&gw, "applications", &["add", id, "--by", "t"]);
+    let apps = cli_json(&gw, "applications", &["list"]);
+    check!(
+        gw,
+        apps.iter()
+            .any(|a| a.str("gmis_id") == Some(id) && a.str("status") == Some("pending")),
+        "applications list: {apps:?}"
+    );
+    expect_terminal(
+        &gw,
+        "pending, 保健所",
+        &gw.post_acs(&rs[3], None),
+        403,
+        &["application_pending"],
+    );
+    expect_terminal(
+        &gw,
+        "pending, category now 病院",
+        &gw.post_acs(&rs[4], None),
+        403,
+        &["application_pending"],
+    );
+
+    // Approved: consent first, then the session.
+    cli_ok(&gw, "applications", &["approve", id, "--by", "t"]);
+    let session = login_with_consent(&gw, "approved 保健所", &rs[5], "/menu");
+    let v = gw.verify(Some(&session));
+    check!(
+        gw,
+        v.header("x-samlgate-category")
+            .and_then(percent_decode)
+            .as_deref()
+            == Some("保健所"),
+        "verify category header: {}",
+        v.summary()
+    );
+
+    // Revoked: the existing session stops at once, a new login is refused.
+    cli_ok(
+        &gw,
+        "applications",
+        &["revoke", id, "--by", "t", "--note", "left"],
+    );
+    let v = gw.verify(Some(&session));
+    check!(gw, v.status == 401, "verify after revoke: {}", v.summary());
+    let u = gw.userinfo(Some(&session));
+    check!(
+        gw,
+        u.status == 401,
+        "userinfo after revoke: {}",
+        u.summary()
+    );
+    expect_terminal(
+        &gw,
+        "login after revoke",
+        &gw.post_acs(&rs[6], None),
+        403,
+        &["application_revoked", "application_needed"],
+    );
+    let a = audit(&gw);
+    for action in [
+        "application.add",
+        "application.approve",
+        "application.revoke",
+    ] {
+        check!(
+            gw,
+            !audit_of(&a, action, id).is_empty(),
+            "audit lacks {action}: {a:?}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. secretariat block
+
+#[test]
+fn a_secretariat_block_ends_sessions_and_refuses_logins() {
+    let gw = gateway(true, V1, true);
+    let id = "GM6000001";
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
+    let session = login_with_consent(&gw, "first login", &rs[0], "/");
+
+    cli_ok(
+        &gw,
+        "consent",
+        &["block", id, "--by", "t", "--note", "reported misuse"],
+    );
+    let v = gw.verify(Some(&session));
+    check!(gw, v.status == 401, "verify after block: {}", v.summary());
+    let u = gw.userinfo(Some(&session));
+    check!(gw, u.status == 401, "userinfo after block: {}", u.summary());
+    let before = gw.sessions_live();
+    let r = gw.post_acs(&rs[1], Some("/menu"));
+    expect_terminal(
+        &gw,
+        "login after block",
+        &r,
+        403,
+        &["blocked_by_secretariat"],
+    );
+    check!(
+        gw,
+        gw.sessions_live() == before,
+        "a blocked login made a session"
+    );
+    let show = cli_json(&gw, "consent", &["show", id]);
+    check!(
+        gw,
+        show.len() == 1
+            && show[0].get("consent").and_then(|c| c.str("decision"))
+                == Some("blocked_by_secretariat"),
+        "consent show after block: {show:?}"
+    );
+    let a = audit(&gw);
+    check!(
+        gw,
+        audit_of(&a, "consent.block", id)
+            .first()
+            .is_some_and(|e| e.str("actor") == Some("secretariat:t")),
+        "audit consent.block: {a:?}"
+    );
+
+    cli_ok(&gw, "consent", &["reopen", id, "--by", "t", "--note", "ok"]);
+    login_with_consent(&gw, "login after reopen", &rs[2], "/");
+}
+
+/// A session from before a block must not come back when the secretariat reopens the account:
+/// after a reopen the next SSO shows the consent page again (issue #3), so the way in is a new
+/// login, not an old cookie.
+#[test]
+fn a_session_from_before_a_block_stays_ended_after_reopen() {
+    let gw = gateway(true, V1, true);
+    let id = "GM6000002";
+    let rs = responses(&gw, &[(id, &[])]);
+    let session = login_with_consent(&gw, "first login", &rs[0], "/");
+    cli_ok(&gw, "consent", &["block", id, "--by", "t", "--note", "n"]);
+    check!(
+        gw,
+        gw.verify(Some(&session)).status == 401,
+        "verify after block"
+    );
+    cli_ok(&gw, "consent", &["reopen", id, "--by", "t", "--note", "n"]);
+    let v = gw.verify(Some(&session));
+    check!(
+        gw,
+        v.status == 401,
+        "the pre-block session works again after reopen, without SSO or consent: {}",
+        v.summary()
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 7. linking an existing local account
+
+#[test]
+fn an_existing_local_account_is_linked_not_duplicated() {
+    let gw = gateway(true, V1, true);
+    let (id, other) = ("GM7000001", "GM7000002");
+    let file = gw.dir.path().join("local-users.jsonl");
+    fs::write(
+        &file,
+        concat!(
+            r#"{"account_id":"L100","category":"病院","facility_code":"1310000001","#,
+            r#""facility_name":"テスト病院","display_name":"山田 太郎","email":"yamada@example.jp"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    cli_ok(
+        &gw,
+        "users",
+        &["import", file.to_str().unwrap(), "--by", "t"],
+    );
+    let us = users(&gw);
+    check!(
+        gw,
+        us.len() == 1
+            && us[0].str("id") == Some("L100")
+            && us[0].get("gmis_id") == Some(&Json::Null)
+            && us[0].str("origin") == Some("local"),
+        "users after import: {us:?}"
+    );
+
+    // Same facility code and mail (the IdP's defaults), no application: refused, no guess.
+    let rs = responses(
+        &gw,
+        &[
+            (id, &[]),
+            (other, &["mail=YAMADA@Example.JP"]),
+            (id, &[]),
+            (id, &[]),
+        ],
+    );
+    let before = gw.sessions_live();
+    expect_terminal(
+        &gw,
+        "unlinked match",
+        &gw.post_acs(&rs[0], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    expect_terminal(
+        &gw,
+        "unlinked match, mail in other case",
+        &gw.post_acs(&rs[1], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    check!(
+        gw,
+        gw.sessions_live() == before,
+        "a session without an application"
+    );
+
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", id, "--link-to", "L100", "--approve", "--by", "t"],
+    );
+    let r = gw.post_acs(&rs[2], Some("/menu"));
+    let pending = expect_consent_redirect(&gw, "approved link", &r);
+    let (html, csrf) = consent_page(&gw, "consent page (linking)", &pending);
+    check!(
+        gw,
+        html.contains("L100"),
+        "the consent page does not say it links to L100:\n{html}"
+    );
+    expect_session(
+        &gw,
+        "accept (link)",
+        &post_consent(&gw, Some(&pending), &form(&csrf, "accept")),
+        "/menu",
+    );
+    let us = users(&gw);
+    check!(
+        gw,
+        us.len() == 1 && us[0].str("id") == Some("L100") && us[0].str("gmis_id") == Some(id),
+        "after linking, one user L100 linked to {id}: {us:?}"
+    );
+    let a = audit(&gw);
+    check!(
+        gw,
+        !audit_of(&a, "user.link", "L100").is_empty(),
+        "audit lacks user.link: {a:?}"
+    );
+    check!(
+        gw,
+        audit_of(&a, "user.register", id).is_empty(),
+        "a linked login also registered a new user: {a:?}"
+    );
+    expect_session(
+        &gw,
+        "second login (linked)",
+        &gw.post_acs(&rs[3], None),
+        "/",
+    );
+    check!(
+        gw,
+        users(&gw).len() == 1,
+        "second login duplicated the user"
+    );
+
+    // L100 is taken now: another G-MIS account cannot be linked to it.
+    let (ok, out, err) = cli(
+        &gw,
+        "applications",
+        &["add", other, "--link-to", "L100", "--approve", "--by", "t"],
+    );
+    check!(
+        gw,
+        !ok,
+        "a second G-MIS account was allowed to link to L100: {out}{err}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 8. durability: kill -9 right after the answer
+
+#[test]
+fn decisions_survive_kill_9() {
+    let mut gw = gateway(true, V1, true);
+    let (yes, no, blk) = ("GM8000001", "GM8000002", "GM8000003");
+    let rs = responses(
+        &gw,
+        &[(yes, &[]), (yes, &[]), (no, &[]), (no, &[]), (blk, &[])],
+    );
+
+    let session = login_with_consent(&gw, "accept", &rs[0], "/");
+    gw.crash_restart(); // SIGKILL right after the answer arrived
+    check!(
+        gw,
+        gw.verify(Some(&session)).status == 200,
+        "the session acknowledged before kill -9 is gone"
+    );
+    expect_session(&gw, "login after crash", &gw.post_acs(&rs[1], None), "/");
+    check!(
+        gw,
+        users(&gw).iter().any(|u| u.str("gmis_id") == Some(yes)),
+        "the user registered before kill -9 is gone"
+    );
+
+    let r = gw.post_acs(&rs[2], None);
+    let pending = expect_consent_redirect(&gw, "login (reject)", &r);
+    let (_, csrf) = consent_page(&gw, "page (reject)", &pending);
+    let r = post_consent(&gw, Some(&pending), &form(&csrf, "reject"));
+    expect_terminal(&gw, "reject", &r, 403, &["blocked_consent_rejected"]);
+    gw.crash_restart();
+    expect_terminal(
+        &gw,
+        "login after reject + crash",
+        &gw.post_acs(&rs[3], None),
+        403,
+        &["blocked_consent_rejected"],
+    );
+
+    // A secretariat change acknowledged by the admin API survives too.
+    cli_ok(&gw, "consent", &["block", blk, "--by", "t", "--note", "n"]);
+    gw.crash_restart();
+    expect_terminal(
+        &gw,
+        "login after block + crash",
+        &gw.post_acs(&rs[4], None),
+        403,
+        &["blocked_by_secretariat"],
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 9. the admin API
+
+fn admin_post(gw: &Gateway, auth: Option<&str>, body: &str) -> Resp {
+    let mut h = vec![("Content-Type", "application/json")];
+    if let Some(a) = auth {
+        h.push(("Authorization", a));
+    }
+    request(gw, "POST", "/admin/v1/op", &h, Some(body.as_bytes()))
+}
+
+#[test]
+fn the_admin_api_is_off_by_default_and_needs_the_token() {
+    // The harness's config has no [admin] (and no consent page).
+    let mut gw = Gateway::start();
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for auth in [None, Some(bearer.as_str())] {
+        let r = admin_post(&gw, auth, r#"{"op":"consent_list"}"#);
+        check!(
+            gw,
+            r.status == 404,
+            "admin API without [admin] (auth {auth:?}): {}",
+            r.summary()
+        );
+    }
+    let (ok, _, err) = cli(&gw, "users", &["list"]);
+    check!(
+        gw,
+        !ok && err.contains("[admin]"),
+        "CLI against a running gateway without [admin] should say how to enable it: {err}"
+    );
+
+    configure(&gw, false, V1, true);
+    gw.restart();
+    let wrong = format!("Bearer {}", ADMIN_TOKEN.replace('6', "7"));
+    let cases: [(&str, Option<&str>); 5] = [
+        ("no Authorization", None),
+        ("wrong token", Some(&wrong)),
+        ("empty bearer", Some("Bearer ")),
+        ("token as Basic", Some(&format!("Basic {ADMIN_TOKEN}"))),
+        ("token prefix", Some(&bearer[..bearer.len() - 1])),
+    ];
+    for (case, auth) in cases {
+        let r = admin_post(&gw, auth, r#"{"op":"users_list"}"#);
+        check!(gw, r.status == 401, "{case}: {}", r.summary());
+        check!(
+            gw,
+            !r.text().contains("gmis_id"),
+            "{case}: data in a 401: {}",
+            r.text()
+        );
+    }
+    let r = admin_post(&gw, Some(&bearer), r#"{"op":"consent_list"}"#);
+    check!(
+        gw,
+        r.status == 200,
+        "consent_list with the token: {}",
+        r.summary()
+    );
+    check!(
+        gw,
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json")
+            && matches!(Json::parse(&r.text()), Ok(Json::Arr(_))),
+        "consent_list is not a JSON array: {}",
+        r.summary()
+    );
+    let r = admin_post(&gw, Some(&bearer), r#"{"op":"no_such_op"}"#);
+    check!(gw, r.status == 400, "unknown op: {}", r.summary());
+
+    // Consent not required: the first login goes straight through and registers the user.
+    let id = "GM9000001";
+    let b64 = gw.make_response(&["--nameid", id]);
+    expect_session(
+        &gw,
+        "login, consent off",
+        &gw.post_acs(&b64, Some("/x")),
+        "/x",
+    );
+    let r = admin_post(&gw, Some(&bearer), r#"{"op":"users_list"}"#);
+    let list = Json::parse(&r.text()).unwrap_or(Json::Null);
+    check!(
+        gw,
+        matches!(&list, Json::Arr(v) if v.iter().any(|u| u.str("gmis_id") == Some(id))),
+        "users_list through the API: {}",
+        r.summary()
+    );
+}
+
+/// A secretariat block that lands while the user looks at the consent page wins over the
+/// user's 同意する: the block is sticky (DESIGN.md "Account states"), so the answer is the
+/// blocked page, no session, and the block is still recorded.
+#[test]
+fn a_block_while_the_consent_page_is_open_wins() {
+    let gw = gateway(true, V1, true);
+    let id = "GM6000003";
+    let rs = responses(&gw, &[(id, &[])]);
+    let r = gw.post_acs(&rs[0], None);
+    let pending = expect_consent_redirect(&gw, "login", &r);
+    let (_, csrf) = consent_page(&gw, "consent page", &pending);
+    cli_ok(&gw, "consent", &["block", id, "--by", "t", "--note", "n"]);
+    let before = gw.sessions_live();
+    let r = post_consent(&gw, Some(&pending), &form(&csrf, "accept"));
+    let show = cli_json(&gw, "consent", &["show", id]);
+    let decision = show
+        .first()
+        .and_then(|s| s.get("consent"))
+        .and_then(|c| c.str("decision"))
+        .map(str::to_string);
+    check!(
+        gw,
+        decision.as_deref() == Some("blocked_by_secretariat"),
+        "同意する on a page opened before the block replaced the secretariat's block: \
+         consent is now {decision:?}; answer: {}",
+        r.summary()
+    );
+    expect_terminal(
+        &gw,
+        "accept after a block",
+        &r,
+        403,
+        &["blocked_by_secretariat"],
+    );
+    check!(
+        gw,
+        gw.sessions_live() == before,
+        "accept after a block made a session"
+    );
+}
