@@ -92,6 +92,17 @@ struct RawServer {
     max_body_bytes: usize,
     #[serde(default = "default_max_acs_concurrency")]
     max_concurrent_verifications: usize,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_header_timeout")]
+    header_read_timeout_seconds: u64,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_header_timeout() -> u64 {
+    10
 }
 
 fn default_max_body() -> usize {
@@ -300,6 +311,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub max_body_bytes: usize,
     pub max_concurrent_verifications: usize,
+    /// Open connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send its request headers within this (slowloris).
+    pub header_read_timeout_seconds: u64,
     pub sp_entity_id: String,
     pub keys_dir: PathBuf,
     /// How long a retired SP key keeps decrypting before `keys remove` will delete it.
@@ -404,6 +419,20 @@ impl Config {
                 "server.max_body_bytes",
                 format!("{} is out of range", raw.server.max_body_bytes),
                 "use a value between 4096 and 16777216 (default 262144)",
+            ));
+        }
+        if raw.server.max_connections == 0 {
+            return Err(invalid(
+                "server.max_connections",
+                "must be at least 1",
+                "leave it out for the default (10000)",
+            ));
+        }
+        if !(1..=300).contains(&raw.server.header_read_timeout_seconds) {
+            return Err(invalid(
+                "server.header_read_timeout_seconds",
+                format!("{} is out of range", raw.server.header_read_timeout_seconds),
+                "use 1..=300 (default 10)",
             ));
         }
         if raw.server.max_concurrent_verifications == 0 {
@@ -541,6 +570,8 @@ impl Config {
             trusted_proxies,
             max_body_bytes: raw.server.max_body_bytes,
             max_concurrent_verifications: raw.server.max_concurrent_verifications,
+            max_connections: raw.server.max_connections,
+            header_read_timeout_seconds: raw.server.header_read_timeout_seconds,
             sp_entity_id: raw.sp.entity_id,
             keys_dir: resolve(&raw.sp.keys_dir),
             retired_grace_hours: raw.sp.retired_grace_hours,

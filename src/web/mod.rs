@@ -141,8 +141,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conn_slots = Arc::new(Semaphore::new(app.cfg.max_connections));
+    let header_timeout = Duration::from_secs(app.cfg.header_read_timeout_seconds);
     tokio::pin!(shutdown);
     loop {
+        // At the connection cap, stop accepting: new clients wait in the kernel's backlog
+        // instead of costing memory here.
+        let permit = tokio::select! {
+            p = conn_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -164,7 +172,7 @@ pub async fn serve(
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
+            .header_read_timeout(header_timeout)
             .max_buf_size(64 * 1024);
         match tls.clone() {
             None => {
@@ -174,6 +182,7 @@ pub async fn serve(
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(permit);
                 });
             }
             Some(acceptor) => {
@@ -194,6 +203,7 @@ pub async fn serve(
                         .serve_connection(TokioIo::new(stream), svc)
                         .into_owned();
                     let _ = watcher.watch(conn).await;
+                    drop(permit);
                 });
             }
         }
