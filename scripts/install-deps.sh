@@ -13,6 +13,11 @@ if [ "${SAMLGATE_SKIP_BROWSER:-0}" != 1 ]; then
   PKGS+=(chromium fonts-noto-cjk)
   command -v node >/dev/null 2>&1 || PKGS+=(nodejs npm)
 fi
+# SimpleSAMLphp as a real IdP for the interop test (run under `php -S`, nothing system-wide).
+# php8.2-cgi by name keeps apt from choosing libapache2-mod-php.
+if [ "${SAMLGATE_SKIP_SSP:-0}" != 1 ]; then
+  PKGS+=(php8.2-cgi php-cli php-xml php-mbstring php-curl simplesamlphp)
+fi
 PKGS+=(${SAMLGATE_EXTRA_PKGS:-})
 
 missing=()

@@ -6,10 +6,9 @@
 #   SAMLGATE_TEST_KEEP=1 ...                    # keep the scratch directory (logs) on success too
 #
 # Needs (Debian 12): simplesamlphp php8.2-cgi php-cli php-xml php-mbstring php-curl, plus curl,
-# openssl and python3 (stdlib only). php8.2-cgi is installed first so that the `php` dependency
-# of simplesamlphp does not pull libapache2-mod-php into the system apache:
-#   apt-get install --no-install-recommends php8.2-cgi php-cli php-xml php-mbstring php-curl
-#   apt-get install --no-install-recommends simplesamlphp
+# openssl and python3 (stdlib only). php8.2-cgi is named so that the `php` dependency of
+# simplesamlphp is satisfied without libapache2-mod-php8.2 (which would touch the system apache):
+#   apt-get install --no-install-recommends php8.2-cgi php-cli php-xml php-mbstring php-curl simplesamlphp
 # Nothing is installed or started system-wide: SimpleSAMLphp 1.19 runs under `php -S` on a free
 # 127.0.0.1 port with the config in tests/simplesamlphp/ (SIMPLESAMLPHP_CONFIG_DIR), and
 # samlgate runs on another free port with [idp] allow_unsolicited = false.
@@ -18,7 +17,8 @@
 #  1. SimpleSAMLphp's SAMLParser accepts samlgate's SP metadata (GET /saml/metadata), and
 #     samlgate accepts SimpleSAMLphp's IdP metadata (/saml2/idp/metadata.php).
 #  2. A tampered AuthnRequest signature is refused by SimpleSAMLphp (validate.authnrequest is
-#     on, so the next step proves it verified samlgate's Redirect-binding signature).
+#     on, so the next step proves it verified samlgate's Redirect-binding signature); the same
+#     for the LogoutRequest in step 4 (validate.logout).
 #  3. SP-initiated login: /saml/login?return_to=/staff/menu?x=1 -> SimpleSAMLphp SSO ->
 #     login form (staff1) -> auto-POST form -> /saml/acs -> 303 /staff/menu?x=1;
 #     /auth/userinfo shows the SimpleSAMLphp user's attributes.
@@ -50,7 +50,7 @@ if command -v php >/dev/null; then
 fi
 if ((${#missing[@]})); then
   say "missing: ${missing[*]}"
-  say "install: apt-get install --no-install-recommends php8.2-cgi php-cli php-xml php-mbstring php-curl && apt-get install --no-install-recommends simplesamlphp"
+  say "install: apt-get install --no-install-recommends php8.2-cgi php-cli php-xml php-mbstring php-curl simplesamlphp"
   exit 3
 fi
 
@@ -203,6 +203,21 @@ print(urllib.parse.urlencode(d))
 PY
 }
 
+# expect_tamper_refused URL WHAT: the Redirect-binding URL with one character of its Signature
+# changed must be refused by SimpleSAMLphp (and must not move its state forward)
+expect_tamper_refused() {
+  local bad
+  case "$1" in *"&SigAlg="*"&Signature="*) ;; *) fail "the $2 is not signed: $1" ;; esac
+  bad=$(python3 -c 'import sys; u=sys.argv[1]; i=u.index("&Signature=")+11; c=u[i+5]; print(u[:i+5]+("A" if c!="A" else "B")+u[i+6:])' "$1")
+  [ "$bad" != "$1" ] || fail "could not tamper with $1"
+  req GET "$bad"
+  case "$LOC" in "$SSP/"* | "$GW/"*) fail "SimpleSAMLphp went on with a $2 whose signature is broken: $CODE $LOC" ;; esac
+  # SimpleSAMLphp 1.19 under php -S shows its exception page with status 200: check the page
+  grep -q "Unable to validate signature on query string" "$BODY" ||
+    fail "tampered $2: SimpleSAMLphp answered $CODE without the signature error"
+  say "SimpleSAMLphp refused the $2 with a broken signature (\"Unable to validate signature on query string\")"
+}
+
 login() { # RETURN_TO(raw) -> asserts the landing Location
   local want=$1
   req GET "$GW/saml/login?return_to=$want"
@@ -211,14 +226,7 @@ login() { # RETURN_TO(raw) -> asserts the landing Location
   local authn=$LOC
   if [ "${2:-}" = check-tamper ]; then
     # flip one character of the Signature value: SimpleSAMLphp must refuse the request
-    local bad
-    bad=$(python3 -c 'import sys; u=sys.argv[1]; i=u.index("&Signature=")+11; c=u[i+5]; print(u[:i+5]+("A" if c!="A" else "B")+u[i+6:])' "$authn")
-    req GET "$bad"
-    case "$LOC" in *loginuserpass*) fail "SimpleSAMLphp accepted an AuthnRequest with a broken signature" ;; esac
-    # SimpleSAMLphp 1.19 under php -S shows its exception page with status 200: check the page
-    grep -q "Unable to validate signature on query string" "$BODY" ||
-      fail "tampered AuthnRequest: SimpleSAMLphp answered $CODE without the signature error"
-    say "SimpleSAMLphp refused the AuthnRequest with a broken signature (\"Unable to validate signature on query string\")"
+    expect_tamper_refused "$authn" AuthnRequest
   fi
   req GET "$authn"
   if [ "$CODE" = 302 ] || [ "$CODE" = 303 ]; then
@@ -281,6 +289,7 @@ req GET "$GW/logout"
 case "$LOC" in "$SSP/saml2/idp/SingleLogoutService.php?SAMLRequest="*) ;; *) fail "/logout went to $LOC" ;; esac
 slo_url=$LOC
 session_dead "after /logout"
+expect_tamper_refused "$slo_url" LogoutRequest
 req GET "$slo_url"
 # SimpleSAMLphp may pass through its own pages (resumelogout.php) before answering
 for _ in $(seq 1 10); do

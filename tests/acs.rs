@@ -501,7 +501,7 @@ fn refuses_malformed_input() {
     {
         let before = gw.sessions_live();
         let mut body = b"SAMLResponse=".to_vec();
-        body.extend(std::iter::repeat(b'A').take(300_000));
+        body.extend(std::iter::repeat_n(b'A', 300_000));
         let r = gw.post_raw("/saml/acs", "application/x-www-form-urlencoded", body);
         let mut p = gw.refusal_problems(&r, &["body_too_large"], before);
         if r.status != 413 {

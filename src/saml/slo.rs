@@ -74,7 +74,10 @@ pub enum SloMessage {
     Response(LogoutResponseIn),
 }
 
-const ALLOWED_SIG_ALGS: [(&str, fn() -> MessageDigest); 6] = [
+/// A SigAlg URI and the digest it uses.
+type SigAlg = (&'static str, fn() -> MessageDigest);
+
+const ALLOWED_SIG_ALGS: [SigAlg; 6] = [
     (
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
         MessageDigest::sha256,

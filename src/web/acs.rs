@@ -353,20 +353,22 @@ pub fn parse_form(body: &[u8]) -> Result<(String, Option<String>), Refusal> {
 /// replaced by `/`, never partially repaired.
 pub fn safe_return_path(relay: Option<&str>) -> String {
     let Some(r) = relay else { return "/".into() };
-    let ok = r.starts_with('/')
-        && !r.starts_with("//")
-        && !r.contains('\\')
-        && !r.chars().any(|c| c.is_control() || c == ' ')
-        && r.len() <= 1024;
-    if !ok {
-        return "/".into();
+    // The same checks on the value and on its once-decoded form: a later hop (a proxy, the
+    // browser) may decode `%2F`, `%5C` or `%09` and turn `/%09/evil` into `//evil`.
+    let decoded = percent_encoding::percent_decode_str(r).decode_utf8_lossy();
+    if r.len() <= 1024 && is_plain_path(r) && !r.contains(' ') && is_plain_path(&decoded) {
+        r.to_string()
+    } else {
+        "/".into()
     }
-    // An encoded slash or backslash right after the first `/` could be decoded by a later hop.
-    let lower = r.to_ascii_lowercase();
-    if lower.starts_with("/%2f") || lower.starts_with("/%5c") {
-        return "/".into();
-    }
-    r.to_string()
+}
+
+/// One leading `/`, not `//` or `/\`, no backslash, no control character.
+fn is_plain_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.contains('\\')
+        && !p.chars().any(char::is_control)
 }
 
 fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusal> {
@@ -412,6 +414,9 @@ mod tests {
             "\\\\evil",
             "/%2F%2Fevil",
             "/%5cevil",
+            "/%09/evil.example",
+            "/%0A/evil.example",
+            "/%0D%0A/evil",
             "javascript:alert(1)",
             "evil",
             "/a\r\nSet-Cookie: x=1",

@@ -53,7 +53,8 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
         if !policy::session_allowed(&*app.store, &app.cfg.policy, &rec.profile).unwrap_or(false) {
             continue;
         }
-        if now - rec.last_seen >= TOUCH_EVERY_SECS {
+        // Refresh often enough that an idle window of one minute still works.
+        if now - rec.last_seen >= TOUCH_EVERY_SECS.min(idle / 2) {
             let _ = app.store.session_touch(&id, now);
         }
         return Some(rec);

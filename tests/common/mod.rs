@@ -269,7 +269,7 @@ pub fn percent_encode_non_ascii(s: &str) -> String {
 
 pub fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity((data.len() + 2) / 3 * 4);
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
         let n = (c[0] as u32) << 16
             | (*c.get(1).unwrap_or(&0) as u32) << 8
@@ -1024,7 +1024,10 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
     found
 }
 
-fn split_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+/// (status, headers, body offset) of a raw HTTP response.
+type Head = (u16, Vec<(String, String)>, usize);
+
+fn split_head(raw: &[u8]) -> Option<Head> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.split("\r\n");
