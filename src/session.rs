@@ -84,19 +84,32 @@ impl SessionCodec {
     }
 
     /// Every value of our cookie in the request's Cookie headers.
-    pub fn tokens<'a>(&self, cookie_headers: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-        let mut out = Vec::new();
-        for h in cookie_headers {
-            for part in h.split(';') {
-                if let Some((k, v)) = part.trim().split_once('=') {
-                    if k == self.cookie_name {
-                        out.push(v.trim());
-                    }
+    /// The ids sealed in every cookie `name` of the request that is ours and intact.
+    pub fn open_cookies(&self, name: &str, headers: &hyper::HeaderMap) -> Vec<String> {
+        let values = headers.get_all(hyper::header::COOKIE);
+        cookie_values(name, values.iter().filter_map(|v| v.to_str().ok()))
+            .into_iter()
+            .filter_map(|t| self.open(t))
+            .collect()
+    }
+}
+
+/// Every value of cookie `name` in the given Cookie headers.
+pub fn cookie_values<'a>(
+    name: &str,
+    cookie_headers: impl Iterator<Item = &'a str>,
+) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for h in cookie_headers {
+        for part in h.split(';') {
+            if let Some((k, v)) = part.trim().split_once('=') {
+                if k == name {
+                    out.push(v.trim());
                 }
             }
         }
-        out
     }
+    out
 }
 
 #[cfg(test)]
@@ -136,7 +149,10 @@ mod tests {
     #[test]
     fn finds_our_cookie_among_others() {
         let c = SessionCodec::new(vec![1], false);
-        let v = c.tokens(["a=1; samlgate=x.y.z; samlgate2=no", "samlgate=second"].into_iter());
+        let v = cookie_values(
+            c.cookie_name,
+            ["a=1; samlgate=x.y.z; samlgate2=no", "samlgate=second"].into_iter(),
+        );
         assert_eq!(v, vec!["x.y.z", "second"]);
     }
 }

@@ -75,21 +75,13 @@ pub fn pending_get(store: &dyn Store, id: &str) -> Result<Option<PendingLogin>, 
     Ok(p.filter(|p| p.expires > chrono::Utc::now().timestamp()))
 }
 
+impl super::Expiring for PendingLogin {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
 /// Deletes expired pending logins.
 pub fn pending_sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for (k, v) in store.scan(Table::Pending, b"", false, usize::MAX)? {
-        let dead = serde_json::from_slice::<PendingLogin>(&v)
-            .map(|p| p.expires <= now)
-            .unwrap_or(true);
-        if dead
-            && store.apply(
-                &[(Table::Pending, k.clone(), None)],
-                Some((Table::Pending, &k, Some(&v))),
-            )?
-        {
-            n += 1;
-        }
-    }
-    Ok(n)
+    super::sweep_expired::<PendingLogin>(store, Table::Pending, now)
 }

@@ -144,23 +144,15 @@ pub fn consume(store: &dyn Store, r: &TrackedRequest) -> Result<bool, StoreError
     )
 }
 
+impl crate::identity::Expiring for TrackedRequest {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
 /// Deletes expired tracked requests.
 pub fn sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for (k, v) in store.scan(Table::Requests, b"", false, usize::MAX)? {
-        let dead = serde_json::from_slice::<TrackedRequest>(&v)
-            .map(|r| r.expires <= now)
-            .unwrap_or(true);
-        if dead
-            && store.apply(
-                &[(Table::Requests, k.clone(), None)],
-                Some((Table::Requests, &k, Some(&v))),
-            )?
-        {
-            n += 1;
-        }
-    }
-    Ok(n)
+    crate::identity::sweep_expired::<TrackedRequest>(store, Table::Requests, now)
 }
 
 #[cfg(test)]

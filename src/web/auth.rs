@@ -32,16 +32,9 @@ const TOUCH_EVERY_SECS: i64 = 60;
 /// the record still exists (not logged out or revoked), it is within its absolute and idle
 /// limits, and the category policy still admits the profile.
 pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
-    let headers = req.headers().get_all(hyper::header::COOKIE);
-    let tokens = app
-        .sessions
-        .tokens(headers.iter().filter_map(|v| v.to_str().ok()));
     let now = chrono::Utc::now().timestamp();
     let idle = app.cfg.session.idle_minutes as i64 * 60;
-    for t in tokens {
-        let Some(id) = app.sessions.open(t) else {
-            continue;
-        };
+    for id in session_ids(app, req.headers()) {
         let Ok(Some(rec)) = app.store.session_get(&id) else {
             continue;
         };
@@ -64,12 +57,7 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
 
 /// Ids of the sessions named by the request's (valid, ours) cookies, live or not.
 pub fn session_ids(app: &App, headers: &hyper::HeaderMap) -> Vec<String> {
-    let values = headers.get_all(hyper::header::COOKIE);
-    app.sessions
-        .tokens(values.iter().filter_map(|v| v.to_str().ok()))
-        .into_iter()
-        .filter_map(|t| app.sessions.open(t))
-        .collect()
+    app.sessions.open_cookies(app.sessions.cookie_name, headers)
 }
 
 pub fn encode_header_value(v: &str) -> HeaderValue {

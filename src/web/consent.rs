@@ -84,24 +84,10 @@ pub fn start(
 
 /// The pending login named by the request's consent cookie, if it is ours and alive.
 fn pending_of<B>(app: &App, req: &Request<B>) -> Option<PendingLogin> {
-    let name = cookie_name(app);
-    for h in req.headers().get_all(hyper::header::COOKIE) {
-        let Ok(h) = h.to_str() else { continue };
-        for part in h.split(';') {
-            let Some((k, v)) = part.trim().split_once('=') else {
-                continue;
-            };
-            if k != name {
-                continue;
-            }
-            if let Some(id) = app.sessions.open(v.trim()) {
-                if let Ok(Some(p)) = consent::pending_get(&*app.store, &id) {
-                    return Some(p);
-                }
-            }
-        }
-    }
-    None
+    app.sessions
+        .open_cookies(cookie_name(app), req.headers())
+        .into_iter()
+        .find_map(|id| consent::pending_get(&*app.store, &id).ok().flatten())
 }
 
 fn expired_page(lang: Lang, rid: &str) -> Resp {

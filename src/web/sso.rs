@@ -35,21 +35,7 @@ pub fn request_cookie(app: &App, value: &str, max_age: i64) -> String {
 
 /// The tracked request ids the browser's request cookie names (signed by us).
 pub fn request_ids(app: &App, headers: &hyper::HeaderMap) -> Vec<String> {
-    let name = cookie_name(app);
-    let mut out = Vec::new();
-    for h in headers.get_all(hyper::header::COOKIE) {
-        let Ok(h) = h.to_str() else { continue };
-        for part in h.split(';') {
-            if let Some((k, v)) = part.trim().split_once('=') {
-                if k == name {
-                    if let Some(id) = app.sessions.open(v.trim()) {
-                        out.push(id);
-                    }
-                }
-            }
-        }
-    }
-    out
+    app.sessions.open_cookies(cookie_name(app), headers)
 }
 
 /// The `return_to` query value. nginx can only pass `$request_uri` unencoded
