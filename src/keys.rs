@@ -66,6 +66,8 @@ pub struct SpKey {
     pub fingerprint: String,
     pub not_after: String,
     pub days_left: i64,
+    /// When a retired key was retired (unix seconds).
+    pub retired_at: Option<i64>,
 }
 
 pub struct KeySet {
@@ -101,7 +103,13 @@ impl KeySet {
             if !pubkey.public_eq(&key) {
                 return Err(err(format!("{}.key does not belong to {}.crt", e.id, e.id)));
             }
-            keys.push(describe(e.id.clone(), e.state, key, cert)?);
+            let mut k = describe(e.id.clone(), e.state, key, cert)?;
+            k.retired_at = e
+                .retired_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp());
+            keys.push(k);
         }
         let active = keys.iter().filter(|k| k.state == KeyState::Active).count();
         if active != 1 {
@@ -121,6 +129,16 @@ impl KeySet {
             .iter()
             .find(|k| k.state == KeyState::Active)
             .expect("one active key")
+    }
+
+    /// Keys that may decrypt now: active, next, and retired ones within the grace period.
+    pub fn decrypting(&self, grace_hours: i64, now: i64) -> impl Iterator<Item = &SpKey> {
+        self.keys
+            .iter()
+            .filter(move |k| match (k.state, k.retired_at) {
+                (KeyState::Retired, Some(at)) => now < at + grace_hours * 3600,
+                _ => true,
+            })
     }
 
     /// Keys published in metadata: active and next.
@@ -158,6 +176,7 @@ fn describe(
         fingerprint,
         not_after: cert.not_after().to_string(),
         days_left,
+        retired_at: None,
         key,
         cert,
     })
@@ -502,6 +521,17 @@ mod tests {
         let set = KeySet::load(dir.path()).unwrap();
         assert_eq!(set.published().count(), 1);
         assert_eq!(set.keys.len(), 2, "retired key still loaded for decryption");
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(
+            set.decrypting(24, now).count(),
+            2,
+            "retired key decrypts within the grace period"
+        );
+        assert_eq!(
+            set.decrypting(24, now + 25 * 3600).count(),
+            1,
+            "and not after it"
+        );
         let e = transition(
             dir.path(),
             &a,

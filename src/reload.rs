@@ -33,24 +33,25 @@ fn idp_files(app: &App) -> Vec<PathBuf> {
     vec![app.cfg.idp_metadata.clone()]
 }
 
-fn key_files(app: &App) -> Vec<PathBuf> {
-    let mut v = token_files(app);
-    v.push(app.cfg.keys_dir.join("keyset.json"));
-    let set = app.keys.read().expect("keys lock").clone();
-    for k in &set.keys {
-        v.push(app.cfg.keys_dir.join(format!("{}.key", k.id)));
-        v.push(app.cfg.keys_dir.join(format!("{}.crt", k.id)));
-    }
+/// Every file in a directory, sorted: a key file that appears after a refused reload (state
+/// copied before the keys) changes the stamp too, so the fixed set loads without a SIGHUP.
+fn dir_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.path())
+                .filter(|p| !p.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
     v
 }
 
-fn token_files(app: &App) -> Vec<PathBuf> {
-    let (Some(t), Some(cfg)) = (&app.tokens, &app.cfg.token) else {
-        return Vec::new();
-    };
-    let mut v = vec![cfg.keys_dir.join("keyset.json")];
-    for k in &t.keys.read().expect("token keys lock").keys {
-        v.push(cfg.keys_dir.join(format!("{}.key", k.id)));
+fn key_files(app: &App) -> Vec<PathBuf> {
+    let mut v = dir_files(&app.cfg.keys_dir);
+    if let Some(t) = &app.cfg.token {
+        v.extend(dir_files(&t.keys_dir));
     }
     v
 }

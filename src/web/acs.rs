@@ -109,8 +109,7 @@ async fn acs_inner(
     let keys = app.keys.read().expect("keys lock").clone();
     let verified = tokio::task::spawn_blocking(move || {
         let decrypt_keys: Vec<DecryptKey> = keys
-            .keys
-            .iter()
+            .decrypting(cfg.retired_grace_hours, chrono::Utc::now().timestamp())
             .map(|k| DecryptKey {
                 id: &k.id,
                 key: &k.key,
