@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # Build: samael's xmlsec feature binds libxmlsec1 with bindgen (libclang) and links openssl.
 # Tests: the xmlsec1 CLI signs responses independently of our code; nginx is the auth_request peer.
 PKGS=(gcc libc6-dev pkg-config libssl-dev libxmlsec1-dev libclang1-14 libclang-common-14-dev
-      xmlsec1 openssl curl ca-certificates nginx)
+      xmlsec1 openssl curl ca-certificates nginx caddy wrk)
 # Browser tests: Debian's Chromium (driven by playwright-core from npm) and CJK fonts.
 if [ "${SAMLGATE_SKIP_BROWSER:-0}" != 1 ]; then
   PKGS+=(chromium fonts-noto-cjk)
@@ -35,8 +35,8 @@ fi
 # Python venv for the independent signer (signxml on lxml + cryptography).
 if [ "${SAMLGATE_SKIP_VENV:-0}" != 1 ]; then
   venv="$here/.venv"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import signxml, lxml, cryptography' 2>/dev/null; then
-    echo "samlgate: creating $venv (signxml, lxml, cryptography)" >&2
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import signxml, lxml, cryptography, jwt' 2>/dev/null; then
+    echo "samlgate: creating $venv (signxml, lxml, cryptography, PyJWT)" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/tests/support/requirements.txt"
   fi

@@ -399,8 +399,7 @@ fn keys_transition(
     let (cfg, dir, _) = keys_target(config, token)?;
     let summary = keys::transition(&dir, id, t(&cfg)).map_err(|e| e.to_string())?;
     // Check the result loads, as the running gateway will (it reloads within seconds or on SIGHUP).
-    KeySet::load(&cfg.keys_dir)
-        .map_err(|e| format!("after the change the key set does not load: {e}"))?;
+    KeySet::load(&dir).map_err(|e| format!("after the change the key set does not load: {e}"))?;
     println!("{summary}");
     println!(
         "the running gateway picks this up within 10 s (or at once: systemctl reload samlgate)"

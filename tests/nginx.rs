@@ -749,7 +749,11 @@ fn nginx_auth_request_in_front_of_the_staff_menu() {
     // The demo IdP has no SLO endpoint: the gateway ends the local session and shows its
     // "logged out" page (with an SLO endpoint it would redirect to the IdP instead).
     assert_eq!(out.status, 200, "logout: {}", out.body);
-    assert!(out.body.contains("ログアウトしました"), "logout page: {}", out.body);
+    assert!(
+        out.body.contains("ログアウトしました"),
+        "logout page: {}",
+        out.body
+    );
     assert!(
         out.set_cookie
             .iter()

@@ -95,6 +95,20 @@ pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
         }
         None => {
             app.metrics.verify(false);
+            // `?rd=1` (Traefik ForwardAuth, Caddy forward_auth): send the browser to the login
+            // page with the original URI, which each proxy passes in its own header. nginx
+            // auth_request understands only 2xx/401/403, so without rd it stays 401.
+            let rd = req.uri().query().is_some_and(|q| {
+                form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "rd" && v == "1")
+            });
+            if rd {
+                let original = ["x-forwarded-uri", "x-original-uri"]
+                    .iter()
+                    .find_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()));
+                let ret = super::acs::safe_return_path(original);
+                let enc: String = form_urlencoded::byte_serialize(ret.as_bytes()).collect();
+                return pages::redirect(StatusCode::FOUND, &format!("/login?return_to={enc}"));
+            }
             pages::text(StatusCode::UNAUTHORIZED, "text/plain", "")
         }
     }

@@ -177,7 +177,7 @@ pub async fn serve(
         match tls.clone() {
             None => {
                 let conn = builder
-                    .serve_connection(TokioIo::new(tcp), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -200,7 +200,7 @@ pub async fn serve(
                             Err(_) => return,
                         };
                     let conn = builder
-                        .serve_connection(TokioIo::new(stream), svc)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .into_owned();
                     let _ = watcher.watch(conn).await;
                     drop(permit);

@@ -74,10 +74,18 @@ impl Upstream {
         })
     }
 
+    /// A public prefix, and no dot segment (`/static/../menu` must not pass as public when a
+    /// later hop normalises it).
     fn is_public(&self, path: &str) -> bool {
-        self.public_paths
-            .iter()
-            .any(|p| path.starts_with(p.as_str()))
+        let dots = path.split('/').any(|seg| {
+            let d = seg.to_ascii_lowercase().replace("%2e", ".");
+            d == "." || d == ".."
+        });
+        !dots
+            && self
+                .public_paths
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
     }
 }
 
@@ -121,6 +129,14 @@ pub async fn forward(
     rid: &str,
 ) -> Proxied {
     let lang = Lang::of(&req);
+    // 0. Hop-by-hop headers stay on this hop. First, before we add ours: a client must not be
+    // able to name our headers in `Connection` and have them removed on the way out.
+    let is_upgrade = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    strip_hop_by_hop(req.headers_mut());
     // 1. Strip what only we may set, before looking at the session.
     let names: Vec<HeaderName> = req
         .headers()
@@ -133,6 +149,8 @@ pub async fn forward(
     }
     let path = req.uri().path().to_string();
     let session = live_session(app, &req);
+    // The session cookie is ours; the staff menu does not need it.
+    strip_cookie(req.headers_mut(), app.sessions.cookie_name);
     match &session {
         Some(rec) => {
             for (k, v) in identity_headers(&rec.profile) {
@@ -211,13 +229,7 @@ pub async fn forward(
         HeaderValue::from_str(rid).unwrap_or(HeaderValue::from_static("-")),
     );
 
-    // 3. Hop-by-hop headers stay on this hop, except a WebSocket upgrade, which is forwarded.
-    let is_upgrade = req
-        .headers()
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    strip_hop_by_hop(req.headers_mut());
+    // 3. A WebSocket upgrade is forwarded (its hop-by-hop headers were removed in step 0).
     if is_upgrade {
         req.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -270,6 +282,25 @@ pub async fn forward(
     }
     strip_hop_by_hop(resp.headers_mut());
     Proxied::Upstream(resp)
+}
+
+/// Removes cookie `name` from the Cookie headers, keeping the others.
+fn strip_cookie(h: &mut hyper::HeaderMap, name: &str) {
+    let kept: Vec<String> = h
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.split_once('=').map(|(k, _)| k) != Some(name))
+        .map(str::to_string)
+        .collect();
+    h.remove(hyper::header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            h.insert(hyper::header::COOKIE, v);
+        }
+    }
 }
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
