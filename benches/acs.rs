@@ -166,6 +166,23 @@ fn demo_fixtures() -> Fixtures {
     }
 }
 
+/// What the gateway expects, as `web::acs` builds it, with `now` fixed by the fixtures.
+/// (The one place to follow changes of `Expectations`.)
+fn expectations(fx: &Fixtures) -> Expectations<'_> {
+    Expectations {
+        idp: &fx.idp,
+        sp_entity_id: &fx.sp_entity_id,
+        acs_url: &fx.acs_url,
+        skew: chrono::Duration::seconds(60),
+        max_issue_delay: chrono::Duration::seconds(300),
+        allow_unsolicited: true,
+        expected_request_id: None,
+        decrypt_keys: &[],
+        require_encryption: false,
+        now: fx.now,
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let dir = fixture_dir();
     let fx = match load_fixtures(&dir) {
@@ -176,16 +193,7 @@ fn benches(c: &mut Criterion) {
         }
     };
     eprintln!("acs bench inputs: {}", fx.source);
-    let exp = Expectations {
-        idp: &fx.idp,
-        sp_entity_id: &fx.sp_entity_id,
-        acs_url: &fx.acs_url,
-        skew: chrono::Duration::seconds(60),
-        max_issue_delay: chrono::Duration::seconds(300),
-        allow_unsolicited: true,
-        expected_request_id: None,
-        now: fx.now,
-    };
+    let exp = expectations(&fx);
 
     // Every input must verify before it is timed: a bench of a refusal path would lie.
     for case in &fx.cases {
@@ -296,27 +304,26 @@ fn rss_kib() -> u64 {
 /// in this process (no HTTP, no store), VmRSS every N/10. Control rows run samael's default
 /// reduce mode (ValidateAndMarkNoAncestors) directly, the mode research/samael.md §5 found
 /// leaking ~2.4 KB per Assertion-only-signed verify. Output: markdown on stdout.
+/// Also: `SAMLGATE_BENCH_RSS_PATHS` (verify_response,samael_default), `SAMLGATE_BENCH_RSS_LAYOUTS`
+/// (e.g. `response,assertion`), `SAMLGATE_BENCH_RSS_WARMUP` (1000). With a small N this is also
+/// the loop to run under callgrind or perf (see bench/RESULTS.md).
 fn rss_loop(n: usize) {
     let fx = load_fixtures(&fixture_dir()).unwrap_or_else(|e| {
         eprintln!("acs bench: fixtures not usable ({e}); falling back to DemoIdp");
         demo_fixtures()
     });
-    let exp = Expectations {
-        idp: &fx.idp,
-        sp_entity_id: &fx.sp_entity_id,
-        acs_url: &fx.acs_url,
-        skew: chrono::Duration::seconds(60),
-        max_issue_delay: chrono::Duration::seconds(300),
-        allow_unsolicited: true,
-        expected_request_id: None,
-        now: fx.now,
-    };
+    let exp = expectations(&fx);
     println!("inputs: {}\n", fx.source);
-    println!("| path | layout | verifies | RSS after 1,000 warm-up KiB | RSS at 10 % steps KiB | end - start | per verify |");
+    println!("| path | layout | verifies | RSS after warm-up KiB | RSS at 10 % steps KiB | end - start | per verify |");
     println!("|---|---|---|---|---|---|---|");
     let step = (n / 10).max(1);
-    let mut run = |path: &str, case: &Case, f: &dyn Fn(&str)| {
-        for _ in 0..1000 {
+    let env = |k: &str| std::env::var(k).ok();
+    let warmup: usize = env("SAMLGATE_BENCH_RSS_WARMUP")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let layouts = env("SAMLGATE_BENCH_RSS_LAYOUTS").unwrap_or_default();
+    let run = |path: &str, case: &Case, f: &dyn Fn(&str)| {
+        for _ in 0..warmup {
             f(&case.xml);
         }
         let start = rss_kib();
@@ -345,6 +352,9 @@ fn rss_loop(n: usize) {
     let modes = std::env::var("SAMLGATE_BENCH_RSS_PATHS")
         .unwrap_or_else(|_| "verify_response,samael_default".into());
     for case in &fx.cases {
+        if !layouts.is_empty() && !layouts.split(',').any(|l| case.name.starts_with(l)) {
+            continue;
+        }
         if modes.contains("verify_response") {
             run("samlgate verify_response (PreDigest)", case, &|x| {
                 verify_response(x, &exp).unwrap();

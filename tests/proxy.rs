@@ -1678,7 +1678,7 @@ fn proxied_token(gw: &Gateway, menu: &StaffMenu, cookie: &str, marker: &str) -> 
 fn token_header(t: &str) -> Json {
     let h = t.split('.').next().unwrap();
     let mut s = h.replace('-', "+").replace('_', "/");
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     Json::parse(&String::from_utf8(common::base64_decode(&s).unwrap()).unwrap()).unwrap()
