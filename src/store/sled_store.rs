@@ -15,6 +15,23 @@ pub struct SledStore {
     secrets: sled::Tree,
     /// Indexed by `Table::index`.
     tables: Vec<sled::Tree>,
+    group: GroupFlush,
+}
+
+/// Group commit: a caller's writes are durable once a flush that *started after* the caller
+/// asked has finished. One caller at a time runs the flush (the leader) on behalf of everyone
+/// who asked before it started; the others wait for it instead of queueing their own fsync.
+#[derive(Default)]
+struct GroupFlush {
+    state: std::sync::Mutex<FlushState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    requested: u64,
+    completed: u64,
+    running: bool,
 }
 
 impl SledStore {
@@ -33,6 +50,7 @@ impl SledStore {
             tables.push(db.open_tree(t.name())?);
         }
         Ok(SledStore {
+            group: GroupFlush::default(),
             tables,
             replay: db.open_tree("replay")?,
             sessions: db.open_tree("sessions")?,
@@ -189,10 +207,40 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        // sled serialises flushes internally: a caller arriving while another flush runs waits
-        // for it and then finds little or nothing left to write, so concurrent logins share I/O.
-        self.db.flush()?;
-        Ok(())
+        let g = &self.group;
+        let mut st = g
+            .state
+            .lock()
+            .map_err(|_| StoreError::Io("flush lock poisoned".into()))?;
+        st.requested += 1;
+        let mine = st.requested;
+        loop {
+            if st.completed >= mine {
+                return Ok(());
+            }
+            if !st.running {
+                // Lead: everything requested so far was written before it was requested.
+                st.running = true;
+                let target = st.requested;
+                drop(st);
+                let r = self.db.flush();
+                st = g
+                    .state
+                    .lock()
+                    .map_err(|_| StoreError::Io("flush lock poisoned".into()))?;
+                st.running = false;
+                if r.is_ok() {
+                    st.completed = st.completed.max(target);
+                }
+                g.done.notify_all();
+                r?;
+                continue;
+            }
+            st = g
+                .done
+                .wait(st)
+                .map_err(|_| StoreError::Io("flush lock poisoned".into()))?;
+        }
     }
 
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -370,6 +418,37 @@ mod tests {
         let a = s.next_seq().unwrap();
         assert!(s.next_seq().unwrap() > a);
         assert_eq!(s.scan(Table::Audit, b"", true, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_flushes_all_return_and_data_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = std::sync::Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+            let hs: Vec<_> = (0..16)
+                .map(|i| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        for j in 0..20 {
+                            s.replay_check_and_record(&format!("k{i}-{j}"), i64::MAX, 0)
+                                .unwrap();
+                            s.flush().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        }
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        for i in 0..16 {
+            assert_eq!(
+                s.replay_check_and_record(&format!("k{i}-19"), i64::MAX, 1)
+                    .unwrap(),
+                ReplayCheck::Replayed
+            );
+        }
     }
 
     #[test]
