@@ -12,7 +12,7 @@ use crate::audit;
 use crate::identity::applications::{self, Application, ApplicationStatus};
 use crate::identity::consent::{self, ConsentDecision, ConsentState};
 use crate::identity::users::{self, User};
-use crate::identity::{now_rfc3339, put, Profile};
+use crate::identity::{now_rfc3339, Profile};
 use crate::store::{Store, StoreError, Table};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -306,7 +306,7 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                     updated: now,
                     origin: "local".into(),
                 };
-                writes.push(put(Table::Users, &u.id, &u));
+                writes.extend(users::local_account_writes(&u));
                 created += 1;
             }
             writes.push(audit::entry(

@@ -119,8 +119,8 @@ mod tests {
     use crate::identity::applications::Application;
     use crate::identity::consent::ConsentState;
     use crate::identity::users::User;
-    use crate::identity::{now_rfc3339, put};
-    use crate::store::{SledStore, Table};
+    use crate::identity::now_rfc3339;
+    use crate::store::SledStore;
 
     fn p(cat: &str) -> Profile {
         Profile {
@@ -260,7 +260,7 @@ mod tests {
             updated: now_rfc3339(),
             origin: "local".into(),
         };
-        s.apply(&[put(Table::Users, "L100", &local)], None).unwrap();
+        s.apply(&users::local_account_writes(&local), None).unwrap();
         assert_eq!(
             decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::ExistingAccount)

@@ -43,13 +43,28 @@ pub fn unlinked_match(store: &dyn Store, p: &Profile) -> Result<Option<User>, St
     if p.facility_code.is_empty() || p.email.is_empty() {
         return Ok(None);
     }
-    // A linear scan: the staff menu has thousands of accounts, not millions; an index comes
-    // with the networked store.
-    Ok(list(store)?.into_iter().find(|u| {
-        u.gmis_id.is_none()
-            && u.profile.facility_code == p.facility_code
-            && u.profile.email.eq_ignore_ascii_case(&p.email)
-    }))
+    let Some(id) = store.get(Table::UserByContact, &contact_key(p))? else {
+        return Ok(None);
+    };
+    Ok(get(store, &String::from_utf8_lossy(&id))?.filter(|u| u.gmis_id.is_none()))
+}
+
+/// The index key of a local account by facility code and mail (mail compared case-blind).
+pub fn contact_key(p: &Profile) -> Vec<u8> {
+    format!("{}\u{0}{}", p.facility_code, p.email.to_lowercase()).into_bytes()
+}
+
+/// The writes that register an existing local (ID/password) account, with its index entry.
+pub fn local_account_writes(u: &User) -> Vec<Write> {
+    let mut w = vec![put(Table::Users, &u.id, u)];
+    if !u.profile.facility_code.is_empty() && !u.profile.email.is_empty() {
+        w.push((
+            Table::UserByContact,
+            contact_key(&u.profile),
+            Some(u.id.as_bytes().to_vec()),
+        ));
+    }
+    w
 }
 
 /// The writes that register (or refresh) the user for an accepted G-MIS login: linked to
@@ -70,6 +85,10 @@ pub fn register_writes(
         },
     };
     let user = match existing {
+        // Nothing changed since the last login: no write.
+        Some(u) if u.gmis_id.as_deref() == Some(p.account_id.as_str()) && u.profile == *p => {
+            return Ok((u, Vec::new()));
+        }
         Some(mut u) => {
             if u.gmis_id.as_deref().is_some_and(|g| g != p.account_id) {
                 return Err(format!(

@@ -77,10 +77,12 @@ pub enum Table {
     Audit,
     /// AuthnRequest ID -> an SP-initiated login in progress (return path, expiry)
     Requests,
+    /// facility code NUL lowercased mail -> local user id (existing accounts, for linking)
+    UserByContact,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Users,
         Table::UserByGmis,
         Table::Consents,
@@ -88,6 +90,7 @@ impl Table {
         Table::Pending,
         Table::Audit,
         Table::Requests,
+        Table::UserByContact,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +102,7 @@ impl Table {
             Table::Pending => "pending",
             Table::Audit => "audit",
             Table::Requests => "requests",
+            Table::UserByContact => "user_by_contact",
         }
     }
 

@@ -43,6 +43,8 @@ impl SledStore {
             .path(path)
             // Durability comes from explicit flushes on acknowledged writes, not a timer.
             .flush_every_ms(Some(1000))
+            // sled's default page cache is 1 GiB; the working set here is small.
+            .cache_capacity(32 * 1024 * 1024)
             .open()
             .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
         let mut tables = Vec::new();
