@@ -118,8 +118,8 @@ mod tests {
     use super::*;
     use crate::identity::applications::Application;
     use crate::identity::consent::ConsentState;
-    use crate::identity::users::User;
     use crate::identity::now_rfc3339;
+    use crate::identity::users::User;
     use crate::store::SledStore;
 
     fn p(cat: &str) -> Profile {

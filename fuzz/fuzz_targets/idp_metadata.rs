@@ -1,0 +1,5 @@
+#![no_main]
+//! See fuzz/src/harness.rs (`idp_metadata`) for the entry point and its properties.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| samlgate_fuzz::harness::idp_metadata(data));
