@@ -226,8 +226,26 @@ fn verify_signed_bytes(
     }
 }
 
+/// libxml2 (which xmlsec verifies with) parses in recovery mode inside samael: an ill-formed
+/// document could show xmlsec elements that quick-xml's prescan never counted. A strict parse
+/// first makes both parsers see the same well-formed document, or neither runs.
+pub fn strictly_well_formed(xml: &str) -> bool {
+    use libxml::parser::{Parser, ParserOptions};
+    let opts = ParserOptions {
+        recover: false,
+        no_net: true,
+        ..Default::default()
+    };
+    Parser::default()
+        .parse_string_with_options(xml, opts)
+        .is_ok()
+}
+
 /// Runs xmlsec with panics contained; returns the signed canonical bytes.
 fn verify_signature(xml: &str, idp: &IdpMetadata) -> Result<String, Refusal> {
+    if !strictly_well_formed(xml) {
+        return refuse(Reason::BadXml, "not well-formed for libxml2 (strict parse)");
+    }
     if idp.certs_der.is_empty() {
         // Unreachable by construction (IdpMetadata refuses this); kept because failing open here
         // would mean accepting unsigned responses.
@@ -587,4 +605,21 @@ fn check_assertion(
         replay_until,
         signed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_differential_is_refused_before_xmlsec() {
+        // Found by the prescan fuzzer: quick-xml sees one element with a quoted junk name,
+        // libxml2's recovery parses the markup inside it as elements.
+        let doc = include_str!(
+            "../../tests/fuzz_corpus/prescan/differential-quoted-name-hides-assertion.xml"
+        );
+        assert!(!strictly_well_formed(doc));
+        let ok = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"><a/></samlp:Response>"#;
+        assert!(strictly_well_formed(ok));
+    }
 }

@@ -77,6 +77,12 @@ pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
                 if root_done {
                     return Err(bad("content after the root element".into()));
                 }
+                if matches!(ns, ResolveResult::Unknown(_)) {
+                    return Err(bad(format!(
+                        "undeclared namespace prefix in <{}>",
+                        String::from_utf8_lossy(e.name().as_ref())
+                    )));
+                }
                 let local = e.local_name().as_ref().to_vec();
                 let in_ns =
                     |want: &[u8]| matches!(ns, ResolveResult::Bound(Namespace(n)) if n == want);
@@ -313,6 +319,12 @@ mod tests {
             prescan(wrong_ns),
             Err(PrescanError::NotAResponse(_))
         ));
+    }
+
+    #[test]
+    fn undeclared_prefix_refused() {
+        let doc = resp("<saml:Assertion/><evil:Assertion/>");
+        assert!(matches!(prescan(&doc), Err(PrescanError::BadXml(_))));
     }
 
     #[test]

@@ -205,6 +205,9 @@ pub fn verify_post(b64: &str, idp: &IdpMetadata) -> Result<String, SloError> {
     if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
         return Err(mal("DOCTYPE refused"));
     }
+    if !super::acs::strictly_well_formed(&xml) {
+        return Err(mal("not well-formed (strict parse)"));
+    }
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         Crypto::reduce_xml_to_signed_with_allowed_algorithms(
             &xml,
