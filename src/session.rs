@@ -68,22 +68,20 @@ impl SessionCodec {
     }
 
     pub fn set_cookie(&self, token: &str, max_age_secs: i64) -> String {
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!(
-            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}",
-            self.cookie_name
-        )
+        self.cookie(self.cookie_name, token, max_age_secs)
     }
 
     pub fn clear_cookie(&self) -> String {
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!(
-            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-            self.cookie_name
-        )
+        self.cookie(self.cookie_name, "", 0)
     }
 
-    /// Every value of our cookie in the request's Cookie headers.
+    /// A `Set-Cookie` value for one of our cookies: HttpOnly, SameSite=Lax, Path=/, and
+    /// Secure on https.
+    pub fn cookie(&self, name: &str, value: &str, max_age_secs: i64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+    }
+
     /// The ids sealed in every cookie `name` of the request that is ours and intact.
     pub fn open_cookies(&self, name: &str, headers: &hyper::HeaderMap) -> Vec<String> {
         let values = headers.get_all(hyper::header::COOKIE);

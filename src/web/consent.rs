@@ -43,11 +43,7 @@ fn cookie_name(app: &App) -> &'static str {
 }
 
 fn pending_cookie(app: &App, value: &str, max_age: i64) -> String {
-    let secure = if app.cfg.https { "; Secure" } else { "" };
-    format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-        cookie_name(app)
-    )
+    app.sessions.cookie(cookie_name(app), value, max_age)
 }
 
 /// Parks the login and sends the browser to the consent page.
