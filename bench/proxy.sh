@@ -5,7 +5,9 @@
 # each run 3 times; the median run (by requests/s) is reported with its p50/p99 latency.
 # Two more rows split the cost: `public` is a proxied [upstream] public_paths request (no session
 # lookup, no identity headers: the proxying alone), `verify` is GET /auth/verify with the session
-# (the session lookup and headers alone, nothing proxied).
+# (the session lookup and headers alone, nothing proxied). `nginx-proxy` is the yardstick for
+# any reverse proxy on this box: a second nginx (one worker) proxy_pass-ing to the same upstream
+# over a keep-alive pool, no auth at all.
 #
 #   bench/proxy.sh                 # uses target/release/samlgate (build it first), or SAMLGATE_BIN
 #   DURATION=10 RUNS=3 CONNS="8 64" MODES="direct proxied public verify" bench/proxy.sh
@@ -20,11 +22,12 @@ WORK="${WORK:-/tmp/samlgate-bench-proxy}"
 DURATION="${DURATION:-10}"
 RUNS="${RUNS:-3}"
 CONNS="${CONNS:-8 64}"
-MODES="${MODES:-direct proxied public verify}"
+MODES="${MODES:-direct proxied public verify nginx-proxy}"
 case " $MODES " in *" direct "*) ;; *) MODES="direct $MODES" ;; esac  # the baseline is always run
 THREADS="${THREADS:-2}"
 GW_PORT="${GW_PORT:-18190}"
 NGINX_PORT="${NGINX_PORT:-18191}"
+NPX_PORT="${NPX_PORT:-18192}"
 PY="${PY:-$REPO/.venv/bin/python}"
 IDP="$REPO/tests/support/saml_idp.py"
 
@@ -80,6 +83,40 @@ CONF
 "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 NGINX_PID=$!
 PIDS+=($NGINX_PID)
+
+# --- the yardstick proxy: another nginx, proxy_pass with an upstream keep-alive pool ----------
+mkdir -p "$WORK/npx"
+cat > "$WORK/npx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/npx/nginx.pid;
+error_log $WORK/npx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    client_body_temp_path $WORK/npx/body;
+    proxy_temp_path $WORK/npx/proxy;
+    fastcgi_temp_path $WORK/npx/fastcgi;
+    uwsgi_temp_path $WORK/npx/uwsgi;
+    scgi_temp_path $WORK/npx/scgi;
+    upstream staffmenu { server 127.0.0.1:$NGINX_PORT; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NPX_PORT;
+        location / {
+            proxy_pass http://staffmenu;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+    }
+}
+CONF
+"$NGINX" -c "$WORK/npx/nginx.conf" -p "$WORK/npx" &
+NPX_PID=$!
+PIDS+=($NPX_PID)
 
 # --- the gateway: [upstream] = nginx, [token] on, a session from a signed login -----------
 cd "$WORK/gw"
@@ -160,6 +197,9 @@ code="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://127.
 log "gateway :$GW_PORT -> nginx :$NGINX_PORT, session ok"
 NGINX_WORKER="$(pgrep -P "$NGINX_PID" | head -1)"
 [ -n "$NGINX_WORKER" ] || die "no nginx worker process"
+curl -fsS "http://127.0.0.1:$NPX_PORT/menu.html" >/dev/null || die "nginx proxy not serving"
+NPX_WORKER="$(pgrep -P "$NPX_PID" | head -1)"
+[ -n "$NPX_WORKER" ] || die "no nginx proxy worker process"
 
 # cpu_ticks PID: user+system CPU time of a process, in clock ticks. CPU per request is what the
 # machine's other load cannot change (it only stretches wall-clock numbers).
@@ -180,11 +220,12 @@ to_us() {
 run() {
     local name=$1 url=$2 c=$3 i=$4; shift 4
     local out="$WORK/raw/$name-c$c-$i.txt"
-    local g0 n0 g1 n1
-    g0="$(cpu_ticks "$GW_PID")"
+    local g0 n0 g1 n1 ppid=$GW_PID
+    [ "$name" = nginx-proxy ] && ppid=$NPX_WORKER
+    g0="$(cpu_ticks "$ppid")"
     n0="$(cpu_ticks "$NGINX_WORKER")"
     wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1
-    g1="$(cpu_ticks "$GW_PID")"
+    g1="$(cpu_ticks "$ppid")"
     n1="$(cpu_ticks "$NGINX_WORKER")"
     local rps p50 p99 errs total gcpu ncpu
     rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
@@ -213,6 +254,7 @@ url_of() {
         proxied) echo "http://127.0.0.1:$GW_PORT/menu.html" ;;
         public) echo "http://127.0.0.1:$GW_PORT/static/menu.html" ;;
         verify) echo "http://127.0.0.1:$GW_PORT/auth/verify" ;;
+        nginx-proxy) echo "http://127.0.0.1:$NPX_PORT/menu.html" ;;
         *) die "unknown mode $1" ;;
     esac
 }
@@ -245,11 +287,13 @@ echo "Machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2/10
 echo "Command: \`DURATION=$DURATION RUNS=$RUNS CONNS=\"$CONNS\" THREADS=$THREADS bench/proxy.sh\`;" \
      "each row is the median run by requests/s of $RUNS (rows interleaved run by run)." \
      "direct = wrk -> nginx; proxied = wrk -> samlgate (session, identity headers, JWT) -> nginx;" \
-     "public = wrk -> samlgate public path -> nginx (no session work); verify = wrk -> samlgate /auth/verify (no proxying)."
+     "public = wrk -> samlgate public path -> nginx (no session work); verify = wrk -> samlgate /auth/verify (no proxying);" \
+     "nginx-proxy = wrk -> a second nginx (proxy_pass, keep-alive upstream, no auth) -> nginx." \
+     "proxy CPU/req is the gateway's (the nginx proxy worker's on the nginx-proxy row)."
 echo
 echo "Load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER (other work on the machine shares the 2 CPUs)."
 echo
-echo "| conns | row | req/s | vs direct | p50 | added p50 vs direct | p99 | samlgate CPU/req | nginx CPU/req |"
+echo "| conns | row | req/s | vs direct | p50 | added p50 vs direct | p99 | proxy CPU/req | upstream nginx CPU/req |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 for c in $CONNS; do
     read -r drps dp50 _dp99 _g _n <<<"${RES[direct-$c]}"
@@ -262,7 +306,7 @@ for c in $CONNS; do
     done
 done
 echo
-echo "All runs (req/s, p50 us, p99 us, samlgate CPU us/req, nginx CPU us/req):"
+echo "All runs (req/s, p50 us, p99 us, proxy CPU us/req, upstream nginx CPU us/req):"
 echo
 for c in $CONNS; do
     for m in $MODES; do

@@ -14,5 +14,7 @@ if [ "${1:-}" != "--quick" ]; then
   cargo fmt --check
   echo "== cargo clippy" >&2
   cargo clippy --all-targets -- -D warnings
+  echo "== cargo deny (deny.toml)" >&2
+  ./scripts/deny.sh
 fi
 echo "samlgate: all tests passed" >&2
