@@ -2487,3 +2487,106 @@ fn caddy_forward_auth_in_front_of_the_staff_menu() {
     f.finish(&gw);
     drop(caddy_proc);
 }
+
+/// An upstream that answers every request with `conn <n> req <m>` (its own connection counter
+/// and the request number on that connection); with `close_each`, it closes the connection
+/// after every answer (like a server with a zero keep-alive timeout).
+fn counting_upstream(close_each: bool) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let n = conns.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                for m in 1.. {
+                    let head_end = loop {
+                        if let Some(i) = find(&buf, b"\r\n\r\n") {
+                            break i;
+                        }
+                        match fill(&mut c, &mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    };
+                    buf.drain(..head_end + 4);
+                    let body = format!("conn {n} req {m}");
+                    let close = if close_each {
+                        "Connection: close\r\n"
+                    } else {
+                        ""
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{close}\r\n{body}",
+                        body.len()
+                    );
+                    if c.write_all(resp.as_bytes()).is_err() || close_each {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Three requests on one keep-alive client connection; the bodies the upstream answered.
+fn three_on_one_connection(port: u16) -> Vec<String> {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (0..3)
+        .map(|i| {
+            let req = format!("GET /static/a{i} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            let r = read_reply(&mut s, started).unwrap();
+            assert_eq!(
+                r.status,
+                200,
+                "request {i}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            String::from_utf8_lossy(&r.body).into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn each_client_connection_keeps_its_own_upstream_connection() {
+    let up = counting_upstream(false);
+    let url = format!("http://127.0.0.1:{up}");
+    let gw = gateway(Conf {
+        upstream: Some(&url),
+        ..Conf::default()
+    });
+    let a = three_on_one_connection(gw.port);
+    let b = three_on_one_connection(gw.port);
+    let conn_of = |s: &String| s.split(" req").next().unwrap_or("").to_string();
+    // One upstream connection per client connection, reused for its requests in order...
+    assert!(a.iter().all(|s| conn_of(s) == conn_of(&a[0])), "{a:?}");
+    assert!(b.iter().all(|s| conn_of(s) == conn_of(&b[0])), "{b:?}");
+    assert_eq!(a[2].split(" req ").nth(1), Some("3"), "{a:?}");
+    // ...and never shared with another client connection.
+    assert_ne!(conn_of(&a[0]), conn_of(&b[0]), "{a:?} {b:?}");
+
+    // An upstream that closes after every answer: each request still gets through, on a new
+    // upstream connection.
+    let up = counting_upstream(true);
+    let url = format!("http://127.0.0.1:{up}");
+    let gw = gateway(Conf {
+        upstream: Some(&url),
+        ..Conf::default()
+    });
+    let c = three_on_one_connection(gw.port);
+    assert!(c.iter().all(|s| s.ends_with("req 1")), "{c:?}");
+    assert_eq!(
+        c.iter()
+            .map(conn_of)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        3,
+        "{c:?}"
+    );
+}

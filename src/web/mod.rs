@@ -4,6 +4,7 @@
 
 pub mod acs;
 pub mod admin;
+pub mod affinity;
 pub mod auth;
 pub mod consent;
 pub mod login;
@@ -163,10 +164,20 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
+        // With [upstream] (HTTP/1.1 to it), this connection's proxied requests get their own
+        // upstream connection, polled in this connection's task (affinity.rs says why).
+        let (affinity, opened) = match &app.upstream {
+            Some(up) if !up.http2() => {
+                let (a, rx) = affinity::Affinity::new();
+                (Some(Arc::new(a)), Some(rx))
+            }
+            _ => (None, None),
+        };
         let app = app.clone();
         let svc = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
+            let affinity = affinity.clone();
+            async move { Ok::<_, Infallible>(handle(app, req, peer, affinity.as_deref()).await) }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -181,7 +192,12 @@ pub async fn serve(
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    match opened {
+                        Some(rx) => affinity::drive(conn, rx).await,
+                        None => {
+                            let _ = conn.await;
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -202,7 +218,13 @@ pub async fn serve(
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    let conn = watcher.watch(conn);
+                    match opened {
+                        Some(rx) => affinity::drive(conn, rx).await,
+                        None => {
+                            let _ = conn.await;
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -224,11 +246,13 @@ async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
     peer: SocketAddr,
+    affinity: Option<&affinity::Affinity>,
 ) -> hyper::Response<OutBody> {
     let request_id = crate::session::random_id()[..12].to_string();
     let own_path = is_own_path(req.uri().path());
     let mut resp = match (&app.upstream, own_path) {
-        (Some(up), false) => match proxy::forward(&app, up, req, peer, &request_id).await {
+        (Some(up), false) => match proxy::forward(&app, up, req, peer, &request_id, affinity).await
+        {
             proxy::Proxied::Upstream(r) => r.map(http_body_util::Either::Right),
             proxy::Proxied::Own(mut r) => {
                 pages::secure_headers(&mut r, app.cfg.https);

@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::affinity::{Affinity, SendError};
 use super::auth::{identity_headers, live_session, IDENTITY_HEADERS};
 use super::pages::{self, Lang, Resp};
 use super::App;
@@ -27,15 +28,15 @@ use crate::config::UpstreamConfig;
 /// The headers we own towards the upstream, in addition to the identity headers.
 const OWNED: [&str; 2] = ["x-samlgate-jwt", "x-samlgate-local-user"];
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 pub struct Upstream {
@@ -44,6 +45,7 @@ pub struct Upstream {
     authority: String,
     public_paths: Vec<String>,
     timeout: Duration,
+    http2: bool,
 }
 
 impl Upstream {
@@ -71,16 +73,53 @@ impl Upstream {
             authority,
             public_paths: cfg.public_paths.clone(),
             timeout: Duration::from_secs(cfg.timeout_seconds),
+            http2: cfg.http2,
         })
+    }
+
+    /// True when the upstream speaks HTTP/2 (prior knowledge): one multiplexed pool connection.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// Over the client connection's own upstream connection when there is one, else (and
+    /// for a request it could not send) over the shared pool.
+    async fn send(
+        &self,
+        affinity: Option<&Affinity>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, String> {
+        let req = match affinity {
+            Some(a) => {
+                // A connection of our own takes the origin form (`/path?query`); the pool
+                // wants the absolute URI it was given.
+                let absolute = req.uri().clone();
+                let mut req = req;
+                if let Some(pq) = absolute.path_and_query() {
+                    *req.uri_mut() = Uri::from(pq.clone());
+                }
+                match a.send(&self.authority, req).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(SendError::Failed(e)) => return Err(e.to_string()),
+                    Err(SendError::Retry(mut req)) => {
+                        *req.uri_mut() = absolute;
+                        req
+                    }
+                }
+            }
+            None => req,
+        };
+        self.client.request(req).await.map_err(|e| e.to_string())
     }
 
     /// A public prefix, and no dot segment (`/static/../menu` must not pass as public when a
     /// later hop normalises it).
     fn is_public(&self, path: &str) -> bool {
-        let dots = path.split('/').any(|seg| {
-            let d = seg.to_ascii_lowercase().replace("%2e", ".");
-            d == "." || d == ".."
-        });
+        let dots = (path.contains('.') || path.contains('%'))
+            && path.split('/').any(|seg| {
+                let d = seg.to_ascii_lowercase().replace("%2e", ".");
+                d == "." || d == ".."
+            });
         !dots
             && self
                 .public_paths
@@ -90,9 +129,20 @@ impl Upstream {
 }
 
 /// True for a header that names (or spells differently) one we set for the upstream.
+/// (Compared byte by byte: this runs for every header of every proxied request.)
 pub fn is_identity_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase().replace('_', "-");
-    IDENTITY_HEADERS.iter().any(|(h, _)| *h == n) || OWNED.contains(&n.as_str())
+    let same = |ours: &str| {
+        ours.len() == name.len()
+            && ours.bytes().zip(name.bytes()).all(|(o, n)| {
+                let n = if n == b'_' {
+                    b'-'
+                } else {
+                    n.to_ascii_lowercase()
+                };
+                o == n
+            })
+    };
+    IDENTITY_HEADERS.iter().any(|(h, _)| same(h)) || OWNED.iter().any(|h| same(h))
 }
 
 /// What the proxy answered: our own page, or the upstream's streaming response.
@@ -127,8 +177,12 @@ pub async fn forward(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     rid: &str,
+    affinity: Option<&Affinity>,
 ) -> Proxied {
     let lang = Lang::of(&req);
+    // HTTP/1 clients send one request at a time: their own upstream connection fits. HTTP/2
+    // clients multiplex, and upgrades leave the connection: both use the shared pool.
+    let affinity = affinity.filter(|_| req.version() < hyper::Version::HTTP_2);
     // 0. Hop-by-hop headers stay on this hop. First, before we add ours: a client must not be
     // able to name our headers in `Connection` and have them removed on the way out.
     let is_upgrade = req
@@ -254,8 +308,9 @@ pub async fn forward(
         req.headers_mut().insert(HOST, v);
     }
     let server_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let affinity = affinity.filter(|_| !is_upgrade);
 
-    let resp = match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+    let resp = match tokio::time::timeout(up.timeout, up.send(affinity, req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_error", error = %e, "upstream request failed");
@@ -286,6 +341,14 @@ pub async fn forward(
 
 /// Removes cookie `name` from the Cookie headers, keeping the others.
 fn strip_cookie(h: &mut hyper::HeaderMap, name: &str) {
+    let named = |c: &str| c.trim().split_once('=').map(|(k, _)| k) == Some(name);
+    let present = h
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .any(|v| v.to_str().map_or(true, |v| v.split(';').any(named)));
+    if !present {
+        return;
+    }
     let kept: Vec<String> = h
         .get_all(hyper::header::COOKIE)
         .iter()
@@ -305,16 +368,15 @@ fn strip_cookie(h: &mut hyper::HeaderMap, name: &str) {
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     // Headers named in Connection are hop-by-hop too.
-    let named: Vec<String> = h
+    let named: Vec<HeaderName> = h
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for n in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
-        if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
-            h.remove(name);
-        }
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        h.remove(name);
     }
 }
 
