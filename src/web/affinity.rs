@@ -37,7 +37,7 @@ pub struct Affinity {
 
 /// Why a request did not go over the connection; `Retry` gives the request back unsent.
 pub enum SendError {
-    Retry(Request<Incoming>),
+    Retry(Box<Request<Incoming>>),
     Failed(hyper::Error),
 }
 
@@ -67,7 +67,7 @@ impl Affinity {
             Some(s) if s.is_ready() => s,
             _ => match self.connect(authority).await {
                 Some(s) => s,
-                None => return Err(SendError::Retry(req)),
+                None => return Err(SendError::Retry(Box::new(req))),
             },
         };
         let answer = sender.try_send_request(req);
@@ -77,7 +77,7 @@ impl Affinity {
             *slot = Some(sender);
         }
         answer.await.map_err(|mut e| match e.take_message() {
-            Some(req) => SendError::Retry(req),
+            Some(req) => SendError::Retry(Box::new(req)),
             None => SendError::Failed(e.into_error()),
         })
     }

@@ -101,7 +101,8 @@ impl Upstream {
                 match a.send(&self.authority, req).await {
                     Ok(resp) => return Ok(resp),
                     Err(SendError::Failed(e)) => return Err(e.to_string()),
-                    Err(SendError::Retry(mut req)) => {
+                    Err(SendError::Retry(req)) => {
+                        let mut req = *req;
                         *req.uri_mut() = absolute;
                         req
                     }

@@ -63,8 +63,14 @@ pub fn idp_script() -> PathBuf {
 
 /// Runs `saml_idp.py ARGS`; returns stdout, panics with stderr on failure.
 pub fn run_idp<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
+    run_support("saml_idp.py", args)
+}
+
+/// Runs `tests/support/SCRIPT ARGS` with the venv python; returns stdout, panics with stderr
+/// on failure.
+pub fn run_support<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> Vec<u8> {
     let out = Command::new(python())
-        .arg(idp_script())
+        .arg(Path::new(ROOT).join("tests/support").join(script))
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -75,7 +81,7 @@ pub fn run_idp<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
             .map(|a| a.as_ref().to_string_lossy().into_owned())
             .collect();
         panic!(
-            "saml_idp.py {:?} failed ({}):\n{}",
+            "{script} {:?} failed ({}):\n{}",
             shown,
             out.status,
             String::from_utf8_lossy(&out.stderr)
@@ -912,8 +918,16 @@ absolute_hours = 8
     }
 
     fn response_args(&self, args: &[&str]) -> Vec<std::ffi::OsString> {
-        let mut a: Vec<std::ffi::OsString> = vec![
-            "response".into(),
+        let mut a: Vec<std::ffi::OsString> = vec!["response".into()];
+        a.extend(self.idp_args());
+        a.extend(args.iter().map(|s| std::ffi::OsString::from(*s)));
+        a
+    }
+
+    /// `--sp-entity`, `--acs`, `--key`, `--cert` (IdP key 0) for this gateway, the options
+    /// the python IdP scripts share.
+    pub fn idp_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
             "--sp-entity".into(),
             self.sp_entity().into(),
             "--acs".into(),
@@ -922,9 +936,7 @@ absolute_hours = 8
             self.idp[0].key.clone().into_os_string(),
             "--cert".into(),
             self.idp[0].cert.clone().into_os_string(),
-        ];
-        a.extend(args.iter().map(|s| std::ffi::OsString::from(*s)));
-        a
+        ]
     }
 
     /// Asserts everything a refusal must satisfy; returns a list of violations (empty: ok).
@@ -1098,5 +1110,117 @@ impl Failures {
                 gw.log_tail(4000)
             );
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// login outcomes (shared by the ACS suites)
+
+/// Checks of a successful login; returns the `samlgate=<token>` cookie pair.
+pub fn accepted(_gw: &Gateway, case: &str, r: &Resp, f: &mut Failures) -> Option<String> {
+    let mut p = Vec::new();
+    if r.status != 303 {
+        p.push(format!("status {} != 303", r.status));
+    }
+    let line = r.session_set_cookie().map(str::to_string);
+    match &line {
+        None => p.push("no `Set-Cookie: samlgate=...`".into()),
+        Some(l) => {
+            let attrs: Vec<String> = l
+                .split(';')
+                .skip(1)
+                .map(|a| a.trim().to_ascii_lowercase())
+                .collect();
+            if !attrs.iter().any(|a| a == "httponly") {
+                p.push(format!("cookie without HttpOnly: {l}"));
+            }
+            if !attrs.iter().any(|a| a == "samesite=lax") {
+                p.push(format!("cookie without SameSite=Lax: {l}"));
+            }
+            if !attrs.iter().any(|a| a == "path=/") {
+                p.push(format!("cookie without Path=/: {l}"));
+            }
+            if attrs.iter().any(|a| a == "secure") {
+                p.push(format!("cookie has Secure on a plain-http public_url: {l}"));
+            }
+        }
+    }
+    if r.reason().is_some() {
+        p.push(format!("X-Samlgate-Reason on success: {:?}", r.reason()));
+    }
+    if !p.is_empty() {
+        p.push(format!("response: {}", r.summary()));
+    }
+    let ok = p.is_empty();
+    f.add(case, p);
+    if ok {
+        r.session_cookie()
+    } else {
+        None
+    }
+}
+
+pub fn userinfo_json(gw: &Gateway, cookie: &str) -> Result<Json, String> {
+    let r = gw.userinfo(Some(cookie));
+    if r.status != 200 {
+        return Err(format!("GET /auth/userinfo: {}", r.summary()));
+    }
+    Json::parse(&r.text()).map_err(|e| format!("userinfo not JSON ({e}): {}", r.text()))
+}
+
+/// Posts each (case, base64, expected reasons) and checks the refusal contract.
+pub fn expect_refusals(gw: &Gateway, cases: &[(&str, String, &[&str])], f: &mut Failures) {
+    for (name, b64, expected) in cases {
+        let before = gw.sessions_live();
+        let r = gw.post_acs(b64, Some("/staff/menu"));
+        eprintln!("case {name:?}: status {} reason {:?}", r.status, r.reason());
+        f.add(name, gw.refusal_problems(&r, expected, before));
+    }
+}
+
+/// Posts `b64`; a login must be exactly `want_user` (userinfo `user` and X-Auth-Request-User),
+/// otherwise the response must be a proper refusal (any reason code).
+pub fn accepted_as_or_refused(
+    gw: &Gateway,
+    name: &str,
+    b64: &str,
+    want_user: &str,
+    f: &mut Failures,
+) {
+    let before = gw.sessions_live();
+    let r = gw.post_acs(b64, None);
+    eprintln!("case {name:?}: status {} reason {:?}", r.status, r.reason());
+    if r.status == 303 || r.session_set_cookie().is_some() {
+        let Some(cookie) = accepted(gw, name, &r, f) else {
+            return;
+        };
+        match userinfo_json(gw, &cookie) {
+            Err(e) => f.check(name, false, || e),
+            Ok(j) => f.check(name, j.str("user") == Some(want_user), || {
+                format!(
+                    "accepted as user {:?}; only {want_user:?} (the signed value) is acceptable",
+                    j.get("user")
+                )
+            }),
+        }
+        let v = gw.verify(Some(&cookie));
+        f.check(
+            name,
+            v.headers_all("x-auth-request-user") == vec![want_user],
+            || {
+                format!(
+                    "X-Auth-Request-User {:?}; only {want_user:?} is acceptable",
+                    v.headers_all("x-auth-request-user")
+                )
+            },
+        );
+    } else {
+        let reason = r.reason().unwrap_or("").to_string();
+        let expected: Vec<&str> = if reason.is_empty() {
+            vec!["<any>"]
+        } else {
+            vec![reason.as_str()]
+        };
+        f.add(name, gw.refusal_problems(&r, &expected, before));
     }
 }

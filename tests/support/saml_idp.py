@@ -680,7 +680,8 @@ def cmd_response(a):
         sys.stdout.write(base64.b64encode(xml).decode() + "\n")
 
 
-def main():
+def build_parser():
+    """The command-line parser (also used by saml_attacks.py for the `response` options)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -742,8 +743,11 @@ def main():
     r.add_argument("--self-check", action="store_true",
                    help="verify the signatures with signxml and xmlsec1; result on stderr")
     r.set_defaults(func=cmd_response)
+    return p
 
-    a = p.parse_args()
+
+def main():
+    a = build_parser().parse_args()
     a.func(a)
 
 
