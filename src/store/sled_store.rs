@@ -43,8 +43,10 @@ impl SledStore {
             .path(path)
             // Durability comes from explicit flushes on acknowledged writes, not a timer.
             .flush_every_ms(Some(1000))
-            // sled's default page cache is 1 GiB; the working set here is small.
-            .cache_capacity(32 * 1024 * 1024)
+            // sled's default page cache is 1 GiB, and sled fills it with what it wrote (every
+            // session and replay record), so RSS grew with every login. The working set (live
+            // sessions read by /auth/verify, users, consents) is small; a miss is a page read.
+            .cache_capacity(16 * 1024 * 1024)
             .open()
             .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
         let mut tables = Vec::new();
