@@ -29,7 +29,36 @@ impl XmlSecSignatureContext {
         super::xmlsec_internal::guarantee_xmlsec_init()?;
 
         let ctx = unsafe { bindings::xmlSecDSigCtxCreate(null_mut()) };
-        let ctx = NonNull::new(ctx).ok_or(XmlSecError::ContextInitError)?;
+        let mut ctx = NonNull::new(ctx).ok_or(XmlSecError::ContextInitError)?;
+
+        // samlgate patch 2 (see vendor/PATCHES.md): xmlsec resolves every <ds:Reference> and
+        // runs its transforms *before* it checks the SignatureValue, and by default it allows
+        // any URI (file:, http:) and any transform (XSLT, XPath, base64). An unsigned message
+        // could make the verifier fetch URLs, read local files, run XSLT, or fill memory.
+        // Only what SAML uses is enabled: same-document references ("" and "#id") and the
+        // enveloped-signature and canonicalization transforms (without comments), and the
+        // SHA-2 digests (xmlsec checks a Reference's DigestMethod against the same list).
+        unsafe {
+            let c = ctx.as_mut();
+            c.enabledReferenceUris = (bindings::xmlSecTransformUriTypeEmpty
+                | bindings::xmlSecTransformUriTypeSameDocument)
+                as bindings::xmlSecTransformUriType;
+            let allowed = [
+                bindings::xmlSecTransformEnvelopedGetKlass(),
+                bindings::xmlSecTransformExclC14NGetKlass(),
+                bindings::xmlSecTransformInclC14NGetKlass(),
+                bindings::xmlSecTransformInclC14N11GetKlass(),
+                bindings::xmlSecOpenSSLTransformSha256GetKlass(),
+                bindings::xmlSecOpenSSLTransformSha384GetKlass(),
+                bindings::xmlSecOpenSSLTransformSha512GetKlass(),
+            ];
+            for klass in allowed {
+                if bindings::xmlSecDSigCtxEnableReferenceTransform(c, klass) < 0 {
+                    bindings::xmlSecDSigCtxDestroy(c);
+                    return Err(XmlSecError::ContextInitError);
+                }
+            }
+        }
 
         Ok(Self { ctx })
     }
