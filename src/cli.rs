@@ -436,6 +436,20 @@ fn keys_status(config: &Path, token: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The listening socket, with a backlog for bursts: `TcpListener::bind` uses 128, and 1,000
+/// browsers connecting at once overflowed it (SYNs dropped and retried after 1 s). The kernel
+/// caps it at `net.core.somaxconn`.
+fn listen_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(4096)
+}
+
 /// Starts the gateway and blocks until SIGTERM/SIGINT.
 pub fn serve(config: &Path) -> Result<(), String> {
     let l = load(config)?;
@@ -460,9 +474,9 @@ pub async fn serve_loaded(
     };
     let tls = certs.clone().map(web::tls::acceptor).transpose()?;
     let app = Arc::new(App::new(l.cfg, store.clone(), l.idp, l.keys, certs)?);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}\n  fix: change [server] listen or stop what uses the port"))?;
+    let listener = listen_socket(listen).map_err(|e| {
+        format!("cannot listen on {listen}: {e}\n  fix: change [server] listen or stop what uses the port")
+    })?;
     tracing::info!(
         listen = %listen, public_url = %app.cfg.public_url, acs = %app.cfg.acs_url(),
         idp = %app.idp().entity_id, idp_certs = app.idp().signing_certs.len(),
