@@ -109,10 +109,13 @@ fn default_max_body() -> usize {
     256 * 1024
 }
 fn default_max_acs_concurrency() -> usize {
-    // Verification is CPU-bound (~0.6 ms); more in flight than cores only queues.
+    // Verification (with the form and base64 decoding) is CPU-bound: more in flight than
+    // cores only queues, and 4 x cores let a flood of large invalid posts crowd out the
+    // threads answering /auth/verify (p99 38 ms with 8 slots on 2 cores, 7 ms with 2:
+    // bench/HARDENING.md).
     std::thread::available_parallelism()
-        .map(|n| n.get() * 4)
-        .unwrap_or(8)
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -85,8 +85,7 @@ async fn acs_inner(
 ) -> Result<Accepted, AcsError> {
     let lang = Lang::of(&req);
     let headers = req.headers().clone();
-    let (saml_response, relay_state) = read_form(app, &headers, req).await.map_err(no_account)?;
-    let xml = decode_saml_response(&saml_response).map_err(no_account)?;
+    let body = read_body(app, &headers, req).await.map_err(no_account)?;
 
     // Verification is CPU-bound; bound how many run at once and run them on blocking threads.
     let permit = tokio::time::timeout(Duration::from_secs(10), app.verify_slots.acquire())
@@ -107,7 +106,14 @@ async fn acs_inner(
     let idp = app.idp();
     let cfg = app.cfg.clone();
     let keys = app.keys.read().expect("keys lock").clone();
-    let verified = tokio::task::spawn_blocking(move || {
+    // Form and base64 decoding of a large body cost ~1 ms: under the slot and off the async
+    // threads too, so a flood of big invalid posts is bounded by the slots.
+    // Form and base64 decoding of a large body cost ~1 ms: under the slot and off the async
+    // threads like the verification, so a flood of big invalid posts is bounded by the slots.
+    let (verified, relay_state) = tokio::task::spawn_blocking(move || {
+        let (saml_response, relay_state) = parse_form(&body)?;
+        let xml = decode_saml_response(&saml_response)?;
+        drop(saml_response);
         let decrypt_keys: Vec<DecryptKey> = keys
             .decrypting(cfg.retired_grace_hours, chrono::Utc::now().timestamp())
             .map(|k| DecryptKey {
@@ -131,7 +137,7 @@ async fn acs_inner(
         let v = verify_response(&xml, &exp);
         // Free the document on this thread, not the async one.
         drop(xml);
-        v
+        v.map(|v| (v, relay_state))
     })
     .await
     .map_err(|e| {
@@ -290,11 +296,11 @@ fn decide(
     })
 }
 
-async fn read_form(
+async fn read_body(
     app: &App,
     headers: &hyper::HeaderMap,
     req: Request<Incoming>,
-) -> Result<(String, Option<String>), Refusal> {
+) -> Result<bytes::Bytes, Refusal> {
     let limit = app.cfg.max_body_bytes;
     if let Some(len) = headers
         .get(CONTENT_LENGTH)
@@ -337,7 +343,7 @@ async fn read_form(
         }
     })?
     .to_bytes();
-    parse_form(&body)
+    Ok(body)
 }
 
 /// Exactly one SAMLResponse, at most one RelayState.
