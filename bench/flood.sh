@@ -250,7 +250,7 @@ trap cleanup EXIT
     echo "python: $("$PY" -c 'import sys, aiohttp; print(sys.version.split()[0], "aiohttp", aiohttp.__version__)')"
     echo "ulimit -n (soft/hard): $(ulimit -n) / $hard_nofile"
     echo "net.core.somaxconn: $(cat /proc/sys/net/core/somaxconn); tcp_max_syn_backlog: $(cat /proc/sys/net/ipv4/tcp_max_syn_backlog); ip_local_port_range: $(tr '\t' ' ' < /proc/sys/net/ipv4/ip_local_port_range)"
-    echo "gateway [server] limits: defaults (max_connections 10000, header_read_timeout_seconds 10, max_body_bytes 262144, max_concurrent_verifications 4 x cores = $(($(nproc) * 4)) unless VERIFY_SLOTS is set); listen backlog: the 'listen socket' line below"
+    echo "gateway [server] limits: defaults (max_connections 10000, header_read_timeout_seconds 10, max_body_bytes 262144, max_concurrent_verifications = cores = $(nproc) since b0f1f75 (4 x cores before) unless VERIFY_SLOTS is set); listen backlog: the 'listen socket' line below"
     echo "settings: REPEATS=$REPEATS CONNS=$CONNS CONNS_SECONDS=$CONNS_SECONDS ACS_CONC=$ACS_CONC ACS_POOL=$ACS_POOL VERIFY_CONNS=$VERIFY_CONNS VERIFY_SECONDS=$VERIFY_SECONDS FLOOD_CONC=$FLOOD_CONC FLOOD_KINDS=\"$FLOOD_KINDS\" BIG_KB=$BIG_KB FLOOD_CONTROL=$FLOOD_CONTROL VERIFY_SLOTS=${VERIFY_SLOTS:-default}"
     echo "loadavg at start: $(cat /proc/loadavg)"
 } > "$OUT/environment.txt"
