@@ -1,5 +1,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    samlgate::cli::limit_malloc_arenas();
     samlgate::cli::run(samlgate::cli::Cli::parse())
 }
