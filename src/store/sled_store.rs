@@ -317,6 +317,24 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opens the store at `path` again after an earlier handle in this process was dropped.
+    /// sled's flusher thread lets go of the file lock shortly *after* the drop, so a reopen
+    /// right away can fail under load; a restarted process does not have this race.
+    fn reopen(path: &Path) -> SledStore {
+        let mut tries = 0;
+        loop {
+            match SledStore::open(path) {
+                Ok(s) => return s,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("reopen {}: {e}", path.display()),
+            }
+        }
+    }
     use crate::identity::Profile;
 
     fn store() -> (tempfile::TempDir, SledStore) {
@@ -357,7 +375,7 @@ mod tests {
             s.replay_check_and_record("k", i64::MAX, 0).unwrap();
             s.flush().unwrap();
         }
-        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let s = reopen(&dir.path().join("db"));
         assert_eq!(
             s.replay_check_and_record("k", i64::MAX, 1).unwrap(),
             ReplayCheck::Replayed
@@ -445,7 +463,7 @@ mod tests {
                 h.join().unwrap();
             }
         }
-        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let s = reopen(&dir.path().join("db"));
         for i in 0..16 {
             assert_eq!(
                 s.replay_check_and_record(&format!("k{i}-19"), i64::MAX, 1)
