@@ -2344,26 +2344,7 @@ fn caddy_forward_auth_in_front_of_the_staff_menu() {
         args.push("--attr".into());
         args.push(a.clone());
     }
-    let b64 = String::from_utf8(common::run_idp(&args)).unwrap();
-    let body = format!(
-        "SAMLResponse={}&RelayState=%2Fmenu",
-        common::form_encode(b64.trim())
-    );
-    let r = http(
-        cp,
-        "POST",
-        "/saml/acs",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    );
-    let cookie = r
-        .headers
-        .iter()
-        .filter(|(k, _)| k == "set-cookie")
-        .find_map(|(_, v)| {
-            let pair = v.split(';').next()?.trim();
-            (pair.starts_with("samlgate=") && pair.len() > 9).then(|| pair.to_string())
-        });
+    let (r, cookie) = post_login(cp, &args);
     let Some(cookie) = cookie else {
         panic!(
             "login through caddy: {}\n{}",
@@ -2425,27 +2406,9 @@ fn caddy_forward_auth_in_front_of_the_staff_menu() {
     let n = args2.iter().position(|a| a == id).unwrap();
     args2[n] = id2.into();
     args2.extend(["--drop-attr".to_string(), "mail".to_string()]);
-    let b64 = String::from_utf8(common::run_idp(&args2)).unwrap();
-    let body = format!(
-        "SAMLResponse={}&RelayState=%2Fmenu",
-        common::form_encode(b64.trim())
-    );
-    let r = http(
-        cp,
-        "POST",
-        "/saml/acs",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    );
-    let cookie2 = r
-        .headers
-        .iter()
-        .filter(|(k, _)| k == "set-cookie")
-        .find_map(|(_, v)| {
-            let pair = v.split(';').next()?.trim();
-            (pair.starts_with("samlgate=") && pair.len() > 9).then(|| pair.to_string())
-        })
-        .unwrap_or_else(|| panic!("login without mail through caddy: {}", r.summary()));
+    let (r, cookie2) = post_login(cp, &args2);
+    let cookie2 =
+        cookie2.unwrap_or_else(|| panic!("login without mail through caddy: {}", r.summary()));
     let r = get(
         cp,
         "/menu/caddy-no-mail",
@@ -2486,6 +2449,32 @@ fn caddy_forward_auth_in_front_of_the_staff_menu() {
     );
     f.finish(&gw);
     drop(caddy_proc);
+}
+
+/// Posts a response the test IdP signs with `args` to the ACS behind `port` (RelayState
+/// `/menu`): the reply and the session cookie pair (`samlgate=...`) it set, if any.
+fn post_login(port: u16, args: &[String]) -> (Reply, Option<String>) {
+    let b64 = String::from_utf8(common::run_idp(args)).unwrap();
+    let body = format!(
+        "SAMLResponse={}&RelayState=%2Fmenu",
+        common::form_encode(b64.trim())
+    );
+    let r = http(
+        port,
+        "POST",
+        "/saml/acs",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    );
+    let cookie = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .find_map(|(_, v)| {
+            let pair = v.split(';').next()?.trim();
+            (pair.starts_with("samlgate=") && pair.len() > 9).then(|| pair.to_string())
+        });
+    (r, cookie)
 }
 
 /// An upstream that answers every request with `conn <n> req <m>` (its own connection counter

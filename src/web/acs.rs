@@ -107,8 +107,6 @@ async fn acs_inner(
     let cfg = app.cfg.clone();
     let keys = app.keys.read().expect("keys lock").clone();
     // Form and base64 decoding of a large body cost ~1 ms: under the slot and off the async
-    // threads too, so a flood of big invalid posts is bounded by the slots.
-    // Form and base64 decoding of a large body cost ~1 ms: under the slot and off the async
     // threads like the verification, so a flood of big invalid posts is bounded by the slots.
     let (verified, relay_state) = tokio::task::spawn_blocking(move || {
         let (saml_response, relay_state) = parse_form(&body)?;

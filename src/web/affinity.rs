@@ -110,7 +110,12 @@ impl Affinity {
 
 /// Polls `conn` (a client connection) and the upstream connections its requests opened, in
 /// the calling task, until the client connection ends; then drops (closes) the upstream ones.
-pub async fn drive<F: Future>(conn: F, mut opened: mpsc::UnboundedReceiver<ConnFuture>) {
+/// Without `opened` (no affinity for this connection) it only awaits `conn`.
+pub async fn drive<F: Future>(conn: F, opened: Option<mpsc::UnboundedReceiver<ConnFuture>>) {
+    let Some(mut opened) = opened else {
+        conn.await;
+        return;
+    };
     let mut upstream: Vec<ConnFuture> = Vec::new();
     let mut conn = std::pin::pin!(conn);
     std::future::poll_fn(|cx| {

@@ -192,12 +192,7 @@ pub async fn serve(
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    match opened {
-                        Some(rx) => affinity::drive(conn, rx).await,
-                        None => {
-                            let _ = conn.await;
-                        }
-                    }
+                    affinity::drive(conn, opened).await;
                     drop(permit);
                 });
             }
@@ -218,13 +213,7 @@ pub async fn serve(
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .into_owned();
-                    let conn = watcher.watch(conn);
-                    match opened {
-                        Some(rx) => affinity::drive(conn, rx).await,
-                        None => {
-                            let _ = conn.await;
-                        }
-                    }
+                    affinity::drive(watcher.watch(conn), opened).await;
                     drop(permit);
                 });
             }

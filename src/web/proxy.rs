@@ -181,9 +181,6 @@ pub async fn forward(
     affinity: Option<&Affinity>,
 ) -> Proxied {
     let lang = Lang::of(&req);
-    // HTTP/1 clients send one request at a time: their own upstream connection fits. HTTP/2
-    // clients multiplex, and upgrades leave the connection: both use the shared pool.
-    let affinity = affinity.filter(|_| req.version() < hyper::Version::HTTP_2);
     // 0. Hop-by-hop headers stay on this hop. First, before we add ours: a client must not be
     // able to name our headers in `Connection` and have them removed on the way out.
     let is_upgrade = req
@@ -191,6 +188,9 @@ pub async fn forward(
         .get(UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    // HTTP/1 clients send one request at a time: their own upstream connection fits. HTTP/2
+    // clients multiplex, and upgrades leave the connection: both use the shared pool.
+    let affinity = affinity.filter(|_| req.version() < hyper::Version::HTTP_2 && !is_upgrade);
     strip_hop_by_hop(req.headers_mut());
     // 1. Strip what only we may set, before looking at the session.
     let names: Vec<HeaderName> = req
@@ -309,7 +309,6 @@ pub async fn forward(
         req.headers_mut().insert(HOST, v);
     }
     let server_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
-    let affinity = affinity.filter(|_| !is_upgrade);
 
     let resp = match tokio::time::timeout(up.timeout, up.send(affinity, req)).await {
         Ok(Ok(r)) => r,
@@ -356,7 +355,7 @@ fn strip_cookie(h: &mut hyper::HeaderMap, name: &str) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|c| !c.is_empty() && c.split_once('=').map(|(k, _)| k) != Some(name))
+        .filter(|c| !c.is_empty() && !named(c))
         .map(str::to_string)
         .collect();
     h.remove(hyper::header::COOKIE);
