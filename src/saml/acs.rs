@@ -11,7 +11,7 @@
 //! - The raw document passed [`prescan`] first: no DOCTYPE, exactly one assertion, in place.
 //! - Every time, audience, recipient, destination, issuer and status check fails closed.
 //!
-//! It does not record the replay cache; the caller does that with [`Verified::replay_keys`]
+//! It does not record the replay cache; the caller does that with [`Verified::replay_key`]
 //! before the session is created.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -63,7 +63,6 @@ pub struct Expectations<'a> {
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub assertion_id: String,
-    pub response_id: Option<String>,
     pub in_response_to: Option<String>,
     pub name_id: String,
     pub name_id_format: Option<String>,
@@ -93,13 +92,13 @@ impl SignedPart {
 }
 
 impl Verified {
-    /// Replay-cache keys: (IdP, Assertion ID) and, when present, (IdP, Response ID).
-    pub fn replay_keys(&self, idp_entity_id: &str) -> Vec<String> {
-        let mut keys = vec![format!("a\u{0}{idp_entity_id}\u{0}{}", self.assertion_id)];
-        if let Some(r) = &self.response_id {
-            keys.push(format!("r\u{0}{idp_entity_id}\u{0}{r}"));
-        }
-        keys
+    /// The replay-cache key: (IdP, Assertion ID). The Assertion ID alone catches every
+    /// replay: exactly one assertion is accepted and its ID is always under the signature, so
+    /// a replayed Response carries it, and so does a signed assertion re-wrapped in a new
+    /// envelope (whose Response ID is new). A Response ID key would add a second record and
+    /// a second index entry per login and catch nothing more.
+    pub fn replay_key(&self, idp_entity_id: &str) -> String {
+        format!("a\u{0}{idp_entity_id}\u{0}{}", self.assertion_id)
     }
 }
 
@@ -204,7 +203,6 @@ fn verify_signed_bytes(
             check_assertion(
                 assertion,
                 in_response_to.as_deref(),
-                Some(resp.id.clone()),
                 SignedPart::Response,
                 exp,
             )
@@ -217,7 +215,6 @@ fn verify_signed_bytes(
             check_assertion(
                 &assertion,
                 env.in_response_to.as_deref(),
-                env.id.clone(),
                 SignedPart::Assertion,
                 exp,
             )
@@ -418,7 +415,6 @@ fn check_in_response_to(irt: Option<&str>, exp: &Expectations) -> Result<(), Ref
 fn check_assertion(
     a: &Assertion,
     response_in_response_to: Option<&str>,
-    response_id: Option<String>,
     signed: SignedPart,
     exp: &Expectations,
 ) -> Result<Verified, Refusal> {
@@ -598,7 +594,6 @@ fn check_assertion(
 
     Ok(Verified {
         assertion_id: a.id.clone(),
-        response_id,
         in_response_to: confirm_irt.or(response_in_response_to.map(str::to_string)),
         name_id,
         name_id_format,

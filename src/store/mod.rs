@@ -127,14 +127,17 @@ pub trait Store: Send + Sync + 'static {
         expires: i64,
         now: i64,
     ) -> Result<ReplayCheck, StoreError>;
-    /// Deletes expired replay entries; returns how many.
+    /// Deletes expired replay entries; returns how many. Reads only what is due.
     fn replay_sweep(&self, now: i64) -> Result<usize, StoreError>;
 
-    fn session_put(&self, rec: &SessionRecord) -> Result<(), StoreError>;
+    /// Writes the session. `idle_seconds` (the idle limit in force) only decides when the
+    /// sweeper first looks at it; liveness is always judged from the record.
+    fn session_put(&self, rec: &SessionRecord, idle_seconds: i64) -> Result<(), StoreError>;
     fn session_get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
     fn session_touch(&self, id: &str, now: i64) -> Result<(), StoreError>;
     fn session_delete(&self, id: &str) -> Result<bool, StoreError>;
-    /// Deletes sessions whose hard end or idle limit has passed; returns how many.
+    /// Deletes sessions whose hard end or idle limit has passed; returns how many. Reads only
+    /// the records that are due, not every live session.
     fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError>;
     fn session_count(&self) -> usize;
     /// Every session the predicate selects (single logout by NameID, ending an account's

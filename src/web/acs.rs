@@ -436,22 +436,18 @@ fn is_plain_path(p: &str) -> bool {
 fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusal> {
     let now = chrono::Utc::now().timestamp();
     let until = v.replay_until.timestamp();
-    for key in v.replay_keys(idp_entity) {
-        match app.store.replay_check_and_record(&key, until, now) {
-            Ok(ReplayCheck::Fresh) => {}
-            Ok(ReplayCheck::Replayed) => {
-                let what = if key.starts_with('a') {
-                    "Assertion"
-                } else {
-                    "Response"
-                };
-                return Err(Refusal::new(
-                    Reason::Replay,
-                    format!("{what} ID already used (assertion {})", v.assertion_id),
-                ));
-            }
-            Err(e) => return Err(Refusal::new(Reason::Internal, format!("replay cache: {e}"))),
+    match app
+        .store
+        .replay_check_and_record(&v.replay_key(idp_entity), until, now)
+    {
+        Ok(ReplayCheck::Fresh) => {}
+        Ok(ReplayCheck::Replayed) => {
+            return Err(Refusal::new(
+                Reason::Replay,
+                format!("Assertion ID already used (assertion {})", v.assertion_id),
+            ))
         }
+        Err(e) => return Err(Refusal::new(Reason::Internal, format!("replay cache: {e}"))),
     }
     Ok(())
 }

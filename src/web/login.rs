@@ -100,7 +100,7 @@ pub fn finish(
         expires,
     };
     store
-        .session_put(&rec)
+        .session_put(&rec, app.cfg.session.idle_minutes as i64 * 60)
         .map_err(|e| internal("session write", e))?;
     flush(app)?;
 
