@@ -228,7 +228,7 @@ pub fn load(config: &Path) -> Result<Loaded, String> {
 fn check_config(config: &Path) -> Result<(), String> {
     let l = load(config)?;
     // A running gateway holds the store's lock; that is fine (and proves the path).
-    let store_line = match SledStore::open(&l.cfg.store_path) {
+    let store_line = match SledStore::open_with_cache(&l.cfg.store_path, l.cfg.store_cache_mib) {
         Ok(store) => format!(
             "{}  ({} live sessions)",
             l.cfg.store_path.display(),
@@ -480,8 +480,10 @@ pub async fn serve_loaded(
     l: Loaded,
     extra: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 ) -> Result<(), String> {
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&l.cfg.store_path).map_err(|e| e.to_string())?);
+    let store: Arc<dyn Store> = Arc::new(
+        SledStore::open_with_cache(&l.cfg.store_path, l.cfg.store_cache_mib)
+            .map_err(|e| e.to_string())?,
+    );
     let listen = l.cfg.listen;
     let certs = match &l.cfg.tls {
         Some(t) => Some(web::tls::CertStore::load(&t.cert, &t.key)?),

@@ -176,6 +176,14 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: PathBuf,
+    /// sled's page cache. What sled reads and writes stays cached up to this size; RSS grows
+    /// with it (bench/RESULTS.md: 4, 8 and 16 MiB measured). The hot set (live sessions,
+    /// users, consents) is small.
+    #[serde(default = "default_cache_mib")]
+    cache_mib: u64,
+}
+fn default_cache_mib() -> u64 {
+    8
 }
 
 /// Profile field -> SAML attribute Name. `"NameID"` means the Subject's NameID.
@@ -334,6 +342,8 @@ pub struct Config {
     pub name_id_format: String,
     pub force_authn: bool,
     pub store_path: PathBuf,
+    /// sled page cache, MiB (`[store] cache_mib`, default 8).
+    pub store_cache_mib: u64,
     pub attributes: AttributeMap,
     pub consent: ConsentConfig,
     pub policy: PolicyConfig,
@@ -429,6 +439,13 @@ impl Config {
                 "server.max_connections",
                 "must be at least 1",
                 "leave it out for the default (10000)",
+            ));
+        }
+        if !(1..=4096).contains(&raw.store.cache_mib) {
+            return Err(invalid(
+                "store.cache_mib",
+                format!("{} is out of range", raw.store.cache_mib),
+                "use 1 to 4096 (MiB); the default 8 suits a single gateway",
             ));
         }
         if !(1..=300).contains(&raw.server.header_read_timeout_seconds) {
@@ -587,6 +604,7 @@ impl Config {
             name_id_format: raw.idp.name_id_format,
             force_authn: raw.idp.force_authn,
             store_path: resolve(&raw.store.path),
+            store_cache_mib: raw.store.cache_mib,
             attributes: raw.attributes,
             consent: raw.consent,
             policy: raw.policy,

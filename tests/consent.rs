@@ -1008,6 +1008,9 @@ fn a_secretariat_block_ends_sessions_and_refuses_logins() {
     let id = "GM6000001";
     let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
     let session = login_with_consent(&gw, "first login", &rs[0], "/");
+    // Used before the block, so the gateway has it in memory (web/session_cache.rs).
+    let v = gw.verify(Some(&session));
+    check!(gw, v.status == 200, "verify before block: {}", v.summary());
 
     cli_ok(
         &gw,

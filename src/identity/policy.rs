@@ -102,15 +102,38 @@ pub fn session_allowed(
     policy: &PolicyConfig,
     p: &Profile,
 ) -> Result<bool, StoreError> {
-    if consent::get(store, &p.account_id)?.is_some_and(|c| c.blocks()) {
-        return Ok(false);
-    }
-    let status = applications::get(store, &p.account_id)?.map(|a| a.status);
-    Ok(match status {
-        Some(ApplicationStatus::Approved) => true,
-        Some(ApplicationStatus::Pending) => false,
-        _ => category_open(policy, &p.category),
+    Ok(gate_facts(store, p)?.allows(policy, p))
+}
+
+/// What the store says about an account for the per-request gate: its block and its SSO
+/// application. Split from the decision so a caller may keep the facts while the store's
+/// [`Store::generation`] is unchanged and still judge them against the current policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GateFacts {
+    blocked: bool,
+    application: Option<ApplicationStatus>,
+}
+
+pub fn gate_facts(store: &dyn Store, p: &Profile) -> Result<GateFacts, StoreError> {
+    Ok(GateFacts {
+        blocked: consent::get(store, &p.account_id)?.is_some_and(|c| c.blocks()),
+        application: applications::get(store, &p.account_id)?.map(|a| a.status),
     })
+}
+
+impl GateFacts {
+    /// A block wins; an approved application admits; a pending one holds; otherwise the
+    /// category decides.
+    pub fn allows(&self, policy: &PolicyConfig, p: &Profile) -> bool {
+        if self.blocked {
+            return false;
+        }
+        match self.application {
+            Some(ApplicationStatus::Approved) => true,
+            Some(ApplicationStatus::Pending) => false,
+            _ => category_open(policy, &p.category),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -155,6 +155,13 @@ pub trait Store: Send + Sync + 'static {
         make: &dyn Fn() -> Vec<u8>,
     ) -> Result<Vec<u8>, StoreError>;
 
+    /// A number that changes after every write that could end or restrict an existing
+    /// session: a session deleted or overwritten, any record-table write ([`Store::apply`]:
+    /// consents, applications, users). New sessions, touches and replay entries leave it.
+    /// A reader may keep what it read about sessions while this is unchanged; a backend shared
+    /// by several gateways must change it for writes made by any of them.
+    fn generation(&self) -> u64;
+
     /// Makes every write so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;
 

@@ -5,7 +5,10 @@ use hyper::header::{HeaderName, HeaderValue, SET_COOKIE};
 use hyper::{Request, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
+use std::sync::Arc;
+
 use super::pages::{self, Lang, Resp};
+use super::session_cache::Live;
 use super::App;
 use crate::identity::{policy, Profile};
 use crate::store::SessionRecord;
@@ -28,14 +31,31 @@ const TOUCH_EVERY_SECS: i64 = 60;
 
 /// The live session behind the request's cookie, if any.
 ///
-/// Security property: returns a record only if a cookie carries a token this gateway sealed,
+/// Security property: returns a session only if a cookie carries a token this gateway sealed,
 /// the record still exists (not logged out or revoked), it is within its absolute and idle
-/// limits, and the category policy still admits the profile.
-pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
+/// limits, and the category policy still admits the profile. The answer may come from
+/// [`super::session_cache`] only while no restricting write has happened since it was read.
+pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
     let now = chrono::Utc::now().timestamp();
     let idle = app.cfg.session.idle_minutes as i64 * 60;
+    let touch_every = TOUCH_EVERY_SECS.min(idle / 2);
     for id in session_ids(app, req.headers()) {
-        let Ok(Some(rec)) = app.store.session_get(&id) else {
+        // Read before anything else: what is read after it is at least this fresh.
+        let generation = app.store.generation();
+        if let Some((facts, live)) = app.live.get(&id, generation) {
+            let rec = &live.rec;
+            if rec.expires > now
+                && rec.last_seen + idle > now
+                && facts.allows(&app.cfg.policy, &rec.profile)
+            {
+                if now - rec.last_seen >= touch_every && app.store.session_touch(&id, now).is_ok() {
+                    app.live.touched(&id, now);
+                }
+                return Some(live);
+            }
+            // Anything but a yes is decided from the store below.
+        }
+        let Ok(Some(mut rec)) = app.store.session_get(&id) else {
             continue;
         };
         if rec.expires <= now || rec.last_seen + idle <= now {
@@ -43,14 +63,19 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<SessionRecord> {
             continue;
         }
         // The category gate runs on every use of a session, not only at login.
-        if !policy::session_allowed(&*app.store, &app.cfg.policy, &rec.profile).unwrap_or(false) {
+        let Ok(facts) = policy::gate_facts(&*app.store, &rec.profile) else {
+            continue;
+        };
+        if !facts.allows(&app.cfg.policy, &rec.profile) {
             continue;
         }
         // Refresh often enough that an idle window of one minute still works.
-        if now - rec.last_seen >= TOUCH_EVERY_SECS.min(idle / 2) {
-            let _ = app.store.session_touch(&id, now);
+        if now - rec.last_seen >= touch_every && app.store.session_touch(&id, now).is_ok() {
+            rec.last_seen = now;
         }
-        return Some(rec);
+        let live = Arc::new(Live::new(rec));
+        app.live.put(&id, generation, facts, live.clone());
+        return Some(live);
     }
     None
 }
@@ -76,17 +101,17 @@ pub fn identity_headers(p: &Profile) -> impl Iterator<Item = (HeaderName, Header
 
 pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
     match live_session(app, req) {
-        Some(rec) => {
+        Some(live) => {
             app.metrics.verify(true);
             let mut r = pages::text(StatusCode::OK, "text/plain", "");
-            for (k, v) in identity_headers(&rec.profile) {
-                r.headers_mut().insert(k, v);
+            for (k, v) in &live.headers {
+                r.headers_mut().insert(k, v.clone());
             }
-            r.headers_mut().insert(
-                "x-samlgate-local-user",
-                encode_header_value(&rec.local_user_id),
-            );
-            if let Some(jwt) = app.tokens.as_ref().and_then(|t| t.token_for(app, &rec)) {
+            if let Some(jwt) = app
+                .tokens
+                .as_ref()
+                .and_then(|t| t.token_for(app, &live.rec))
+            {
                 if let Ok(v) = HeaderValue::from_str(&jwt) {
                     r.headers_mut().insert("x-samlgate-jwt", v);
                 }
@@ -116,7 +141,8 @@ pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
 
 pub fn userinfo<B>(app: &App, req: &Request<B>) -> Resp {
     match live_session(app, req) {
-        Some(rec) => {
+        Some(live) => {
+            let rec = &live.rec;
             let p = &rec.profile;
             let body = serde_json::json!({
                 "user": p.account_id,
@@ -186,11 +212,11 @@ pub fn login_page<B>(app: &App, req: &Request<B>) -> Resp {
 pub fn home<B>(app: &App, req: &Request<B>) -> Resp {
     let lang = Lang::of(req);
     match live_session(app, req) {
-        Some(rec) => pages::render(
+        Some(live) => pages::render(
             StatusCode::OK,
             &pages::HomePage {
                 lang,
-                profile: &rec.profile,
+                profile: &live.rec.profile,
             },
         ),
         None => pages::redirect(StatusCode::SEE_OTHER, "/login"),

@@ -11,6 +11,7 @@ pub mod login;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
+pub mod session_cache;
 pub mod slo;
 pub mod sso;
 pub mod tls;
@@ -45,6 +46,8 @@ pub struct App {
     pub sp_metadata: RwLock<Arc<String>>,
     pub store: Arc<dyn Store>,
     pub sessions: SessionCodec,
+    /// Sessions in use, kept between requests (session_cache.rs says when an entry counts).
+    pub live: session_cache::SessionCache,
     pub metrics: metrics::Metrics,
     /// Bounds concurrent signature verifications, so a flood of large signed documents queues
     /// here instead of starving `/auth/verify` of CPU.
@@ -115,6 +118,7 @@ impl App {
             sp_metadata: RwLock::new(Arc::new(md)),
             store,
             sessions,
+            live: session_cache::SessionCache::default(),
             metrics: metrics::Metrics::default(),
             gmis_login_url,
             tls,
