@@ -64,7 +64,8 @@ keys_dir = "sp-keys"
 
 [idp]
 metadata = "idp-metadata.xml"
-clock_skew_seconds = 60
+clock_skew_seconds = ${SG_SKEW:-60}
+max_issue_delay_seconds = ${SG_MAX_ISSUE_DELAY:-300}
 
 [store]
 path = "store"
@@ -85,7 +86,7 @@ version = "2023-04"
 open_categories = ["病院", "診療所", "歯科診療所", "助産所", "薬局", "都道府県", "保健所"]
 
 [session]
-idle_minutes = 30
+idle_minutes = ${SG_IDLE_MINUTES:-30}
 absolute_hours = 8
 CONF
     (cd "$SG_DIR" && "$SAMLGATE_BIN" keys new --config samlgate.toml >/dev/null 2>&1) ||

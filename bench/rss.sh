@@ -13,7 +13,10 @@
 # bench --bench acs`, no store, no HTTP) isolates the verify path; see bench/RESULTS.md.
 #
 # usage: bench/rss.sh      env: LOGINS (100000), CHUNK (10000), CONC (8),
-#        LAYOUTS ("response assertion both"), OUT (bench/results/rss-<UTC>), SAMLGATE_BIN
+#        LAYOUTS ("response assertion both"), OUT (bench/results/rss-<UTC>), SAMLGATE_BIN,
+#        VALIDITY (assertion NotOnOrAfter, s; 600)
+# Plateau run (records expire while it runs, so the live set levels off):
+#   SG_IDLE_MINUTES=1 SG_SKEW=5 SG_MAX_ISSUE_DELAY=10 VALIDITY=30 LOGINS=200000 LAYOUTS=assertion bench/rss.sh
 # Output: $OUT/rss.jsonl (one line per sample), $OUT/summary.md
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -47,7 +50,7 @@ sample() {  # layout logins ok_total chunk_peak_rss_mib
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); nproc $(nproc); $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); kernel $(uname -r)"
     echo "samlgate: $(cd "$REPO" && git rev-parse --short HEAD) (+ $(cd "$REPO" && git status --porcelain -- src Cargo.toml Cargo.lock | wc -l) uncommitted files in src/Cargo)"
-    echo "settings: LOGINS=$LOGINS CHUNK=$CHUNK CONC=$CONC LAYOUTS=\"$LAYOUTS\""
+    echo "settings: LOGINS=$LOGINS CHUNK=$CHUNK CONC=$CONC LAYOUTS=\"$LAYOUTS\" VALIDITY=${VALIDITY:-600} SG_IDLE_MINUTES=${SG_IDLE_MINUTES:-30} SG_SKEW=${SG_SKEW:-60} SG_MAX_ISSUE_DELAY=${SG_MAX_ISSUE_DELAY:-300}"
     echo "loadavg at start: $(cat /proc/loadavg)"
 } > "$OUT/environment.txt"
 
@@ -64,7 +67,7 @@ for layout in $LAYOUTS; do
         [ $((LOGINS - done_n)) -lt "$n" ] && n=$((LOGINS - done_n))
         # the same CHUNK NameIDs again in every chunk (returning users after the first)
         "$PY" gen_responses.py --sp-entity "$SG_ENTITY" --acs "$SG_ACS" --count "$n" --sign "$layout" \
-            --vary --nameid GM5000000 --jobs 2 --out out/rss.b64 2>/dev/null
+            --vary --nameid GM5000000 --jobs 2 --validity "${VALIDITY:-600}" --out out/rss.b64 2>/dev/null
         "$PY" bench_acs.py --acs "$SG_ACS" --responses out/rss.b64 --concurrency "$CONC" --verify 0 \
             --server-pidfile "$SG_DIR/samlgate.pid" > out/rss-last.json || true
         read -r ok peak rate < <("$PY" -c 'import json; d=json.load(open("out/rss-last.json")); print(d["success"], d.get("server_peak_rss_mib"), d["logins_per_s"])')

@@ -83,33 +83,26 @@ impl Upstream {
     }
 
     /// Over the client connection's own upstream connection when there is one, else (and
-    /// for a request it could not send) over the shared pool.
+    /// for a request it could not send) over the shared pool. `req` has the origin form
+    /// (`/path?query`), which is what a connection of our own sends; the pool is given the
+    /// absolute URI it wants.
     async fn send(
         &self,
         affinity: Option<&Affinity>,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, String> {
-        let req = match affinity {
-            Some(a) => {
-                // A connection of our own takes the origin form (`/path?query`); the pool
-                // wants the absolute URI it was given.
-                let absolute = req.uri().clone();
-                let mut req = req;
-                if let Some(pq) = absolute.path_and_query() {
-                    *req.uri_mut() = Uri::from(pq.clone());
-                }
-                match a.send(&self.authority, req).await {
-                    Ok(resp) => return Ok(resp),
-                    Err(SendError::Failed(e)) => return Err(e.to_string()),
-                    Err(SendError::Retry(req)) => {
-                        let mut req = *req;
-                        *req.uri_mut() = absolute;
-                        req
-                    }
-                }
-            }
+        let mut req = match affinity {
+            Some(a) => match a.send(&self.authority, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(SendError::Failed(e)) => return Err(e.to_string()),
+                Err(SendError::Retry(req)) => *req,
+            },
             None => req,
         };
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = format!("{}{pq}", self.scheme_authority)
+            .parse::<Uri>()
+            .map_err(|e| e.to_string())?;
         self.client.request(req).await.map_err(|e| e.to_string())
     }
 
@@ -291,19 +284,14 @@ pub async fn forward(
         req.headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
+    // Origin form towards the upstream, whatever form the client used (an absolute-form
+    // target names *our* host, never where to go).
     let pq = req
         .uri()
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let Ok(uri) = format!("{}{pq}", up.scheme_authority).parse::<Uri>() else {
-        return Proxied::Own(pages::text(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "bad request target\n",
-        ));
-    };
-    *req.uri_mut() = uri;
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(pq);
     *req.version_mut() = hyper::Version::HTTP_11;
     if let Ok(v) = HeaderValue::from_str(&up.authority) {
         req.headers_mut().insert(HOST, v);
