@@ -16,7 +16,8 @@
 #        LAYOUTS ("response assertion both"), OUT (bench/results/rss-<UTC>), SAMLGATE_BIN,
 #        VALIDITY (assertion NotOnOrAfter, s; 600)
 # Plateau run (records expire while it runs, so the live set levels off):
-#   SG_IDLE_MINUTES=1 SG_SKEW=5 SG_MAX_ISSUE_DELAY=10 VALIDITY=30 LOGINS=200000 LAYOUTS=assertion bench/rss.sh
+#   SG_IDLE_MINUTES=1 SG_SKEW=5 SG_MAX_ISSUE_DELAY=60 VALIDITY=60 CHUNK=5000 LOGINS=200000 LAYOUTS=assertion bench/rss.sh
+#   (max_issue_delay must exceed the time to sign and post one chunk, or late posts are refused)
 # Output: $OUT/rss.jsonl (one line per sample), $OUT/summary.md
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -238,6 +238,34 @@ fn accepts_signed_responses_and_serves_sessions() {
     f.finish(&gw);
 }
 
+/// A login in a browser that already has a session ends that session on the server, not only
+/// its cookie: a copy of the old cookie (another tab, a shared machine, a stolen value) must not
+/// stay a second live session.
+#[test]
+fn a_new_login_ends_the_browsers_earlier_session() {
+    let gw = Gateway::start();
+    let rs = gw.make_responses(&[vec!["--sign", "both"], vec!["--sign", "both"]]);
+    let first = gw.post_acs(&rs[0], None);
+    let old = first
+        .session_cookie()
+        .expect("first login sets a session cookie");
+    assert_eq!(gw.verify(Some(&old)).status, 200, "first session works");
+    let second = gw.post_acs_with_cookie(&rs[1], &old);
+    let new = second
+        .session_cookie()
+        .unwrap_or_else(|| panic!("second login: {}", second.summary()));
+    assert_ne!(new, old, "a new session id on every login");
+    assert_eq!(gw.verify(Some(&new)).status, 200, "the new session works");
+    let v = gw.verify(Some(&old));
+    assert_eq!(
+        v.status,
+        401,
+        "the replaced session still works: {}",
+        v.summary()
+    );
+    assert_eq!(gw.sessions_live(), 1.0, "one live session, not two");
+}
+
 #[test]
 fn relay_state_only_same_origin_paths() {
     let gw = Gateway::start();

@@ -1294,6 +1294,61 @@ fn dot_segments_do_not_open_private_paths_through_a_public_prefix() {
     f.finish(&gw);
 }
 
+/// `*` and CONNECT targets name no page of the staff menu: refused with 400, never forwarded
+/// (pasted into an upstream URI, `*` once sent the request to the upstream host's port 80).
+/// An absolute-form target is cut to its path and still goes to the configured upstream.
+#[test]
+fn odd_request_targets_are_refused_or_kept_on_the_upstream() {
+    let menu = StaffMenu::start();
+    let gw = gateway(Conf {
+        upstream: Some(&menu.url()),
+        ..Conf::default()
+    });
+    let cookie = login(&gw, "GM1100009");
+    let mut f = Failures::new();
+    for (case, head) in [
+        ("asterisk", "OPTIONS * HTTP/1.1\r\n".to_string()),
+        ("asterisk GET", "GET * HTTP/1.1\r\n".to_string()),
+        (
+            "asterisk upgrade (shared pool)",
+            "GET * HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                .to_string(),
+        ),
+        ("connect", "CONNECT 127.0.0.1:9 HTTP/1.1\r\n".to_string()),
+    ] {
+        let before = menu.count();
+        let raw = format!(
+            "{head}Host: 127.0.0.1:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+            gw.port
+        );
+        // hyper may refuse the target itself and close: also fine, nothing forwarded.
+        if let Ok(r) = send_raw(gw.port, raw.as_bytes()) {
+            f.check(case, r.status == 400, || {
+                format!("want 400: {}", r.summary())
+            });
+        }
+        f.check(case, menu.count() == before, || {
+            format!("reached the staff menu:\n{}", menu.all_heads())
+        });
+    }
+    let raw = format!(
+        "GET http://evil.example/menu/absolute HTTP/1.1\r\nHost: evil.example\r\n\
+         Cookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
+    let r = send_raw(gw.port, raw.as_bytes()).expect("absolute-form request");
+    let seen = menu.with("/menu/absolute");
+    f.check("absolute form", r.status == 200 && seen.len() == 1, || {
+        format!("want 200 from the staff menu: {}", r.summary())
+    });
+    if let [s] = seen.as_slice() {
+        f.check("absolute form", s.target() == "/menu/absolute", || {
+            format!("the staff menu saw target {:?}", s.target())
+        });
+    }
+    f.finish(&gw);
+}
+
 /// RFC 3986 §5.2.4 on a path (query kept as is).
 fn remove_dot_segments(target: &str) -> String {
     let (path, query) = match target.split_once('?') {

@@ -106,6 +106,19 @@ impl Table {
         }
     }
 
+    /// True for tables whose writes can end or restrict an existing session (they move
+    /// [`Store::generation`]); pending logins, SP-initiated requests and the audit log cannot.
+    pub fn restricts_sessions(self) -> bool {
+        match self {
+            Table::Users
+            | Table::UserByGmis
+            | Table::Consents
+            | Table::Applications
+            | Table::UserByContact => true,
+            Table::Pending | Table::Audit | Table::Requests => false,
+        }
+    }
+
     fn index(self) -> usize {
         Table::ALL.iter().position(|t| *t == self).expect("listed")
     }
@@ -156,8 +169,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<u8>, StoreError>;
 
     /// A number that changes after every write that could end or restrict an existing
-    /// session: a session deleted or overwritten, any record-table write ([`Store::apply`]:
-    /// consents, applications, users). New sessions, touches and replay entries leave it.
+    /// session: a session deleted or overwritten, an [`Store::apply`] batch that writes a table
+    /// where [`Table::restricts_sessions`] (consents, applications, users). New sessions,
+    /// touches, replay entries, pending logins, requests and audit lines leave it.
     /// A reader may keep what it read about sessions while this is unchanged; a backend shared
     /// by several gateways must change it for writes made by any of them.
     fn generation(&self) -> u64;

@@ -103,7 +103,9 @@ impl SledStore {
         }
         for item in self.replay.iter() {
             let (k, v) = item?;
-            self.replay_due.insert(due_key(from_be(&v)?, &k), &[])?;
+            // A corrupt value is filed as due now: the sweep drops it.
+            let due = from_be(&v).unwrap_or(0).max(0);
+            self.replay_due.insert(due_key(due, &k), &[])?;
         }
         for item in self.sessions.iter() {
             let (k, _) = item?;
@@ -204,8 +206,9 @@ impl Store for SledStore {
             let (ik, key) = item?;
             if let Some(v) = self.replay.get(&key)? {
                 // Only remove what we saw and what is expired: a key re-recorded later with a
-                // later expiry has its own index entry and stays.
-                if from_be(&v)? <= now
+                // later expiry has its own index entry and stays. A corrupt value goes too
+                // (it would otherwise stop every sweep here).
+                if from_be(&v).map_or(true, |exp| exp <= now)
                     && self
                         .replay
                         .compare_and_swap(&key, Some(&v), None::<&[u8]>)?
@@ -280,6 +283,11 @@ impl Store for SledStore {
                     {
                         self.session_gone();
                         n += 1;
+                    } else {
+                        // Changed under us (touched): look again at the next sweep, never
+                        // lose it from the index. (Filed after `now`, outside this range.)
+                        self.session_due
+                            .insert(due_key(now.saturating_add(1), &id), &[])?;
                     }
                 } else {
                     // Used since it was filed: file it at its new due time (before dropping
@@ -402,7 +410,9 @@ impl Store for SledStore {
         });
         match r {
             Ok(()) => {
-                self.bump();
+                if writes.iter().any(|(t, _, _)| t.restricts_sessions()) {
+                    self.bump();
+                }
                 Ok(true)
             }
             Err(TransactionError::Abort(())) => Ok(false),
@@ -618,7 +628,17 @@ mod tests {
         s.session_put(&session("s1", 0, 1000), 1800).unwrap();
         s.session_touch("s1", 10).unwrap();
         s.replay_check_and_record("r", 100, 0).unwrap();
-        assert_eq!(s.generation(), g, "new session, touch and replay leave it");
+        let pending = vec![
+            (Table::Pending, b"p".to_vec(), Some(b"{}".to_vec())),
+            (Table::Requests, b"q".to_vec(), Some(b"{}".to_vec())),
+            (Table::Audit, b"1".to_vec(), Some(b"{}".to_vec())),
+        ];
+        assert!(s.apply(&pending, None).unwrap());
+        assert_eq!(
+            s.generation(),
+            g,
+            "new session, touch, replay, pending/request/audit writes leave it"
+        );
         let w = vec![(Table::Consents, b"GM1".to_vec(), Some(b"{}".to_vec()))];
         assert!(s.apply(&w, None).unwrap());
         let g2 = s.generation();
@@ -635,6 +655,17 @@ mod tests {
         assert_ne!(g4, g3, "an overwritten session moves it");
         assert_eq!(s.session_sweep(5, 1800).unwrap(), 1);
         assert_ne!(s.generation(), g4, "a swept session moves it");
+    }
+
+    #[test]
+    fn a_corrupt_replay_value_is_swept_not_a_dead_end() {
+        let (_d, s) = store();
+        s.replay_check_and_record("bad", 10, 0).unwrap();
+        s.replay_check_and_record("good", 20, 0).unwrap();
+        s.replay.insert("bad", &b"xyz"[..]).unwrap();
+        assert_eq!(s.replay_sweep(20).unwrap(), 2);
+        assert_eq!(s.replay.len(), 0);
+        assert_eq!(s.replay_due.len(), 0);
     }
 
     #[test]

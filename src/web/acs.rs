@@ -435,7 +435,10 @@ fn is_plain_path(p: &str) -> bool {
 
 fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusal> {
     let now = chrono::Utc::now().timestamp();
-    let until = v.replay_until.timestamp();
+    // Whole seconds, rounded up, plus one: the store treats an entry as expired once
+    // `now >= until`, and the time checks accept up to and including the limit itself.
+    let until =
+        v.replay_until.timestamp() + i64::from(v.replay_until.timestamp_subsec_nanos() > 0) + 1;
     match app
         .store
         .replay_check_and_record(&v.replay_key(idp_entity), until, now)

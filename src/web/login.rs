@@ -102,6 +102,16 @@ pub fn finish(
     store
         .session_put(&rec, app.cfg.session.idle_minutes as i64 * 60)
         .map_err(|e| internal("session write", e))?;
+    // The browser's earlier sessions end here, not only their cookie: whoever holds a copy of
+    // an old cookie must not keep a second live session.
+    for old in &login.replaces {
+        store
+            .session_delete(old)
+            .map_err(|e| internal("session end", e))?;
+        if let Some(t) = &app.tokens {
+            t.forget(old);
+        }
+    }
     flush(app)?;
 
     let mut resp = pages::redirect(StatusCode::SEE_OTHER, &login.relay_state);

@@ -41,7 +41,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 pub struct Upstream {
     client: Client<HttpConnector, Incoming>,
-    scheme_authority: String,
     authority: String,
     public_paths: Vec<String>,
     timeout: Duration,
@@ -69,7 +68,6 @@ impl Upstream {
         }
         Ok(Upstream {
             client: b.build(conn),
-            scheme_authority: format!("http://{authority}"),
             authority,
             public_paths: cfg.public_paths.clone(),
             timeout: Duration::from_secs(cfg.timeout_seconds),
@@ -99,9 +97,17 @@ impl Upstream {
             },
             None => req,
         };
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        *req.uri_mut() = format!("{}{pq}", self.scheme_authority)
-            .parse::<Uri>()
+        // Built from parts, never by pasting strings: the authority is always ours.
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::builder()
+            .scheme("http")
+            .authority(self.authority.as_str())
+            .path_and_query(pq)
+            .build()
             .map_err(|e| e.to_string())?;
         self.client.request(req).await.map_err(|e| e.to_string())
     }
@@ -174,6 +180,20 @@ pub async fn forward(
     affinity: Option<&Affinity>,
 ) -> Proxied {
     let lang = Lang::of(&req);
+    // Only origin-form targets (`/path?query`; an absolute-form one is cut to that) are
+    // forwarded: `*` and CONNECT's authority form name no resource of the staff menu, and
+    // pasted into an upstream URI they could change where the request goes.
+    let origin_form = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().starts_with('/'));
+    if req.method() == hyper::Method::CONNECT || !origin_form {
+        return Proxied::Own(pages::text(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "bad request target\n",
+        ));
+    }
     // 0. Hop-by-hop headers stay on this hop. First, before we add ours: a client must not be
     // able to name our headers in `Connection` and have them removed on the way out.
     let is_upgrade = req

@@ -789,6 +789,17 @@ absolute_hours = 8
         self.post_form(body.as_bytes())
     }
 
+    /// `POST /saml/acs` from a browser that already holds `cookie` (`name=value`).
+    pub fn post_acs_with_cookie(&self, b64: &str, cookie: &str) -> Resp {
+        let body = format!("SAMLResponse={}", form_encode(b64));
+        let req = self
+            .agent
+            .post(&self.acs_url())
+            .set("Content-Type", "application/x-www-form-urlencoded")
+            .set("Cookie", cookie);
+        self.must("POST /saml/acs", call(req, Some(body.as_bytes())))
+    }
+
     /// `POST /saml/acs` with an arbitrary url-encoded body.
     pub fn post_form(&self, body: &[u8]) -> Resp {
         let req = self
