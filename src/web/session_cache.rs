@@ -23,8 +23,9 @@ use hyper::header::{HeaderName, HeaderValue};
 use crate::identity::policy::GateFacts;
 use crate::store::SessionRecord;
 
-/// At most this many sessions are kept; past it the map starts over (misses are only slower).
-const CAP: usize = 10_000;
+/// At most this many sessions are kept (roughly 1.5 KB each by estimate, so ~6 MiB); past it, entries from an
+/// older generation go first, then the map starts over. A miss is only slower.
+const CAP: usize = 4096;
 
 /// A session as the request path uses it.
 pub struct Live {
@@ -67,7 +68,10 @@ impl SessionCache {
     pub fn put(&self, id: &str, generation: u64, facts: GateFacts, live: Arc<Live>) {
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= CAP && !map.contains_key(id) {
-                map.clear();
+                map.retain(|_, e| e.generation == generation);
+                if map.len() >= CAP {
+                    map.clear();
+                }
             }
             map.insert(
                 id.to_string(),
@@ -145,6 +149,42 @@ mod tests {
         )
         .unwrap();
         assert!(c.get("s1", s.generation()).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_older_generations_first_and_stays_bounded() {
+        let c = SessionCache::default();
+        for i in 0..CAP {
+            let g = if i % 2 == 0 { 1 } else { 2 };
+            c.put(
+                &format!("s{i}"),
+                g,
+                GateFacts::default(),
+                Arc::new(Live::new(rec("x"))),
+            );
+        }
+        c.put(
+            "new",
+            2,
+            GateFacts::default(),
+            Arc::new(Live::new(rec("x"))),
+        );
+        let n = c.map.lock().unwrap().len();
+        assert_eq!(
+            n,
+            CAP / 2 + 1,
+            "only the current generation's entries are kept"
+        );
+        assert!(c.get("s1", 2).is_some() && c.get("new", 2).is_some());
+        for i in 0..2 * CAP {
+            c.put(
+                &format!("t{i}"),
+                2,
+                GateFacts::default(),
+                Arc::new(Live::new(rec("x"))),
+            );
+        }
+        assert!(c.map.lock().unwrap().len() <= CAP);
     }
 
     #[test]
