@@ -59,6 +59,15 @@ pub struct SessionRecord {
     pub expires: i64,
 }
 
+impl SessionRecord {
+    /// When this session ends unless it is used again: its hard end, or its idle limit if
+    /// sooner. The request path and the sweeper both judge liveness by this.
+    pub fn ends_at(&self, idle_seconds: i64) -> i64 {
+        self.expires
+            .min(self.last_seen.saturating_add(idle_seconds))
+    }
+}
+
 /// Record tables for the identity side (users, consents, applications, ...). Values are JSON
 /// written by the module that owns the table; the store only keeps bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

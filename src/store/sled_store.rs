@@ -103,9 +103,9 @@ impl SledStore {
         }
         for item in self.replay.iter() {
             let (k, v) = item?;
-            // A corrupt value is filed as due now: the sweep drops it.
-            let due = from_be(&v).unwrap_or(0).max(0);
-            self.replay_due.insert(due_key(due, &k), &[])?;
+            // A corrupt value is filed as due at once: the sweep drops it.
+            self.replay_due
+                .insert(due_key(from_be(&v).unwrap_or(0), &k), &[])?;
         }
         for item in self.sessions.iter() {
             let (k, _) = item?;
@@ -137,33 +137,26 @@ fn be(i: i64) -> [u8; 8] {
 }
 
 /// Index key: due time first (so a range read up to `now` finds exactly what is due), then
-/// the record's own key.
+/// the record's own key. A time before 1970 is filed at 0: with no negative times, big-endian
+/// byte order is time order.
 fn due_key(due: i64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&due.to_be_bytes());
+    k.extend_from_slice(&be(due.max(0)));
     k.extend_from_slice(key);
     k
 }
 
-/// Index entries due at or before `now`, oldest first. (Due times are never negative here, so
-/// big-endian byte order is time order.)
+/// Index entries due at or before `now`, oldest first.
 fn due_entries(
     index: &sled::Tree,
     now: i64,
 ) -> impl Iterator<Item = Result<(sled::IVec, Vec<u8>), StoreError>> {
-    let end = now.saturating_add(1).max(0).to_be_bytes();
+    let end = be(now.saturating_add(1).max(0));
     index.range(..&end[..]).keys().map(|k| {
         let k = k?;
         let id = k.get(8..).map(<[u8]>::to_vec).unwrap_or_default();
         Ok((k, id))
     })
-}
-
-/// When a session could first be dead: its hard end, or its idle limit if sooner.
-fn session_due(rec: &SessionRecord, idle_seconds: i64) -> i64 {
-    rec.expires
-        .min(rec.last_seen.saturating_add(idle_seconds))
-        .max(0)
 }
 
 fn from_be(v: &[u8]) -> Result<i64, StoreError> {
@@ -183,7 +176,7 @@ impl Store for SledStore {
         // Index first (see the module doc). A replay attempt writes the same index key again
         // (same signed expiry), so refused replays add nothing.
         self.replay_due
-            .insert(due_key(expires.max(0), key.as_bytes()), &[])?;
+            .insert(due_key(expires, key.as_bytes()), &[])?;
         let mut current: Option<sled::IVec> = None;
         loop {
             match self
@@ -224,10 +217,8 @@ impl Store for SledStore {
 
     fn session_put(&self, rec: &SessionRecord, idle_seconds: i64) -> Result<(), StoreError> {
         let v = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.session_due.insert(
-            due_key(session_due(rec, idle_seconds), rec.id.as_bytes()),
-            &[],
-        )?;
+        self.session_due
+            .insert(due_key(rec.ends_at(idle_seconds), rec.id.as_bytes()), &[])?;
         if self.sessions.insert(rec.id.as_bytes(), v)?.is_none() {
             self.session_n
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -272,7 +263,7 @@ impl Store for SledStore {
             let (ik, id) = item?;
             if let Some(v) = self.sessions.get(&id)? {
                 let due = match serde_json::from_slice::<SessionRecord>(&v) {
-                    Ok(rec) => session_due(&rec, idle_seconds),
+                    Ok(rec) => rec.ends_at(idle_seconds),
                     Err(_) => 0,
                 };
                 if due <= now {
@@ -526,20 +517,7 @@ mod tests {
     #[test]
     fn sessions_round_trip_and_sweep() {
         let (_d, s) = store();
-        let rec = SessionRecord {
-            local_user_id: "GM1".into(),
-            id: "s1".into(),
-            profile: Profile {
-                account_id: "GM1".into(),
-                ..Default::default()
-            },
-            name_id: "GM1".into(),
-            name_id_format: None,
-            session_index: None,
-            created: 0,
-            last_seen: 0,
-            expires: 1000,
-        };
+        let rec = session("s1", 0, 1000);
         s.session_put(&rec, 1800).unwrap();
         assert_eq!(s.session_get("s1").unwrap().unwrap(), rec);
         s.session_touch("s1", 500).unwrap();

@@ -38,17 +38,18 @@ const TOUCH_EVERY_SECS: i64 = 60;
 pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
     let now = chrono::Utc::now().timestamp();
     let idle = app.cfg.session.idle_minutes as i64 * 60;
+    // Refresh often enough that an idle window of one minute still works; true when written.
     let touch_every = TOUCH_EVERY_SECS.min(idle / 2);
+    let touch = |id: &str, last_seen: i64| {
+        now - last_seen >= touch_every && app.store.session_touch(id, now).is_ok()
+    };
     for id in session_ids(app, req.headers()) {
         // Read before anything else: what is read after it is at least this fresh.
         let generation = app.store.generation();
         if let Some((facts, live)) = app.live.get(&id, generation) {
             let rec = &live.rec;
-            if rec.expires > now
-                && rec.last_seen + idle > now
-                && facts.allows(&app.cfg.policy, &rec.profile)
-            {
-                if now - rec.last_seen >= touch_every && app.store.session_touch(&id, now).is_ok() {
+            if rec.ends_at(idle) > now && facts.allows(&app.cfg.policy, &rec.profile) {
+                if touch(&id, rec.last_seen) {
                     app.live.touched(&id, now);
                 }
                 return Some(live);
@@ -58,7 +59,7 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
         let Ok(Some(mut rec)) = app.store.session_get(&id) else {
             continue;
         };
-        if rec.expires <= now || rec.last_seen + idle <= now {
+        if rec.ends_at(idle) <= now {
             let _ = app.store.session_delete(&id);
             continue;
         }
@@ -69,8 +70,7 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
         if !facts.allows(&app.cfg.policy, &rec.profile) {
             continue;
         }
-        // Refresh often enough that an idle window of one minute still works.
-        if now - rec.last_seen >= touch_every && app.store.session_touch(&id, now).is_ok() {
+        if touch(&id, rec.last_seen) {
             rec.last_seen = now;
         }
         let live = Arc::new(Live::new(rec));
@@ -78,6 +78,33 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
         return Some(live);
     }
     None
+}
+
+/// Puts the session's identity on an outgoing header map (the `/auth/verify` answer or the
+/// proxied request): the identity headers, `X-Samlgate-Local-User`, and the JWT when tokens
+/// are on. The caller has already removed whatever a client sent under these names.
+pub fn insert_identity(app: &App, live: &Live, h: &mut hyper::HeaderMap) {
+    for (k, v) in &live.headers {
+        h.insert(k, v.clone());
+    }
+    if let Some(jwt) = app
+        .tokens
+        .as_ref()
+        .and_then(|t| t.token_for(app, &live.rec))
+    {
+        if let Ok(v) = HeaderValue::from_str(&jwt) {
+            h.insert("x-samlgate-jwt", v);
+        }
+    }
+}
+
+/// Deletes a session record and forgets its cached token. (Flushing is the caller's.)
+pub fn end_session(app: &App, id: &str) -> Result<bool, crate::store::StoreError> {
+    let gone = app.store.session_delete(id)?;
+    if let Some(t) = &app.tokens {
+        t.forget(id);
+    }
+    Ok(gone)
 }
 
 /// Ids of the sessions named by the request's (valid, ours) cookies, live or not.
@@ -104,18 +131,7 @@ pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
         Some(live) => {
             app.metrics.verify(true);
             let mut r = pages::text(StatusCode::OK, "text/plain", "");
-            for (k, v) in &live.headers {
-                r.headers_mut().insert(k, v.clone());
-            }
-            if let Some(jwt) = app
-                .tokens
-                .as_ref()
-                .and_then(|t| t.token_for(app, &live.rec))
-            {
-                if let Ok(v) = HeaderValue::from_str(&jwt) {
-                    r.headers_mut().insert("x-samlgate-jwt", v);
-                }
-            }
+            insert_identity(app, &live, r.headers_mut());
             r
         }
         None => {
@@ -173,10 +189,7 @@ pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
             tracing::info!(target: "samlgate::session", request_id = rid, account_id = %rec.profile.account_id, "logout");
             ended = Some(rec);
         }
-        let _ = app.store.session_delete(&id);
-        if let Some(t) = &app.tokens {
-            t.forget(&id);
-        }
+        let _ = end_session(app, &id);
     }
     let _ = app.store.flush();
     let mut r = ended

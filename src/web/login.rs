@@ -105,12 +105,7 @@ pub fn finish(
     // The browser's earlier sessions end here, not only their cookie: whoever holds a copy of
     // an old cookie must not keep a second live session.
     for old in &login.replaces {
-        store
-            .session_delete(old)
-            .map_err(|e| internal("session end", e))?;
-        if let Some(t) = &app.tokens {
-            t.forget(old);
-        }
+        super::auth::end_session(app, old).map_err(|e| internal("session end", e))?;
     }
     flush(app)?;
 

@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::affinity::{Affinity, SendError};
-use super::auth::{live_session, IDENTITY_HEADERS};
+use super::auth::{insert_identity, live_session, IDENTITY_HEADERS};
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::config::UpstreamConfig;
@@ -220,20 +220,7 @@ pub async fn forward(
     // The session cookie is ours; the staff menu does not need it.
     strip_cookie(req.headers_mut(), app.sessions.cookie_name);
     match &session {
-        Some(live) => {
-            for (k, v) in &live.headers {
-                req.headers_mut().insert(k, v.clone());
-            }
-            if let Some(jwt) = app
-                .tokens
-                .as_ref()
-                .and_then(|t| t.token_for(app, &live.rec))
-            {
-                if let Ok(v) = HeaderValue::from_str(&jwt) {
-                    req.headers_mut().insert("x-samlgate-jwt", v);
-                }
-            }
-        }
+        Some(live) => insert_identity(app, live, req.headers_mut()),
         None if up.is_public(&path) => {}
         None => {
             let wants_html = req
