@@ -433,6 +433,9 @@ fn refuses_protocol_violations() {
         ("bearer confirmation expired", vec!["--scd-validity", "-120"], &["expired"]),
         // SAML core 2.5.1.4: every AudienceRestriction must be satisfied
         ("second AudienceRestriction for another SP", vec!["--extra-audience-restriction", "https://other-sp.example/saml/metadata"], &["audience_mismatch"]),
+        // Web SSO profile 4.1.4.2: a bearer assertion must carry an AuthnStatement
+        ("no AuthnStatement", vec!["--no-authn-statement"], &["authn_statement_missing"]),
+        ("no AuthnStatement, Assertion signed", vec!["--sign", "assertion", "--no-authn-statement"], &["authn_statement_missing"]),
     ];
     let args: Vec<Vec<&str>> = table.iter().map(|c| c.1.clone()).collect();
     let rs = gw.make_responses(&args);

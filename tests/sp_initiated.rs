@@ -1813,3 +1813,54 @@ fn simplesamlphp_interop() {
         other => panic!("simplesamlphp-interop.sh failed ({other:?}):\n{out}"),
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// issue 12 item 5: with only the Assertion signed, InResponseTo comes from the signed
+// SubjectConfirmationData; the unsigned envelope's can only refuse
+
+#[test]
+fn unsigned_envelope_in_response_to_never_solicits() {
+    let mut gw = Gateway::start();
+    reconfigure(
+        &mut gw,
+        "allow_unsolicited = true",
+        "allow_unsolicited = false",
+    );
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let live = gw.sessions_live();
+    let mut a = Browser::new(&gw, "A");
+    let st = start_login(&gw, &certs, &mut a, "return_to=/after").unwrap();
+    // an IdP-initiated assertion (no InResponseTo under the signature) in an envelope whose
+    // InResponseTo an attacker copied from the /saml/login redirect
+    let forged = gw.make_response(&["--sign", "assertion", "--envelope-in-response-to", &st.id]);
+    let r = a.post_acs(&forged, Some(&st.relay));
+    f.add(
+        "IdP-initiated assertion, envelope InResponseTo copied from /saml/login",
+        gw.refusal_problems(&r, &["in_response_to_unknown", "unsolicited_refused"], live),
+    );
+    // the envelope naming another request than the signed confirmation
+    let other = gw.make_response(&[
+        "--sign",
+        "assertion",
+        "--in-response-to",
+        &st.id,
+        "--envelope-in-response-to",
+        "_0123456789abcdef0123456789abcdef",
+    ]);
+    let r = a.post_acs(&other, Some(&st.relay));
+    f.add(
+        "envelope InResponseTo != signed confirmation",
+        gw.refusal_problems(&r, &["in_response_to_unknown"], live),
+    );
+    // the genuine answer (InResponseTo under the signature) still logs in
+    let ok = gw.make_response(&["--sign", "assertion", "--in-response-to", &st.id]);
+    let r = a.post_acs(&ok, Some(&st.relay));
+    f.check(
+        "signed SubjectConfirmationData InResponseTo",
+        r.status == 303 && r.location() == Some("/after"),
+        || r.summary(),
+    );
+    f.check("session", a.alive(), || "no session".into());
+    f.finish(&gw);
+}

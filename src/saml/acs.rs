@@ -412,6 +412,60 @@ fn check_in_response_to(irt: Option<&str>, exp: &Expectations) -> Result<(), Ref
     }
 }
 
+/// The InResponseTo the login answers. The Response's and the confirmation's must agree.
+/// When only the Assertion is signed, the Response's value is unsigned: it can refuse (it
+/// names a request the signed confirmation does not) but never supply one, or an attacker
+/// could turn an IdP-initiated assertion into an answer to a request this browser started.
+fn signed_in_response_to(
+    response: Option<&str>,
+    confirmation: Option<String>,
+    signed: SignedPart,
+) -> Result<Option<String>, Refusal> {
+    if let Some(r) = response {
+        if confirmation.as_deref() != Some(r)
+            && (confirmation.is_some() || signed == SignedPart::Assertion)
+        {
+            return refuse(
+                Reason::InResponseToUnknown,
+                format!(
+                    "Response InResponseTo {r:?} ({} signed) != SubjectConfirmationData {confirmation:?}",
+                    signed.as_str()
+                ),
+            );
+        }
+    }
+    Ok(match signed {
+        SignedPart::Response => confirmation.or(response.map(str::to_string)),
+        SignedPart::Assertion => confirmation,
+    })
+}
+
+/// Web SSO profile 4.1.4.2: a bearer assertion carries at least one AuthnStatement. Returns
+/// its SessionIndex and the earliest SessionNotOnOrAfter (refused when already past).
+fn authn_session(
+    a: &Assertion,
+    exp: &Expectations,
+) -> Result<(Option<String>, Option<DateTime<Utc>>), Refusal> {
+    let authn = a.authn_statements.as_deref().unwrap_or_default();
+    if authn.is_empty() {
+        return refuse(
+            Reason::AuthnStatementMissing,
+            format!("Assertion {} has no AuthnStatement", a.id),
+        );
+    }
+    let session_index = authn.iter().find_map(|s| s.session_index.clone());
+    let session_not_on_or_after = authn.iter().filter_map(|s| s.session_not_on_or_after).min();
+    if let Some(snoa) = session_not_on_or_after {
+        if snoa + exp.skew <= exp.now {
+            return refuse(
+                Reason::Expired,
+                format!("SessionNotOnOrAfter {snoa}, now {}", exp.now),
+            );
+        }
+    }
+    Ok((session_index, session_not_on_or_after))
+}
+
 fn check_assertion(
     a: &Assertion,
     response_in_response_to: Option<&str>,
@@ -545,29 +599,9 @@ fn check_assertion(
         }));
     };
 
-    // InResponseTo: the Response's and the confirmation's must agree, then match our request.
-    if let (Some(r), Some(c)) = (response_in_response_to, confirm_irt.as_deref()) {
-        if r != c {
-            return refuse(
-                Reason::InResponseToUnknown,
-                format!("Response InResponseTo {r:?} != SubjectConfirmationData {c:?}"),
-            );
-        }
-    }
-    check_in_response_to(confirm_irt.as_deref().or(response_in_response_to), exp)?;
-
-    // Session bounds from the AuthnStatement.
-    let authn = a.authn_statements.as_deref().unwrap_or_default();
-    let session_index = authn.iter().find_map(|s| s.session_index.clone());
-    let session_not_on_or_after = authn.iter().filter_map(|s| s.session_not_on_or_after).min();
-    if let Some(snoa) = session_not_on_or_after {
-        if snoa + skew <= now {
-            return refuse(
-                Reason::Expired,
-                format!("SessionNotOnOrAfter {snoa}, now {now}"),
-            );
-        }
-    }
+    let in_response_to = signed_in_response_to(response_in_response_to, confirm_irt, signed)?;
+    check_in_response_to(in_response_to.as_deref(), exp)?;
+    let (session_index, session_not_on_or_after) = authn_session(a, exp)?;
 
     let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
     for st in a.attribute_statements.iter().flatten() {
@@ -594,7 +628,7 @@ fn check_assertion(
 
     Ok(Verified {
         assertion_id: a.id.clone(),
-        in_response_to: confirm_irt.or(response_in_response_to.map(str::to_string)),
+        in_response_to,
         name_id,
         name_id_format,
         session_index,
