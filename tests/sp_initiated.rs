@@ -1864,3 +1864,43 @@ fn unsigned_envelope_in_response_to_never_solicits() {
     f.check("session", a.alive(), || "no session".into());
     f.finish(&gw);
 }
+
+// ------------------------------------------------------------------------------------------
+// issue 12 item 7: the SLO Redirect binding's RelayState is exactly the signed raw pair
+
+#[test]
+fn slo_redirect_relay_state_is_the_signed_pair() {
+    let gw = Gateway::start();
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let lr = |extra: &[&str]| tool_ok(&idp_msg(&gw, "logout-request", "redirect", extra));
+    let evil = "Relay%53tate=https%3A%2F%2Fevil.example%2Fsteal";
+    // a look-alike name (decodes to "RelayState") placed before a genuinely signed query
+    let (_a, si_a) = login_unsolicited(&gw, "A", "GM0012345");
+    let id1 = "_51111111111111111111111111111111";
+    let q1 = lr(&[
+        "--nameid",
+        "GM0012345",
+        "--session-index",
+        &si_a,
+        "--id",
+        id1,
+        "--relay-state",
+        "idp state/1",
+    ]);
+    let (r, _) = slo_get(&gw, &format!("{evil}&{q1}"));
+    f.add(
+        "Relay%53tate before a signed RelayState",
+        logout_response_problems(&gw, &certs, &r, id1, Some("idp state/1")),
+    );
+    // ... and before a signed query without RelayState: the answer carries none
+    let (_b, si_b) = login_unsolicited(&gw, "B", "GM0012346");
+    let id2 = "_52222222222222222222222222222222";
+    let q2 = lr(&["--nameid", "GM0012346", "--session-index", &si_b, "--id", id2]);
+    let (r, _) = slo_get(&gw, &format!("{evil}&{q2}"));
+    f.add(
+        "Relay%53tate and no signed RelayState",
+        logout_response_problems(&gw, &certs, &r, id2, None),
+    );
+    f.finish(&gw);
+}

@@ -112,8 +112,19 @@ fn url_decode(raw: &str) -> Result<String, SloError> {
         .map_err(|_| mal("query value is not UTF-8"))
 }
 
-/// Verifies an HTTP-Redirect binding message over the raw query and returns its XML.
-pub fn verify_redirect(raw_query: &str, idp: &IdpMetadata) -> Result<String, SloError> {
+/// A verified HTTP-Redirect binding message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedirectMessage {
+    pub xml: String,
+    /// Decoded from exactly the raw `RelayState=` pair the signature covered. A reader of
+    /// its own (a form parser that decodes `Relay%53tate`, or takes the first of two) would
+    /// see an unsigned value.
+    pub relay_state: Option<String>,
+}
+
+/// Verifies an HTTP-Redirect binding message over the raw query and returns its XML and the
+/// signed RelayState.
+pub fn verify_redirect(raw_query: &str, idp: &IdpMetadata) -> Result<RedirectMessage, SloError> {
     let mut msg: Option<(&str, &str)> = None;
     let mut relay = None;
     let mut sig_alg = None;
@@ -178,7 +189,10 @@ pub fn verify_redirect(raw_query: &str, idp: &IdpMetadata) -> Result<String, Slo
     let deflated = B64
         .decode(url_decode(value)?.as_bytes())
         .map_err(|_| mal("message is not base64"))?;
-    inflate(&deflated)
+    Ok(RedirectMessage {
+        xml: inflate(&deflated)?,
+        relay_state: relay.map(url_decode).transpose()?,
+    })
 }
 
 /// Raw DEFLATE with a hard output limit.
@@ -468,7 +482,12 @@ mod tests {
         .unwrap();
         let query = url.split_once('?').unwrap().1.to_string();
         let out = verify_redirect(&query, &idp).unwrap();
-        assert!(out.contains("LogoutResponse"));
+        assert!(out.xml.contains("LogoutResponse"));
+        assert_eq!(out.relay_state.as_deref(), Some("/after logout?x=1"));
+        // An unsigned look-alike before the signed pair is not the RelayState.
+        let spoofed = format!("Relay%53tate=https%3A%2F%2Fevil.example%2F&{query}");
+        let out = verify_redirect(&spoofed, &idp).unwrap();
+        assert_eq!(out.relay_state.as_deref(), Some("/after logout?x=1"));
         // Re-encoding a value (lower-case %2f) changes the octets: refused, not re-normalised.
         let tampered = query.replacen("%2F", "%2f", 1);
         assert!(matches!(
