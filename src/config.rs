@@ -218,11 +218,9 @@ impl Default for AttributeMap {
             facility_name: "facilityName".into(),
             display_name: "displayName".into(),
             email: "mail".into(),
-            required: vec![
-                "account_id".into(),
-                "category".into(),
-                "facility_code".into(),
-            ],
+            // No facility_code: public bodies (保健所, 都道府県) have none and log in with an
+            // approved application.
+            required: vec!["account_id".into(), "category".into()],
         }
     }
 }
@@ -664,6 +662,7 @@ path = "data/samlgate"
         assert!(c.consent.required);
         assert_eq!(c.policy.open_categories.len(), 5);
         assert_eq!(c.max_body_bytes, 262144);
+        assert_eq!(c.attributes.required, ["account_id", "category"]);
     }
 
     #[test]

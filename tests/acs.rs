@@ -833,3 +833,90 @@ fn identity_only_from_the_signed_assertion() {
     }
     f.finish(&gw);
 }
+
+/// `samlgate GROUP --config CFG ARGS...`, which must succeed.
+fn cli_ok(gw: &Gateway, group: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(common::BIN)
+        .arg(group)
+        .arg("--config")
+        .arg(&gw.config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn samlgate CLI");
+    assert!(
+        out.status.success(),
+        "`samlgate {group} {}` failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 12 item 9: with the default `[attributes] required` (account_id, category), a
+/// public-body account (保健所) that G-MIS sends without a facility code gets the application
+/// page, and once its application is approved, a session.
+#[test]
+fn public_body_without_facility_code_logs_in_with_an_approved_application() {
+    let mut gw = Gateway::start();
+    // The harness lists facility_code explicitly; drop the line so the default applies. The
+    // admin API lets the CLI file the application while the gateway runs.
+    let line = "required = [\"account_id\", \"category\", \"facility_code\"]\n";
+    let cfg = std::fs::read_to_string(&gw.config).unwrap();
+    assert!(cfg.contains(line), "harness config changed:\n{cfg}");
+    let tok = gw.dir.path().join("admin.token");
+    std::fs::write(&tok, "0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cfg = cfg.replacen(line, "", 1) + "\n[admin]\ntoken_file = \"admin.token\"\n";
+    std::fs::write(&gw.config, cfg).unwrap();
+    gw.restart();
+    let mut f = Failures::new();
+    let id = "GM0033333";
+    let hokenjo = vec![
+        "--nameid",
+        id,
+        "--attr",
+        "accountCategory=保健所",
+        "--attr",
+        "facilityName=みなと保健所",
+        "--drop-attr",
+        "facilityCode",
+    ];
+    let rs = gw.make_responses(&[
+        hokenjo.clone(),
+        hokenjo,
+        vec!["--nameid", "GM0033334", "--drop-attr", "accountCategory"],
+    ]);
+    let r = gw.post_acs(&rs[0], None);
+    f.check(
+        "保健所 without facility code, no application yet",
+        r.status == 403 && r.reason() == Some("application_needed"),
+        || r.summary(),
+    );
+    cli_ok(&gw, "applications", &["add", id, "--approve", "--by", "test"]);
+    let r = gw.post_acs(&rs[1], Some("/menu"));
+    if let Some(c) = accepted(&gw, "approved 保健所 without facility code", &r, &mut f) {
+        f.check("lands on RelayState", r.location() == Some("/menu"), || {
+            r.summary()
+        });
+        let v = gw.verify(Some(&c));
+        f.check(
+            "identity headers",
+            v.status == 200
+                && v.header("x-auth-request-user") == Some(id)
+                && v.header("x-samlgate-facility-code").unwrap_or("").is_empty(),
+            || v.summary(),
+        );
+    }
+    expect_refusals(
+        &gw,
+        &[(
+            "no accountCategory (still required by default)",
+            rs[2].clone(),
+            &["attribute_missing"],
+        )],
+        &mut f,
+    );
+    f.finish(&gw);
+}
