@@ -282,6 +282,16 @@ fn relay_state_only_same_origin_paths() {
             format!("http://127.0.0.1:{}/x", gw.port.wrapping_add(1).max(1)),
             "/",
         ),
+        // an absolute URL on public_url's origin (SimpleSAMLphp, ADFS, Salesforce's "Start
+        // URL") is its path and query, through the same path checks
+        (
+            format!("{}/staff/menu?x=1", gw.public_url()),
+            "/staff/menu?x=1",
+        ),
+        (format!("{}", gw.public_url().to_uppercase()), "/"),
+        (format!("{}//evil.example/", gw.public_url()), "/"),
+        (format!("{}/%2F%2Fevil.example", gw.public_url()), "/"),
+        (format!("{}@evil.example/x", gw.public_url()), "/"),
     ];
     // browsers drop tab/CR/LF inside URLs and read "\" as "/": these must not become
     // "//evil.example"; "/" or a harmless same-origin path (no control characters) is fine
@@ -318,6 +328,17 @@ fn relay_state_only_same_origin_paths() {
             });
         }
     }
+    // the operator sees why a RelayState was not used
+    let log = gw.log();
+    f.check(
+        "log line for another origin",
+        log.lines().any(|l| {
+            l.contains("RelayState not used")
+                && l.contains("relay_state_other_origin")
+                && l.contains("https://evil.example:443")
+        }),
+        || "no 'RelayState not used ... relay_state_other_origin' line".into(),
+    );
     f.finish(&gw);
 }
 
