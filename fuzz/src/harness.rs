@@ -146,6 +146,7 @@ pub fn acs_outcome(data: &[u8]) -> Option<Result<Verified, samlgate::reason::Ref
         skew: Duration::seconds(60),
         max_issue_delay: Duration::seconds(300),
         allow_unsolicited: true,
+        allow_sha1: false,
         expected_request_id: Some(REQUEST_ID),
         decrypt_keys: &keys,
         require_encryption: false,

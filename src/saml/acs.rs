@@ -3,7 +3,8 @@
 //! Security properties of [`verify_response`]:
 //! - The signature is checked by samael/xmlsec against the IdP *metadata* certificates only;
 //!   KeyInfo in the message is never a trust source. Only RSA-SHA256/384/512 and ECDSA-SHA256/
-//!   384/512 with a matching digest are accepted.
+//!   384/512 with SHA-2 digests are accepted; RSA-SHA1 and SHA-1 digests only with
+//!   `[idp] allow_sha1 = true` (and then flagged in [`Verified::sha1`]).
 //! - `ReduceMode::PreDigest` hands back the exact canonical bytes that were digested; every value
 //!   used afterwards (NameID, attributes, times, audience) is parsed from those bytes alone. A
 //!   comment or CDATA section inside a value cannot truncate it: c14n removes comments and turns
@@ -20,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::NsReader;
-use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMode};
+use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoError, CryptoProvider, ReduceMode};
 use samael::schema::{Assertion, Response};
 
 use super::decrypt::DecryptError;
@@ -41,6 +42,17 @@ pub const ALLOWED_ALGORITHMS: [AllowedSignatureAlgorithm; 6] = [
     AllowedSignatureAlgorithm::EcdsaSha512,
 ];
 
+/// `[idp] allow_sha1 = true`: the list above plus RSA-SHA1 (which also admits SHA-1 digests).
+pub const ALLOWED_ALGORITHMS_WITH_SHA1: [AllowedSignatureAlgorithm; 7] = [
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+    AllowedSignatureAlgorithm::EcdsaSha384,
+    AllowedSignatureAlgorithm::EcdsaSha512,
+    AllowedSignatureAlgorithm::RsaSha1,
+];
+
 /// What the SP expects of a response.
 pub struct Expectations<'a> {
     pub idp: &'a IdpMetadata,
@@ -56,6 +68,8 @@ pub struct Expectations<'a> {
     pub decrypt_keys: &'a [super::decrypt::DecryptKey<'a>],
     /// Refuse plain (unencrypted) assertions.
     pub require_encryption: bool,
+    /// `[idp] allow_sha1`: accept RSA-SHA1 signatures and SHA-1 digests.
+    pub allow_sha1: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -74,6 +88,8 @@ pub struct Verified {
     pub replay_until: DateTime<Utc>,
     /// Which element carried the verified signature.
     pub signed: SignedPart,
+    /// The signature needed SHA-1 (accepted only with `[idp] allow_sha1 = true`).
+    pub sha1: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +156,8 @@ pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusa
             "plain Assertion and [sp] require_encryption = true",
         );
     }
-    let verified_xml = verify_signature(xml, exp.idp)?;
-    verify_signed_bytes(&verified_xml, &env, exp)
+    let signed = verify_signature(xml, exp)?;
+    signed.check(&env, exp)
 }
 
 /// An EncryptedAssertion. If the IdP signed the Response, that signature is checked on the
@@ -160,13 +176,17 @@ fn verify_encrypted(xml: &str, exp: &Expectations) -> Result<Verified, Refusal> 
             Refusal::new(reason, e.log_detail())
         })
     };
-    if let Ok(verified) = verify_signature(xml, exp.idp) {
-        if matches!(root_of(&verified), Some(Root::Response)) {
-            let (plain, key_id) = decrypt(&verified)?;
+    if let Ok(verified) = verify_signature(xml, exp) {
+        if matches!(root_of(&verified.xml), Some(Root::Response)) {
+            let (plain, key_id) = decrypt(&verified.xml)?;
             tracing::debug!(key = %key_id, "decrypted a Response-signed EncryptedAssertion");
             let env = prescan(&plain)
                 .map_err(|e| Refusal::new(Reason::BadXml, format!("decrypted: {e:?}")))?;
-            return verify_signed_bytes(&plain, &env, exp);
+            let plain = SignedBytes {
+                xml: plain,
+                sha1: verified.sha1,
+            };
+            return plain.check(&env, exp);
         }
     }
     let (plain, key_id) = decrypt(xml)?;
@@ -179,8 +199,22 @@ fn verify_encrypted(xml: &str, exp: &Expectations) -> Result<Verified, Refusal> 
             "an encrypted assertion inside an encrypted assertion",
         );
     }
-    let verified_xml = verify_signature(&plain, exp.idp)?;
-    verify_signed_bytes(&verified_xml, &env, exp)
+    let signed = verify_signature(&plain, exp)?;
+    signed.check(&env, exp)
+}
+
+/// What xmlsec verified: the signed canonical bytes, and whether the signature needed SHA-1.
+struct SignedBytes {
+    xml: String,
+    sha1: bool,
+}
+
+impl SignedBytes {
+    fn check(self, env: &Envelope, exp: &Expectations) -> Result<Verified, Refusal> {
+        let mut v = verify_signed_bytes(&self.xml, env, exp)?;
+        v.sha1 = self.sha1;
+        Ok(v)
+    }
 }
 
 /// Checks everything on signed bytes: a signed Response (with its Assertion) or a signed
@@ -241,28 +275,76 @@ pub fn strictly_well_formed(xml: &str) -> bool {
         .is_ok()
 }
 
-/// Runs xmlsec with panics contained; returns the signed canonical bytes.
-fn verify_signature(xml: &str, idp: &IdpMetadata) -> Result<String, Refusal> {
+/// Runs xmlsec with panics contained; returns the signed canonical bytes. SHA-2 first; only
+/// when that list refuses a SHA-1 algorithm and `allow_sha1` is set is it verified again with
+/// RSA-SHA1 allowed, so [`SignedBytes::sha1`] says exactly whether SHA-1 was needed.
+fn verify_signature(xml: &str, exp: &Expectations) -> Result<SignedBytes, Refusal> {
     if !strictly_well_formed(xml) {
         return refuse(Reason::BadXml, "not well-formed for libxml2 (strict parse)");
     }
-    if idp.certs_der.is_empty() {
+    if exp.idp.certs_der.is_empty() {
         // Unreachable by construction (IdpMetadata refuses this); kept because failing open here
         // would mean accepting unsigned responses.
         return refuse(Reason::Internal, "no IdP signing certificate loaded");
     }
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    match reduce(xml, exp.idp, &ALLOWED_ALGORITHMS) {
+        Ok(s) => Ok(SignedBytes {
+            xml: s,
+            sha1: false,
+        }),
+        Err(Some(CryptoError::SignatureAlgorithmNotAllowed { algorithm }))
+            if exp.allow_sha1 && is_sha1(&algorithm) =>
+        {
+            match reduce(xml, exp.idp, &ALLOWED_ALGORITHMS_WITH_SHA1) {
+                Ok(s) => Ok(SignedBytes {
+                    xml: s,
+                    sha1: true,
+                }),
+                Err(e) => Err(verify_refusal(e, true)),
+            }
+        }
+        Err(e) => Err(verify_refusal(e, exp.allow_sha1)),
+    }
+}
+
+/// `Err(None)`: xmlsec panicked (contained).
+fn reduce(
+    xml: &str,
+    idp: &IdpMetadata,
+    allowed: &[AllowedSignatureAlgorithm],
+) -> Result<String, Option<CryptoError>> {
+    catch_unwind(AssertUnwindSafe(|| {
         Crypto::reduce_xml_to_signed_with_allowed_algorithms(
             xml,
             &idp.certs_der,
             ReduceMode::PreDigest,
-            Some(&ALLOWED_ALGORITHMS),
+            Some(allowed),
         )
-    }));
-    match result {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => refuse(Reason::SignatureInvalid, format!("xmlsec: {e}")),
-        Err(_) => refuse(
+    }))
+    .map_err(|_| None)?
+    .map_err(Some)
+}
+
+fn is_sha1(algorithm: &str) -> bool {
+    let a = AllowedSignatureAlgorithm::RsaSha1;
+    algorithm == a.signature_uri() || algorithm == a.digest_uri()
+}
+
+fn verify_refusal(e: Option<CryptoError>, allow_sha1: bool) -> Refusal {
+    match e {
+        Some(CryptoError::SignatureAlgorithmNotAllowed { algorithm }) => {
+            let hint = if is_sha1(&algorithm) && !allow_sha1 {
+                " (SHA-1; [idp] allow_sha1 = true accepts it from the metadata keys)"
+            } else {
+                ""
+            };
+            Refusal::new(
+                Reason::SignatureAlgorithmRefused,
+                format!("algorithm {algorithm} is not allowed{hint}"),
+            )
+        }
+        Some(e) => Refusal::new(Reason::SignatureInvalid, format!("xmlsec: {e}")),
+        None => Refusal::new(
             Reason::SignatureInvalid,
             "signature verification panicked (contained)",
         ),
@@ -636,6 +718,7 @@ fn check_assertion(
         attributes,
         replay_until,
         signed,
+        sha1: false,
     })
 }
 

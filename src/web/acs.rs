@@ -131,6 +131,7 @@ async fn acs_inner(
             skew: chrono::Duration::seconds(cfg.clock_skew_seconds),
             max_issue_delay: chrono::Duration::seconds(cfg.max_issue_delay_seconds),
             allow_unsolicited: cfg.allow_unsolicited,
+            allow_sha1: cfg.allow_sha1,
             expected_request_id: expected.as_deref(),
             now: chrono::Utc::now(),
         };
@@ -148,6 +149,13 @@ async fn acs_inner(
     })?
     .map_err(no_account)?;
     drop(permit);
+    if verified.sha1 {
+        app.metrics.sha1_login();
+        tracing::warn!(
+            target: "samlgate::login", request_id = rid, assertion_id = %verified.assertion_id,
+            "login signed with SHA-1: {}", crate::config::SHA1_WARNING
+        );
+    }
 
     // The rest writes the store and waits for its flush: on a blocking thread too, so the
     // async workers keep serving and the flushes of concurrent logins can group (one fsync
