@@ -1904,3 +1904,50 @@ fn slo_redirect_relay_state_is_the_signed_pair() {
     );
     f.finish(&gw);
 }
+
+// issue 12 item 8 for single logout: with `[idp] allow_sha1 = true` an RSA-SHA1 LogoutRequest
+// from the metadata key is honoured on both bindings (refused by default: idp_initiated_logout)
+#[test]
+fn slo_sha1_only_with_allow_sha1() {
+    let mut gw = Gateway::start();
+    reconfigure(
+        &mut gw,
+        "allow_unsolicited = true\n",
+        "allow_unsolicited = true\nallow_sha1 = true\n",
+    );
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let (mut a, si_a) = login_unsolicited(&gw, "A", "GM0012345");
+    let (mut b, _) = login_unsolicited(&gw, "B", "GM0077777");
+    let sha1 = |binding: &str, extra: &[&str]| {
+        let mut x = vec!["--sig-alg", "rsa-sha1"];
+        x.extend_from_slice(extra);
+        tool_ok(&idp_msg(&gw, "logout-request", binding, &x))
+    };
+    let q = sha1("redirect", &["--nameid", "GM0012345", "--wrong-key"]);
+    let (r, _) = slo_get(&gw, &q);
+    if let Some(p) = refused_with(&r, &["slo_signature_invalid"]) {
+        f.check("RSA-SHA1 from a key not in the metadata", false, || p);
+    }
+    f.check("A survives the foreign key", a.alive(), || "A logged out".into());
+    let id1 = "_53333333333333333333333333333333";
+    let q = sha1(
+        "redirect",
+        &["--nameid", "GM0012345", "--session-index", &si_a, "--id", id1],
+    );
+    let (r, _) = slo_get(&gw, &q);
+    f.add(
+        "Redirect RSA-SHA1 LogoutRequest",
+        logout_response_problems(&gw, &certs, &r, id1, None),
+    );
+    f.check("A logged out", !a.alive(), || "A still alive".into());
+    let id2 = "_54444444444444444444444444444444";
+    let v = sha1("post", &["--nameid", "GM0077777", "--id", id2]);
+    let r = slo_post(&gw, "SAMLRequest", &v, None);
+    f.add(
+        "POST RSA-SHA1 (SHA-1 digest) LogoutRequest",
+        logout_response_problems(&gw, &certs, &r, id2, None),
+    );
+    f.check("B logged out", !b.alive(), || "B still alive".into());
+    f.finish(&gw);
+}

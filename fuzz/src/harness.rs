@@ -258,7 +258,7 @@ pub fn return_path(data: &[u8]) {
 pub fn slo_redirect(data: &[u8]) {
     let f = fixture();
     let q = String::from_utf8_lossy(data);
-    if let Ok(slo::RedirectMessage { xml, .. }) = slo::verify_redirect(&q, &f.idp) {
+    if let Ok(slo::RedirectMessage { xml, .. }) = slo::verify_redirect(&q, &f.idp, false) {
         assert!(
             xml.len() as u64 <= slo::MAX_INFLATED,
             "verified message over MAX_INFLATED"
