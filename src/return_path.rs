@@ -149,8 +149,14 @@ mod tests {
         for (other, origin) in [
             ("https://evil.example/menu", "https://evil.example:443"),
             ("http://gw.example.jp/menu", "http://gw.example.jp:80"),
-            ("https://gw.example.jp:8443/menu", "https://gw.example.jp:8443"),
-            ("https://gw.example.jp.evil.example/", "https://gw.example.jp.evil.example:443"),
+            (
+                "https://gw.example.jp:8443/menu",
+                "https://gw.example.jp:8443",
+            ),
+            (
+                "https://gw.example.jp.evil.example/",
+                "https://gw.example.jp.evil.example:443",
+            ),
         ] {
             assert_eq!(
                 ok(other),

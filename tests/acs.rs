@@ -288,7 +288,7 @@ fn relay_state_only_same_origin_paths() {
             format!("{}/staff/menu?x=1", gw.public_url()),
             "/staff/menu?x=1",
         ),
-        (format!("{}", gw.public_url().to_uppercase()), "/"),
+        (format!("{}/Menu", gw.public_url().to_uppercase()), "/Menu"),
         (format!("{}//evil.example/", gw.public_url()), "/"),
         (format!("{}/%2F%2Fevil.example", gw.public_url()), "/"),
         (format!("{}@evil.example/x", gw.public_url()), "/"),
@@ -915,7 +915,11 @@ fn public_body_without_facility_code_logs_in_with_an_approved_application() {
         r.status == 403 && r.reason() == Some("application_needed"),
         || r.summary(),
     );
-    cli_ok(&gw, "applications", &["add", id, "--approve", "--by", "test"]);
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", id, "--approve", "--by", "test"],
+    );
     let r = gw.post_acs(&rs[1], Some("/menu"));
     if let Some(c) = accepted(&gw, "approved 保健所 without facility code", &r, &mut f) {
         f.check("lands on RelayState", r.location() == Some("/menu"), || {
@@ -926,7 +930,9 @@ fn public_body_without_facility_code_logs_in_with_an_approved_application() {
             "identity headers",
             v.status == 200
                 && v.header("x-auth-request-user") == Some(id)
-                && v.header("x-samlgate-facility-code").unwrap_or("").is_empty(),
+                && v.header("x-samlgate-facility-code")
+                    .unwrap_or("")
+                    .is_empty(),
             || v.summary(),
         );
     }
@@ -997,7 +1003,9 @@ fn sha1_refused_by_default_and_accepted_only_when_allowed() {
     );
     f.check(
         "start-up warns",
-        gw.log().lines().any(|l| l.contains("WARN") && l.contains("allow_sha1 = true")),
+        gw.log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("allow_sha1 = true")),
         || gw.log_tail(2000),
     );
     let logins_warned = |gw: &Gateway| gw.log().matches("login signed with SHA-1").count();
@@ -1018,13 +1026,19 @@ fn sha1_refused_by_default_and_accepted_only_when_allowed() {
     let foreign = rs.pop().unwrap();
     expect_refusals(
         &gw,
-        &[("rsa-sha1, key not in metadata", foreign, &["signature_invalid"])],
+        &[(
+            "rsa-sha1, key not in metadata",
+            foreign,
+            &["signature_invalid"],
+        )],
         &mut f,
     );
     let r = gw.post_acs(&sha256, None);
     accepted(&gw, "rsa-sha256 with allow_sha1", &r, &mut f);
-    f.check("a SHA-256 login is not counted", sha1_logins(&gw) == 4.0, || {
-        format!("samlgate_sha1_logins_total {}", sha1_logins(&gw))
-    });
+    f.check(
+        "a SHA-256 login is not counted",
+        sha1_logins(&gw) == 4.0,
+        || format!("samlgate_sha1_logins_total {}", sha1_logins(&gw)),
+    );
     f.finish(&gw);
 }

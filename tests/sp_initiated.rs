@@ -1896,7 +1896,14 @@ fn slo_redirect_relay_state_is_the_signed_pair() {
     // ... and before a signed query without RelayState: the answer carries none
     let (_b, si_b) = login_unsolicited(&gw, "B", "GM0012346");
     let id2 = "_52222222222222222222222222222222";
-    let q2 = lr(&["--nameid", "GM0012346", "--session-index", &si_b, "--id", id2]);
+    let q2 = lr(&[
+        "--nameid",
+        "GM0012346",
+        "--session-index",
+        &si_b,
+        "--id",
+        id2,
+    ]);
     let (r, _) = slo_get(&gw, &format!("{evil}&{q2}"));
     f.add(
         "Relay%53tate and no signed RelayState",
@@ -1929,11 +1936,20 @@ fn slo_sha1_only_with_allow_sha1() {
     if let Some(p) = refused_with(&r, &["slo_signature_invalid"]) {
         f.check("RSA-SHA1 from a key not in the metadata", false, || p);
     }
-    f.check("A survives the foreign key", a.alive(), || "A logged out".into());
+    f.check("A survives the foreign key", a.alive(), || {
+        "A logged out".into()
+    });
     let id1 = "_53333333333333333333333333333333";
     let q = sha1(
         "redirect",
-        &["--nameid", "GM0012345", "--session-index", &si_a, "--id", id1],
+        &[
+            "--nameid",
+            "GM0012345",
+            "--session-index",
+            &si_a,
+            "--id",
+            id1,
+        ],
     );
     let (r, _) = slo_get(&gw, &q);
     f.add(

@@ -296,10 +296,7 @@ fn verify_signature(xml: &str, exp: &Expectations) -> Result<SignedBytes, Refusa
             if exp.allow_sha1 && is_sha1(&algorithm) =>
         {
             match reduce(xml, exp.idp, &ALLOWED_ALGORITHMS_WITH_SHA1) {
-                Ok(s) => Ok(SignedBytes {
-                    xml: s,
-                    sha1: true,
-                }),
+                Ok(s) => Ok(SignedBytes { xml: s, sha1: true }),
                 Err(e) => Err(verify_refusal(e, true)),
             }
         }
