@@ -176,6 +176,7 @@ fn expectations(fx: &Fixtures) -> Expectations<'_> {
         skew: chrono::Duration::seconds(60),
         max_issue_delay: chrono::Duration::seconds(300),
         allow_unsolicited: true,
+        allow_sha1: false,
         expected_request_id: None,
         decrypt_keys: &[],
         require_encryption: false,

@@ -275,6 +275,9 @@ fn check_config(config: &Path) -> Result<(), String> {
     if !l.cfg.consent.required {
         println!("consent       off ([consent] required = false)");
     }
+    if l.cfg.allow_sha1 {
+        println!("warning: {}", crate::config::SHA1_WARNING);
+    }
     if a.days_left < 30 {
         println!(
             "warning: the active SP certificate expires in {} days; see deploy/RUNBOOK.md (key rollover)",
@@ -499,6 +502,9 @@ pub async fn serve_loaded(
         idp = %app.idp().entity_id, idp_certs = app.idp().signing_certs.len(),
         tls = tls.is_some(), "samlgate serving"
     );
+    if app.cfg.allow_sha1 {
+        tracing::warn!(target: "samlgate::config", "{}", crate::config::SHA1_WARNING);
+    }
     spawn_sweeper(app.clone());
     crate::reload::spawn(app.clone());
     if let Some(x) = extra {

@@ -156,6 +156,8 @@ struct RawIdp {
     name_id_format: String,
     #[serde(default)]
     force_authn: bool,
+    #[serde(default)]
+    allow_sha1: bool,
 }
 
 fn default_nameid_format() -> String {
@@ -218,11 +220,9 @@ impl Default for AttributeMap {
             facility_name: "facilityName".into(),
             display_name: "displayName".into(),
             email: "mail".into(),
-            required: vec![
-                "account_id".into(),
-                "category".into(),
-                "facility_code".into(),
-            ],
+            // No facility_code: public bodies (保健所, 都道府県) have none and log in with an
+            // approved application.
+            required: vec!["account_id".into(), "category".into()],
         }
     }
 }
@@ -341,6 +341,8 @@ pub struct Config {
     /// NameIDPolicy Format asked for in AuthnRequests ("" = none).
     pub name_id_format: String,
     pub force_authn: bool,
+    /// `[idp] allow_sha1`: accept RSA-SHA1 / SHA-1 digests from the metadata keys (warned).
+    pub allow_sha1: bool,
     pub store_path: PathBuf,
     /// sled page cache, MiB (`[store] cache_mib`, default 8).
     pub store_cache_mib: u64,
@@ -603,6 +605,7 @@ impl Config {
             sign_authn_requests: raw.idp.sign_authn_requests,
             name_id_format: raw.idp.name_id_format,
             force_authn: raw.idp.force_authn,
+            allow_sha1: raw.idp.allow_sha1,
             store_path: resolve(&raw.store.path),
             store_cache_mib: raw.store.cache_mib,
             attributes: raw.attributes,
@@ -616,6 +619,11 @@ impl Config {
         })
     }
 }
+
+/// Said at start-up, by `check-config` and on every SHA-1 login while `[idp] allow_sha1 = true`.
+pub const SHA1_WARNING: &str = "[idp] allow_sha1 = true: RSA-SHA1 signatures and SHA-1 digests \
+     from the IdP's metadata keys are accepted; SHA-1 is broken for collisions. Ask the IdP to \
+     sign with RSA-SHA256, then remove allow_sha1";
 
 fn sha2_256(b: &[u8]) -> [u8; 32] {
     use sha2::Digest;
@@ -664,6 +672,7 @@ path = "data/samlgate"
         assert!(c.consent.required);
         assert_eq!(c.policy.open_categories.len(), 5);
         assert_eq!(c.max_body_bytes, 262144);
+        assert_eq!(c.attributes.required, ["account_id", "category"]);
     }
 
     #[test]

@@ -33,10 +33,12 @@ pub enum Reason {
     AttributeMissing,
     Busy,
     Internal,
+    AuthnStatementMissing,
+    SignatureAlgorithmRefused,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 30] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -65,6 +67,8 @@ impl Reason {
         Reason::AttributeMissing,
         Reason::Busy,
         Reason::Internal,
+        Reason::AuthnStatementMissing,
+        Reason::SignatureAlgorithmRefused,
     ];
 
     pub fn code(self) -> &'static str {
@@ -97,6 +101,8 @@ impl Reason {
             Reason::AttributeMissing => "attribute_missing",
             Reason::Busy => "busy",
             Reason::Internal => "internal_error",
+            Reason::AuthnStatementMissing => "authn_statement_missing",
+            Reason::SignatureAlgorithmRefused => "signature_algorithm_refused",
         }
     }
 

@@ -282,6 +282,16 @@ fn relay_state_only_same_origin_paths() {
             format!("http://127.0.0.1:{}/x", gw.port.wrapping_add(1).max(1)),
             "/",
         ),
+        // an absolute URL on public_url's origin (SimpleSAMLphp, ADFS, Salesforce's "Start
+        // URL") is its path and query, through the same path checks
+        (
+            format!("{}/staff/menu?x=1", gw.public_url()),
+            "/staff/menu?x=1",
+        ),
+        (format!("{}/Menu", gw.public_url().to_uppercase()), "/Menu"),
+        (format!("{}//evil.example/", gw.public_url()), "/"),
+        (format!("{}/%2F%2Fevil.example", gw.public_url()), "/"),
+        (format!("{}@evil.example/x", gw.public_url()), "/"),
     ];
     // browsers drop tab/CR/LF inside URLs and read "\" as "/": these must not become
     // "//evil.example"; "/" or a harmless same-origin path (no control characters) is fine
@@ -318,6 +328,17 @@ fn relay_state_only_same_origin_paths() {
             });
         }
     }
+    // the operator sees why a RelayState was not used
+    let log = gw.log();
+    f.check(
+        "log line for another origin",
+        log.lines().any(|l| {
+            l.contains("RelayState not used")
+                && l.contains("relay_state_other_origin")
+                && l.contains("https://evil.example:443")
+        }),
+        || "no 'RelayState not used ... relay_state_other_origin' line".into(),
+    );
     f.finish(&gw);
 }
 
@@ -401,9 +422,9 @@ fn refuses_protocol_violations() {
     #[rustfmt::skip]
     let table: Vec<(&str, Vec<&str>, &[&str])> = vec![
         ("unsigned", vec!["--sign", "none"], &["signature_invalid"]),
-        ("rsa-sha1 signature", vec!["--sig-alg", "rsa-sha1"], &["signature_invalid"]),
-        ("rsa-sha1 on Assertion only", vec!["--sig-alg", "rsa-sha1", "--sign", "assertion"], &["signature_invalid"]),
-        ("rsa-sha256 with sha1 digest", vec!["--digest-alg", "sha1"], &["signature_invalid"]),
+        ("rsa-sha1 signature", vec!["--sig-alg", "rsa-sha1"], &["signature_algorithm_refused"]),
+        ("rsa-sha1 on Assertion only", vec!["--sig-alg", "rsa-sha1", "--sign", "assertion"], &["signature_algorithm_refused"]),
+        ("rsa-sha256 with sha1 digest", vec!["--digest-alg", "sha1"], &["signature_algorithm_refused"]),
         ("wrong Issuer", vec!["--issuer", "https://evil-idp.test/idp"], &["issuer_mismatch"]),
         ("wrong Destination", vec!["--destination", "http://127.0.0.1:9/saml/acs"], &["destination_mismatch"]),
         ("status Responder", vec!["--status", "Responder"], &["status_not_success"]),
@@ -433,6 +454,9 @@ fn refuses_protocol_violations() {
         ("bearer confirmation expired", vec!["--scd-validity", "-120"], &["expired"]),
         // SAML core 2.5.1.4: every AudienceRestriction must be satisfied
         ("second AudienceRestriction for another SP", vec!["--extra-audience-restriction", "https://other-sp.example/saml/metadata"], &["audience_mismatch"]),
+        // Web SSO profile 4.1.4.2: a bearer assertion must carry an AuthnStatement
+        ("no AuthnStatement", vec!["--no-authn-statement"], &["authn_statement_missing"]),
+        ("no AuthnStatement, Assertion signed", vec!["--sign", "assertion", "--no-authn-statement"], &["authn_statement_missing"]),
     ];
     let args: Vec<Vec<&str>> = table.iter().map(|c| c.1.clone()).collect();
     let rs = gw.make_responses(&args);
@@ -828,5 +852,193 @@ fn identity_only_from_the_signed_assertion() {
             user
         );
     }
+    f.finish(&gw);
+}
+
+/// `samlgate GROUP --config CFG ARGS...`, which must succeed.
+fn cli_ok(gw: &Gateway, group: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(common::BIN)
+        .arg(group)
+        .arg("--config")
+        .arg(&gw.config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn samlgate CLI");
+    assert!(
+        out.status.success(),
+        "`samlgate {group} {}` failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 12 item 9: with the default `[attributes] required` (account_id, category), a
+/// public-body account (保健所) that G-MIS sends without a facility code gets the application
+/// page, and once its application is approved, a session.
+#[test]
+fn public_body_without_facility_code_logs_in_with_an_approved_application() {
+    let mut gw = Gateway::start();
+    // The harness lists facility_code explicitly; drop the line so the default applies. The
+    // admin API lets the CLI file the application while the gateway runs.
+    let line = "required = [\"account_id\", \"category\", \"facility_code\"]\n";
+    let cfg = std::fs::read_to_string(&gw.config).unwrap();
+    assert!(cfg.contains(line), "harness config changed:\n{cfg}");
+    let tok = gw.dir.path().join("admin.token");
+    std::fs::write(&tok, "0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cfg = cfg.replacen(line, "", 1) + "\n[admin]\ntoken_file = \"admin.token\"\n";
+    std::fs::write(&gw.config, cfg).unwrap();
+    gw.restart();
+    let mut f = Failures::new();
+    let id = "GM0033333";
+    let hokenjo = vec![
+        "--nameid",
+        id,
+        "--attr",
+        "accountCategory=保健所",
+        "--attr",
+        "facilityName=みなと保健所",
+        "--drop-attr",
+        "facilityCode",
+    ];
+    let rs = gw.make_responses(&[
+        hokenjo.clone(),
+        hokenjo,
+        vec!["--nameid", "GM0033334", "--drop-attr", "accountCategory"],
+    ]);
+    let r = gw.post_acs(&rs[0], None);
+    f.check(
+        "保健所 without facility code, no application yet",
+        r.status == 403 && r.reason() == Some("application_needed"),
+        || r.summary(),
+    );
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", id, "--approve", "--by", "test"],
+    );
+    let r = gw.post_acs(&rs[1], Some("/menu"));
+    if let Some(c) = accepted(&gw, "approved 保健所 without facility code", &r, &mut f) {
+        f.check("lands on RelayState", r.location() == Some("/menu"), || {
+            r.summary()
+        });
+        let v = gw.verify(Some(&c));
+        f.check(
+            "identity headers",
+            v.status == 200
+                && v.header("x-auth-request-user") == Some(id)
+                && v.header("x-samlgate-facility-code")
+                    .unwrap_or("")
+                    .is_empty(),
+            || v.summary(),
+        );
+    }
+    expect_refusals(
+        &gw,
+        &[(
+            "no accountCategory (still required by default)",
+            rs[2].clone(),
+            &["attribute_missing"],
+        )],
+        &mut f,
+    );
+    f.finish(&gw);
+}
+
+/// Issue 12 item 8: SHA-1 is refused by default with a reason that names the cause; with
+/// `[idp] allow_sha1 = true` RSA-SHA1 and SHA-1 digests from the metadata keys are accepted,
+/// warned about (start-up, check-config, every login) and counted in /metrics.
+#[test]
+fn sha1_refused_by_default_and_accepted_only_when_allowed() {
+    let mut gw = Gateway::start();
+    let mut f = Failures::new();
+    let other = common::keygen(&gw.dir.path().join("not-in-metadata"), "gmis-idp.test");
+    let (ok, oc) = (other.key.to_str().unwrap(), other.cert.to_str().unwrap());
+    #[rustfmt::skip]
+    let table: Vec<(&str, Vec<&str>)> = vec![
+        ("rsa-sha1, both signed", vec!["--sig-alg", "rsa-sha1", "--nameid", "GM0000101"]),
+        ("rsa-sha1, Assertion signed", vec!["--sig-alg", "rsa-sha1", "--sign", "assertion", "--nameid", "GM0000102"]),
+        ("rsa-sha256 with sha1 digests", vec!["--digest-alg", "sha1", "--nameid", "GM0000103"]),
+        ("rsa-sha1 by the xmlsec1 CLI", vec!["--sig-alg", "rsa-sha1", "--signer", "xmlsec1", "--sign", "response", "--nameid", "GM0000104"]),
+    ];
+    let mut args: Vec<Vec<&str>> = table.iter().map(|c| c.1.clone()).collect();
+    // after the switch: a key not in the metadata (its cert in KeyInfo), and a SHA-256 login
+    args.push(vec!["--sig-alg", "rsa-sha1", "--key", ok, "--cert", oc]);
+    args.push(vec!["--nameid", "GM0000105"]);
+    let mut rs = gw.make_responses(&args);
+    // the same documents are posted twice (refused, then accepted): a refusal records nothing
+    let sha1_cases: Vec<(&str, String, &[&str])> = table
+        .iter()
+        .zip(&rs)
+        .map(|((n, _), b)| (*n, b.clone(), &["signature_algorithm_refused"][..]))
+        .collect();
+    expect_refusals(&gw, &sha1_cases, &mut f);
+    let log = gw.log();
+    f.check(
+        "refusal log names the algorithm",
+        log.lines().any(|l| {
+            l.contains("signature_algorithm_refused")
+                && l.contains("http://www.w3.org/2000/09/xmldsig#rsa-sha1")
+                && l.contains("allow_sha1")
+        }) && log.contains("http://www.w3.org/2000/09/xmldsig#sha1"),
+        || "no refusal line naming rsa-sha1 / sha1".into(),
+    );
+
+    let cfg = std::fs::read_to_string(&gw.config).unwrap();
+    let cfg = cfg.replacen(
+        "allow_unsolicited = true\n",
+        "allow_unsolicited = true\nallow_sha1 = true\n",
+        1,
+    );
+    std::fs::write(&gw.config, cfg).unwrap();
+    gw.restart();
+    let check = cli_ok(&gw, "check-config", &[]);
+    f.check(
+        "check-config warns",
+        check.contains("warning:") && check.contains("allow_sha1"),
+        || check.clone(),
+    );
+    f.check(
+        "start-up warns",
+        gw.log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("allow_sha1 = true")),
+        || gw.log_tail(2000),
+    );
+    let logins_warned = |gw: &Gateway| gw.log().matches("login signed with SHA-1").count();
+    for ((name, _), b64) in table.iter().zip(&rs) {
+        let r = gw.post_acs(b64, None);
+        accepted(&gw, name, &r, &mut f);
+    }
+    let sha1_logins = |gw: &Gateway| {
+        common::metric_value(&gw.metrics(), "samlgate_sha1_logins_total").unwrap_or(-1.0)
+    };
+    f.check("every SHA-1 login counted", sha1_logins(&gw) == 4.0, || {
+        format!("samlgate_sha1_logins_total {}", sha1_logins(&gw))
+    });
+    f.check("every SHA-1 login warned", logins_warned(&gw) == 4, || {
+        format!("{} 'login signed with SHA-1' lines", logins_warned(&gw))
+    });
+    let sha256 = rs.pop().unwrap();
+    let foreign = rs.pop().unwrap();
+    expect_refusals(
+        &gw,
+        &[(
+            "rsa-sha1, key not in metadata",
+            foreign,
+            &["signature_invalid"],
+        )],
+        &mut f,
+    );
+    let r = gw.post_acs(&sha256, None);
+    accepted(&gw, "rsa-sha256 with allow_sha1", &r, &mut f);
+    f.check(
+        "a SHA-256 login is not counted",
+        sha1_logins(&gw) == 4.0,
+        || format!("samlgate_sha1_logins_total {}", sha1_logins(&gw)),
+    );
     f.finish(&gw);
 }

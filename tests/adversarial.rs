@@ -37,6 +37,8 @@ use common::{
 const NAMEID: &str = "GM0012345";
 const XSW: &[&str] = &["assertion_count", "signature_invalid"];
 const SIG: &[&str] = &["signature_invalid"];
+/// A SignatureMethod/DigestMethod off the allow-list (the log names it).
+const ALG: &[&str] = &["signature_algorithm_refused"];
 const COUNT: &[&str] = &["assertion_count"];
 const BAD_XML: &[&str] = &["bad_xml"];
 /// Expected outcome "accepted as NAMEID" (controls).
@@ -149,10 +151,10 @@ fn hmac_object_references_and_duplicate_ids() {
     let rows: Vec<Row> = vec![
         ("control-genuine", "control: the unmodified signed response", ACCEPTED),
         // HMAC keyed with what the SP holds (the IdP certificate): forgeable by anyone
-        ("hmac-pem-assertion", "HMAC-SHA256 keyed with the IdP certificate PEM, Assertion", SIG),
-        ("hmac-pem-response", "HMAC-SHA256 keyed with the IdP certificate PEM, Response", SIG),
-        ("hmac-der-assertion", "HMAC-SHA256 keyed with the IdP certificate DER, Assertion", SIG),
-        ("hmac-der-response", "HMAC-SHA256 keyed with the IdP certificate DER, Response", SIG),
+        ("hmac-pem-assertion", "HMAC-SHA256 keyed with the IdP certificate PEM, Assertion", ALG),
+        ("hmac-pem-response", "HMAC-SHA256 keyed with the IdP certificate PEM, Response", ALG),
+        ("hmac-der-assertion", "HMAC-SHA256 keyed with the IdP certificate DER, Assertion", ALG),
+        ("hmac-der-response", "HMAC-SHA256 keyed with the IdP certificate DER, Response", ALG),
         // what the Reference covers is a copy inside ds:Object, not the Assertion
         ("ref-into-object-response", "evil Assertion's signature references an IdP-signed Response (no Assertion) in ds:Object", &["signature_invalid", "assertion_count"]),
         ("ref-into-object-data", "evil Assertion carries an enveloping signature over its own ds:Object", SIG),

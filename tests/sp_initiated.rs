@@ -1813,3 +1813,157 @@ fn simplesamlphp_interop() {
         other => panic!("simplesamlphp-interop.sh failed ({other:?}):\n{out}"),
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// issue 12 item 5: with only the Assertion signed, InResponseTo comes from the signed
+// SubjectConfirmationData; the unsigned envelope's can only refuse
+
+#[test]
+fn unsigned_envelope_in_response_to_never_solicits() {
+    let mut gw = Gateway::start();
+    reconfigure(
+        &mut gw,
+        "allow_unsolicited = true",
+        "allow_unsolicited = false",
+    );
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let live = gw.sessions_live();
+    let mut a = Browser::new(&gw, "A");
+    let st = start_login(&gw, &certs, &mut a, "return_to=/after").unwrap();
+    // an IdP-initiated assertion (no InResponseTo under the signature) in an envelope whose
+    // InResponseTo an attacker copied from the /saml/login redirect
+    let forged = gw.make_response(&["--sign", "assertion", "--envelope-in-response-to", &st.id]);
+    let r = a.post_acs(&forged, Some(&st.relay));
+    f.add(
+        "IdP-initiated assertion, envelope InResponseTo copied from /saml/login",
+        gw.refusal_problems(&r, &["in_response_to_unknown", "unsolicited_refused"], live),
+    );
+    // the envelope naming another request than the signed confirmation
+    let other = gw.make_response(&[
+        "--sign",
+        "assertion",
+        "--in-response-to",
+        &st.id,
+        "--envelope-in-response-to",
+        "_0123456789abcdef0123456789abcdef",
+    ]);
+    let r = a.post_acs(&other, Some(&st.relay));
+    f.add(
+        "envelope InResponseTo != signed confirmation",
+        gw.refusal_problems(&r, &["in_response_to_unknown"], live),
+    );
+    // the genuine answer (InResponseTo under the signature) still logs in
+    let ok = gw.make_response(&["--sign", "assertion", "--in-response-to", &st.id]);
+    let r = a.post_acs(&ok, Some(&st.relay));
+    f.check(
+        "signed SubjectConfirmationData InResponseTo",
+        r.status == 303 && r.location() == Some("/after"),
+        || r.summary(),
+    );
+    f.check("session", a.alive(), || "no session".into());
+    f.finish(&gw);
+}
+
+// ------------------------------------------------------------------------------------------
+// issue 12 item 7: the SLO Redirect binding's RelayState is exactly the signed raw pair
+
+#[test]
+fn slo_redirect_relay_state_is_the_signed_pair() {
+    let gw = Gateway::start();
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let lr = |extra: &[&str]| tool_ok(&idp_msg(&gw, "logout-request", "redirect", extra));
+    let evil = "Relay%53tate=https%3A%2F%2Fevil.example%2Fsteal";
+    // a look-alike name (decodes to "RelayState") placed before a genuinely signed query
+    let (_a, si_a) = login_unsolicited(&gw, "A", "GM0012345");
+    let id1 = "_51111111111111111111111111111111";
+    let q1 = lr(&[
+        "--nameid",
+        "GM0012345",
+        "--session-index",
+        &si_a,
+        "--id",
+        id1,
+        "--relay-state",
+        "idp state/1",
+    ]);
+    let (r, _) = slo_get(&gw, &format!("{evil}&{q1}"));
+    f.add(
+        "Relay%53tate before a signed RelayState",
+        logout_response_problems(&gw, &certs, &r, id1, Some("idp state/1")),
+    );
+    // ... and before a signed query without RelayState: the answer carries none
+    let (_b, si_b) = login_unsolicited(&gw, "B", "GM0012346");
+    let id2 = "_52222222222222222222222222222222";
+    let q2 = lr(&[
+        "--nameid",
+        "GM0012346",
+        "--session-index",
+        &si_b,
+        "--id",
+        id2,
+    ]);
+    let (r, _) = slo_get(&gw, &format!("{evil}&{q2}"));
+    f.add(
+        "Relay%53tate and no signed RelayState",
+        logout_response_problems(&gw, &certs, &r, id2, None),
+    );
+    f.finish(&gw);
+}
+
+// issue 12 item 8 for single logout: with `[idp] allow_sha1 = true` an RSA-SHA1 LogoutRequest
+// from the metadata key is honoured on both bindings (refused by default: idp_initiated_logout)
+#[test]
+fn slo_sha1_only_with_allow_sha1() {
+    let mut gw = Gateway::start();
+    reconfigure(
+        &mut gw,
+        "allow_unsolicited = true\n",
+        "allow_unsolicited = true\nallow_sha1 = true\n",
+    );
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let (mut a, si_a) = login_unsolicited(&gw, "A", "GM0012345");
+    let (mut b, _) = login_unsolicited(&gw, "B", "GM0077777");
+    let sha1 = |binding: &str, extra: &[&str]| {
+        let mut x = vec!["--sig-alg", "rsa-sha1"];
+        x.extend_from_slice(extra);
+        tool_ok(&idp_msg(&gw, "logout-request", binding, &x))
+    };
+    let q = sha1("redirect", &["--nameid", "GM0012345", "--wrong-key"]);
+    let (r, _) = slo_get(&gw, &q);
+    if let Some(p) = refused_with(&r, &["slo_signature_invalid"]) {
+        f.check("RSA-SHA1 from a key not in the metadata", false, || p);
+    }
+    f.check("A survives the foreign key", a.alive(), || {
+        "A logged out".into()
+    });
+    let id1 = "_53333333333333333333333333333333";
+    let q = sha1(
+        "redirect",
+        &[
+            "--nameid",
+            "GM0012345",
+            "--session-index",
+            &si_a,
+            "--id",
+            id1,
+        ],
+    );
+    let (r, _) = slo_get(&gw, &q);
+    f.add(
+        "Redirect RSA-SHA1 LogoutRequest",
+        logout_response_problems(&gw, &certs, &r, id1, None),
+    );
+    f.check("A logged out", !a.alive(), || "A still alive".into());
+    let id2 = "_54444444444444444444444444444444";
+    let v = sha1("post", &["--nameid", "GM0077777", "--id", id2]);
+    let r = slo_post(&gw, "SAMLRequest", &v, None);
+    f.add(
+        "POST RSA-SHA1 (SHA-1 digest) LogoutRequest",
+        logout_response_problems(&gw, &certs, &r, id2, None),
+    );
+    f.check("B logged out", !b.alive(), || "B still alive".into());
+    f.finish(&gw);
+}

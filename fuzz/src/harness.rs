@@ -146,6 +146,7 @@ pub fn acs_outcome(data: &[u8]) -> Option<Result<Verified, samlgate::reason::Ref
         skew: Duration::seconds(60),
         max_issue_delay: Duration::seconds(300),
         allow_unsolicited: true,
+        allow_sha1: false,
         expected_request_id: Some(REQUEST_ID),
         decrypt_keys: &keys,
         require_encryption: false,
@@ -257,7 +258,7 @@ pub fn return_path(data: &[u8]) {
 pub fn slo_redirect(data: &[u8]) {
     let f = fixture();
     let q = String::from_utf8_lossy(data);
-    if let Ok(xml) = slo::verify_redirect(&q, &f.idp) {
+    if let Ok(slo::RedirectMessage { xml, .. }) = slo::verify_redirect(&q, &f.idp, false) {
         assert!(
             xml.len() as u64 <= slo::MAX_INFLATED,
             "verified message over MAX_INFLATED"

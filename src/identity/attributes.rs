@@ -92,9 +92,24 @@ mod tests {
     #[test]
     fn missing_required_refused_with_field_name() {
         let mut a = attrs();
-        a.retain(|(n, _)| n != "facilityCode");
+        a.retain(|(n, _)| n != "accountCategory");
         let r = map_profile(&AttributeMap::default(), "nid", &a).unwrap_err();
         assert_eq!(r.reason, Reason::AttributeMissing);
+        assert!(r.detail.contains("category"), "{}", r.detail);
+    }
+
+    #[test]
+    fn facility_code_is_optional_by_default() {
+        // 保健所 and 都道府県 accounts have no facility code.
+        let mut a = attrs();
+        a.retain(|(n, _)| n != "facilityCode");
+        let p = map_profile(&AttributeMap::default(), "nid", &a).unwrap();
+        assert_eq!(p.facility_code, "");
+        let strict = AttributeMap {
+            required: vec!["account_id".into(), "facility_code".into()],
+            ..AttributeMap::default()
+        };
+        let r = map_profile(&strict, "nid", &a).unwrap_err();
         assert!(r.detail.contains("facility_code"), "{}", r.detail);
     }
 

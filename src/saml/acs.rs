@@ -3,7 +3,8 @@
 //! Security properties of [`verify_response`]:
 //! - The signature is checked by samael/xmlsec against the IdP *metadata* certificates only;
 //!   KeyInfo in the message is never a trust source. Only RSA-SHA256/384/512 and ECDSA-SHA256/
-//!   384/512 with a matching digest are accepted.
+//!   384/512 with SHA-2 digests are accepted; RSA-SHA1 and SHA-1 digests only with
+//!   `[idp] allow_sha1 = true` (and then flagged in [`Verified::sha1`]).
 //! - `ReduceMode::PreDigest` hands back the exact canonical bytes that were digested; every value
 //!   used afterwards (NameID, attributes, times, audience) is parsed from those bytes alone. A
 //!   comment or CDATA section inside a value cannot truncate it: c14n removes comments and turns
@@ -20,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::NsReader;
-use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMode};
+use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoError, CryptoProvider, ReduceMode};
 use samael::schema::{Assertion, Response};
 
 use super::decrypt::DecryptError;
@@ -41,6 +42,17 @@ pub const ALLOWED_ALGORITHMS: [AllowedSignatureAlgorithm; 6] = [
     AllowedSignatureAlgorithm::EcdsaSha512,
 ];
 
+/// `[idp] allow_sha1 = true`: the list above plus RSA-SHA1 (which also admits SHA-1 digests).
+pub const ALLOWED_ALGORITHMS_WITH_SHA1: [AllowedSignatureAlgorithm; 7] = [
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+    AllowedSignatureAlgorithm::EcdsaSha384,
+    AllowedSignatureAlgorithm::EcdsaSha512,
+    AllowedSignatureAlgorithm::RsaSha1,
+];
+
 /// What the SP expects of a response.
 pub struct Expectations<'a> {
     pub idp: &'a IdpMetadata,
@@ -56,6 +68,8 @@ pub struct Expectations<'a> {
     pub decrypt_keys: &'a [super::decrypt::DecryptKey<'a>],
     /// Refuse plain (unencrypted) assertions.
     pub require_encryption: bool,
+    /// `[idp] allow_sha1`: accept RSA-SHA1 signatures and SHA-1 digests.
+    pub allow_sha1: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -74,6 +88,8 @@ pub struct Verified {
     pub replay_until: DateTime<Utc>,
     /// Which element carried the verified signature.
     pub signed: SignedPart,
+    /// The signature needed SHA-1 (accepted only with `[idp] allow_sha1 = true`).
+    pub sha1: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +156,8 @@ pub fn verify_response(xml: &str, exp: &Expectations) -> Result<Verified, Refusa
             "plain Assertion and [sp] require_encryption = true",
         );
     }
-    let verified_xml = verify_signature(xml, exp.idp)?;
-    verify_signed_bytes(&verified_xml, &env, exp)
+    let signed = verify_signature(xml, exp)?;
+    signed.check(&env, exp)
 }
 
 /// An EncryptedAssertion. If the IdP signed the Response, that signature is checked on the
@@ -160,13 +176,17 @@ fn verify_encrypted(xml: &str, exp: &Expectations) -> Result<Verified, Refusal> 
             Refusal::new(reason, e.log_detail())
         })
     };
-    if let Ok(verified) = verify_signature(xml, exp.idp) {
-        if matches!(root_of(&verified), Some(Root::Response)) {
-            let (plain, key_id) = decrypt(&verified)?;
+    if let Ok(verified) = verify_signature(xml, exp) {
+        if matches!(root_of(&verified.xml), Some(Root::Response)) {
+            let (plain, key_id) = decrypt(&verified.xml)?;
             tracing::debug!(key = %key_id, "decrypted a Response-signed EncryptedAssertion");
             let env = prescan(&plain)
                 .map_err(|e| Refusal::new(Reason::BadXml, format!("decrypted: {e:?}")))?;
-            return verify_signed_bytes(&plain, &env, exp);
+            let plain = SignedBytes {
+                xml: plain,
+                sha1: verified.sha1,
+            };
+            return plain.check(&env, exp);
         }
     }
     let (plain, key_id) = decrypt(xml)?;
@@ -179,8 +199,22 @@ fn verify_encrypted(xml: &str, exp: &Expectations) -> Result<Verified, Refusal> 
             "an encrypted assertion inside an encrypted assertion",
         );
     }
-    let verified_xml = verify_signature(&plain, exp.idp)?;
-    verify_signed_bytes(&verified_xml, &env, exp)
+    let signed = verify_signature(&plain, exp)?;
+    signed.check(&env, exp)
+}
+
+/// What xmlsec verified: the signed canonical bytes, and whether the signature needed SHA-1.
+struct SignedBytes {
+    xml: String,
+    sha1: bool,
+}
+
+impl SignedBytes {
+    fn check(self, env: &Envelope, exp: &Expectations) -> Result<Verified, Refusal> {
+        let mut v = verify_signed_bytes(&self.xml, env, exp)?;
+        v.sha1 = self.sha1;
+        Ok(v)
+    }
 }
 
 /// Checks everything on signed bytes: a signed Response (with its Assertion) or a signed
@@ -241,28 +275,73 @@ pub fn strictly_well_formed(xml: &str) -> bool {
         .is_ok()
 }
 
-/// Runs xmlsec with panics contained; returns the signed canonical bytes.
-fn verify_signature(xml: &str, idp: &IdpMetadata) -> Result<String, Refusal> {
+/// Runs xmlsec with panics contained; returns the signed canonical bytes. SHA-2 first; only
+/// when that list refuses a SHA-1 algorithm and `allow_sha1` is set is it verified again with
+/// RSA-SHA1 allowed, so [`SignedBytes::sha1`] says exactly whether SHA-1 was needed.
+fn verify_signature(xml: &str, exp: &Expectations) -> Result<SignedBytes, Refusal> {
     if !strictly_well_formed(xml) {
         return refuse(Reason::BadXml, "not well-formed for libxml2 (strict parse)");
     }
-    if idp.certs_der.is_empty() {
+    if exp.idp.certs_der.is_empty() {
         // Unreachable by construction (IdpMetadata refuses this); kept because failing open here
         // would mean accepting unsigned responses.
         return refuse(Reason::Internal, "no IdP signing certificate loaded");
     }
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    match reduce(xml, exp.idp, &ALLOWED_ALGORITHMS) {
+        Ok(s) => Ok(SignedBytes {
+            xml: s,
+            sha1: false,
+        }),
+        Err(Some(CryptoError::SignatureAlgorithmNotAllowed { algorithm }))
+            if exp.allow_sha1 && is_sha1(&algorithm) =>
+        {
+            match reduce(xml, exp.idp, &ALLOWED_ALGORITHMS_WITH_SHA1) {
+                Ok(s) => Ok(SignedBytes { xml: s, sha1: true }),
+                Err(e) => Err(verify_refusal(e, true)),
+            }
+        }
+        Err(e) => Err(verify_refusal(e, exp.allow_sha1)),
+    }
+}
+
+/// `Err(None)`: xmlsec panicked (contained).
+fn reduce(
+    xml: &str,
+    idp: &IdpMetadata,
+    allowed: &[AllowedSignatureAlgorithm],
+) -> Result<String, Option<CryptoError>> {
+    catch_unwind(AssertUnwindSafe(|| {
         Crypto::reduce_xml_to_signed_with_allowed_algorithms(
             xml,
             &idp.certs_der,
             ReduceMode::PreDigest,
-            Some(&ALLOWED_ALGORITHMS),
+            Some(allowed),
         )
-    }));
-    match result {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => refuse(Reason::SignatureInvalid, format!("xmlsec: {e}")),
-        Err(_) => refuse(
+    }))
+    .map_err(|_| None)?
+    .map_err(Some)
+}
+
+fn is_sha1(algorithm: &str) -> bool {
+    let a = AllowedSignatureAlgorithm::RsaSha1;
+    algorithm == a.signature_uri() || algorithm == a.digest_uri()
+}
+
+fn verify_refusal(e: Option<CryptoError>, allow_sha1: bool) -> Refusal {
+    match e {
+        Some(CryptoError::SignatureAlgorithmNotAllowed { algorithm }) => {
+            let hint = if is_sha1(&algorithm) && !allow_sha1 {
+                " (SHA-1; [idp] allow_sha1 = true accepts it from the metadata keys)"
+            } else {
+                ""
+            };
+            Refusal::new(
+                Reason::SignatureAlgorithmRefused,
+                format!("algorithm {algorithm} is not allowed{hint}"),
+            )
+        }
+        Some(e) => Refusal::new(Reason::SignatureInvalid, format!("xmlsec: {e}")),
+        None => Refusal::new(
             Reason::SignatureInvalid,
             "signature verification panicked (contained)",
         ),
@@ -412,6 +491,60 @@ fn check_in_response_to(irt: Option<&str>, exp: &Expectations) -> Result<(), Ref
     }
 }
 
+/// The InResponseTo the login answers. The Response's and the confirmation's must agree.
+/// When only the Assertion is signed, the Response's value is unsigned: it can refuse (it
+/// names a request the signed confirmation does not) but never supply one, or an attacker
+/// could turn an IdP-initiated assertion into an answer to a request this browser started.
+fn signed_in_response_to(
+    response: Option<&str>,
+    confirmation: Option<String>,
+    signed: SignedPart,
+) -> Result<Option<String>, Refusal> {
+    if let Some(r) = response {
+        if confirmation.as_deref() != Some(r)
+            && (confirmation.is_some() || signed == SignedPart::Assertion)
+        {
+            return refuse(
+                Reason::InResponseToUnknown,
+                format!(
+                    "Response InResponseTo {r:?} ({} signed) != SubjectConfirmationData {confirmation:?}",
+                    signed.as_str()
+                ),
+            );
+        }
+    }
+    Ok(match signed {
+        SignedPart::Response => confirmation.or(response.map(str::to_string)),
+        SignedPart::Assertion => confirmation,
+    })
+}
+
+/// Web SSO profile 4.1.4.2: a bearer assertion carries at least one AuthnStatement. Returns
+/// its SessionIndex and the earliest SessionNotOnOrAfter (refused when already past).
+fn authn_session(
+    a: &Assertion,
+    exp: &Expectations,
+) -> Result<(Option<String>, Option<DateTime<Utc>>), Refusal> {
+    let authn = a.authn_statements.as_deref().unwrap_or_default();
+    if authn.is_empty() {
+        return refuse(
+            Reason::AuthnStatementMissing,
+            format!("Assertion {} has no AuthnStatement", a.id),
+        );
+    }
+    let session_index = authn.iter().find_map(|s| s.session_index.clone());
+    let session_not_on_or_after = authn.iter().filter_map(|s| s.session_not_on_or_after).min();
+    if let Some(snoa) = session_not_on_or_after {
+        if snoa + exp.skew <= exp.now {
+            return refuse(
+                Reason::Expired,
+                format!("SessionNotOnOrAfter {snoa}, now {}", exp.now),
+            );
+        }
+    }
+    Ok((session_index, session_not_on_or_after))
+}
+
 fn check_assertion(
     a: &Assertion,
     response_in_response_to: Option<&str>,
@@ -545,29 +678,9 @@ fn check_assertion(
         }));
     };
 
-    // InResponseTo: the Response's and the confirmation's must agree, then match our request.
-    if let (Some(r), Some(c)) = (response_in_response_to, confirm_irt.as_deref()) {
-        if r != c {
-            return refuse(
-                Reason::InResponseToUnknown,
-                format!("Response InResponseTo {r:?} != SubjectConfirmationData {c:?}"),
-            );
-        }
-    }
-    check_in_response_to(confirm_irt.as_deref().or(response_in_response_to), exp)?;
-
-    // Session bounds from the AuthnStatement.
-    let authn = a.authn_statements.as_deref().unwrap_or_default();
-    let session_index = authn.iter().find_map(|s| s.session_index.clone());
-    let session_not_on_or_after = authn.iter().filter_map(|s| s.session_not_on_or_after).min();
-    if let Some(snoa) = session_not_on_or_after {
-        if snoa + skew <= now {
-            return refuse(
-                Reason::Expired,
-                format!("SessionNotOnOrAfter {snoa}, now {now}"),
-            );
-        }
-    }
+    let in_response_to = signed_in_response_to(response_in_response_to, confirm_irt, signed)?;
+    check_in_response_to(in_response_to.as_deref(), exp)?;
+    let (session_index, session_not_on_or_after) = authn_session(a, exp)?;
 
     let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
     for st in a.attribute_statements.iter().flatten() {
@@ -594,7 +707,7 @@ fn check_assertion(
 
     Ok(Verified {
         assertion_id: a.id.clone(),
-        in_response_to: confirm_irt.or(response_in_response_to.map(str::to_string)),
+        in_response_to,
         name_id,
         name_id_format,
         session_index,
@@ -602,6 +715,7 @@ fn check_assertion(
         attributes,
         replay_until,
         signed,
+        sha1: false,
     })
 }
 

@@ -7,8 +7,8 @@
 //!
 //! Security properties:
 //! - a Redirect-binding signature is verified over the query octets exactly as received, with
-//!   the IdP's metadata certificates only; SigAlg is allow-listed (no SHA-1); a message without
-//!   SigAlg or Signature is refused, never a panic;
+//!   the IdP's metadata certificates only; SigAlg is allow-listed (no SHA-1 unless
+//!   `[idp] allow_sha1 = true`); a message without SigAlg or Signature is refused, never a panic;
 //! - the DEFLATE payload is inflated with a hard output limit ([`MAX_INFLATED`]);
 //! - a POST-binding message is verified by xmlsec like a Response (PreDigest: only signed
 //!   bytes are read) after the same DOCTYPE refusal;
@@ -104,6 +104,12 @@ const ALLOWED_SIG_ALGS: [SigAlg; 6] = [
     ),
 ];
 
+/// RSA-SHA1, only with `[idp] allow_sha1 = true`.
+const RSA_SHA1: SigAlg = (
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    MessageDigest::sha1,
+);
+
 fn url_decode(raw: &str) -> Result<String, SloError> {
     let plus = raw.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)
@@ -112,8 +118,23 @@ fn url_decode(raw: &str) -> Result<String, SloError> {
         .map_err(|_| mal("query value is not UTF-8"))
 }
 
-/// Verifies an HTTP-Redirect binding message over the raw query and returns its XML.
-pub fn verify_redirect(raw_query: &str, idp: &IdpMetadata) -> Result<String, SloError> {
+/// A verified HTTP-Redirect binding message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedirectMessage {
+    pub xml: String,
+    /// Decoded from exactly the raw `RelayState=` pair the signature covered. A reader of
+    /// its own (a form parser that decodes `Relay%53tate`, or takes the first of two) would
+    /// see an unsigned value.
+    pub relay_state: Option<String>,
+}
+
+/// Verifies an HTTP-Redirect binding message over the raw query and returns its XML and the
+/// signed RelayState.
+pub fn verify_redirect(
+    raw_query: &str,
+    idp: &IdpMetadata,
+    allow_sha1: bool,
+) -> Result<RedirectMessage, SloError> {
     let mut msg: Option<(&str, &str)> = None;
     let mut relay = None;
     let mut sig_alg = None;
@@ -144,6 +165,7 @@ pub fn verify_redirect(raw_query: &str, idp: &IdpMetadata) -> Result<String, Slo
     let alg = url_decode(sig_alg_raw)?;
     let md = ALLOWED_SIG_ALGS
         .iter()
+        .chain(allow_sha1.then_some(&RSA_SHA1))
         .find(|(uri, _)| *uri == alg)
         .map(|(_, md)| md())
         .ok_or_else(|| SloError::Signature(format!("SigAlg {alg} not allowed")))?;
@@ -178,7 +200,10 @@ pub fn verify_redirect(raw_query: &str, idp: &IdpMetadata) -> Result<String, Slo
     let deflated = B64
         .decode(url_decode(value)?.as_bytes())
         .map_err(|_| mal("message is not base64"))?;
-    inflate(&deflated)
+    Ok(RedirectMessage {
+        xml: inflate(&deflated)?,
+        relay_state: relay.map(url_decode).transpose()?,
+    })
 }
 
 /// Raw DEFLATE with a hard output limit.
@@ -195,7 +220,7 @@ pub fn inflate(data: &[u8]) -> Result<String, SloError> {
 }
 
 /// Verifies an HTTP-POST binding message (enveloped XML signature) and returns the signed bytes.
-pub fn verify_post(b64: &str, idp: &IdpMetadata) -> Result<String, SloError> {
+pub fn verify_post(b64: &str, idp: &IdpMetadata, allow_sha1: bool) -> Result<String, SloError> {
     use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
     let clean: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let bytes = B64
@@ -213,7 +238,11 @@ pub fn verify_post(b64: &str, idp: &IdpMetadata) -> Result<String, SloError> {
             &xml,
             &idp.certs_der,
             ReduceMode::PreDigest,
-            Some(&super::acs::ALLOWED_ALGORITHMS),
+            Some(if allow_sha1 {
+                &super::acs::ALLOWED_ALGORITHMS_WITH_SHA1[..]
+            } else {
+                &super::acs::ALLOWED_ALGORITHMS[..]
+            }),
         )
     }));
     match r {
@@ -467,23 +496,28 @@ mod tests {
         )
         .unwrap();
         let query = url.split_once('?').unwrap().1.to_string();
-        let out = verify_redirect(&query, &idp).unwrap();
-        assert!(out.contains("LogoutResponse"));
+        let out = verify_redirect(&query, &idp, false).unwrap();
+        assert!(out.xml.contains("LogoutResponse"));
+        assert_eq!(out.relay_state.as_deref(), Some("/after logout?x=1"));
+        // An unsigned look-alike before the signed pair is not the RelayState.
+        let spoofed = format!("Relay%53tate=https%3A%2F%2Fevil.example%2F&{query}");
+        let out = verify_redirect(&spoofed, &idp, false).unwrap();
+        assert_eq!(out.relay_state.as_deref(), Some("/after logout?x=1"));
         // Re-encoding a value (lower-case %2f) changes the octets: refused, not re-normalised.
         let tampered = query.replacen("%2F", "%2f", 1);
         assert!(matches!(
-            verify_redirect(&tampered, &idp),
+            verify_redirect(&tampered, &idp, false),
             Err(SloError::Signature(_))
         ));
         // Missing SigAlg or Signature: an error, not a panic.
         let no_sig = query.split("&Signature=").next().unwrap().to_string();
         assert!(matches!(
-            verify_redirect(&no_sig, &idp),
+            verify_redirect(&no_sig, &idp, false),
             Err(SloError::Signature(_))
         ));
         let no_alg = query.replace("&SigAlg=", "&X=");
         assert!(matches!(
-            verify_redirect(&no_alg, &idp),
+            verify_redirect(&no_alg, &idp, false),
             Err(SloError::Signature(_))
         ));
         // Another key: refused.
@@ -491,7 +525,7 @@ mod tests {
         let url2 =
             super::super::authn::redirect_url("https://sp/slo", &xml, "", Some(&k2)).unwrap();
         assert!(matches!(
-            verify_redirect(url2.split_once('?').unwrap().1, &idp),
+            verify_redirect(url2.split_once('?').unwrap().1, &idp, false),
             Err(SloError::Signature(_))
         ));
     }

@@ -22,6 +22,8 @@ use crate::saml::authn;
 use crate::saml::decrypt::DecryptKey;
 use crate::store::ReplayCheck;
 use login::Login;
+// Moved to its own domain module (issue 16); kept here for the other call sites.
+pub use crate::return_path::safe_return_path;
 
 /// What a successful ACS post decided, for the log line.
 struct Accepted {
@@ -129,6 +131,7 @@ async fn acs_inner(
             skew: chrono::Duration::seconds(cfg.clock_skew_seconds),
             max_issue_delay: chrono::Duration::seconds(cfg.max_issue_delay_seconds),
             allow_unsolicited: cfg.allow_unsolicited,
+            allow_sha1: cfg.allow_sha1,
             expected_request_id: expected.as_deref(),
             now: chrono::Utc::now(),
         };
@@ -146,6 +149,13 @@ async fn acs_inner(
     })?
     .map_err(no_account)?;
     drop(permit);
+    if verified.sha1 {
+        app.metrics.sha1_login();
+        tracing::warn!(
+            target: "samlgate::login", request_id = rid, assertion_id = %verified.assertion_id,
+            "login signed with SHA-1: {}", crate::config::SHA1_WARNING
+        );
+    }
 
     // The rest writes the store and waits for its flush: on a blocking thread too, so the
     // async workers keep serving and the flushes of concurrent logins can group (one fsync
@@ -177,8 +187,9 @@ fn decide(
     // The assertion is consumed now, whatever the decision: record it before anything else.
     record_replay(app, &verified, &idp.entity_id).map_err(|r| (r, account.clone()))?;
 
-    // A solicited response consumes its request: a second response to it is refused.
-    let mut relay = safe_return_path(relay_state.as_deref());
+    // A solicited response consumes its request: a second response to it is refused. Its
+    // return path is the one kept server-side; RelayState decides only IdP-initiated logins.
+    let mut relay = None;
     if let Some(irt) = &verified.in_response_to {
         let t = tracked.as_ref().filter(|t| &t.id == irt).ok_or_else(|| {
             (
@@ -190,7 +201,7 @@ fn decide(
             )
         })?;
         match authn::consume(&*app.store, t) {
-            Ok(true) => relay = t.return_to.clone(),
+            Ok(true) => relay = Some(t.return_to.clone()),
             Ok(false) => {
                 return Err((
                     Refusal::new(
@@ -209,6 +220,7 @@ fn decide(
         }
     }
 
+    let relay = relay.unwrap_or_else(|| relay_state_path(app, relay_state.as_deref(), rid));
     let signed = verified.signed.as_str();
     let login = Login {
         profile,
@@ -291,6 +303,24 @@ fn decide(
         account_id,
         outcome,
         signed,
+    })
+}
+
+/// The return path an IdP-initiated login's RelayState asks for; `/` (and a log line saying
+/// why) when it is not a path on this origin.
+fn relay_state_path(app: &App, relay_state: Option<&str>, rid: &str) -> String {
+    crate::return_path::from_relay_state(relay_state, &app.cfg.public_url).unwrap_or_else(|why| {
+        let shown: String = relay_state.unwrap_or("").chars().take(200).collect();
+        let origin = match &why {
+            crate::return_path::Refused::OtherOrigin(o) => o.as_str(),
+            crate::return_path::Refused::NotAPath => "",
+        };
+        tracing::warn!(
+            target: "samlgate::login", request_id = rid, reason = why.code(), origin,
+            relay_state = ?shown, public_url = %app.cfg.public_url,
+            "RelayState not used; landing on /"
+        );
+        "/".into()
     })
 }
 
@@ -408,31 +438,6 @@ fn form_decode(raw: &[u8]) -> Result<String, Refusal> {
     String::from_utf8(out).map_err(|_| Refusal::new(Reason::BadRequest, "form field not UTF-8"))
 }
 
-/// A same-origin path to continue to, or `/`.
-///
-/// Accepted: starts with one `/`, no `//` or `/\` prefix (protocol-relative), no backslash or
-/// control characters anywhere (browsers turn `\` into `/`), no scheme. Everything else is
-/// replaced by `/`, never partially repaired.
-pub fn safe_return_path(relay: Option<&str>) -> String {
-    let Some(r) = relay else { return "/".into() };
-    // The same checks on the value and on its once-decoded form: a later hop (a proxy, the
-    // browser) may decode `%2F`, `%5C` or `%09` and turn `/%09/evil` into `//evil`.
-    let decoded = percent_encoding::percent_decode_str(r).decode_utf8_lossy();
-    if r.len() <= 1024 && is_plain_path(r) && !r.contains(' ') && is_plain_path(&decoded) {
-        r.to_string()
-    } else {
-        "/".into()
-    }
-}
-
-/// One leading `/`, not `//` or `/\`, no backslash, no control character.
-fn is_plain_path(p: &str) -> bool {
-    p.starts_with('/')
-        && !p.starts_with("//")
-        && !p.contains('\\')
-        && !p.chars().any(char::is_control)
-}
-
 fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusal> {
     let now = chrono::Utc::now().timestamp();
     // Whole seconds, rounded up, plus one: the store treats an entry as expired once
@@ -464,29 +469,6 @@ pub fn flush(app: &App) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn return_path_is_same_origin_only() {
-        assert_eq!(safe_return_path(Some("/staff/menu?x=1")), "/staff/menu?x=1");
-        for bad in [
-            "https://evil.example/",
-            "//evil.example",
-            "/\\evil.example",
-            "\\\\evil",
-            "/%2F%2Fevil",
-            "/%5cevil",
-            "/%09/evil.example",
-            "/%0A/evil.example",
-            "/%0D%0A/evil",
-            "javascript:alert(1)",
-            "evil",
-            "/a\r\nSet-Cookie: x=1",
-            "",
-        ] {
-            assert_eq!(safe_return_path(Some(bad)), "/", "{bad:?}");
-        }
-        assert_eq!(safe_return_path(None), "/");
-    }
 
     #[test]
     fn form_needs_one_saml_response() {

@@ -34,6 +34,7 @@ pub struct Metrics {
     acs_count: AtomicU64,
     acs_sum_micros: AtomicU64,
     verify_requests: [AtomicU64; 2],
+    sha1_logins: AtomicU64,
 }
 
 impl Metrics {
@@ -54,6 +55,11 @@ impl Metrics {
         }
         self.acs_count.fetch_add(1, Relaxed);
         self.acs_sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+    }
+
+    /// A response whose signature needed SHA-1 passed verification (`[idp] allow_sha1`).
+    pub fn sha1_login(&self) {
+        self.sha1_logins.fetch_add(1, Relaxed);
     }
 
     pub fn verify(&self, ok: bool) {
@@ -119,6 +125,15 @@ impl Metrics {
         s.push_str("# HELP samlgate_sessions_live Session records in the store.\n");
         s.push_str("# TYPE samlgate_sessions_live gauge\n");
         let _ = writeln!(s, "samlgate_sessions_live {live_sessions}");
+        s.push_str(
+            "# HELP samlgate_sha1_logins_total Responses verified with SHA-1 ([idp] allow_sha1).\n",
+        );
+        s.push_str("# TYPE samlgate_sha1_logins_total counter\n");
+        let _ = writeln!(
+            s,
+            "samlgate_sha1_logins_total {}",
+            self.sha1_logins.load(Relaxed)
+        );
         s.push_str(extra);
         s
     }

@@ -86,12 +86,10 @@ pub async fn handle(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
     let lang = Lang::of(&req);
     let idp = app.idp();
     let (xml, relay) = if req.method() == Method::GET {
+        // The RelayState is the one the signature covered, from the verifier.
         let raw = req.uri().query().unwrap_or("").to_string();
-        let relay = form_urlencoded::parse(raw.as_bytes())
-            .find(|(k, _)| k == "RelayState")
-            .map(|(_, v)| v.into_owned());
-        match slo::verify_redirect(&raw, &idp) {
-            Ok(x) => (x, relay),
+        match slo::verify_redirect(&raw, &idp, app.cfg.allow_sha1) {
+            Ok(m) => (m.xml, m.relay_state),
             Err(e) => return refused(lang, &e, rid),
         }
     } else {
@@ -111,8 +109,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
         let Some(msg) = msg else {
             return refused(lang, &SloError::Malformed("no SAML message".into()), rid);
         };
-        let idp2 = idp.clone();
-        match tokio::task::spawn_blocking(move || slo::verify_post(&msg, &idp2)).await {
+        let (idp2, sha1) = (idp.clone(), app.cfg.allow_sha1);
+        match tokio::task::spawn_blocking(move || slo::verify_post(&msg, &idp2, sha1)).await {
             Ok(Ok(x)) => (x, relay),
             Ok(Err(e)) => return refused(lang, &e, rid),
             Err(_) => {

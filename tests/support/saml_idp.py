@@ -314,13 +314,14 @@ class Builder:
             ar = etree.SubElement(cond, q(NS_SAML, "AudienceRestriction"))
             etree.SubElement(ar, q(NS_SAML, "Audience")).text = extra
 
-        authn = etree.SubElement(A, q(NS_SAML, "AuthnStatement"))
-        authn.set("AuthnInstant", ts(self.now))
-        authn.set("SessionIndex", new_id())
-        authn.set("SessionNotOnOrAfter", ts(self.now + dt.timedelta(hours=8)))
-        actx = etree.SubElement(authn, q(NS_SAML, "AuthnContext"))
-        etree.SubElement(actx, q(NS_SAML, "AuthnContextClassRef")).text = \
-            "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+        if not a.no_authn_statement:
+            authn = etree.SubElement(A, q(NS_SAML, "AuthnStatement"))
+            authn.set("AuthnInstant", ts(self.now))
+            authn.set("SessionIndex", new_id())
+            authn.set("SessionNotOnOrAfter", ts(self.now + dt.timedelta(hours=8)))
+            actx = etree.SubElement(authn, q(NS_SAML, "AuthnContext"))
+            etree.SubElement(actx, q(NS_SAML, "AuthnContextClassRef")).text = \
+                "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
 
         attrs = self.attrs(nameid)
         if attrs:
@@ -347,8 +348,8 @@ class Builder:
         R.set("IssueInstant", ts(self.issue_instant))
         if a.destination != "none":
             R.set("Destination", a.destination or a.acs)
-        if a.in_response_to:
-            R.set("InResponseTo", a.in_response_to)
+        if a.envelope_in_response_to or a.in_response_to:
+            R.set("InResponseTo", a.envelope_in_response_to or a.in_response_to)
         etree.SubElement(R, q(NS_SAML, "Issuer")).text = a.issuer
         if signed:
             etree.SubElement(R, q(NS_DS, "Signature"), nsmap={"ds": NS_DS}).set("Id", "placeholder")
@@ -727,6 +728,11 @@ def build_parser():
     r.add_argument("--recipient", default=None, help="SubjectConfirmationData Recipient (none: omit)")
     r.add_argument("--destination", default=None, help="Response Destination (none: omit)")
     r.add_argument("--in-response-to", default=None)
+    r.add_argument("--envelope-in-response-to", default=None,
+                   help="InResponseTo on the Response only (overrides --in-response-to there; "
+                        "the SubjectConfirmationData keeps --in-response-to or none)")
+    r.add_argument("--no-authn-statement", action="store_true",
+                   help="an Assertion without AuthnStatement (Web SSO profile 4.1.4.2 wants one)")
     r.add_argument("--status", choices=["Success", "Responder", "Requester", "AuthnFailed"], default="Success")
     r.add_argument("--no-bearer", action="store_true", help="SubjectConfirmation method holder-of-key")
     r.add_argument("--no-subject-confirmation", action="store_true")

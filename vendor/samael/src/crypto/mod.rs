@@ -43,6 +43,11 @@ pub enum CryptoError {
 
     #[error("The crypto provider is not enabled so encryption and signing methods are disabled")]
     CryptoDisabled,
+
+    // samlgate patch 3 (see vendor/PATCHES.md): say which algorithm the allow-list refused,
+    // so an operator can tell "IdP signs with SHA-1" from "forged signature".
+    #[error("signature algorithm not allowed: {algorithm}")]
+    SignatureAlgorithmNotAllowed { algorithm: String },
 }
 
 /// A certificate encoded in der format.
@@ -84,6 +89,9 @@ pub enum AllowedSignatureAlgorithm {
     EcdsaSha512,
     /// DSA-SHA256
     DsaSha256,
+    /// RSA-SHA1 with SHA-1 digests (samlgate patch 3): only for IdPs that cannot do better;
+    /// callers opt in explicitly.
+    RsaSha1,
 }
 
 impl AllowedSignatureAlgorithm {
@@ -99,6 +107,7 @@ impl AllowedSignatureAlgorithm {
             Self::EcdsaSha384 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
             Self::EcdsaSha512 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
             Self::DsaSha256 => "http://www.w3.org/2009/xmldsig11#dsa-sha256",
+            Self::RsaSha1 => "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
         }
     }
 
@@ -111,6 +120,7 @@ impl AllowedSignatureAlgorithm {
             }
             Self::RsaSha384 | Self::EcdsaSha384 => "http://www.w3.org/2001/04/xmldsig-more#sha384",
             Self::RsaSha512 | Self::EcdsaSha512 => "http://www.w3.org/2001/04/xmlenc#sha512",
+            Self::RsaSha1 => "http://www.w3.org/2000/09/xmldsig#sha1",
         }
     }
 }

@@ -169,34 +169,40 @@ struct ParsedSelection {
     sequence_nodes: Vec<libxml::tree::Node>,
 }
 
+/// samlgate patch 3: `Err(Some(uri))` names the SignatureMethod or DigestMethod the allow-list
+/// refused; `Err(None)` is a Signature without them (malformed, not an algorithm question).
 fn signature_uses_allowed_algorithm(
     sig_node: &libxml::tree::Node,
     allowed: &[super::AllowedSignatureAlgorithm],
-) -> bool {
-    let Some(signed_info) = signed_info_node(sig_node) else {
-        return false;
-    };
-    let Some(signature_algorithm) = signature_method_algorithm(&signed_info) else {
-        return false;
-    };
+) -> Result<(), Option<String>> {
+    let signed_info = signed_info_node(sig_node).ok_or(None)?;
+    let signature_algorithm = signature_method_algorithm(&signed_info).ok_or(None)?;
     if !allowed
         .iter()
         .any(|allowed_algorithm| allowed_algorithm.signature_uri() == signature_algorithm)
     {
-        return false;
+        return Err(Some(signature_algorithm));
     }
 
     let allowed_digest_algorithms = allowed
         .iter()
         .map(super::AllowedSignatureAlgorithm::digest_uri)
         .collect::<HashSet<_>>();
-    let Some(digest_algorithms) = reference_digest_algorithms(&signed_info) else {
-        return false;
-    };
+    let digest_algorithms = reference_digest_algorithms(&signed_info).ok_or(None)?;
 
-    digest_algorithms
-        .iter()
-        .all(|algorithm| allowed_digest_algorithms.contains(algorithm.as_str()))
+    match digest_algorithms
+        .into_iter()
+        .find(|algorithm| !allowed_digest_algorithms.contains(algorithm.as_str()))
+    {
+        Some(refused) => Err(Some(refused)),
+        None => Ok(()),
+    }
+}
+
+/// samlgate patch 3: xmlsec checks each Reference's DigestMethod against the context's
+/// enabled transforms, so a caller that allows RSA-SHA1 also needs the SHA-1 digest there.
+fn allows_sha1_digest(allowed: Option<&[super::AllowedSignatureAlgorithm]>) -> bool {
+    allowed.is_some_and(|a| a.contains(&super::AllowedSignatureAlgorithm::RsaSha1))
 }
 
 fn signed_info_node(sig_node: &libxml::tree::Node) -> Option<libxml::tree::Node> {
@@ -300,8 +306,12 @@ impl super::CryptoProvider for XmlSec {
 
         for sig_node in &signature_nodes {
             if let Some(allowed) = allowed_algorithms {
-                if !signature_uses_allowed_algorithm(sig_node, allowed) {
-                    return Err(CryptoError::InvalidSignature);
+                match signature_uses_allowed_algorithm(sig_node, allowed) {
+                    Ok(()) => {}
+                    Err(Some(algorithm)) => {
+                        return Err(CryptoError::SignatureAlgorithmNotAllowed { algorithm })
+                    }
+                    Err(None) => return Err(CryptoError::InvalidSignature),
                 }
             }
 
@@ -312,6 +322,9 @@ impl super::CryptoProvider for XmlSec {
                 let mut sig_ctx = XmlSecSignatureContext::new_with_flags(
                     wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
                 )?;
+                if allows_sha1_digest(allowed_algorithms) {
+                    sig_ctx.enable_sha1_digest()?;
+                }
 
                 let key = cached_cert_key(key_data.der_data())?;
                 sig_ctx.insert_key(key);

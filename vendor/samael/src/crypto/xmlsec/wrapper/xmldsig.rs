@@ -63,6 +63,21 @@ impl XmlSecSignatureContext {
         Ok(Self { ctx })
     }
 
+    /// samlgate patch 3: also accept SHA-1 reference digests (only for a caller that allows
+    /// RSA-SHA1 explicitly; `new` enables SHA-2 only).
+    pub fn enable_sha1_digest(&mut self) -> XmlSecResult<()> {
+        let rc = unsafe {
+            bindings::xmlSecDSigCtxEnableReferenceTransform(
+                self.ctx.as_mut(),
+                bindings::xmlSecOpenSSLTransformSha1GetKlass(),
+            )
+        };
+        if rc < 0 {
+            return Err(XmlSecError::ContextInitError);
+        }
+        Ok(())
+    }
+
     /// Builds a context with specific flags.
     pub fn new_with_flags(flags: u32) -> XmlSecResult<Self> {
         let mut ctx = Self::new()?;
