@@ -101,6 +101,19 @@ fn end_sessions(store: &dyn Store, gmis_id: &str) -> Result<usize, AdminError> {
     Ok(n)
 }
 
+/// A linking application may name only an existing local account that is not linked to
+/// another G-MIS account.
+fn check_link_target(store: &dyn Store, gmis_id: &str, local: &str) -> Result<(), AdminError> {
+    let u = users::get(store, local)?
+        .ok_or_else(|| AdminError::NotFound(format!("local account {local} does not exist")))?;
+    match u.gmis_id {
+        Some(g) if g != gmis_id => Err(AdminError::Invalid(format!(
+            "local account {local} is already linked to {g}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn to_json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("records serialize")
 }
@@ -189,15 +202,7 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             nonempty("gmis_id", gmis_id)?;
             nonempty("by", by)?;
             if let Some(l) = link_to {
-                let u = users::get(store, l)?.ok_or_else(|| {
-                    AdminError::NotFound(format!("local account {l} does not exist"))
-                })?;
-                if u.gmis_id.as_deref().is_some_and(|g| g != gmis_id) {
-                    return Err(AdminError::Invalid(format!(
-                        "local account {l} is already linked to {}",
-                        u.gmis_id.unwrap_or_default()
-                    )));
-                }
+                check_link_target(store, gmis_id, l)?;
             }
             if applications::get(store, gmis_id)?
                 .is_some_and(|a| a.status != ApplicationStatus::Revoked)
@@ -240,6 +245,10 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             let approve = matches!(op, Op::ApplicationApprove { .. });
             let mut app = applications::get(store, gmis_id)?
                 .ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no application")))?;
+            if let (true, Some(l)) = (approve, &app.link_to) {
+                // Another application may have linked the account since this one was filed.
+                check_link_target(store, gmis_id, l)?;
+            }
             let prev = serde_json::to_vec(&app).expect("serialize");
             app.status = if approve {
                 ApplicationStatus::Approved

@@ -33,10 +33,13 @@ pub enum Reason {
     AttributeMissing,
     Busy,
     Internal,
+    /// The account was blocked, unlinked or its application changed while the login was being
+    /// finished: no session is left.
+    AccountChanged,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 29] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -65,6 +68,7 @@ impl Reason {
         Reason::AttributeMissing,
         Reason::Busy,
         Reason::Internal,
+        Reason::AccountChanged,
     ];
 
     pub fn code(self) -> &'static str {
@@ -97,6 +101,7 @@ impl Reason {
             Reason::AttributeMissing => "attribute_missing",
             Reason::Busy => "busy",
             Reason::Internal => "internal_error",
+            Reason::AccountChanged => "account_changed",
         }
     }
 
@@ -146,6 +151,10 @@ impl Reason {
             Reason::Internal => (
                 "システムエラーが発生しました。しばらくしてから再度お試しください。",
                 "A system error occurred. Please try again later.",
+            ),
+            Reason::AccountChanged => (
+                "ログイン処理中にアカウントの状態が変更されたため、ログインを完了できませんでした。G-MISからもう一度ログインしてください。解決しない場合はG-MIS事務局にお問い合わせください。",
+                "The account's state changed while the login was being finished, so it was not completed. Please log in again from G-MIS; if that does not help, contact the G-MIS secretariat.",
             ),
             Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
                 "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",

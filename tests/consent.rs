@@ -1387,3 +1387,177 @@ fn a_block_while_the_consent_page_is_open_wins() {
         "accept after a block made a session"
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// issue #12 item 1: a first G-MIS login never takes over a local account with its id
+
+/// The one user row with this id, as the CLI shows it.
+fn user_row(gw: &Gateway, id: &str) -> Option<Json> {
+    users(gw).into_iter().find(|u| u.str("id") == Some(id))
+}
+
+fn local_user_of(gw: &Gateway, cookie: &str) -> Option<String> {
+    gw.verify(Some(cookie))
+        .header("x-samlgate-local-user")
+        .map(str::to_string)
+}
+
+#[test]
+fn a_first_login_never_takes_over_an_existing_local_account() {
+    let gw = gateway(false, V1, true);
+    let (taken, b, linked_to_b) = ("GM0022222", "GM0033333", "GM0044444");
+    let file = gw.dir.path().join("local-users.jsonl");
+    let mut lines = String::new();
+    for id in [taken, linked_to_b] {
+        lines.push_str(&format!(
+            r#"{{"account_id":"{id}","category":"病院","facility_code":"2720000009","facility_name":"別の病院","email":"{id}@other.example.jp"}}"#
+        ));
+        lines.push('\n');
+    }
+    fs::write(&file, lines).unwrap();
+    cli_ok(
+        &gw,
+        "users",
+        &["import", file.to_str().unwrap(), "--by", "t"],
+    );
+    let before = user_row(&gw, taken);
+    let rs = responses(
+        &gw,
+        &[
+            (taken, &[]),
+            (taken, &[]),
+            (b, &[]),
+            (linked_to_b, &[]),
+            (linked_to_b, &[]),
+            (b, &[]),
+        ],
+    );
+
+    // 1. Same id, no application: the existing-account application page; nothing written.
+    let n = gw.sessions_live();
+    expect_terminal(
+        &gw,
+        "colliding id",
+        &gw.post_acs(&rs[0], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    check!(gw, gw.sessions_live() == n, "a session for a colliding id");
+    check!(
+        gw,
+        user_row(&gw, taken) == before,
+        "the local account was rewritten: {:?}",
+        user_row(&gw, taken)
+    );
+
+    // 2. The secretariat approves without link_to: a fresh local id, the local one untouched.
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", taken, "--approve", "--by", "t"],
+    );
+    let c = expect_session(
+        &gw,
+        "approved, colliding id",
+        &gw.post_acs(&rs[1], None),
+        "/",
+    );
+    let fresh = format!("{taken}-g2");
+    let got = local_user_of(&gw, &c);
+    check!(
+        gw,
+        got.as_deref() == Some(fresh.as_str()),
+        "X-Samlgate-Local-User {got:?}, expected {fresh}"
+    );
+    check!(
+        gw,
+        user_row(&gw, taken) == before,
+        "the local account was rewritten: {:?}",
+        user_row(&gw, taken)
+    );
+    let row = user_row(&gw, &fresh);
+    check!(
+        gw,
+        row.as_ref().and_then(|u| u.str("gmis_id")) == Some(taken),
+        "no fresh user row: {row:?}"
+    );
+    let a = audit(&gw);
+    let reg = audit_of(&a, "user.register", &fresh);
+    check!(
+        gw,
+        reg.len() == 1
+            && reg[0]
+                .str("detail")
+                .is_some_and(|d| d.contains(taken) && d.contains("left unchanged")),
+        "audit does not say the id was taken: {a:?}"
+    );
+    check!(
+        gw,
+        audit_of(&a, "user.register", taken).is_empty(),
+        "audit claims {taken} was registered: {a:?}"
+    );
+
+    // 3. A local account linked to G-MIS user B is never handed to a newcomer with its id.
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", b, "--link-to", linked_to_b, "--approve", "--by", "t"],
+    );
+    let cb = expect_session(&gw, "B links", &gw.post_acs(&rs[2], None), "/");
+    check!(
+        gw,
+        local_user_of(&gw, &cb).as_deref() == Some(linked_to_b),
+        "B is not on {linked_to_b}"
+    );
+    expect_terminal(
+        &gw,
+        "newcomer with B's local id",
+        &gw.post_acs(&rs[3], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    let (ok, out, err) = cli(
+        &gw,
+        "applications",
+        &[
+            "add",
+            linked_to_b,
+            "--link-to",
+            linked_to_b,
+            "--approve",
+            "--by",
+            "t",
+        ],
+    );
+    check!(
+        gw,
+        !ok,
+        "an application linking the newcomer to B's account was accepted: {out}{err}"
+    );
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", linked_to_b, "--approve", "--by", "t"],
+    );
+    let cn = expect_session(&gw, "newcomer approved", &gw.post_acs(&rs[4], None), "/");
+    let want = format!("{linked_to_b}-g2");
+    check!(
+        gw,
+        local_user_of(&gw, &cn).as_deref() == Some(want.as_str()),
+        "newcomer got {:?}",
+        local_user_of(&gw, &cn)
+    );
+    // B's next login still works and still gets its account.
+    let cb = expect_session(&gw, "B again", &gw.post_acs(&rs[5], None), "/");
+    check!(
+        gw,
+        local_user_of(&gw, &cb).as_deref() == Some(linked_to_b),
+        "B lost {linked_to_b}"
+    );
+    let row = user_row(&gw, linked_to_b);
+    check!(
+        gw,
+        row.as_ref().and_then(|u| u.str("gmis_id")) == Some(b),
+        "{linked_to_b} now {row:?}"
+    );
+}

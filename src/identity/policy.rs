@@ -11,7 +11,7 @@ use super::applications::{self, ApplicationStatus};
 use super::consent::{self, ConsentDecision};
 use super::{users, Profile};
 use crate::config::{ConsentConfig, PolicyConfig};
-use crate::store::{Store, StoreError};
+use crate::store::{SessionRecord, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -29,12 +29,16 @@ pub enum Decision {
 pub enum ApplicationNeed {
     /// The category is not in `[policy] open_categories`.
     Category,
-    /// A local account with the same facility code and mail exists and nothing links it.
+    /// A local account with the same facility code and mail, or with the G-MIS account's id,
+    /// exists and is not linked to it.
     ExistingAccount,
     /// An application is filed and waits for the secretariat.
     Pending,
     /// The application was revoked.
     Revoked,
+    /// The approved application names a local account that is missing or linked to another
+    /// G-MIS account: the secretariat must correct it.
+    LinkConflict,
 }
 
 impl ApplicationNeed {
@@ -44,6 +48,7 @@ impl ApplicationNeed {
             ApplicationNeed::ExistingAccount => "application_needed_existing_account",
             ApplicationNeed::Pending => "application_pending",
             ApplicationNeed::Revoked => "application_revoked",
+            ApplicationNeed::LinkConflict => "application_link_conflict",
         }
     }
 }
@@ -80,10 +85,19 @@ pub fn decide(
             };
             return Ok(Decision::NeedsApplication(need));
         }
-        if users::by_gmis(store, &p.account_id)?.is_none()
-            && users::unlinked_match(store, p)?.is_some()
-        {
-            return Ok(Decision::NeedsApplication(ApplicationNeed::ExistingAccount));
+        if users::by_gmis(store, &p.account_id)?.is_none() {
+            if users::id_taken(store, &p.account_id)? {
+                // Never take over the account that has this id: the secretariat decides.
+                tracing::info!(target: "samlgate::identity", account_id = %p.account_id, reason = ApplicationNeed::ExistingAccount.code(), "a local account with this G-MIS id exists and is not linked to it");
+                return Ok(Decision::NeedsApplication(ApplicationNeed::ExistingAccount));
+            }
+            if users::unlinked_match(store, p)?.is_some() {
+                return Ok(Decision::NeedsApplication(ApplicationNeed::ExistingAccount));
+            }
+        }
+    } else if let Some(target) = &link_to {
+        if link_conflict(store, &p.account_id, target)? {
+            return Ok(Decision::NeedsApplication(ApplicationNeed::LinkConflict));
         }
     }
     let accepted_now = consent.as_ref().is_some_and(|c| {
@@ -95,6 +109,25 @@ pub fn decide(
     Ok(Decision::Proceed { link_to })
 }
 
+/// Whether an approved application's `link_to` cannot be honoured: this G-MIS account is not
+/// linked yet and the named account is missing or linked to another G-MIS account.
+fn link_conflict(store: &dyn Store, gmis_id: &str, target: &str) -> Result<bool, StoreError> {
+    if users::by_gmis(store, gmis_id)?.is_some() {
+        return Ok(false);
+    }
+    let conflict = match users::get(store, target)? {
+        None => Some("does not exist".to_string()),
+        Some(u) => u
+            .gmis_id
+            .filter(|g| g != gmis_id)
+            .map(|g| format!("is linked to G-MIS account {g}")),
+    };
+    if let Some(why) = &conflict {
+        tracing::warn!(target: "samlgate::identity", account_id = %gmis_id, link_to = %target, reason = ApplicationNeed::LinkConflict.code(), "the approved application links to a local account that {why}");
+    }
+    Ok(conflict.is_some())
+}
+
 /// Whether a session for this profile may still be used: not blocked, no pending application,
 /// and the category is open or an application is approved.
 pub fn session_allowed(
@@ -103,6 +136,61 @@ pub fn session_allowed(
     p: &Profile,
 ) -> Result<bool, StoreError> {
     Ok(gate_facts(store, p)?.allows(policy, p))
+}
+
+/// Writes a new session, then checks the account again and deletes the session if it may not
+/// be used; `Ok(false)` when it was deleted. `consent` is the account's consent record as the
+/// login's guarded batch left it.
+///
+/// Why no session outlives a block (DESIGN.md "Blocks and new sessions"): a block writes the
+/// block, then ends the account's sessions; this writes the session, then reads the account.
+/// Whichever of the two reads comes second sees the other's write: the block's scan finds this
+/// session, or this check finds the block (or a later reopen, which removes the consent record
+/// this login wrote or saw).
+pub fn put_session_checked(
+    store: &dyn Store,
+    policy: &PolicyConfig,
+    rec: &SessionRecord,
+    idle_seconds: i64,
+    consent: Option<&[u8]>,
+) -> Result<bool, StoreError> {
+    put_then_check(store, policy, rec, idle_seconds, consent, &|| {})
+}
+
+/// [`put_session_checked`] with a hook between the two steps, for tests of the interleavings.
+fn put_then_check(
+    store: &dyn Store,
+    policy: &PolicyConfig,
+    rec: &SessionRecord,
+    idle_seconds: i64,
+    consent: Option<&[u8]>,
+    between: &dyn Fn(),
+) -> Result<bool, StoreError> {
+    store.session_put(rec, idle_seconds)?;
+    between();
+    let still = still_allowed(store, policy, rec, consent);
+    if still.as_ref().is_ok_and(|ok| *ok) {
+        return Ok(true);
+    }
+    // Fail closed: an unreadable account ends the session too.
+    store.session_delete(&rec.id)?;
+    still.map(|_| false)
+}
+
+fn still_allowed(
+    store: &dyn Store,
+    policy: &PolicyConfig,
+    rec: &SessionRecord,
+    consent: Option<&[u8]>,
+) -> Result<bool, StoreError> {
+    let gmis = &rec.profile.account_id;
+    let consent_now = store.get(crate::store::Table::Consents, gmis.as_bytes())?;
+    if consent_now.as_deref() != consent {
+        return Ok(false);
+    }
+    let linked = users::by_gmis(store, gmis)?.map(|u| u.id);
+    Ok(linked.as_deref() == Some(rec.local_user_id.as_str())
+        && session_allowed(store, policy, &rec.profile)?)
 }
 
 /// What the store says about an account for the per-request gate: its block and its SSO
@@ -295,10 +383,108 @@ mod tests {
                 link_to: Some("L100".into())
             }
         );
-        let (u, w) = users::register_writes(&s, &p("病院"), Some("L100")).unwrap();
+        let (u, w, how) = users::register_writes(&s, &p("病院"), Some("L100")).unwrap();
+        assert_eq!(how, users::Registered::Linked);
         s.apply(&w, None).unwrap();
         assert_eq!(u.id, "L100");
         assert_eq!(users::by_gmis(&s, "GM1").unwrap().unwrap().id, "L100");
         assert_eq!(users::list(&s).unwrap().len(), 1, "linked, not duplicated");
+    }
+
+    fn local(id: &str, gmis: Option<&str>, facility: &str) -> User {
+        User {
+            id: id.into(),
+            gmis_id: gmis.map(str::to_string),
+            profile: Profile {
+                account_id: id.into(),
+                category: "病院".into(),
+                facility_code: facility.into(),
+                email: format!("{id}@other.example.jp"),
+                ..Default::default()
+            },
+            created: "2020-01-01T00:00:00Z".into(),
+            updated: "2020-01-01T00:00:00Z".into(),
+            origin: "local".into(),
+        }
+    }
+
+    fn approve_plain(s: &SledStore) {
+        set_app(s, ApplicationStatus::Approved, None);
+    }
+
+    /// Issue #12 item 1: a local account whose id equals the G-MIS id (another facility,
+    /// another mail) is neither rewritten nor linked by a first login.
+    #[test]
+    fn a_first_login_never_takes_over_a_local_account_with_its_id() {
+        let (_d, s) = store();
+        let l = local("GM1", None, "F9");
+        s.apply(&users::local_account_writes(&l), None).unwrap();
+        let before = s.get(crate::store::Table::Users, b"GM1").unwrap();
+        assert_eq!(
+            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
+        );
+        // Approved without link_to: a fresh local id, the local account untouched.
+        approve_plain(&s);
+        assert_eq!(
+            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            Decision::Proceed { link_to: None }
+        );
+        let (u, w, how) = users::register_writes(&s, &p("病院"), None).unwrap();
+        s.apply(&w, None).unwrap();
+        assert_eq!(u.id, "GM1-g2");
+        assert_eq!(
+            how,
+            users::Registered::NewRenamed {
+                taken: "GM1".into()
+            }
+        );
+        assert!(how.audit(&u).unwrap().1.contains("GM1-g2"));
+        assert_eq!(s.get(crate::store::Table::Users, b"GM1").unwrap(), before);
+        assert_eq!(users::by_gmis(&s, "GM1").unwrap().unwrap().id, "GM1-g2");
+        // The next login finds its own account, still not the local one.
+        let (u, w, how) = users::register_writes(&s, &p("病院"), None).unwrap();
+        assert_eq!(
+            (u.id.as_str(), w.len(), how),
+            ("GM1-g2", 0, users::Registered::Unchanged)
+        );
+    }
+
+    /// Issue #12 item 1, worse case: the account with the newcomer's id is linked to G-MIS
+    /// user B. The newcomer never gets it, and B keeps it.
+    #[test]
+    fn an_account_linked_to_another_gmis_user_is_never_handed_over() {
+        let (_d, s) = store();
+        let l = local("GM1", Some("GMB"), "F9");
+        let mut w = users::local_account_writes(&l);
+        w.push((
+            crate::store::Table::UserByGmis,
+            b"GMB".to_vec(),
+            Some(b"GM1".to_vec()),
+        ));
+        s.apply(&w, None).unwrap();
+        assert_eq!(
+            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
+        );
+        // An approved application naming B's account cannot link to it.
+        set_app(&s, ApplicationStatus::Approved, Some("GM1"));
+        assert_eq!(
+            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            Decision::NeedsApplication(ApplicationNeed::LinkConflict)
+        );
+        assert!(matches!(
+            users::register_writes(&s, &p("病院"), Some("GM1")),
+            Err(users::RegisterError::LinkTargetTaken { .. })
+        ));
+        approve_plain(&s);
+        let (u, w, _) = users::register_writes(&s, &p("病院"), None).unwrap();
+        s.apply(&w, None).unwrap();
+        assert_eq!(u.id, "GM1-g2");
+        let b = users::by_gmis(&s, "GMB").unwrap().unwrap();
+        assert_eq!((b.id.as_str(), b.gmis_id.as_deref()), ("GM1", Some("GMB")));
+        let mut pb = p("病院");
+        pb.account_id = "GMB".into();
+        assert_eq!(users::register_writes(&s, &pb, None).unwrap().0.id, "GM1");
     }
 }
