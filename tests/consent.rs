@@ -562,7 +562,7 @@ fn accept_registers_the_user_and_the_next_login_skips_consent() {
 fn reject_blocks_every_login_until_the_secretariat_reopens() {
     let gw = gateway(true, V1, true);
     let id = "GM2000001";
-    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[]), (id, &[])]);
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
 
     let r = gw.post_acs(&rs[0], Some("/menu"));
     let pending = expect_consent_redirect(&gw, "first login", &r);
@@ -847,7 +847,7 @@ fn consent_form_refuses_forged_replayed_and_foreign_tokens() {
 fn a_new_consent_version_asks_again() {
     let mut gw = gateway(true, V1, true);
     let id = "GM4000001";
-    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[]), (id, &[])]);
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
     login_with_consent(&gw, "first login", &rs[0], "/");
     expect_session(&gw, "second login", &gw.post_acs(&rs[1], None), "/");
 
@@ -1559,5 +1559,114 @@ fn a_first_login_never_takes_over_an_existing_local_account() {
         gw,
         row.as_ref().and_then(|u| u.str("gmis_id")) == Some(b),
         "{linked_to_b} now {row:?}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// issue #12 item 2: revoking a linking application unlinks; `users unlink` (CLI and API)
+
+#[test]
+fn revoke_and_unlink_remove_the_link_and_end_its_sessions() {
+    let gw = gateway(false, V1, true);
+    let id = "GM7100001";
+    let file = gw.dir.path().join("local-users.jsonl");
+    // Another facility and mail, so an unlinked login simply registers its own account.
+    fs::write(
+        &file,
+        r#"{"account_id":"L710","category":"病院","facility_code":"2720000009","email":"l710@other.example.jp"}"#.to_string() + "\n",
+    )
+    .unwrap();
+    cli_ok(
+        &gw,
+        "users",
+        &["import", file.to_str().unwrap(), "--by", "t"],
+    );
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
+
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", id, "--link-to", "L710", "--approve", "--by", "t"],
+    );
+    let c = expect_session(&gw, "linked", &gw.post_acs(&rs[0], None), "/");
+    check!(
+        gw,
+        local_user_of(&gw, &c).as_deref() == Some("L710"),
+        "not linked to L710"
+    );
+
+    // Revoke: the link goes (audited), the session ends, the next login is not L710.
+    let out = cli_json(
+        &gw,
+        "applications",
+        &["revoke", id, "--by", "t", "--note", "wrong person"],
+    );
+    check!(
+        gw,
+        out.first().and_then(|o| o.str("unlinked")) == Some("L710"),
+        "revoke answer: {out:?}"
+    );
+    check!(
+        gw,
+        gw.verify(Some(&c)).status == 401,
+        "the linked session outlived the revoke"
+    );
+    let row = user_row(&gw, "L710");
+    check!(
+        gw,
+        row.as_ref()
+            .is_some_and(|u| u.get("gmis_id") == Some(&Json::Null)),
+        "L710 still linked: {row:?}"
+    );
+    let a = audit(&gw);
+    let un = audit_of(&a, "user.unlink", "L710");
+    check!(
+        gw,
+        un.len() == 1
+            && un[0]
+                .str("detail")
+                .is_some_and(|d| d.contains(id) && d.contains("wrong person")),
+        "audit lacks user.unlink: {a:?}"
+    );
+    let c = expect_session(&gw, "after revoke", &gw.post_acs(&rs[1], None), "/");
+    let got = local_user_of(&gw, &c);
+    check!(
+        gw,
+        got.as_deref() == Some(id),
+        "after the revoke the login got {got:?}, expected its own account {id}"
+    );
+
+    // `users unlink` (through the admin API: the gateway holds the store): undo a link.
+    cli_ok(&gw, "users", &["unlink", id, "--by", "t", "--note", "test"]);
+    check!(
+        gw,
+        gw.verify(Some(&c)).status == 401,
+        "the session outlived users unlink"
+    );
+    let row = user_row(&gw, id);
+    check!(
+        gw,
+        row.as_ref()
+            .is_some_and(|u| u.get("gmis_id") == Some(&Json::Null)),
+        "{id} still linked: {row:?}"
+    );
+    check!(
+        gw,
+        audit_of(&audit(&gw), "user.unlink", id).len() == 1,
+        "no user.unlink for {id}"
+    );
+    // The unlinked account keeps its id: the next login is sent to the secretariat.
+    expect_terminal(
+        &gw,
+        "after unlink",
+        &gw.post_acs(&rs[2], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    let (ok, _, err) = cli(&gw, "users", &["unlink", id, "--by", "t"]);
+    check!(
+        gw,
+        !ok && err.contains("no linked account"),
+        "unlinking twice: {err}"
     );
 }
