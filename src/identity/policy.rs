@@ -487,4 +487,159 @@ mod tests {
         pb.account_id = "GMB".into();
         assert_eq!(users::register_writes(&s, &pb, None).unwrap().0.id, "GM1");
     }
+
+    // ---- issue #12 item 3: no session outlives a block, whatever the interleaving --------
+
+    /// What a login's guarded batch leaves: GM1 registered, consent accepted (v1). Returns the
+    /// session to write and the consent record's bytes.
+    fn accepted_login(s: &SledStore) -> (SessionRecord, Vec<u8>) {
+        let c = ConsentState {
+            gmis_id: "GM1".into(),
+            decision: ConsentDecision::Accepted,
+            version: "v1".into(),
+            at: now_rfc3339(),
+            detail: "assertion _a1".into(),
+        };
+        let (u, mut w, _) = users::register_writes(s, &p("病院"), None).unwrap();
+        let cw = consent::write(&c);
+        let bytes = cw.2.clone().unwrap();
+        w.push(cw);
+        s.apply(&w, Some((crate::store::Table::Consents, b"GM1", None)))
+            .unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let rec = SessionRecord {
+            id: "sess1".into(),
+            profile: p("病院"),
+            local_user_id: u.id,
+            name_id: "GM1".into(),
+            name_id_format: None,
+            session_index: None,
+            created: now,
+            last_seen: now,
+            expires: now + 3600,
+        };
+        (rec, bytes)
+    }
+
+    fn admin(s: &SledStore, op: crate::admin::Op) {
+        crate::admin::execute(s, "v1", &op).unwrap();
+    }
+
+    fn block(s: &SledStore) {
+        admin(
+            s,
+            crate::admin::Op::ConsentBlock {
+                gmis_id: "GM1".into(),
+                by: "t".into(),
+                note: "n".into(),
+            },
+        );
+    }
+
+    fn reopen(s: &SledStore) {
+        admin(
+            s,
+            crate::admin::Op::ConsentReopen {
+                gmis_id: "GM1".into(),
+                by: "t".into(),
+                note: String::new(),
+            },
+        );
+    }
+
+    fn commit(s: &SledStore, rec: &SessionRecord, c: &[u8], between: &dyn Fn()) -> bool {
+        put_then_check(s, &PolicyConfig::default(), rec, 3600, Some(c), between).unwrap()
+    }
+
+    #[test]
+    fn untouched_login_keeps_its_session() {
+        let (_d, s) = store();
+        let (rec, c) = accepted_login(&s);
+        assert!(commit(&s, &rec, &c, &|| {}));
+        assert!(s.session_get("sess1").unwrap().is_some());
+    }
+
+    /// The window of the issue: the whole block (write, then ending sessions) lands between
+    /// the login's guarded batch and its session write.
+    #[test]
+    fn block_before_the_session_write_leaves_no_session() {
+        let (_d, s) = store();
+        let (rec, c) = accepted_login(&s);
+        block(&s);
+        assert!(!commit(&s, &rec, &c, &|| {}));
+        assert!(s.session_get("sess1").unwrap().is_none());
+        reopen(&s);
+        assert!(
+            s.session_get("sess1").unwrap().is_none(),
+            "reopen revived it"
+        );
+    }
+
+    /// Block and reopen both land before the session write: the consent this login wrote is
+    /// gone, so the session goes too (the next login asks for consent again).
+    #[test]
+    fn block_and_reopen_before_the_session_write_leave_no_session() {
+        let (_d, s) = store();
+        let (rec, c) = accepted_login(&s);
+        block(&s);
+        reopen(&s);
+        assert!(!commit(&s, &rec, &c, &|| {}));
+        assert!(s.session_get("sess1").unwrap().is_none());
+    }
+
+    /// The block's write lands between the session write and the check; its scan may run at
+    /// any point after: here it never does, the check alone removes the session.
+    #[test]
+    fn block_write_between_session_write_and_check_leaves_no_session() {
+        let (_d, s) = store();
+        let (rec, c) = accepted_login(&s);
+        let blocked = ConsentState {
+            gmis_id: "GM1".into(),
+            decision: ConsentDecision::BlockedBySecretariat,
+            version: "v1".into(),
+            at: now_rfc3339(),
+            detail: "n".into(),
+        };
+        assert!(!commit(&s, &rec, &c, &|| {
+            s.apply(&[consent::write(&blocked)], None).unwrap();
+        }));
+        assert!(s.session_get("sess1").unwrap().is_none());
+        // The full block there: its scan ends the session, the check agrees.
+        let (_d2, s2) = store();
+        let (rec, c) = accepted_login(&s2);
+        assert!(!commit(&s2, &rec, &c, &|| block(&s2)));
+        assert!(s2.session_get("sess1").unwrap().is_none());
+    }
+
+    /// An unlink (and a revoke) during the same window: the session would carry an account
+    /// the G-MIS user no longer has.
+    #[test]
+    fn unlink_or_revoke_before_the_check_leaves_no_session() {
+        let (_d, s) = store();
+        let (rec, c) = accepted_login(&s);
+        admin(
+            &s,
+            crate::admin::Op::UsersUnlink {
+                id: "GM1".into(),
+                by: "t".into(),
+                note: String::new(),
+            },
+        );
+        assert!(!commit(&s, &rec, &c, &|| {}));
+        let (_d2, s2) = store();
+        set_app(&s2, ApplicationStatus::Approved, None);
+        let (rec, c) = accepted_login(&s2);
+        let mut closed = rec.clone();
+        closed.profile.category = "保健所".into();
+        admin(
+            &s2,
+            crate::admin::Op::ApplicationRevoke {
+                gmis_id: "GM1".into(),
+                by: "t".into(),
+                note: String::new(),
+            },
+        );
+        assert!(!commit(&s2, &closed, &c, &|| {}));
+        assert!(s2.session_get("sess1").unwrap().is_none());
+    }
 }
