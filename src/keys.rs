@@ -197,6 +197,45 @@ fn read_state(dir: &Path) -> Result<StateFile, KeyError> {
     }
 }
 
+/// Refuses a secret (a private key file, the store directory) that group or others can
+/// access; the message gives the `chmod` that fixes it. A missing path passes (the store is
+/// created private; a missing key is reported by whoever loads it).
+pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{what} {}: {e}", path.display())),
+    };
+    let mode = m.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let fix = if m.is_dir() {
+        format!("chmod -R go-rwx {}", path.display())
+    } else {
+        format!("chmod 600 {}", path.display())
+    };
+    Err(format!(
+        "{what} {} is accessible by group or others (mode {mode:03o}); only the service's user may read it\n  fix: {fix}",
+        path.display()
+    ))
+}
+
+/// The private key files (`*.key`) of a key-set directory.
+pub fn private_key_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "key"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix, and the
 /// new content survives a crash once this returns.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {

@@ -453,6 +453,9 @@ fn tls_pair(dir: &Path, name: &str, ec: bool, days: u32) -> (PathBuf, PathBuf) {
         "openssl req failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // samlgate refuses to start with a private key others can read.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     (crt, key)
 }
 
