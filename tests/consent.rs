@@ -562,7 +562,7 @@ fn accept_registers_the_user_and_the_next_login_skips_consent() {
 fn reject_blocks_every_login_until_the_secretariat_reopens() {
     let gw = gateway(true, V1, true);
     let id = "GM2000001";
-    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[]), (id, &[])]);
 
     let r = gw.post_acs(&rs[0], Some("/menu"));
     let pending = expect_consent_redirect(&gw, "first login", &r);
@@ -847,7 +847,7 @@ fn consent_form_refuses_forged_replayed_and_foreign_tokens() {
 fn a_new_consent_version_asks_again() {
     let mut gw = gateway(true, V1, true);
     let id = "GM4000001";
-    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[]), (id, &[])]);
     login_with_consent(&gw, "first login", &rs[0], "/");
     expect_session(&gw, "second login", &gw.post_acs(&rs[1], None), "/");
 
