@@ -628,4 +628,35 @@ mod tests {
         let msg = KeySet::load(dir.path()).err().unwrap().to_string();
         assert!(msg.contains("keys new"), "{msg}");
     }
+
+    #[test]
+    fn check_private_names_the_chmod() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("tls.key");
+        fs::write(&f, b"k").unwrap();
+        let set = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        for bad in [0o644, 0o640, 0o604, 0o620] {
+            set(&f, bad);
+            let e = check_private(&f, "the private key file").unwrap_err();
+            assert!(
+                e.contains(&format!("fix: chmod 600 {}", f.display())),
+                "{bad:o}: {e}"
+            );
+        }
+        set(&f, 0o600);
+        check_private(&f, "the private key file").unwrap();
+        set(&f, 0o400);
+        check_private(&f, "the private key file").unwrap();
+        check_private(&d.path().join("missing"), "x").unwrap();
+        set(d.path(), 0o755);
+        let e = check_private(d.path(), "the store directory").unwrap_err();
+        assert!(
+            e.contains(&format!("fix: chmod -R go-rwx {}", d.path().display())),
+            "{e}"
+        );
+        set(d.path(), 0o700);
+        check_private(d.path(), "the store directory").unwrap();
+        assert_eq!(private_key_files(d.path()), vec![f]);
+    }
 }
