@@ -143,10 +143,10 @@ pub fn session_allowed(
 /// login's guarded batch left it.
 ///
 /// Why no session outlives a block (DESIGN.md "Blocks and new sessions"): a block writes the
-/// block, then ends the account's sessions; this writes the session, then reads the account.
-/// Whichever of the two reads comes second sees the other's write: the block's scan finds this
-/// session, or this check finds the block (or a later reopen, which removes the consent record
-/// this login wrote or saw).
+/// block, then ends the account's sessions; a reopen deletes the block, then ends them again;
+/// this writes the session, then reads the account. A session written before the block's scan
+/// is found by it; one written after it and before the reopen is found by this check (still
+/// blocked) or by the reopen's scan (which comes after the reopen, so after this write).
 pub fn put_session_checked(
     store: &dyn Store,
     policy: &PolicyConfig,
@@ -506,19 +506,7 @@ mod tests {
         w.push(cw);
         s.apply(&w, Some((crate::store::Table::Consents, b"GM1", None)))
             .unwrap();
-        let now = chrono::Utc::now().timestamp();
-        let rec = SessionRecord {
-            id: "sess1".into(),
-            profile: p("病院"),
-            local_user_id: u.id,
-            name_id: "GM1".into(),
-            name_id_format: None,
-            session_index: None,
-            created: now,
-            last_seen: now,
-            expires: now + 3600,
-        };
-        (rec, bytes)
+        (session_for(u.id), bytes)
     }
 
     fn admin(s: &SledStore, op: crate::admin::Op) {
@@ -641,5 +629,42 @@ mod tests {
         );
         assert!(!commit(&s2, &closed, &c, &|| {}));
         assert!(s2.session_get("sess1").unwrap().is_none());
+    }
+
+    /// A login with no consent record (consent not required) writes its session during the
+    /// block, and its check runs only after the reopen, so the check passes: the reopen's own
+    /// scan must end that session.
+    #[test]
+    fn session_written_during_a_block_is_ended_by_the_reopen() {
+        let (_d, s) = store();
+        let (u, w, _) = users::register_writes(&s, &p("病院"), None).unwrap();
+        s.apply(&w, Some((crate::store::Table::Consents, b"GM1", None)))
+            .unwrap();
+        let mut rec = session_for(u.id);
+        rec.id = "sess2".into();
+        block(&s);
+        put_then_check(&s, &PolicyConfig::default(), &rec, 3600, None, &|| {
+            reopen(&s)
+        })
+        .unwrap();
+        assert!(
+            s.session_get("sess2").unwrap().is_none(),
+            "a session written while blocked survived the reopen"
+        );
+    }
+
+    fn session_for(local: String) -> SessionRecord {
+        let now = chrono::Utc::now().timestamp();
+        SessionRecord {
+            id: "sess1".into(),
+            profile: p("病院"),
+            local_user_id: local,
+            name_id: "GM1".into(),
+            name_id_format: None,
+            session_index: None,
+            created: now,
+            last_seen: now,
+            expires: now + 3600,
+        }
     }
 }
