@@ -55,6 +55,14 @@ pub enum Op {
     UsersShow {
         id: String,
     },
+    /// Undoes a link between a local account and a G-MIS account (`id`: either one); an
+    /// approved application naming that account is revoked with it, and its sessions end.
+    UsersUnlink {
+        id: String,
+        by: String,
+        #[serde(default)]
+        note: String,
+    },
     /// Registers existing local (ID/password) accounts, so G-MIS logins can be linked to them.
     UsersImport {
         users: Vec<Profile>,
@@ -85,6 +93,7 @@ impl Op {
                 | Op::ApplicationApprove { .. }
                 | Op::ApplicationRevoke { .. }
                 | Op::UsersImport { .. }
+                | Op::UsersUnlink { .. }
         )
     }
 }
@@ -99,6 +108,86 @@ fn end_sessions(store: &dyn Store, gmis_id: &str) -> Result<usize, AdminError> {
         }
     }
     Ok(n)
+}
+
+/// A linking application may name only an existing local account that is not linked to
+/// another G-MIS account.
+fn check_link_target(store: &dyn Store, gmis_id: &str, local: &str) -> Result<(), AdminError> {
+    let u = users::get(store, local)?
+        .ok_or_else(|| AdminError::NotFound(format!("local account {local} does not exist")))?;
+    match u.gmis_id {
+        Some(g) if g != gmis_id => Err(AdminError::Invalid(format!(
+            "local account {local} is already linked to {g}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Ends every session on a local account (whatever G-MIS account it was reached from).
+fn end_local_sessions(store: &dyn Store, local_id: &str) -> Result<usize, AdminError> {
+    let mut n = 0;
+    for s in store.sessions_matching(&|s| s.local_user_id == local_id)? {
+        if store.session_delete(&s.id)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The writes that undo `u`'s G-MIS link, with the `user.unlink` audit line.
+fn unlink(
+    store: &dyn Store,
+    u: &User,
+    by: &str,
+    why: &str,
+) -> Result<Vec<crate::store::Write>, AdminError> {
+    let g = u.gmis_id.as_deref().unwrap_or("-");
+    let mut w = users::unlink_writes(u);
+    w.push(audit::entry(
+        store,
+        &format!("secretariat:{by}"),
+        "user.unlink",
+        &u.id,
+        &format!(
+            "local account {} unlinked from G-MIS account {g}; {why}",
+            u.id
+        ),
+        None,
+    )?);
+    Ok(w)
+}
+
+/// `users unlink`: the account stays, without its link; an approved application that names
+/// it is revoked too (else the next login would link it again); its sessions end.
+fn users_unlink(store: &dyn Store, id: &str, by: &str, note: &str) -> Result<Value, AdminError> {
+    nonempty("by", by)?;
+    let _registry = users::registry_lock();
+    let u = match users::get(store, id)?.filter(|u| u.gmis_id.is_some()) {
+        Some(u) => u,
+        None => users::by_gmis(store, id)?.ok_or_else(|| {
+            AdminError::NotFound(format!("no linked account {id} (local id or G-MIS id)"))
+        })?,
+    };
+    let gmis = u.gmis_id.clone().unwrap_or_default();
+    let mut why = format!("note: {note}");
+    let mut writes = Vec::new();
+    if let Some(mut app) = applications::get(store, &gmis)?
+        .filter(|a| a.status == ApplicationStatus::Approved && a.link_to.as_deref() == Some(&u.id))
+    {
+        app.status = ApplicationStatus::Revoked;
+        app.updated = now_rfc3339();
+        writes.push(applications::write(&app));
+        why.push_str("; its linking application was revoked");
+    }
+    writes.extend(unlink(store, &u, by, &why)?);
+    let prev = serde_json::to_vec(&u).expect("serialize");
+    if !store.apply(&writes, Some((Table::Users, u.id.as_bytes(), Some(&prev))))? {
+        return Err(AdminError::Invalid(
+            "the account changed meanwhile; try again".into(),
+        ));
+    }
+    let ended = end_sessions(store, &gmis)? + end_local_sessions(store, &u.id)?;
+    Ok(json!({"id": u.id, "gmis_id": gmis, "unlinked": true, "sessions_ended": ended}))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Value {
@@ -155,7 +244,10 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                     "the consent changed meanwhile; try again".into(),
                 ));
             }
-            json!({"gmis_id": gmis_id, "reopened": true, "previous": c})
+            // No session exists while blocked; one that slipped in beside the block (a login
+            // finishing as it landed) must not come to life now.
+            let ended = end_sessions(store, gmis_id)?;
+            json!({"gmis_id": gmis_id, "reopened": true, "previous": c, "sessions_ended": ended})
         }
         Op::ConsentBlock { gmis_id, by, note } => {
             nonempty("by", by)?;
@@ -189,15 +281,7 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             nonempty("gmis_id", gmis_id)?;
             nonempty("by", by)?;
             if let Some(l) = link_to {
-                let u = users::get(store, l)?.ok_or_else(|| {
-                    AdminError::NotFound(format!("local account {l} does not exist"))
-                })?;
-                if u.gmis_id.as_deref().is_some_and(|g| g != gmis_id) {
-                    return Err(AdminError::Invalid(format!(
-                        "local account {l} is already linked to {}",
-                        u.gmis_id.unwrap_or_default()
-                    )));
-                }
+                check_link_target(store, gmis_id, l)?;
             }
             if applications::get(store, gmis_id)?
                 .is_some_and(|a| a.status != ApplicationStatus::Revoked)
@@ -240,6 +324,10 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             let approve = matches!(op, Op::ApplicationApprove { .. });
             let mut app = applications::get(store, gmis_id)?
                 .ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no application")))?;
+            if let (true, Some(l)) = (approve, &app.link_to) {
+                // Another application may have linked the account since this one was filed.
+                check_link_target(store, gmis_id, l)?;
+            }
             let prev = serde_json::to_vec(&app).expect("serialize");
             app.status = if approve {
                 ApplicationStatus::Approved
@@ -256,16 +344,29 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             } else {
                 "application.revoke"
             };
-            let a = audit::entry(
-                store,
-                &format!("secretariat:{by}"),
-                action,
-                gmis_id,
-                note,
-                None,
-            )?;
+            let _registry = users::registry_lock();
+            let mut writes = vec![
+                applications::write(&app),
+                audit::entry(
+                    store,
+                    &format!("secretariat:{by}"),
+                    action,
+                    gmis_id,
+                    note,
+                    None,
+                )?,
+            ];
+            // Revoking a linking application removes the link it made, in the same batch.
+            let unlinked = match (&app.link_to, users::by_gmis(store, gmis_id)?) {
+                (Some(l), Some(u)) if !approve && &u.id == l => {
+                    let why = format!("application revoked: {note}");
+                    writes.extend(unlink(store, &u, by, &why)?);
+                    Some(u.id)
+                }
+                _ => None,
+            };
             let ok = store.apply(
-                &[applications::write(&app), a],
+                &writes,
                 Some((Table::Applications, gmis_id.as_bytes(), Some(&prev))),
             )?;
             if !ok {
@@ -276,8 +377,11 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             if approve {
                 to_json(&app)
             } else {
-                let ended = end_sessions(store, gmis_id)?;
-                json!({"application": app, "sessions_ended": ended})
+                let ended = end_sessions(store, gmis_id)?
+                    + unlinked
+                        .as_deref()
+                        .map_or(Ok(0), |l| end_local_sessions(store, l))?;
+                json!({"application": app, "unlinked": unlinked, "sessions_ended": ended})
             }
         }
         Op::ApplicationList => {
@@ -288,8 +392,10 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             let u = users::get(store, id)?.or(users::by_gmis(store, id)?);
             to_json(&u.ok_or_else(|| AdminError::NotFound(format!("no user {id}")))?)
         }
+        Op::UsersUnlink { id, by, note } => users_unlink(store, id, by, note)?,
         Op::UsersImport { users: list, by } => {
             nonempty("by", by)?;
+            let _registry = users::registry_lock();
             let mut writes = Vec::new();
             let mut created = 0;
             for p in list {
@@ -437,5 +543,119 @@ mod tests {
                 "application.revoke"
             ]
         );
+    }
+
+    fn session_on(s: &SledStore, id: &str, gmis: &str, local: &str) {
+        let rec = crate::store::SessionRecord {
+            id: id.into(),
+            profile: Profile {
+                account_id: gmis.into(),
+                ..Default::default()
+            },
+            local_user_id: local.into(),
+            name_id: gmis.into(),
+            name_id_format: None,
+            session_index: None,
+            created: 0,
+            last_seen: chrono::Utc::now().timestamp(),
+            expires: chrono::Utc::now().timestamp() + 3600,
+        };
+        s.session_put(&rec, 3600).unwrap();
+    }
+
+    /// L1 imported, GM3 linked to it by an approved application, with a session.
+    fn linked(s: &SledStore) {
+        let run = |op: Op| execute(s, "v1", &op).unwrap();
+        run(Op::UsersImport {
+            users: vec![Profile {
+                account_id: "L1".into(),
+                ..Default::default()
+            }],
+            by: "x".into(),
+        });
+        run(Op::ApplicationAdd {
+            gmis_id: "GM3".into(),
+            link_to: Some("L1".into()),
+            note: String::new(),
+            by: "x".into(),
+            approve: true,
+        });
+        let p = Profile {
+            account_id: "GM3".into(),
+            ..Default::default()
+        };
+        let (u, w, _) = users::register_writes(s, &p, Some("L1")).unwrap();
+        s.apply(&w, None).unwrap();
+        assert_eq!(u.id, "L1");
+        session_on(s, "s1", "GM3", "L1");
+    }
+
+    fn last_audit(s: &SledStore) -> audit::AuditEntry {
+        audit::tail(s, 1).unwrap().pop().unwrap()
+    }
+
+    /// Issue #12 item 2: revoking a linking application removes the link, audited.
+    #[test]
+    fn revoking_a_linking_application_unlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&d.path().join("db")).unwrap();
+        linked(&s);
+        let v = execute(
+            &s,
+            "v1",
+            &Op::ApplicationRevoke {
+                gmis_id: "GM3".into(),
+                by: "x".into(),
+                note: "wrong person".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(v["unlinked"], "L1");
+        assert!(users::by_gmis(&s, "GM3").unwrap().is_none(), "still linked");
+        let l1 = users::get(&s, "L1").unwrap().unwrap();
+        assert_eq!(l1.gmis_id, None);
+        assert!(s.session_get("s1").unwrap().is_none(), "session survived");
+        let a = last_audit(&s);
+        assert_eq!(
+            (a.action.as_str(), a.subject.as_str()),
+            ("user.unlink", "L1")
+        );
+        assert!(
+            a.detail.contains("GM3") && a.detail.contains("wrong person"),
+            "{}",
+            a.detail
+        );
+    }
+
+    /// Issue #12 item 2: `users unlink`, by local id or by G-MIS id.
+    #[test]
+    fn unlink_by_either_id_revokes_the_application_and_ends_sessions() {
+        for by_id in ["L1", "GM3"] {
+            let d = tempfile::tempdir().unwrap();
+            let s = SledStore::open(&d.path().join("db")).unwrap();
+            linked(&s);
+            let op = Op::UsersUnlink {
+                id: by_id.into(),
+                by: "x".into(),
+                note: "n".into(),
+            };
+            let v = execute(&s, "v1", &op).unwrap();
+            assert_eq!(
+                (v["id"].as_str(), v["sessions_ended"].as_u64()),
+                (Some("L1"), Some(1))
+            );
+            assert!(users::by_gmis(&s, "GM3").unwrap().is_none());
+            assert_eq!(users::get(&s, "L1").unwrap().unwrap().gmis_id, None);
+            assert_eq!(
+                applications::get(&s, "GM3").unwrap().unwrap().status,
+                ApplicationStatus::Revoked,
+                "an approved application would link again at the next login"
+            );
+            assert_eq!(last_audit(&s).action, "user.unlink");
+            assert!(
+                matches!(execute(&s, "v1", &op), Err(AdminError::NotFound(_))),
+                "unlinking twice"
+            );
+        }
     }
 }

@@ -220,9 +220,35 @@ pub struct Loaded {
 
 pub fn load(config: &Path) -> Result<Loaded, String> {
     let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    check_secrets_private(&cfg)?;
     let idp = IdpMetadata::load(&cfg.idp_metadata).map_err(|e| e.to_string())?;
     let keys = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
     Ok(Loaded { cfg, idp, keys })
+}
+
+/// `serve` and `check-config` refuse a store directory or private key file that group or
+/// others can read: the store holds the session MAC key, the keys sign and decrypt.
+fn check_secrets_private(cfg: &Config) -> Result<(), String> {
+    keys::check_private(&cfg.store_path, "the store directory")?;
+    let mut key_files = keys::private_key_files(&cfg.keys_dir);
+    if let Some(t) = &cfg.token {
+        key_files.extend(keys::private_key_files(&t.keys_dir));
+    }
+    if let Some(t) = &cfg.tls {
+        key_files.push(t.key.clone());
+    }
+    for f in key_files {
+        keys::check_private(&f, "the private key file")?;
+    }
+    Ok(())
+}
+
+/// Everything samlgate creates (store, keys, audit files) is for its own user only.
+pub fn private_umask() {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
 }
 
 fn check_config(config: &Path) -> Result<(), String> {

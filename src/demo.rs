@@ -136,7 +136,27 @@ fn prepare(dir: &Path, port: u16, idp_port: u16) -> Result<PathBuf, String> {
     {
         keys::new_key(&cfg.keys_dir, "127.0.0.1", 3650).map_err(|e| e.to_string())?;
     }
+    // A demo dir made by an older version has a world-readable store; these are the demo's
+    // own files, so it fixes them instead of being refused at start.
+    private_tree(&cfg.store_path).map_err(io)?;
     Ok(cfg_path)
+}
+
+fn private_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(m.permissions().mode() & 0o700),
+    )?;
+    if m.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            private_tree(&e?.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn demo_config(port: u16) -> String {

@@ -197,6 +197,45 @@ fn read_state(dir: &Path) -> Result<StateFile, KeyError> {
     }
 }
 
+/// Refuses a secret (a private key file, the store directory) that group or others can
+/// access; the message gives the `chmod` that fixes it. A missing path passes (the store is
+/// created private; a missing key is reported by whoever loads it).
+pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{what} {}: {e}", path.display())),
+    };
+    let mode = m.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let fix = if m.is_dir() {
+        format!("chmod -R go-rwx {}", path.display())
+    } else {
+        format!("chmod 600 {}", path.display())
+    };
+    Err(format!(
+        "{what} {} is accessible by group or others (mode {mode:03o}); only the service's user may read it\n  fix: {fix}",
+        path.display()
+    ))
+}
+
+/// The private key files (`*.key`) of a key-set directory.
+pub fn private_key_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "key"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix, and the
 /// new content survives a crash once this returns.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
@@ -588,5 +627,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let msg = KeySet::load(dir.path()).err().unwrap().to_string();
         assert!(msg.contains("keys new"), "{msg}");
+    }
+
+    #[test]
+    fn check_private_names_the_chmod() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("tls.key");
+        fs::write(&f, b"k").unwrap();
+        let set = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        for bad in [0o644, 0o640, 0o604, 0o620] {
+            set(&f, bad);
+            let e = check_private(&f, "the private key file").unwrap_err();
+            assert!(
+                e.contains(&format!("fix: chmod 600 {}", f.display())),
+                "{bad:o}: {e}"
+            );
+        }
+        set(&f, 0o600);
+        check_private(&f, "the private key file").unwrap();
+        set(&f, 0o400);
+        check_private(&f, "the private key file").unwrap();
+        check_private(&d.path().join("missing"), "x").unwrap();
+        set(d.path(), 0o755);
+        let e = check_private(d.path(), "the store directory").unwrap_err();
+        assert!(
+            e.contains(&format!("fix: chmod -R go-rwx {}", d.path().display())),
+            "{e}"
+        );
+        set(d.path(), 0o700);
+        check_private(d.path(), "the store directory").unwrap();
+        assert_eq!(private_key_files(d.path()), vec![f]);
     }
 }

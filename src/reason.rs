@@ -35,10 +35,13 @@ pub enum Reason {
     Internal,
     AuthnStatementMissing,
     SignatureAlgorithmRefused,
+    /// The account was blocked, unlinked or its application changed while the login was being
+    /// finished: no session is left.
+    AccountChanged,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 31] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -69,6 +72,7 @@ impl Reason {
         Reason::Internal,
         Reason::AuthnStatementMissing,
         Reason::SignatureAlgorithmRefused,
+        Reason::AccountChanged,
     ];
 
     pub fn code(self) -> &'static str {
@@ -103,6 +107,7 @@ impl Reason {
             Reason::Internal => "internal_error",
             Reason::AuthnStatementMissing => "authn_statement_missing",
             Reason::SignatureAlgorithmRefused => "signature_algorithm_refused",
+            Reason::AccountChanged => "account_changed",
         }
     }
 
@@ -152,6 +157,10 @@ impl Reason {
             Reason::Internal => (
                 "システムエラーが発生しました。しばらくしてから再度お試しください。",
                 "A system error occurred. Please try again later.",
+            ),
+            Reason::AccountChanged => (
+                "ログイン処理中にアカウントの状態が変更されたため、ログインを完了できませんでした。G-MISからもう一度ログインしてください。解決しない場合はG-MIS事務局にお問い合わせください。",
+                "The account's state changed while the login was being finished, so it was not completed. Please log in again from G-MIS; if that does not help, contact the G-MIS secretariat.",
             ),
             Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
                 "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",

@@ -1,5 +1,6 @@
-//! Picking up changed files without a restart: the IdP metadata, the SP key set and the TLS
-//! certificate. Triggered by SIGHUP and by a check every 10 s of the files' size and mtime.
+//! Picking up changed files without a restart: the IdP metadata, the SP key set, the token key
+//! set and the TLS certificate. Triggered by SIGHUP and by a check every 10 s of the files'
+//! size and mtime; a part whose last reload was refused is tried again at every check.
 //!
 //! Each part is loaded and checked completely before it replaces the current one (an
 //! `Arc` swap): requests in flight finish with the set they started with, and a broken file is
@@ -45,14 +46,6 @@ fn dir_files(dir: &std::path::Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     v.sort();
-    v
-}
-
-fn key_files(app: &App) -> Vec<PathBuf> {
-    let mut v = dir_files(&app.cfg.keys_dir);
-    if let Some(t) = &app.cfg.token {
-        v.extend(dir_files(&t.keys_dir));
-    }
     v
 }
 
@@ -142,65 +135,80 @@ pub fn reload_tls(app: &App, why: &str) -> bool {
     }
 }
 
-pub fn reload_all(app: &App, why: &str) {
-    reload_idp(app, why);
-    reload_keys(app, why);
-    reload_tokens(app, why);
-    reload_tls(app, why);
+/// The parts the watcher reloads, each with its files and its reload.
+const PARTS: usize = 4;
+
+fn part_files(app: &App, i: usize) -> Vec<PathBuf> {
+    match i {
+        0 => idp_files(app),
+        1 => dir_files(&app.cfg.keys_dir),
+        2 => app
+            .cfg
+            .token
+            .as_ref()
+            .map(|t| dir_files(&t.keys_dir))
+            .unwrap_or_default(),
+        _ => tls_files(app),
+    }
+}
+
+fn reload_part(app: &App, i: usize, why: &str) -> bool {
+    match i {
+        0 => reload_idp(app, why),
+        1 => reload_keys(app, why),
+        2 => reload_tokens(app, why),
+        _ => reload_tls(app, why),
+    }
+}
+
+/// Per part, the files' stamp as it was just before the last successful load; `None` after a
+/// refused one, so the part is tried again at every check until it loads. (Stamping after a
+/// refusal would miss a file that finished changing during the refused load, or was fixed
+/// without changing its size and mtime.)
+type Loaded = Arc<std::sync::Mutex<[Option<Stamp>; PARTS]>>;
+
+/// Reloads the parts whose files changed since they last loaded, or that were refused.
+/// The stamp is taken before loading: a change during the load is seen at the next check.
+fn check_parts(app: &App, loaded: &Loaded, why: &str, all: bool) {
+    for i in 0..PARTS {
+        let now = stamp(&part_files(app, i));
+        let last = loaded.lock().expect("reload state")[i].clone();
+        if !all && last.as_ref() == Some(&now) {
+            continue;
+        }
+        let why = if last.is_none() && !all {
+            "retry after a refused reload"
+        } else {
+            why
+        };
+        let ok = reload_part(app, i, why);
+        loaded.lock().expect("reload state")[i] = ok.then_some(now);
+    }
 }
 
 /// Watches for SIGHUP and for changed files; runs until the process ends.
 pub fn spawn(app: Arc<App>) {
-    let a = app.clone();
+    let loaded: Loaded = Arc::new(std::sync::Mutex::new(std::array::from_fn(|i| {
+        Some(stamp(&part_files(&app, i)))
+    })));
+    let (a, l) = (app.clone(), loaded.clone());
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             return;
         };
         while hup.recv().await.is_some() {
-            let a = a.clone();
-            let _ = tokio::task::spawn_blocking(move || reload_all(&a, "SIGHUP")).await;
+            let (a, l) = (a.clone(), l.clone());
+            let _ = tokio::task::spawn_blocking(move || check_parts(&a, &l, "SIGHUP", true)).await;
         }
     });
     tokio::spawn(async move {
-        let mut last = (
-            stamp(&idp_files(&app)),
-            stamp(&key_files(&app)),
-            stamp(&tls_files(&app)),
-        );
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let app2 = app.clone();
-            let prev = last.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                let now = (
-                    stamp(&idp_files(&app2)),
-                    stamp(&key_files(&app2)),
-                    stamp(&tls_files(&app2)),
-                );
-                // A half-copied file would fail to load and be retried at the next change.
-                if now.0 != prev.0 {
-                    reload_idp(&app2, "file changed");
-                }
-                if now.1 != prev.1 {
-                    reload_keys(&app2, "file changed");
-                    reload_tokens(&app2, "file changed");
-                }
-                if now.2 != prev.2 {
-                    reload_tls(&app2, "file changed");
-                }
-                // Stamp again: the key list may have changed with the reload.
-                (
-                    stamp(&idp_files(&app2)),
-                    stamp(&key_files(&app2)),
-                    stamp(&tls_files(&app2)),
-                )
-            })
-            .await;
-            if let Ok(s) = r {
-                last = s;
-            }
+            let (a, l) = (app.clone(), loaded.clone());
+            let _ = tokio::task::spawn_blocking(move || check_parts(&a, &l, "file changed", false))
+                .await;
         }
     });
 }

@@ -80,6 +80,17 @@ pub enum UsersCmd {
     },
     /// Every user as JSON lines (for backups and other systems).
     Export,
+    /// Undo a link to G-MIS (LOCAL_ID or GMIS_ID): the local account stays, unlinked; an
+    /// approved application naming it is revoked; its sessions end. Audited.
+    Unlink {
+        id: String,
+        /// Who unlinks (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+        /// Why (e.g. "linked to the wrong person").
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// Register existing local accounts from a JSON-lines file of profiles
     /// ({"account_id": ..., "facility_code": ..., "email": ..., ...}), so G-MIS logins can be linked.
     Import {
@@ -230,6 +241,7 @@ pub fn users(config: &Path, cmd: UsersCmd, json: bool) -> Result<(), String> {
         UsersCmd::List => (Op::UsersList, false),
         UsersCmd::Show { id } => (Op::UsersShow { id }, false),
         UsersCmd::Export => (Op::UsersList, true),
+        UsersCmd::Unlink { id, by, note } => (Op::UsersUnlink { id, by, note }, false),
         UsersCmd::Import { file, by } => {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;

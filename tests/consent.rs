@@ -1387,3 +1387,286 @@ fn a_block_while_the_consent_page_is_open_wins() {
         "accept after a block made a session"
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// issue #12 item 1: a first G-MIS login never takes over a local account with its id
+
+/// The one user row with this id, as the CLI shows it.
+fn user_row(gw: &Gateway, id: &str) -> Option<Json> {
+    users(gw).into_iter().find(|u| u.str("id") == Some(id))
+}
+
+fn local_user_of(gw: &Gateway, cookie: &str) -> Option<String> {
+    gw.verify(Some(cookie))
+        .header("x-samlgate-local-user")
+        .map(str::to_string)
+}
+
+#[test]
+fn a_first_login_never_takes_over_an_existing_local_account() {
+    let gw = gateway(false, V1, true);
+    let (taken, b, linked_to_b) = ("GM0022222", "GM0033333", "GM0044444");
+    let file = gw.dir.path().join("local-users.jsonl");
+    let mut lines = String::new();
+    for id in [taken, linked_to_b] {
+        lines.push_str(&format!(
+            r#"{{"account_id":"{id}","category":"病院","facility_code":"2720000009","facility_name":"別の病院","email":"{id}@other.example.jp"}}"#
+        ));
+        lines.push('\n');
+    }
+    fs::write(&file, lines).unwrap();
+    cli_ok(
+        &gw,
+        "users",
+        &["import", file.to_str().unwrap(), "--by", "t"],
+    );
+    let before = user_row(&gw, taken);
+    let rs = responses(
+        &gw,
+        &[
+            (taken, &[]),
+            (taken, &[]),
+            (b, &[]),
+            (linked_to_b, &[]),
+            (linked_to_b, &[]),
+            (b, &[]),
+        ],
+    );
+
+    // 1. Same id, no application: the existing-account application page; nothing written.
+    let n = gw.sessions_live();
+    expect_terminal(
+        &gw,
+        "colliding id",
+        &gw.post_acs(&rs[0], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    check!(gw, gw.sessions_live() == n, "a session for a colliding id");
+    check!(
+        gw,
+        user_row(&gw, taken) == before,
+        "the local account was rewritten: {:?}",
+        user_row(&gw, taken)
+    );
+
+    // 2. The secretariat approves without link_to: a fresh local id, the local one untouched.
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", taken, "--approve", "--by", "t"],
+    );
+    let c = expect_session(
+        &gw,
+        "approved, colliding id",
+        &gw.post_acs(&rs[1], None),
+        "/",
+    );
+    let fresh = format!("{taken}-g2");
+    let got = local_user_of(&gw, &c);
+    check!(
+        gw,
+        got.as_deref() == Some(fresh.as_str()),
+        "X-Samlgate-Local-User {got:?}, expected {fresh}"
+    );
+    check!(
+        gw,
+        user_row(&gw, taken) == before,
+        "the local account was rewritten: {:?}",
+        user_row(&gw, taken)
+    );
+    let row = user_row(&gw, &fresh);
+    check!(
+        gw,
+        row.as_ref().and_then(|u| u.str("gmis_id")) == Some(taken),
+        "no fresh user row: {row:?}"
+    );
+    let a = audit(&gw);
+    let reg = audit_of(&a, "user.register", &fresh);
+    check!(
+        gw,
+        reg.len() == 1
+            && reg[0]
+                .str("detail")
+                .is_some_and(|d| d.contains(taken) && d.contains("left unchanged")),
+        "audit does not say the id was taken: {a:?}"
+    );
+    check!(
+        gw,
+        audit_of(&a, "user.register", taken).is_empty(),
+        "audit claims {taken} was registered: {a:?}"
+    );
+
+    // 3. A local account linked to G-MIS user B is never handed to a newcomer with its id.
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", b, "--link-to", linked_to_b, "--approve", "--by", "t"],
+    );
+    let cb = expect_session(&gw, "B links", &gw.post_acs(&rs[2], None), "/");
+    check!(
+        gw,
+        local_user_of(&gw, &cb).as_deref() == Some(linked_to_b),
+        "B is not on {linked_to_b}"
+    );
+    expect_terminal(
+        &gw,
+        "newcomer with B's local id",
+        &gw.post_acs(&rs[3], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    let (ok, out, err) = cli(
+        &gw,
+        "applications",
+        &[
+            "add",
+            linked_to_b,
+            "--link-to",
+            linked_to_b,
+            "--approve",
+            "--by",
+            "t",
+        ],
+    );
+    check!(
+        gw,
+        !ok,
+        "an application linking the newcomer to B's account was accepted: {out}{err}"
+    );
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", linked_to_b, "--approve", "--by", "t"],
+    );
+    let cn = expect_session(&gw, "newcomer approved", &gw.post_acs(&rs[4], None), "/");
+    let want = format!("{linked_to_b}-g2");
+    check!(
+        gw,
+        local_user_of(&gw, &cn).as_deref() == Some(want.as_str()),
+        "newcomer got {:?}",
+        local_user_of(&gw, &cn)
+    );
+    // B's next login still works and still gets its account.
+    let cb = expect_session(&gw, "B again", &gw.post_acs(&rs[5], None), "/");
+    check!(
+        gw,
+        local_user_of(&gw, &cb).as_deref() == Some(linked_to_b),
+        "B lost {linked_to_b}"
+    );
+    let row = user_row(&gw, linked_to_b);
+    check!(
+        gw,
+        row.as_ref().and_then(|u| u.str("gmis_id")) == Some(b),
+        "{linked_to_b} now {row:?}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// issue #12 item 2: revoking a linking application unlinks; `users unlink` (CLI and API)
+
+#[test]
+fn revoke_and_unlink_remove_the_link_and_end_its_sessions() {
+    let gw = gateway(false, V1, true);
+    let id = "GM7100001";
+    let file = gw.dir.path().join("local-users.jsonl");
+    // Another facility and mail, so an unlinked login simply registers its own account.
+    fs::write(
+        &file,
+        r#"{"account_id":"L710","category":"病院","facility_code":"2720000009","email":"l710@other.example.jp"}"#.to_string() + "\n",
+    )
+    .unwrap();
+    cli_ok(
+        &gw,
+        "users",
+        &["import", file.to_str().unwrap(), "--by", "t"],
+    );
+    let rs = responses(&gw, &[(id, &[]), (id, &[]), (id, &[])]);
+
+    cli_ok(
+        &gw,
+        "applications",
+        &["add", id, "--link-to", "L710", "--approve", "--by", "t"],
+    );
+    let c = expect_session(&gw, "linked", &gw.post_acs(&rs[0], None), "/");
+    check!(
+        gw,
+        local_user_of(&gw, &c).as_deref() == Some("L710"),
+        "not linked to L710"
+    );
+
+    // Revoke: the link goes (audited), the session ends, the next login is not L710.
+    let out = cli_json(
+        &gw,
+        "applications",
+        &["revoke", id, "--by", "t", "--note", "wrong person"],
+    );
+    check!(
+        gw,
+        out.first().and_then(|o| o.str("unlinked")) == Some("L710"),
+        "revoke answer: {out:?}"
+    );
+    check!(
+        gw,
+        gw.verify(Some(&c)).status == 401,
+        "the linked session outlived the revoke"
+    );
+    let row = user_row(&gw, "L710");
+    check!(
+        gw,
+        row.as_ref()
+            .is_some_and(|u| u.get("gmis_id") == Some(&Json::Null)),
+        "L710 still linked: {row:?}"
+    );
+    let a = audit(&gw);
+    let un = audit_of(&a, "user.unlink", "L710");
+    check!(
+        gw,
+        un.len() == 1
+            && un[0]
+                .str("detail")
+                .is_some_and(|d| d.contains(id) && d.contains("wrong person")),
+        "audit lacks user.unlink: {a:?}"
+    );
+    let c = expect_session(&gw, "after revoke", &gw.post_acs(&rs[1], None), "/");
+    let got = local_user_of(&gw, &c);
+    check!(
+        gw,
+        got.as_deref() == Some(id),
+        "after the revoke the login got {got:?}, expected its own account {id}"
+    );
+
+    // `users unlink` (through the admin API: the gateway holds the store): undo a link.
+    cli_ok(&gw, "users", &["unlink", id, "--by", "t", "--note", "test"]);
+    check!(
+        gw,
+        gw.verify(Some(&c)).status == 401,
+        "the session outlived users unlink"
+    );
+    let row = user_row(&gw, id);
+    check!(
+        gw,
+        row.as_ref()
+            .is_some_and(|u| u.get("gmis_id") == Some(&Json::Null)),
+        "{id} still linked: {row:?}"
+    );
+    check!(
+        gw,
+        audit_of(&audit(&gw), "user.unlink", id).len() == 1,
+        "no user.unlink for {id}"
+    );
+    // The unlinked account keeps its id: the next login is sent to the secretariat.
+    expect_terminal(
+        &gw,
+        "after unlink",
+        &gw.post_acs(&rs[2], None),
+        403,
+        &["application_needed_existing_account"],
+    );
+    let (ok, _, err) = cli(&gw, "users", &["unlink", id, "--by", "t"]);
+    check!(
+        gw,
+        !ok && err.contains("no linked account"),
+        "unlinking twice: {err}"
+    );
+}

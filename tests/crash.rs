@@ -808,3 +808,84 @@ fn acknowledged_writes_survive_kill_9() {
         );
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// issue #12 item 13: the store and the private keys are the service's only
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every path under `p` that group or others can access.
+fn exposed(p: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mode = mode_of(p);
+    if mode & 0o077 != 0 {
+        out.push(format!("{} {mode:03o}", p.display()));
+    }
+    if p.is_dir() {
+        for e in fs::read_dir(p).unwrap() {
+            out.extend(exposed(&e.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// `samlgate serve` (a second one; it must stop before it touches the store) and
+/// `samlgate check-config` both refuse, naming the fix.
+fn expect_refused_start(gw: &Gateway, fix: &str) {
+    for cmd in ["check-config", "serve"] {
+        let out = samlgate(&gw.config, &[cmd]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(fix),
+            "`samlgate {cmd}` did not refuse with `{fix}`: {} {err}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn the_store_and_private_keys_are_private() {
+    let gw = Gateway::start();
+    let store = gw.dir.path().join("store");
+    let keys = gw.dir.path().join("sp-keys");
+    assert_eq!(mode_of(&store), 0o700, "store directory");
+    let bad = exposed(&store);
+    assert!(bad.is_empty(), "store paths others can read: {bad:?}");
+    let key_files: Vec<PathBuf> = fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "key"))
+        .collect();
+    assert!(!key_files.is_empty());
+    for k in &key_files {
+        assert_eq!(mode_of(k), 0o600, "{}", k.display());
+    }
+    let ok = samlgate(&gw.config, &["check-config"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    set_mode(&store, 0o755);
+    expect_refused_start(&gw, &format!("fix: chmod -R go-rwx {}", store.display()));
+    set_mode(&store, 0o700);
+
+    set_mode(&key_files[0], 0o640);
+    expect_refused_start(&gw, &format!("fix: chmod 600 {}", key_files[0].display()));
+    set_mode(&key_files[0], 0o600);
+    let ok = samlgate(&gw.config, &["check-config"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

@@ -453,6 +453,9 @@ fn tls_pair(dir: &Path, name: &str, ec: bool, days: u32) -> (PathBuf, PathBuf) {
         "openssl req failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // samlgate refuses to start with a private key others can read.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     (crt, key)
 }
 
@@ -2538,4 +2541,66 @@ fn tls_cert_swap_seen_by_clients() {
     );
     f.finish(&gw);
     eprintln!("tls_cert_swap_seen_by_clients: {:?}", t_start.elapsed());
+}
+
+// ------------------------------------------------------------------------------------------
+// issue #12 item 15: a file fixed after a refused reload is picked up
+
+/// The IdP metadata is swapped for a broken copy (refused), then fixed in place with the same
+/// size and the broken copy's mtime, so the files' stamp does not change: the fixed metadata
+/// must still be loaded (the watcher retries a refused part), and a B-signed login accepted.
+#[test]
+fn a_file_fixed_after_a_refused_reload_is_picked_up() {
+    let gw = Gw::start(Opts::default()); // metadata: A only
+    let fp_a = hex_colon_upper(&pem_der(&gw.idp[0].cert));
+    let fp_b = hex_colon_upper(&pem_der(&gw.idp[1].cert));
+    let both: BTreeSet<String> = [fp_a, fp_b].into();
+    let rs = gw.gen(&[gw.job("GMRETRY01", 1, "both", None, false)]);
+
+    let good = gw.idp_metadata_bytes(&[0, 1]);
+    let text = String::from_utf8(good.clone()).unwrap();
+    // Same length, no longer well-formed (the root's start and end tags differ).
+    let broken = text
+        .replacen("EntityDescriptor", "EntityDescriptoX", 1)
+        .into_bytes();
+    assert_eq!(broken.len(), good.len());
+    let needles = ["reload_refused", "idp_metadata"];
+    let before = gw.count_log(&needles);
+    replace_atomic(&gw.idp_md, &broken);
+    wait_for(
+        &gw,
+        Duration::from_secs(25),
+        Duration::from_millis(100),
+        "the broken metadata refused",
+        || (gw.count_log(&needles) > before).then_some(()),
+    );
+    let stamp = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        (m.len(), m.modified().unwrap())
+    };
+    let broken_stamp = stamp(&gw.idp_md);
+    {
+        let mut f = fs::OpenOptions::new().write(true).open(&gw.idp_md).unwrap();
+        f.write_all(&good).unwrap();
+        f.set_modified(broken_stamp.1).unwrap();
+    }
+    assert_eq!(stamp(&gw.idp_md), broken_stamp, "the fix changed the stamp");
+    let (_, took) = wait_for(
+        &gw,
+        Duration::from_secs(25),
+        Duration::from_millis(250),
+        "the fixed metadata (A+B) loaded without a stamp change",
+        || (idp_fps(&gw) == both).then_some(()),
+    );
+    eprintln!("fixed metadata picked up {took:?} after the fix");
+    let mut f = Fails::default();
+    f.add(
+        "B-signed login after the fix",
+        gw.expect_login(&rs[0], "GMRETRY01"),
+    );
+    let retried = gw.log_lines(&["idp_metadata", "reloaded", "retry after a refused reload"]);
+    f.check("log: reloaded on retry", !retried.is_empty(), || {
+        "no `reloaded` line with why=\"retry after a refused reload\"".into()
+    });
+    f.finish(&gw);
 }

@@ -26,11 +26,28 @@ pub fn get(store: &dyn Store, id: &str) -> Result<Option<User>, StoreError> {
     load(store, Table::Users, id)
 }
 
+/// The local account linked to this G-MIS account. An index entry whose account does not name
+/// this G-MIS id back (left by an older version) is no link.
 pub fn by_gmis(store: &dyn Store, gmis_id: &str) -> Result<Option<User>, StoreError> {
     match store.get(Table::UserByGmis, gmis_id.as_bytes())? {
         None => Ok(None),
-        Some(id) => get(store, &String::from_utf8_lossy(&id)),
+        Some(id) => Ok(get(store, &String::from_utf8_lossy(&id))?
+            .filter(|u| u.gmis_id.as_deref() == Some(gmis_id))),
     }
+}
+
+/// Whether a first login of this G-MIS account would collide with an existing local account
+/// of the same id that is not linked to it (a local account, or one linked to someone else).
+pub fn id_taken(store: &dyn Store, gmis_id: &str) -> Result<bool, StoreError> {
+    Ok(get(store, gmis_id)?.is_some_and(|u| u.gmis_id.as_deref() != Some(gmis_id)))
+}
+
+/// Serializes the check-then-write of user rows and links (registration, linking, import,
+/// unlink) within this process: the store's batch guard covers one key, and a registration
+/// must see the users table unchanged between choosing an id and writing it.
+pub fn registry_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn list(store: &dyn Store) -> Result<Vec<User>, StoreError> {
@@ -67,56 +84,134 @@ pub fn local_account_writes(u: &User) -> Vec<Write> {
     w
 }
 
-/// The writes that register (or refresh) the user for an accepted G-MIS login: linked to
-/// `link_to` when an approved application names an existing account, else a new row.
+/// Why a G-MIS login cannot be registered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the application links to local account {0}, which does not exist")]
+    LinkTargetMissing(String),
+    #[error(
+        "the application links to local account {local}, which is linked to G-MIS account {other}"
+    )]
+    LinkTargetTaken { local: String, other: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a registration did, for the audit line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// Known user, nothing changed: no write.
+    Unchanged,
+    /// Known user, profile refreshed.
+    Refreshed,
+    /// A new local account with the G-MIS id.
+    New,
+    /// A new local account under a fresh id, because the G-MIS id is an existing account's.
+    NewRenamed { taken: String },
+    /// Linked to the existing local account an approved application named.
+    Linked,
+}
+
+impl Registered {
+    /// The audit action and detail, or `None` when nothing is worth a line (a refresh).
+    pub fn audit(&self, u: &User) -> Option<(&'static str, String)> {
+        let g = u.gmis_id.as_deref().unwrap_or("");
+        Some(match self {
+            Registered::Unchanged | Registered::Refreshed => return None,
+            Registered::New => ("user.register", format!("G-MIS account {g} registered as new local account {}", u.id)),
+            Registered::NewRenamed { taken } => (
+                "user.register",
+                format!(
+                    "G-MIS account {g} registered as new local account {}: local id {taken} belongs to an existing account, which was left unchanged",
+                    u.id
+                ),
+            ),
+            Registered::Linked => (
+                "user.link",
+                format!("G-MIS account {g} linked to existing local account {} by its approved application", u.id),
+            ),
+        })
+    }
+}
+
+/// The writes that register (or refresh) the user for an accepted G-MIS login: the linked
+/// account when there is one; else the account an approved application names (`link_to`);
+/// else a new account, under the G-MIS id when that is free and under a fresh id when an
+/// existing account has it. An existing account is never rewritten or handed over except to
+/// the G-MIS account it is linked to, or through `link_to`. Call under [`registry_lock`].
 pub fn register_writes(
     store: &dyn Store,
     p: &Profile,
     link_to: Option<&str>,
-) -> Result<(User, Vec<Write>), String> {
+) -> Result<(User, Vec<Write>, Registered), RegisterError> {
     let now = now_rfc3339();
-    let existing = match by_gmis(store, &p.account_id).map_err(|e| e.to_string())? {
-        Some(u) => Some(u),
-        None => match link_to {
-            Some(id) => Some(get(store, id).map_err(|e| e.to_string())?.ok_or_else(|| {
-                format!("application links to local account {id:?}, which does not exist")
-            })?),
-            None => None,
-        },
-    };
-    let user = match existing {
-        // Nothing changed since the last login: no write.
-        Some(u) if u.gmis_id.as_deref() == Some(p.account_id.as_str()) && u.profile == *p => {
-            return Ok((u, Vec::new()));
+    let gmis = p.account_id.as_str();
+    let (mut user, how) = if let Some(u) = by_gmis(store, gmis)? {
+        if u.profile == *p {
+            return Ok((u, Vec::new(), Registered::Unchanged));
         }
-        Some(mut u) => {
-            if u.gmis_id.as_deref().is_some_and(|g| g != p.account_id) {
-                return Err(format!(
-                    "local account {} is linked to another G-MIS account",
-                    u.id
-                ));
-            }
-            u.gmis_id = Some(p.account_id.clone());
-            u.profile = p.clone();
-            u.updated = now;
-            u
+        (u, Registered::Refreshed)
+    } else if let Some(id) = link_to {
+        let u = get(store, id)?.ok_or_else(|| RegisterError::LinkTargetMissing(id.into()))?;
+        if let Some(other) = u.gmis_id.as_deref().filter(|g| *g != gmis) {
+            return Err(RegisterError::LinkTargetTaken {
+                local: id.into(),
+                other: other.into(),
+            });
         }
-        None => User {
-            id: p.account_id.clone(),
-            gmis_id: Some(p.account_id.clone()),
+        (u, Registered::Linked)
+    } else {
+        let (id, how) = if get(store, gmis)?.is_some() {
+            let fresh = fresh_id(store, gmis)?;
+            (fresh, Registered::NewRenamed { taken: gmis.into() })
+        } else {
+            (gmis.to_string(), Registered::New)
+        };
+        let u = User {
+            id,
+            gmis_id: None,
             profile: p.clone(),
             created: now.clone(),
-            updated: now,
+            updated: now.clone(),
             origin: "gmis".into(),
-        },
+        };
+        (u, how)
     };
+    user.gmis_id = Some(gmis.to_string());
+    user.profile = p.clone();
+    user.updated = now;
     let writes = vec![
         put(Table::Users, &user.id, &user),
         (
             Table::UserByGmis,
-            p.account_id.as_bytes().to_vec(),
+            gmis.as_bytes().to_vec(),
             Some(user.id.as_bytes().to_vec()),
         ),
     ];
-    Ok((user, writes))
+    Ok((user, writes, how))
+}
+
+/// The first free local id of the form `<gmis>-g2`, `<gmis>-g3`, ...
+fn fresh_id(store: &dyn Store, gmis: &str) -> Result<String, StoreError> {
+    for n in 2.. {
+        let id = format!("{gmis}-g{n}");
+        if get(store, &id)?.is_none() {
+            return Ok(id);
+        }
+    }
+    unreachable!("an unbounded range ends only by returning")
+}
+
+/// The writes that undo `u`'s link to G-MIS: the account stays, without its G-MIS id, and the
+/// index entry goes. The caller adds the audit line and ends the sessions.
+pub fn unlink_writes(u: &User) -> Vec<Write> {
+    let mut w = Vec::new();
+    if let Some(g) = &u.gmis_id {
+        w.push((Table::UserByGmis, g.as_bytes().to_vec(), None));
+    }
+    let mut plain = u.clone();
+    plain.gmis_id = None;
+    plain.updated = now_rfc3339();
+    w.push(put(Table::Users, &u.id, &plain));
+    w
 }

@@ -51,6 +51,39 @@ struct FlushState {
     running: bool,
 }
 
+/// Creates the store directory 0700 (whatever the umask) if it is missing.
+fn make_private_dir(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(|e| StoreError::Io(format!("cannot create store at {}: {e}", path.display())))
+}
+
+/// Takes group and other access away from the store directory and everything in it (sled
+/// creates its files with the process umask).
+fn make_private_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            make_private_tree(&e?.path())?;
+        }
+    }
+    Ok(())
+}
+
 impl SledStore {
     /// Opens (or creates) the store with the default page cache (8 MiB).
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
@@ -62,6 +95,7 @@ impl SledStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(e.to_string()))?;
         }
+        make_private_dir(path)?;
         let db = sled::Config::new()
             .path(path)
             // Durability comes from explicit flushes on acknowledged writes, not a timer.
@@ -73,6 +107,9 @@ impl SledStore {
             .cache_capacity(cache_mib * 1024 * 1024)
             .open()
             .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
+        // The store holds the session MAC key: only the service may read it.
+        make_private_tree(path)
+            .map_err(|e| StoreError::Io(format!("store {}: {e}", path.display())))?;
         let mut tables = Vec::new();
         for t in Table::ALL {
             tables.push(db.open_tree(t.name())?);
@@ -718,5 +755,33 @@ mod tests {
         let b = s.secret_get_or_create("k", &|| vec![9]).unwrap();
         assert_eq!(a, vec![1, 2, 3]);
         assert_eq!(a, b);
+    }
+
+    /// Issue #12 item 13: the store is the service's only, whatever the umask.
+    #[test]
+    fn store_directory_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = SledStore::open(&path).unwrap();
+        s.apply(&[(Table::Users, b"u".to_vec(), Some(b"{}".to_vec()))], None)
+            .unwrap();
+        s.flush().unwrap();
+        let mut seen = 0;
+        let mut stack = vec![path.clone()];
+        while let Some(p) = stack.pop() {
+            let m = std::fs::metadata(&p).unwrap();
+            let mode = m.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+            if m.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+            seen += 1;
+        }
+        assert!(seen >= 3, "expected sled's files, saw {seen}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 }

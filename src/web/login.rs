@@ -9,10 +9,10 @@ use super::acs::flush;
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::identity::consent::ConsentDecision;
-use crate::identity::policy::ApplicationNeed;
+use crate::identity::policy::{self, ApplicationNeed};
 use crate::identity::{users, Profile};
 use crate::reason::{Reason, Refusal};
-use crate::store::{Expect, SessionRecord, Write};
+use crate::store::{Expect, SessionRecord, Table, Write};
 
 /// A verified login, reduced to what the gateway keeps.
 #[derive(Debug, Clone)]
@@ -36,52 +36,18 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
 }
 
 /// Registers (or refreshes, or links) the user together with `extra` writes in one atomic
-/// batch, creates a fresh session, flushes, and answers 303 with the cookie.
+/// batch under `guard` (the account's consent record as the decision saw it), creates a fresh
+/// session, checks the account again, flushes, and answers 303 with the cookie.
 pub fn finish(
     app: &App,
     login: &Login,
     link_to: Option<&str>,
-    mut extra: Vec<Write>,
+    extra: Vec<Write>,
     guard: Option<Expect<'_>>,
 ) -> Result<Resp, Refusal> {
     let store = &*app.store;
-    let before =
-        users::by_gmis(store, &login.profile.account_id).map_err(|e| internal("users", e))?;
-    let (user, mut writes) = users::register_writes(store, &login.profile, link_to)
-        .map_err(|e| internal("register", e))?;
-    if before.is_none() {
-        let (action, detail) = match link_to {
-            Some(id) => (
-                "user.link",
-                format!("G-MIS account linked to existing local account {id}"),
-            ),
-            None => (
-                "user.register",
-                "user registered from G-MIS profile".to_string(),
-            ),
-        };
-        let a = crate::audit::entry(
-            store,
-            &format!("user:{}", login.profile.account_id),
-            action,
-            &user.id,
-            &detail,
-            None,
-        )
-        .map_err(|e| internal("audit", e))?;
-        writes.push(a);
-    }
-    writes.append(&mut extra);
-    if !store
-        .apply(&writes, guard)
-        .map_err(|e| internal("user write", e))?
-    {
-        return Err(Refusal::new(
-            Reason::BadRequest,
-            "account state changed meanwhile",
-        ));
-    }
-
+    let consent_after = consent_after(&login.profile.account_id, &extra, guard);
+    let user = register(app, login, link_to, extra, guard)?;
     let now = chrono::Utc::now().timestamp();
     let absolute = now + app.cfg.session.absolute_hours as i64 * 3600;
     let expires = login
@@ -99,9 +65,16 @@ pub fn finish(
         last_seen: now,
         expires,
     };
-    store
-        .session_put(&rec, app.cfg.session.idle_minutes as i64 * 60)
-        .map_err(|e| internal("session write", e))?;
+    let idle = app.cfg.session.idle_minutes as i64 * 60;
+    let kept =
+        policy::put_session_checked(store, &app.cfg.policy, &rec, idle, consent_after.as_deref())
+            .map_err(|e| internal("session write", e))?;
+    if !kept {
+        return Err(Refusal::new(
+            Reason::AccountChanged,
+            format!("account {} (local {}) was blocked, unlinked or its application changed while the session was made; the session was deleted", login.profile.account_id, user.id),
+        ));
+    }
     // The browser's earlier sessions end here, not only their cookie: whoever holds a copy of
     // an old cookie must not keep a second live session.
     for old in &login.replaces {
@@ -117,6 +90,64 @@ pub fn finish(
         resp.headers_mut().append(SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+/// The account's consent record once the login's batch is applied: what the batch writes,
+/// else what the guard required.
+fn consent_after(gmis: &str, extra: &[Write], guard: Option<Expect<'_>>) -> Option<Vec<u8>> {
+    let key = gmis.as_bytes();
+    if let Some((_, _, v)) = extra
+        .iter()
+        .rev()
+        .find(|(t, k, _)| *t == Table::Consents && k == key)
+    {
+        return v.clone();
+    }
+    guard
+        .filter(|(t, k, _)| *t == Table::Consents && *k == key)
+        .and_then(|(_, _, v)| v.map(<[u8]>::to_vec))
+}
+
+/// Writes the user row (new, refreshed or linked), its audit line and `extra` in one batch
+/// under `guard`. Refuses, changing nothing, when the account changed since the decision.
+fn register(
+    app: &App,
+    login: &Login,
+    link_to: Option<&str>,
+    mut extra: Vec<Write>,
+    guard: Option<Expect<'_>>,
+) -> Result<users::User, Refusal> {
+    let store = &*app.store;
+    let _registry = users::registry_lock();
+    let (user, mut writes, how) =
+        users::register_writes(store, &login.profile, link_to).map_err(|e| match e {
+            users::RegisterError::Store(e) => internal("users", e),
+            e => Refusal::new(Reason::AccountChanged, e.to_string()),
+        })?;
+    if let Some((action, detail)) = how.audit(&user) {
+        let a = crate::audit::entry(
+            store,
+            &format!("user:{}", login.profile.account_id),
+            action,
+            &user.id,
+            &detail,
+            None,
+        )
+        .map_err(|e| internal("audit", e))?;
+        writes.push(a);
+        tracing::info!(target: "samlgate::identity", account_id = %login.profile.account_id, local_user = %user.id, action, detail = %detail, "user registered");
+    }
+    writes.append(&mut extra);
+    if !store
+        .apply(&writes, guard)
+        .map_err(|e| internal("user write", e))?
+    {
+        return Err(Refusal::new(
+            Reason::AccountChanged,
+            "account state changed meanwhile",
+        ));
+    }
+    Ok(user)
 }
 
 pub fn application_page(lang: Lang, need: ApplicationNeed, p: &Profile, rid: &str) -> Resp {
@@ -139,6 +170,8 @@ fn application_message(lang: Lang, need: ApplicationNeed, cat: &str) -> String {
         (ApplicationNeed::Pending, Lang::En) => "Your SSO application is being reviewed by the G-MIS secretariat. Logging in from G-MIS is possible once it is approved.".into(),
         (ApplicationNeed::Revoked, Lang::Ja) => "SSO利用申請の承認が取り消されています。G-MIS事務局にお問い合わせください。".into(),
         (ApplicationNeed::Revoked, Lang::En) => "Your SSO application approval was revoked. Please contact the G-MIS secretariat.".into(),
+        (ApplicationNeed::LinkConflict, Lang::Ja) => "SSO利用申請で連携先に指定された医療情報ネットのアカウントは、存在しないか、別のG-MISアカウントに連携済みのため連携できません。G-MIS事務局にお問い合わせください。".into(),
+        (ApplicationNeed::LinkConflict, Lang::En) => "The Medical Information Net account named in your SSO application cannot be linked: it does not exist or is linked to another G-MIS account. Please contact the G-MIS secretariat.".into(),
     }
 }
 
