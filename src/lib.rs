@@ -12,6 +12,7 @@ pub mod identity;
 pub mod keys;
 pub mod reason;
 pub mod reload;
+pub mod request_target;
 pub mod saml;
 pub mod secretariat;
 pub mod session;

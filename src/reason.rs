@@ -33,10 +33,12 @@ pub enum Reason {
     AttributeMissing,
     Busy,
     Internal,
+    PathRefused,
+    RateLimited,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 30] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -65,6 +67,8 @@ impl Reason {
         Reason::AttributeMissing,
         Reason::Busy,
         Reason::Internal,
+        Reason::PathRefused,
+        Reason::RateLimited,
     ];
 
     pub fn code(self) -> &'static str {
@@ -97,6 +101,8 @@ impl Reason {
             Reason::AttributeMissing => "attribute_missing",
             Reason::Busy => "busy",
             Reason::Internal => "internal_error",
+            Reason::PathRefused => "path_refused",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -111,6 +117,8 @@ impl Reason {
             | Reason::AssertionCount => StatusCode::BAD_REQUEST,
             Reason::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Reason::PathRefused => StatusCode::BAD_REQUEST,
+            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -146,6 +154,14 @@ impl Reason {
             Reason::Internal => (
                 "システムエラーが発生しました。しばらくしてから再度お試しください。",
                 "A system error occurred. Please try again later.",
+            ),
+            Reason::PathRefused => (
+                "このアドレスは受け付けられません。リンク元のページからやり直してください。",
+                "This address is not accepted. Please go back and follow the link again.",
+            ),
+            Reason::RateLimited => (
+                "ログインの要求が多すぎます。しばらく待ってから再度お試しください。",
+                "Too many login requests. Please wait a moment and try again.",
             ),
             Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
                 "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",

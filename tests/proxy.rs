@@ -1294,6 +1294,75 @@ fn dot_segments_do_not_open_private_paths_through_a_public_prefix() {
     f.finish(&gw);
 }
 
+/// Issue 12 item 10: with `public_paths = ["/static/"]`, targets that a Tomcat/Spring upstream
+/// reads as `..` (`..;`, `%2e%2e;`, `..%3B`), as `/` (`%2F`, `%5C`, `\\`) are refused with 400
+/// (`path_refused`), with or without a session, and never reach the staff menu. A genuinely
+/// public path still passes without a session (the control).
+#[test]
+fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
+    let menu = StaffMenu::start();
+    let gw = gateway(Conf {
+        upstream: Some(&menu.url()),
+        ..Conf::default()
+    });
+    let cookie = login(&gw, "GM1100010");
+    let mut f = Failures::new();
+    for target in [
+        "/static/..;/private",
+        "/static/%2e%2e;/private",
+        "/static/..%3B/private",
+        "/static/x/..%2F..%2Fprivate",
+        "/static/..%5Cprivate",
+        "/static/..\\private",
+        "/static/.;/../private",
+        "/static/%252e%252e%253b/private",
+        "/static/%252F..%252Fprivate",
+    ] {
+        for (who, hs) in [
+            ("no session", vec![("Accept", HTML)]),
+            (
+                "session",
+                vec![("Accept", HTML), ("Cookie", cookie.as_str())],
+            ),
+        ] {
+            let case = format!("{target} ({who})");
+            let before = menu.count();
+            let r = get(gw.port, target, &hs);
+            f.check(&case, r.status == 400, || {
+                format!("want 400: {}", r.summary())
+            });
+            f.check(
+                &case,
+                r.header("x-samlgate-reason") == Some("path_refused"),
+                || format!("want reason path_refused: {}", r.summary()),
+            );
+            f.check(&case, menu.count() == before, || {
+                format!("reached the staff menu:\n{}", menu.all_heads())
+            });
+        }
+    }
+    let log = gw.log();
+    f.check(
+        "log",
+        log.contains("path_refused") && log.contains("request target refused"),
+        || "no `request target refused` line with reason path_refused in the log".into(),
+    );
+    // The control: a public path without a session, and a normal private one with a session.
+    let r = get(gw.port, "/static/app.css", &[]);
+    f.check(
+        "public control",
+        r.status == 200 && menu.with("/static/app.css").len() == 1,
+        || r.summary(),
+    );
+    let r = get(gw.port, "/static/%2e%2e/menu/x", &[]);
+    f.check(
+        "decoded dots leave the public prefix",
+        r.status == 401 && menu.with("/menu/x").is_empty(),
+        || r.summary(),
+    );
+    f.finish(&gw);
+}
+
 /// `*` and CONNECT targets name no page of the staff menu: refused with 400, never forwarded
 /// (pasted into an upstream URI, `*` once sent the request to the upstream host's port 80).
 /// An absolute-form target is cut to its path and still goes to the configured upstream.

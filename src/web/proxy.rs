@@ -24,6 +24,7 @@ use super::auth::{insert_identity, live_session, IDENTITY_HEADERS};
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::config::UpstreamConfig;
+use crate::reason::Reason;
 
 /// The headers we own towards the upstream, in addition to the identity headers.
 const OWNED: [&str; 2] = ["x-samlgate-jwt", "x-samlgate-local-user"];
@@ -112,19 +113,12 @@ impl Upstream {
         self.client.request(req).await.map_err(|e| e.to_string())
     }
 
-    /// A public prefix, and no dot segment (`/static/../menu` must not pass as public when a
-    /// later hop normalises it).
-    fn is_public(&self, path: &str) -> bool {
-        let dots = (path.contains('.') || path.contains('%'))
-            && path.split('/').any(|seg| {
-                let d = seg.to_ascii_lowercase().replace("%2e", ".");
-                d == "." || d == ".."
-            });
-        !dots
-            && self
-                .public_paths
-                .iter()
-                .any(|p| path.starts_with(p.as_str()))
+    /// A public prefix of the canonical path (`request_target::canonical_path`: decoded, dot
+    /// segments resolved), so `/static/%2e%2e/menu` is `/menu` and not public.
+    fn is_public(&self, canonical: &str) -> bool {
+        self.public_paths
+            .iter()
+            .any(|p| canonical.starts_with(p.as_str()))
     }
 }
 
@@ -171,6 +165,30 @@ fn bad_gateway(lang: Lang, rid: &str, status: StatusCode) -> Resp {
     pages::render(status, &page)
 }
 
+/// 400 for a target refused by `request_target`: a page with the reason, and a way home.
+fn path_refused(lang: Lang, rid: &str) -> Resp {
+    let (ja, en) = Reason::PathRefused.message();
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t(
+            "このアドレスは使用できません",
+            "This address cannot be used",
+        ),
+        message: lang.t(ja, en),
+        other: lang.other().t(ja, en),
+        code: Reason::PathRefused.code(),
+        request_id: rid,
+        action_href: Some("/"),
+        action_label: lang.t("トップへ", "Home"),
+    };
+    let mut r = pages::render(Reason::PathRefused.status(), &page);
+    r.headers_mut().insert(
+        "x-samlgate-reason",
+        HeaderValue::from_static(Reason::PathRefused.code()),
+    );
+    r
+}
+
 pub async fn forward(
     app: &App,
     up: &Upstream,
@@ -215,7 +233,21 @@ pub async fn forward(
     for n in names {
         req.headers_mut().remove(&n);
     }
-    let path = req.uri().path().to_string();
+    // Decided on the path as the staff menu's framework will read it; what upstreams disagree
+    // about is refused (request_target.rs).
+    let path = match crate::request_target::canonical_path(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(
+                target: "samlgate::proxy", request_id = rid,
+                peer = %super::client_ip(app, req.headers(), peer),
+                reason = Reason::PathRefused.code(), detail = e.detail(),
+                path = %req.uri().path().chars().take(200).collect::<String>(),
+                "request target refused"
+            );
+            return Proxied::Own(path_refused(lang, rid));
+        }
+    };
     let session = live_session(app, &req);
     // The session cookie is ours; the staff menu does not need it.
     strip_cookie(req.headers_mut(), app.sessions.cookie_name);
