@@ -1363,6 +1363,126 @@ fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
     f.finish(&gw);
 }
 
+/// Forwarding headers a client might send; the `_` spellings are read as the same header by
+/// some frameworks.
+const CLIENT_FORWARDING: [(&str, &str); 16] = [
+    ("Forwarded", "for=203.0.113.9;host=evil.example;proto=https"),
+    ("X-Real-IP", "203.0.113.9"),
+    ("X-Forwarded-For", "203.0.113.9"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Port", "8443"),
+    ("X-Forwarded-Prefix", "/evil"),
+    ("X-Forwarded-Server", "evil.example"),
+    ("X-Forwarded-Ssl", "on"),
+    ("X-Original-URL", "/admin/secret"),
+    ("X-Rewrite-URL", "/admin/secret"),
+    ("X-Original-URI", "/admin/secret"),
+    ("True-Client-IP", "203.0.113.9"),
+    ("X_Forwarded_Prefix", "/evil2"),
+    ("X_Real_IP", "203.0.113.9"),
+    ("x_original_url", "/admin/secret2"),
+];
+
+/// Issue 12 item 11: from a peer that is not in `trusted_proxies`, no forwarding header a client
+/// sent reaches the staff menu; X-Forwarded-For is the peer, X-Forwarded-Host and -Proto come
+/// from `public_url` (not from the request's Host). From a trusted peer the headers it set are
+/// kept, X-Forwarded-For is appended to, and Host/Proto still come from `public_url`.
+#[test]
+fn forwarding_headers_from_untrusted_clients_never_reach_the_staff_menu() {
+    let menu = StaffMenu::start();
+    let mut gw = gateway(Conf {
+        upstream: Some(&menu.url()),
+        ..Conf::default()
+    });
+    let cookie = login(&gw, "GM1100011");
+    let public_host = format!("127.0.0.1:{}", gw.port);
+    let mut f = Failures::new();
+    let send = |gw: &Gateway, path: &str| {
+        let mut hs: Vec<(&str, &str)> = vec![("Cookie", cookie.as_str()), ("Host", "evil.example")];
+        hs.extend(CLIENT_FORWARDING.iter().copied());
+        // `http` adds its own Host: send the raw request so ours is the only one.
+        let mut raw = format!("GET {path} HTTP/1.1\r\n");
+        for (k, v) in &hs {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str("Connection: close\r\n\r\n");
+        send_raw(gw.port, raw.as_bytes()).expect("proxied request")
+    };
+    for path in ["/menu/fwd-session", "/static/fwd-public"] {
+        let r = send(&gw, path);
+        let Some(seen) = r.echoed() else {
+            f.check(path, false, || format!("not proxied: {}", r.summary()));
+            continue;
+        };
+        let hs = seen.headers();
+        for (k, v) in &hs {
+            let forwarding = k == "forwarded"
+                || k.replace('_', "-").starts_with("x-forwarded")
+                || CLIENT_FORWARDING
+                    .iter()
+                    .any(|(c, _)| c.to_ascii_lowercase() == *k);
+            let ours = matches!(
+                k.as_str(),
+                "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto"
+            );
+            f.check(path, !forwarding || ours, || {
+                format!("client header reached the staff menu: {k}: {v}")
+            });
+        }
+        f.check(
+            path,
+            values(&hs, "x-forwarded-for") == ["127.0.0.1"],
+            || format!("x-forwarded-for {:?}", values(&hs, "x-forwarded-for")),
+        );
+        f.check(
+            path,
+            values(&hs, "x-forwarded-host") == [public_host.as_str()],
+            || {
+                format!(
+                    "x-forwarded-host {:?}, want public_url's",
+                    values(&hs, "x-forwarded-host")
+                )
+            },
+        );
+        f.check(path, values(&hs, "x-forwarded-proto") == ["http"], || {
+            format!("x-forwarded-proto {:?}", values(&hs, "x-forwarded-proto"))
+        });
+    }
+
+    // The test client (127.0.0.1) as a trusted proxy: its headers are kept.
+    let cfg = fs::read_to_string(&gw.config).unwrap();
+    fs::write(
+        &gw.config,
+        cfg.replacen(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+            1,
+        ),
+    )
+    .unwrap();
+    gw.restart();
+    let r = send(&gw, "/menu/fwd-trusted");
+    match r.echoed() {
+        None => f.check("trusted", false, || format!("not proxied: {}", r.summary())),
+        Some(seen) => {
+            let hs = seen.headers();
+            for (k, want) in [
+                ("x-real-ip", "203.0.113.9"),
+                ("x-forwarded-prefix", "/evil"),
+                ("x-forwarded-for", "203.0.113.9, 127.0.0.1"),
+                ("x-forwarded-host", public_host.as_str()),
+                ("x-forwarded-proto", "http"),
+            ] {
+                f.check("trusted", values(&hs, k) == [want], || {
+                    format!("{k} {:?}, want {want:?}", values(&hs, k))
+                });
+            }
+        }
+    }
+    f.finish(&gw);
+}
+
 /// `*` and CONNECT targets name no page of the staff menu: refused with 400, never forwarded
 /// (pasted into an upstream URI, `*` once sent the request to the upstream host's port 80).
 /// An absolute-form target is cut to its path and still goes to the configured upstream.

@@ -81,7 +81,7 @@ impl App {
         let upstream = cfg
             .upstream
             .as_ref()
-            .map(proxy::Upstream::new)
+            .map(|u| proxy::Upstream::new(u, &cfg.public_url))
             .transpose()?;
         let tokens = match &cfg.token {
             None => None,
