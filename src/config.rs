@@ -96,6 +96,14 @@ struct RawServer {
     max_connections: usize,
     #[serde(default = "default_header_timeout")]
     header_read_timeout_seconds: u64,
+    #[serde(default = "default_saml_login_rate")]
+    saml_login_rate_per_minute: u32,
+}
+
+/// `GET /saml/login` per client address (IPv6: per /64) and minute, also the burst size. One
+/// browser needs one per login; 60 leaves room for a hospital's staff behind one NAT address.
+fn default_saml_login_rate() -> u32 {
+    60
 }
 
 fn default_max_connections() -> usize {
@@ -326,6 +334,8 @@ pub struct Config {
     pub max_connections: usize,
     /// A client must send its request headers within this (slowloris).
     pub header_read_timeout_seconds: u64,
+    /// `GET /saml/login` per client address and minute (429 beyond).
+    pub saml_login_rate_per_minute: u32,
     pub sp_entity_id: String,
     pub keys_dir: PathBuf,
     /// How long a retired SP key keeps decrypting before `keys remove` will delete it.
@@ -453,6 +463,13 @@ impl Config {
                 "server.header_read_timeout_seconds",
                 format!("{} is out of range", raw.server.header_read_timeout_seconds),
                 "use 1..=300 (default 10)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&raw.server.saml_login_rate_per_minute) {
+            return Err(invalid(
+                "server.saml_login_rate_per_minute",
+                format!("{} is out of range", raw.server.saml_login_rate_per_minute),
+                "use 1..=1000000 (default 60 per client address and minute)",
             ));
         }
         if raw.server.max_concurrent_verifications == 0 {
@@ -592,6 +609,7 @@ impl Config {
             max_concurrent_verifications: raw.server.max_concurrent_verifications,
             max_connections: raw.server.max_connections,
             header_read_timeout_seconds: raw.server.header_read_timeout_seconds,
+            saml_login_rate_per_minute: raw.server.saml_login_rate_per_minute,
             sp_entity_id: raw.sp.entity_id,
             keys_dir: resolve(&raw.sp.keys_dir),
             retired_grace_hours: raw.sp.retired_grace_hours,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod keys;
+pub mod rate_limit;
 pub mod reason;
 pub mod reload;
 pub mod request_target;

@@ -52,6 +52,11 @@ pub struct App {
     /// Bounds concurrent signature verifications, so a flood of large signed documents queues
     /// here instead of starving `/auth/verify` of CPU.
     pub verify_slots: Semaphore,
+    /// Bounds concurrent AuthnRequest signatures (`GET /saml/login`, anonymous): half the
+    /// verification slots, at least one, so a login flood cannot take every core.
+    pub sign_slots: Semaphore,
+    /// `GET /saml/login` per client address (`[server] saml_login_rate_per_minute`).
+    pub login_limiter: crate::rate_limit::RateLimiter,
     /// The staff menu behind us, when samlgate is its reverse proxy.
     pub upstream: Option<proxy::Upstream>,
     /// Signed identity tokens (JWT), when `[token]` is configured.
@@ -112,6 +117,8 @@ impl App {
         };
         Ok(App {
             verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
+            sign_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
+            login_limiter: crate::rate_limit::RateLimiter::new(cfg.saml_login_rate_per_minute),
             cfg,
             idp: RwLock::new(Arc::new(idp)),
             keys: RwLock::new(Arc::new(keys)),
@@ -294,7 +301,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
         (&Method::GET, "/login") => auth::login_page(app, &req),
-        (&Method::GET, "/saml/login") => sso::login(app, &req, rid),
+        (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req),
         (&Method::GET, "/saml/metadata") => {
             let md = app.sp_metadata.read().expect("md lock").clone();
