@@ -499,6 +499,13 @@ pub async fn serve_loaded(
         idp = %app.idp().entity_id, idp_certs = app.idp().signing_certs.len(),
         tls = tls.is_some(), "samlgate serving"
     );
+    if let Some(addr) = app.cfg.admin_listen {
+        let l = listen_socket(addr).map_err(|e| {
+            format!("cannot listen on {addr}: {e}\n  fix: change [admin] listen or stop what uses the port")
+        })?;
+        tracing::info!(admin_listen = %addr, "admin API and /metrics only on the admin listener");
+        tokio::spawn(web::serve_admin(app.clone(), l, shutdown_signal()));
+    }
     spawn_sweeper(app.clone());
     crate::reload::spawn(app.clone());
     if let Some(x) = extra {

@@ -78,6 +78,9 @@ fn default_token_lifetime() -> i64 {
 pub struct AdminConfig {
     /// A file holding the bearer token (one line, at least 32 characters).
     pub token_file: PathBuf,
+    /// When set (e.g. "127.0.0.1:9090"), the admin API and `/metrics` are served only on this
+    /// plain-HTTP listener, and the main listener answers 404 for them.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -362,6 +365,8 @@ pub struct Config {
     /// SHA-256 of the admin bearer token; `None` = admin API off.
     pub admin_token_sha256: Option<[u8; 32]>,
     pub admin_token_file: Option<PathBuf>,
+    /// `[admin] listen`: the admin API and `/metrics` only there.
+    pub admin_listen: Option<SocketAddr>,
     pub token: Option<TokenConfig>,
 }
 
@@ -579,6 +584,26 @@ impl Config {
                 (Some(sha2_256(tok.as_bytes())), Some(path))
             }
         };
+        let admin_listen = match raw.admin.as_ref().and_then(|a| a.listen.as_deref()) {
+            None => None,
+            Some(l) => {
+                let addr: SocketAddr = l.parse().map_err(|_| {
+                    invalid(
+                        "admin.listen",
+                        format!("`{l}` is not an address:port"),
+                        "write it as \"127.0.0.1:9090\" (keep it off the internet)",
+                    )
+                })?;
+                if addr == listen {
+                    return Err(invalid(
+                        "admin.listen",
+                        format!("{addr} is also [server] listen"),
+                        "give the admin listener its own port, or remove admin.listen",
+                    ));
+                }
+                Some(addr)
+            }
+        };
         let token = match raw.token {
             None => None,
             Some(mut t) => {
@@ -630,6 +655,7 @@ impl Config {
             upstream: raw.upstream,
             admin_token_sha256,
             admin_token_file,
+            admin_listen,
             token,
         })
     }

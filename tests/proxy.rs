@@ -2823,3 +2823,98 @@ fn each_client_connection_keeps_its_own_upstream_connection() {
         "{c:?}"
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// `[admin] listen` (issue 12 item 14)
+
+/// With `[admin] listen` set, the main listener answers 404 for the admin API and `/metrics`
+/// (and does not proxy them to the staff menu); the admin listener serves both, and nothing
+/// else. Without it (the control, first) the main listener serves them.
+#[test]
+fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
+    let menu = StaffMenu::start();
+    let mut gw = gateway(Conf {
+        upstream: Some(&menu.url()),
+        admin: true,
+        ..Conf::default()
+    });
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let op = |port: u16| {
+        http(
+            port,
+            "POST",
+            "/admin/v1/op",
+            &[
+                ("Authorization", bearer.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"op":"users_list"}"#,
+        )
+    };
+    let mut f = Failures::new();
+    let r = op(gw.port);
+    f.check("control: admin API on main", r.status == 200, || {
+        r.summary()
+    });
+    let r = get(gw.port, "/metrics", &[]);
+    f.check("control: /metrics on main", r.status == 200, || r.summary());
+
+    let admin_port = common::free_port();
+    let cfg = fs::read_to_string(&gw.config).unwrap();
+    fs::write(
+        &gw.config,
+        set_section(
+            &cfg,
+            "admin",
+            &format!("token_file = \"admin.token\"\nlisten = \"127.0.0.1:{admin_port}\"\n"),
+        ),
+    )
+    .unwrap();
+    gw.restart();
+    let before = menu.count();
+    let r = op(gw.port);
+    f.check("admin API on main", r.status == 404, || r.summary());
+    let r = get(gw.port, "/metrics", &[]);
+    f.check("/metrics on main", r.status == 404, || r.summary());
+    f.check("not proxied", menu.count() == before, || menu.all_heads());
+
+    let r = op(admin_port);
+    f.check(
+        "admin API on the admin listener",
+        r.status == 200 && r.text().starts_with('['),
+        || r.summary(),
+    );
+    let r = http(
+        admin_port,
+        "POST",
+        "/admin/v1/op",
+        &[],
+        br#"{"op":"users_list"}"#,
+    );
+    f.check("still needs the token", r.status == 401, || r.summary());
+    let r = get(admin_port, "/metrics", &[]);
+    f.check(
+        "/metrics on the admin listener",
+        r.status == 200 && r.text().contains("samlgate_"),
+        || r.summary(),
+    );
+    for path in ["/menu/x", "/auth/verify", "/saml/login"] {
+        let r = get(admin_port, path, &[]);
+        f.check(path, r.status == 404, || {
+            format!("admin listener: {}", r.summary())
+        });
+    }
+    f.check(
+        "admin listener never proxies",
+        menu.count() == before,
+        || menu.all_heads(),
+    );
+    // The secretariat CLI finds the API on the admin listener.
+    let out = cli_ok(&gw, &["users", "list"]);
+    f.check(
+        "CLI through the admin listener",
+        !out.contains("error"),
+        || out.clone(),
+    );
+    f.finish(&gw);
+}
