@@ -16,6 +16,16 @@ pub const MAX_CLIENTS: usize = 100_000;
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Refusals since this client last got through.
+    refused: u64,
+}
+
+/// A refused request: when to come back, and whether it is the client's first refusal since it
+/// last got through (log that one; a flood would otherwise write a log line per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after_secs: u64,
+    pub first: bool,
 }
 
 pub struct RateLimiter {
@@ -43,8 +53,8 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip`: Ok, or Err(seconds until the next one).
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+    /// Takes one token for `ip`, or says when the next one comes.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
         let cap = f64::from(self.per_minute);
         let per_sec = cap / 60.0;
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -57,14 +67,20 @@ impl RateLimiter {
         let b = map.entry(client_key(ip)).or_insert(Bucket {
             tokens: cap,
             at: now,
+            refused: 0,
         });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(cap);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
+            b.refused = 0;
             Ok(())
         } else {
-            Err(((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64)
+            b.refused += 1;
+            Err(Limited {
+                retry_after_secs: ((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64,
+                first: b.refused == 1,
+            })
         }
     }
 }
@@ -83,10 +99,17 @@ mod tests {
         for _ in 0..6 {
             assert!(l.check(a, t0).is_ok());
         }
-        assert_eq!(l.check(a, t0), Err(10));
+        let limited = |secs, first| {
+            Err(Limited {
+                retry_after_secs: secs,
+                first,
+            })
+        };
+        assert_eq!(l.check(a, t0), limited(10, true));
         assert!(l.check(b, t0).is_ok(), "another client has its own bucket");
-        assert_eq!(l.check(a, t0 + Duration::from_secs(5)), Err(5));
+        assert_eq!(l.check(a, t0 + Duration::from_secs(5)), limited(5, false));
         assert!(l.check(a, t0 + Duration::from_secs(10)).is_ok());
+        assert_eq!(l.check(a, t0 + Duration::from_secs(10)), limited(10, true));
     }
 
     #[test]

@@ -1891,9 +1891,22 @@ fn saml_login_rate_limit_answers_429_with_retry_after() {
             .any(|c| c.contains("samlgate-req=")),
         || r.summary(),
     );
-    f.check("logged", plain_log(&gw).contains("rate_limited"), || {
-        "no rate_limited line in the log".into()
+    // A 7th: refused too; logged once per client (not per request of a flood), all counted.
+    let r7 = b.get("/saml/login?return_to=/x");
+    f.check("7th: 429", r7.status == 429, || r7.summary());
+    let lines = plain_log(&gw)
+        .lines()
+        .filter(|l| l.contains("rate_limited") && l.contains("too many from this client"))
+        .count();
+    f.check("logged once", lines == 1, || {
+        format!("{lines} rate_limited log lines, want 1")
     });
+    let m = gw.metrics();
+    f.check(
+        "counted",
+        m.contains("samlgate_logins_total{outcome=\"refused\",reason=\"rate_limited\"} 2"),
+        || m.lines().filter(|l| l.contains("rate_limited")).collect(),
+    );
     // Another client behind the trusted proxy (127.0.0.1) has its own allowance.
     let other = raw_http(
         gw.port,

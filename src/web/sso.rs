@@ -76,11 +76,16 @@ pub fn return_to_param(query: Option<&str>) -> Option<String> {
 pub async fn login<B>(app: &Arc<App>, req: &Request<B>, peer: SocketAddr, rid: &str) -> Resp {
     let lang = Lang::of(req);
     let client = super::client_ip(app, req.headers(), peer);
-    if let Err(wait) = app.login_limiter.check(client, Instant::now()) {
+    if let Err(limited) = app.login_limiter.check(client, Instant::now()) {
         app.metrics.refused(Reason::RateLimited);
-        tracing::warn!(target: "samlgate::sso", request_id = rid, peer = %client, reason = Reason::RateLimited.code(), retry_after = wait, "SP-initiated login refused: too many from this client");
+        // One line when a client starts being refused, not one per request of a flood; every
+        // refusal is counted in /metrics (samlgate_logins_total, reason rate_limited).
+        if limited.first {
+            tracing::warn!(target: "samlgate::sso", request_id = rid, peer = %client, reason = Reason::RateLimited.code(), retry_after = limited.retry_after_secs, "SP-initiated login refused: too many from this client (further refusals until it gets through are only counted)");
+        }
         let mut r = pages::refusal_page(lang, Reason::RateLimited, rid, Some("/login"));
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(limited.retry_after_secs));
         return r;
     }
     let return_to = safe_return_path(return_to_param(req.uri().query()).as_deref());
