@@ -531,6 +531,13 @@ pub async fn serve_loaded(
     if app.cfg.allow_sha1 {
         tracing::warn!(target: "samlgate::config", "{}", crate::config::SHA1_WARNING);
     }
+    if let Some(addr) = app.cfg.admin_listen {
+        let l = listen_socket(addr).map_err(|e| {
+            format!("cannot listen on {addr}: {e}\n  fix: change [admin] listen or stop what uses the port")
+        })?;
+        tracing::info!(admin_listen = %addr, "admin API and /metrics only on the admin listener");
+        tokio::spawn(web::serve_admin(app.clone(), l, shutdown_signal()));
+    }
     spawn_sweeper(app.clone());
     crate::reload::spawn(app.clone());
     if let Some(x) = extra {

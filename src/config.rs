@@ -78,6 +78,9 @@ fn default_token_lifetime() -> i64 {
 pub struct AdminConfig {
     /// A file holding the bearer token (one line, at least 32 characters).
     pub token_file: PathBuf,
+    /// When set (e.g. "127.0.0.1:9090"), the admin API and `/metrics` are served only on this
+    /// plain-HTTP listener, and the main listener answers 404 for them.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +99,14 @@ struct RawServer {
     max_connections: usize,
     #[serde(default = "default_header_timeout")]
     header_read_timeout_seconds: u64,
+    #[serde(default = "default_saml_login_rate")]
+    saml_login_rate_per_minute: u32,
+}
+
+/// `GET /saml/login` per client address (IPv6: per /64) and minute, also the burst size. One
+/// browser needs one per login; 60 leaves room for a hospital's staff behind one NAT address.
+fn default_saml_login_rate() -> u32 {
+    60
 }
 
 fn default_max_connections() -> usize {
@@ -326,6 +337,8 @@ pub struct Config {
     pub max_connections: usize,
     /// A client must send its request headers within this (slowloris).
     pub header_read_timeout_seconds: u64,
+    /// `GET /saml/login` per client address and minute (429 beyond).
+    pub saml_login_rate_per_minute: u32,
     pub sp_entity_id: String,
     pub keys_dir: PathBuf,
     /// How long a retired SP key keeps decrypting before `keys remove` will delete it.
@@ -354,6 +367,8 @@ pub struct Config {
     /// SHA-256 of the admin bearer token; `None` = admin API off.
     pub admin_token_sha256: Option<[u8; 32]>,
     pub admin_token_file: Option<PathBuf>,
+    /// `[admin] listen`: the admin API and `/metrics` only there.
+    pub admin_listen: Option<SocketAddr>,
     pub token: Option<TokenConfig>,
 }
 
@@ -455,6 +470,13 @@ impl Config {
                 "server.header_read_timeout_seconds",
                 format!("{} is out of range", raw.server.header_read_timeout_seconds),
                 "use 1..=300 (default 10)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&raw.server.saml_login_rate_per_minute) {
+            return Err(invalid(
+                "server.saml_login_rate_per_minute",
+                format!("{} is out of range", raw.server.saml_login_rate_per_minute),
+                "use 1..=1000000 (default 60 per client address and minute)",
             ));
         }
         if raw.server.max_concurrent_verifications == 0 {
@@ -564,6 +586,26 @@ impl Config {
                 (Some(sha2_256(tok.as_bytes())), Some(path))
             }
         };
+        let admin_listen = match raw.admin.as_ref().and_then(|a| a.listen.as_deref()) {
+            None => None,
+            Some(l) => {
+                let addr: SocketAddr = l.parse().map_err(|_| {
+                    invalid(
+                        "admin.listen",
+                        format!("`{l}` is not an address:port"),
+                        "write it as \"127.0.0.1:9090\" (keep it off the internet)",
+                    )
+                })?;
+                if addr == listen {
+                    return Err(invalid(
+                        "admin.listen",
+                        format!("{addr} is also [server] listen"),
+                        "give the admin listener its own port, or remove admin.listen",
+                    ));
+                }
+                Some(addr)
+            }
+        };
         let token = match raw.token {
             None => None,
             Some(mut t) => {
@@ -594,6 +636,7 @@ impl Config {
             max_concurrent_verifications: raw.server.max_concurrent_verifications,
             max_connections: raw.server.max_connections,
             header_read_timeout_seconds: raw.server.header_read_timeout_seconds,
+            saml_login_rate_per_minute: raw.server.saml_login_rate_per_minute,
             sp_entity_id: raw.sp.entity_id,
             keys_dir: resolve(&raw.sp.keys_dir),
             retired_grace_hours: raw.sp.retired_grace_hours,
@@ -615,6 +658,7 @@ impl Config {
             upstream: raw.upstream,
             admin_token_sha256,
             admin_token_file,
+            admin_listen,
             token,
         })
     }

@@ -38,10 +38,12 @@ pub enum Reason {
     /// The account was blocked, unlinked or its application changed while the login was being
     /// finished: no session is left.
     AccountChanged,
+    PathRefused,
+    RateLimited,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 33] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -73,6 +75,8 @@ impl Reason {
         Reason::AuthnStatementMissing,
         Reason::SignatureAlgorithmRefused,
         Reason::AccountChanged,
+        Reason::PathRefused,
+        Reason::RateLimited,
     ];
 
     pub fn code(self) -> &'static str {
@@ -108,6 +112,8 @@ impl Reason {
             Reason::AuthnStatementMissing => "authn_statement_missing",
             Reason::SignatureAlgorithmRefused => "signature_algorithm_refused",
             Reason::AccountChanged => "account_changed",
+            Reason::PathRefused => "path_refused",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -122,6 +128,8 @@ impl Reason {
             | Reason::AssertionCount => StatusCode::BAD_REQUEST,
             Reason::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Reason::PathRefused => StatusCode::BAD_REQUEST,
+            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -161,6 +169,14 @@ impl Reason {
             Reason::AccountChanged => (
                 "ログイン処理中にアカウントの状態が変更されたため、ログインを完了できませんでした。G-MISからもう一度ログインしてください。解決しない場合はG-MIS事務局にお問い合わせください。",
                 "The account's state changed while the login was being finished, so it was not completed. Please log in again from G-MIS; if that does not help, contact the G-MIS secretariat.",
+            ),
+            Reason::PathRefused => (
+                "このアドレスは受け付けられません。リンク元のページからやり直してください。",
+                "This address is not accepted. Please go back and follow the link again.",
+            ),
+            Reason::RateLimited => (
+                "ログインの要求が多すぎます。しばらく待ってから再度お試しください。",
+                "Too many login requests. Please wait a moment and try again.",
             ),
             Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
                 "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",

@@ -131,13 +131,15 @@ fn via_api(cfg: &Config, op: &Op) -> Result<Value, String> {
     let token = std::fs::read_to_string(token_file)
         .map_err(|e| format!("{}: {e}", token_file.display()))?;
     let body = serde_json::to_vec(op).map_err(|e| e.to_string())?;
-    let mut s = std::net::TcpStream::connect(cfg.listen)
-        .map_err(|e| format!("gateway at {}: {e}", cfg.listen))?;
+    // The admin API's own listener when `[admin] listen` is set.
+    let addr = cfg.admin_listen.unwrap_or(cfg.listen);
+    let mut s =
+        std::net::TcpStream::connect(addr).map_err(|e| format!("gateway at {addr}: {e}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .ok();
     let head = format!(
         "POST /admin/v1/op HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        cfg.listen,
+        addr,
         token.trim(),
         body.len()
     );

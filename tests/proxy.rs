@@ -1294,6 +1294,195 @@ fn dot_segments_do_not_open_private_paths_through_a_public_prefix() {
     f.finish(&gw);
 }
 
+/// Issue 12 item 10: with `public_paths = ["/static/"]`, targets that a Tomcat/Spring upstream
+/// reads as `..` (`..;`, `%2e%2e;`, `..%3B`), as `/` (`%2F`, `%5C`, `\\`) are refused with 400
+/// (`path_refused`), with or without a session, and never reach the staff menu. A genuinely
+/// public path still passes without a session (the control).
+#[test]
+fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
+    let menu = StaffMenu::start();
+    let gw = gateway(Conf {
+        upstream: Some(&menu.url()),
+        ..Conf::default()
+    });
+    let cookie = login(&gw, "GM1100010");
+    let mut f = Failures::new();
+    for target in [
+        "/static/..;/private",
+        "/static/%2e%2e;/private",
+        "/static/..%3B/private",
+        "/static/x/..%2F..%2Fprivate",
+        "/static/..%5Cprivate",
+        "/static/..\\private",
+        "/static/.;/../private",
+        "/static/%252e%252e%253b/private",
+        "/static/%252F..%252Fprivate",
+    ] {
+        for (who, hs) in [
+            ("no session", vec![("Accept", HTML)]),
+            (
+                "session",
+                vec![("Accept", HTML), ("Cookie", cookie.as_str())],
+            ),
+        ] {
+            let case = format!("{target} ({who})");
+            let before = menu.count();
+            let r = get(gw.port, target, &hs);
+            f.check(&case, r.status == 400, || {
+                format!("want 400: {}", r.summary())
+            });
+            f.check(
+                &case,
+                r.header("x-samlgate-reason") == Some("path_refused"),
+                || format!("want reason path_refused: {}", r.summary()),
+            );
+            f.check(&case, menu.count() == before, || {
+                format!("reached the staff menu:\n{}", menu.all_heads())
+            });
+        }
+    }
+    let log = gw.log();
+    f.check(
+        "log",
+        log.contains("path_refused") && log.contains("request target refused"),
+        || "no `request target refused` line with reason path_refused in the log".into(),
+    );
+    // The control: a public path without a session, and a normal private one with a session.
+    let r = get(gw.port, "/static/app.css", &[]);
+    f.check(
+        "public control",
+        r.status == 200 && menu.with("/static/app.css").len() == 1,
+        || r.summary(),
+    );
+    let r = get(gw.port, "/static/%2e%2e/menu/x", &[]);
+    f.check(
+        "decoded dots leave the public prefix",
+        r.status == 401 && menu.with("/menu/x").is_empty(),
+        || r.summary(),
+    );
+    f.finish(&gw);
+}
+
+/// Forwarding headers a client might send; the `_` spellings are read as the same header by
+/// some frameworks.
+const CLIENT_FORWARDING: [(&str, &str); 16] = [
+    ("Forwarded", "for=203.0.113.9;host=evil.example;proto=https"),
+    ("X-Real-IP", "203.0.113.9"),
+    ("X-Forwarded-For", "203.0.113.9"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Port", "8443"),
+    ("X-Forwarded-Prefix", "/evil"),
+    ("X-Forwarded-Server", "evil.example"),
+    ("X-Forwarded-Ssl", "on"),
+    ("X-Original-URL", "/admin/secret"),
+    ("X-Rewrite-URL", "/admin/secret"),
+    ("X-Original-URI", "/admin/secret"),
+    ("True-Client-IP", "203.0.113.9"),
+    ("X_Forwarded_Prefix", "/evil2"),
+    ("X_Real_IP", "203.0.113.9"),
+    ("x_original_url", "/admin/secret2"),
+];
+
+/// Issue 12 item 11: from a peer that is not in `trusted_proxies`, no forwarding header a client
+/// sent reaches the staff menu; X-Forwarded-For is the peer, X-Forwarded-Host and -Proto come
+/// from `public_url` (not from the request's Host). From a trusted peer the headers it set are
+/// kept, X-Forwarded-For is appended to, and Host/Proto still come from `public_url`.
+#[test]
+fn forwarding_headers_from_untrusted_clients_never_reach_the_staff_menu() {
+    let menu = StaffMenu::start();
+    let mut gw = gateway(Conf {
+        upstream: Some(&menu.url()),
+        ..Conf::default()
+    });
+    let cookie = login(&gw, "GM1100011");
+    let public_host = format!("127.0.0.1:{}", gw.port);
+    let mut f = Failures::new();
+    let send = |gw: &Gateway, path: &str| {
+        let mut hs: Vec<(&str, &str)> = vec![("Cookie", cookie.as_str()), ("Host", "evil.example")];
+        hs.extend(CLIENT_FORWARDING.iter().copied());
+        // `http` adds its own Host: send the raw request so ours is the only one.
+        let mut raw = format!("GET {path} HTTP/1.1\r\n");
+        for (k, v) in &hs {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str("Connection: close\r\n\r\n");
+        send_raw(gw.port, raw.as_bytes()).expect("proxied request")
+    };
+    for path in ["/menu/fwd-session", "/static/fwd-public"] {
+        let r = send(&gw, path);
+        let Some(seen) = r.echoed() else {
+            f.check(path, false, || format!("not proxied: {}", r.summary()));
+            continue;
+        };
+        let hs = seen.headers();
+        for (k, v) in &hs {
+            let forwarding = k == "forwarded"
+                || k.replace('_', "-").starts_with("x-forwarded")
+                || CLIENT_FORWARDING
+                    .iter()
+                    .any(|(c, _)| c.to_ascii_lowercase() == *k);
+            let ours = matches!(
+                k.as_str(),
+                "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto"
+            );
+            f.check(path, !forwarding || ours, || {
+                format!("client header reached the staff menu: {k}: {v}")
+            });
+        }
+        f.check(
+            path,
+            values(&hs, "x-forwarded-for") == ["127.0.0.1"],
+            || format!("x-forwarded-for {:?}", values(&hs, "x-forwarded-for")),
+        );
+        f.check(
+            path,
+            values(&hs, "x-forwarded-host") == [public_host.as_str()],
+            || {
+                format!(
+                    "x-forwarded-host {:?}, want public_url's",
+                    values(&hs, "x-forwarded-host")
+                )
+            },
+        );
+        f.check(path, values(&hs, "x-forwarded-proto") == ["http"], || {
+            format!("x-forwarded-proto {:?}", values(&hs, "x-forwarded-proto"))
+        });
+    }
+
+    // The test client (127.0.0.1) as a trusted proxy: its headers are kept.
+    let cfg = fs::read_to_string(&gw.config).unwrap();
+    fs::write(
+        &gw.config,
+        cfg.replacen(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+            1,
+        ),
+    )
+    .unwrap();
+    gw.restart();
+    let r = send(&gw, "/menu/fwd-trusted");
+    match r.echoed() {
+        None => f.check("trusted", false, || format!("not proxied: {}", r.summary())),
+        Some(seen) => {
+            let hs = seen.headers();
+            for (k, want) in [
+                ("x-real-ip", "203.0.113.9"),
+                ("x-forwarded-prefix", "/evil"),
+                ("x-forwarded-for", "203.0.113.9, 127.0.0.1"),
+                ("x-forwarded-host", public_host.as_str()),
+                ("x-forwarded-proto", "http"),
+            ] {
+                f.check("trusted", values(&hs, k) == [want], || {
+                    format!("{k} {:?}, want {want:?}", values(&hs, k))
+                });
+            }
+        }
+    }
+    f.finish(&gw);
+}
+
 /// `*` and CONNECT targets name no page of the staff menu: refused with 400, never forwarded
 /// (pasted into an upstream URI, `*` once sent the request to the upstream host's port 80).
 /// An absolute-form target is cut to its path and still goes to the configured upstream.
@@ -2633,4 +2822,99 @@ fn each_client_connection_keeps_its_own_upstream_connection() {
         3,
         "{c:?}"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// `[admin] listen` (issue 12 item 14)
+
+/// With `[admin] listen` set, the main listener answers 404 for the admin API and `/metrics`
+/// (and does not proxy them to the staff menu); the admin listener serves both, and nothing
+/// else. Without it (the control, first) the main listener serves them.
+#[test]
+fn admin_listen_moves_the_admin_api_and_metrics_off_the_main_listener() {
+    let menu = StaffMenu::start();
+    let mut gw = gateway(Conf {
+        upstream: Some(&menu.url()),
+        admin: true,
+        ..Conf::default()
+    });
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let op = |port: u16| {
+        http(
+            port,
+            "POST",
+            "/admin/v1/op",
+            &[
+                ("Authorization", bearer.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"op":"users_list"}"#,
+        )
+    };
+    let mut f = Failures::new();
+    let r = op(gw.port);
+    f.check("control: admin API on main", r.status == 200, || {
+        r.summary()
+    });
+    let r = get(gw.port, "/metrics", &[]);
+    f.check("control: /metrics on main", r.status == 200, || r.summary());
+
+    let admin_port = common::free_port();
+    let cfg = fs::read_to_string(&gw.config).unwrap();
+    fs::write(
+        &gw.config,
+        set_section(
+            &cfg,
+            "admin",
+            &format!("token_file = \"admin.token\"\nlisten = \"127.0.0.1:{admin_port}\"\n"),
+        ),
+    )
+    .unwrap();
+    gw.restart();
+    let before = menu.count();
+    let r = op(gw.port);
+    f.check("admin API on main", r.status == 404, || r.summary());
+    let r = get(gw.port, "/metrics", &[]);
+    f.check("/metrics on main", r.status == 404, || r.summary());
+    f.check("not proxied", menu.count() == before, || menu.all_heads());
+
+    let r = op(admin_port);
+    f.check(
+        "admin API on the admin listener",
+        r.status == 200 && r.text().starts_with('['),
+        || r.summary(),
+    );
+    let r = http(
+        admin_port,
+        "POST",
+        "/admin/v1/op",
+        &[],
+        br#"{"op":"users_list"}"#,
+    );
+    f.check("still needs the token", r.status == 401, || r.summary());
+    let r = get(admin_port, "/metrics", &[]);
+    f.check(
+        "/metrics on the admin listener",
+        r.status == 200 && r.text().contains("samlgate_"),
+        || r.summary(),
+    );
+    for path in ["/menu/x", "/auth/verify", "/saml/login"] {
+        let r = get(admin_port, path, &[]);
+        f.check(path, r.status == 404, || {
+            format!("admin listener: {}", r.summary())
+        });
+    }
+    f.check(
+        "admin listener never proxies",
+        menu.count() == before,
+        || menu.all_heads(),
+    );
+    // The secretariat CLI finds the API on the admin listener.
+    let out = cli_ok(&gw, &["users", "list"]);
+    f.check(
+        "CLI through the admin listener",
+        !out.contains("error"),
+        || out.clone(),
+    );
+    f.finish(&gw);
 }

@@ -1967,3 +1967,148 @@ fn slo_sha1_only_with_allow_sha1() {
     f.check("B logged out", !b.alive(), || "B still alive".into());
     f.finish(&gw);
 }
+
+// ------------------------------------------------------------------------------------------
+// Issue 12 item 12: an anonymous `GET /saml/login` costs no store write, is rate limited per
+// client, and each request is answered at most once.
+
+/// Every record in the store, per sled tree (the gateway must be stopped: sled is one process).
+fn store_counts(gw: &Gateway) -> BTreeMap<String, usize> {
+    let db = sled::open(gw.dir.path().join("store")).expect("open the stopped gateway's store");
+    db.tree_names()
+        .into_iter()
+        .map(|n| {
+            let len = db.open_tree(&n).map(|t| t.len()).unwrap_or(0);
+            (String::from_utf8_lossy(&n).into_owned(), len)
+        })
+        .collect()
+}
+
+#[test]
+fn saml_login_writes_nothing_to_the_store() {
+    let mut gw = Gateway::start();
+    let certs = sp_certs(&gw);
+    gw.stop(true);
+    let before = store_counts(&gw);
+    gw.restart();
+    let mut f = Failures::new();
+    for i in 0..40 {
+        let mut b = Browser::new(&gw, "anonymous");
+        let st = start_login(&gw, &certs, &mut b, &format!("return_to=/page/{i}"));
+        f.check("login started", st.is_ok(), || format!("{:?}", st.err()));
+    }
+    gw.stop(true);
+    let after = store_counts(&gw);
+    f.check("no store growth", after == before, || {
+        format!("store records before {before:?}\nafter 40 x GET /saml/login {after:?}")
+    });
+    gw.restart();
+    f.finish(&gw);
+}
+
+#[test]
+fn saml_login_rate_limit_answers_429_with_retry_after() {
+    let mut gw = Gateway::start();
+    reconfigure(
+        &mut gw,
+        "[server]\n",
+        "[server]\nsaml_login_rate_per_minute = 5\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let mut b = Browser::new(&gw, "flooder");
+    for i in 0..5 {
+        let st = start_login(&gw, &certs, &mut b, "return_to=/x");
+        f.check(&format!("login {i} within the limit"), st.is_ok(), || {
+            format!("{:?}", st.err())
+        });
+    }
+    let r = b.get("/saml/login?return_to=/x");
+    f.check("6th: 429", r.status == 429, || r.summary());
+    f.check("reason", r.reason() == Some("rate_limited"), || r.summary());
+    let retry = r.header("retry-after").and_then(|v| v.parse::<u64>().ok());
+    f.check(
+        "Retry-After",
+        retry.is_some_and(|s| (1..=60).contains(&s)),
+        || format!("Retry-After {:?}", r.header("retry-after")),
+    );
+    let body = r.text();
+    f.check(
+        "page in both languages",
+        body.contains("ログインの要求が多すぎます") && body.contains("Too many login requests"),
+        || r.summary(),
+    );
+    f.check(
+        "no request cookie",
+        !r.headers_all("set-cookie")
+            .iter()
+            .any(|c| c.contains("samlgate-req=")),
+        || r.summary(),
+    );
+    // A 7th: refused too; logged once per client (not per request of a flood), all counted.
+    let r7 = b.get("/saml/login?return_to=/x");
+    f.check("7th: 429", r7.status == 429, || r7.summary());
+    let lines = plain_log(&gw)
+        .lines()
+        .filter(|l| l.contains("rate_limited") && l.contains("too many from this client"))
+        .count();
+    f.check("logged once", lines == 1, || {
+        format!("{lines} rate_limited log lines, want 1")
+    });
+    let m = gw.metrics();
+    f.check(
+        "counted",
+        m.contains("samlgate_logins_total{outcome=\"refused\",reason=\"rate_limited\"} 2"),
+        || m.lines().filter(|l| l.contains("rate_limited")).collect(),
+    );
+    // Another client behind the trusted proxy (127.0.0.1) has its own allowance.
+    let other = raw_http(
+        gw.port,
+        "GET",
+        "/saml/login?return_to=/y",
+        &[("X-Forwarded-For", "198.51.100.7".to_string())],
+        None,
+    )
+    .unwrap();
+    f.check("other client", other.status == 302, || other.summary());
+    f.finish(&gw);
+}
+
+#[test]
+fn one_response_per_request_also_after_a_restart() {
+    let mut gw = Gateway::start();
+    let certs = sp_certs(&gw);
+    let mut f = Failures::new();
+    let mut a = Browser::new(&gw, "A");
+    let st = start_login(&gw, &certs, &mut a, "return_to=/once").unwrap();
+    let req_cookie = a.jar.clone();
+    // A refused response (unsigned) does not use the request up.
+    let bad = gw.make_response(&["--in-response-to", &st.id, "--sign", "none"]);
+    let r = a.post_acs(&bad, Some(&st.relay));
+    f.check("unsigned response refused", r.status >= 400, || r.summary());
+    a.jar = req_cookie.clone();
+    let r = a.post_acs(
+        &gw.make_response(&["--in-response-to", &st.id]),
+        Some(&st.relay),
+    );
+    f.check(
+        "first response",
+        r.status == 303 && r.location() == Some("/once"),
+        || r.summary(),
+    );
+    for when in ["at once", "after a restart"] {
+        if when == "after a restart" {
+            gw.restart();
+        }
+        let live = gw.sessions_live();
+        let mut again = Browser::new(&gw, "A-again");
+        again.jar = req_cookie.clone();
+        let fresh = gw.make_response(&["--in-response-to", &st.id]);
+        let r = again.post_acs(&fresh, Some(&st.relay));
+        f.add(
+            &format!("second response to the request, {when}"),
+            gw.refusal_problems(&r, &["in_response_to_unknown"], live),
+        );
+    }
+    f.finish(&gw);
+}

@@ -6,7 +6,11 @@
 //! - request IDs carry 128 random bits;
 //! - the Redirect signature is computed over the exact query octets sent (SAML bindings
 //!   3.4.4.1), RSA-SHA256 with the active SP key;
-//! - a tracked request is consumed at most once and expires after [`REQUEST_TTL_SECS`].
+//! - an SP-initiated request's state (ID, RelayState handle, return path, expiry) rides in a
+//!   cookie sealed with the session MAC key, so an anonymous `/saml/login` writes nothing to
+//!   the store; the request is consumed at most once (recorded in the replay cache when a
+//!   verified response answers it) and expires after [`REQUEST_TTL_SECS`];
+//! - the tracked-request table remains for SP-initiated logout (a signed-in user's request).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -124,6 +128,32 @@ pub struct TrackedRequest {
     pub expires: i64,
 }
 
+/// The purpose label of a sealed login request (`SessionCodec::seal_data`).
+const COOKIE_PURPOSE: &str = "req1";
+
+/// The request cookie's value: the whole request, sealed (JSON, base64url, MAC).
+pub fn seal(codec: &crate::session::SessionCodec, r: &TrackedRequest) -> String {
+    codec.seal_data(COOKIE_PURPOSE, &serde_json::to_vec(r).expect("serialize"))
+}
+
+/// The request sealed in a cookie value, if it is ours, intact and not expired.
+pub fn open(codec: &crate::session::SessionCodec, token: &str, now: i64) -> Option<TrackedRequest> {
+    let data = codec.open_data(COOKIE_PURPOSE, token)?;
+    serde_json::from_slice::<TrackedRequest>(&data)
+        .ok()
+        .filter(|r| r.expires > now)
+}
+
+/// Records that a verified response answered request `id`: true for exactly one caller (the
+/// replay cache's atomic check-and-record), kept until the request would have expired anyway.
+pub fn answer_once(store: &dyn Store, r: &TrackedRequest, now: i64) -> Result<bool, StoreError> {
+    let key = format!("r\u{0}{}", r.id);
+    Ok(matches!(
+        store.replay_check_and_record(&key, r.expires + 1, now)?,
+        crate::store::ReplayCheck::Fresh
+    ))
+}
+
 pub fn track(store: &dyn Store, r: &TrackedRequest) -> Result<(), StoreError> {
     store.apply(&[crate::identity::put(Table::Requests, &r.id, r)], None)?;
     Ok(())
@@ -158,6 +188,29 @@ pub fn sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_request_round_trip_expiry_and_single_answer() {
+        let codec = crate::session::SessionCodec::new(vec![3; 32], false);
+        let r = TrackedRequest {
+            id: new_request_id(),
+            relay_handle: "h".into(),
+            return_to: "/staff/menu?x=1".into(),
+            expires: 1_000,
+        };
+        let t = seal(&codec, &r);
+        assert_eq!(open(&codec, &t, 999), Some(r.clone()));
+        assert_eq!(open(&codec, &t, 1_000), None, "expired");
+        assert_eq!(
+            open(&codec, &codec.seal(&r.id), 0),
+            None,
+            "a bare id is not a request"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(&dir.path().join("db")).unwrap();
+        assert!(answer_once(&store, &r, 10).unwrap());
+        assert!(!answer_once(&store, &r, 11).unwrap());
+    }
 
     #[test]
     fn ids_have_128_bits() {

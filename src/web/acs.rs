@@ -99,11 +99,11 @@ async fn acs_inner(
             ))
         })?
         .map_err(|_| no_account(Refusal::new(Reason::Internal, "verification slots closed")))?;
-    // SP-initiated: the request this browser started (named by its signed request cookie).
+    // SP-initiated: the request this browser started (sealed in its request cookie).
     let now_ts = chrono::Utc::now().timestamp();
-    let tracked = super::sso::request_ids(app, &headers)
+    let tracked = super::sso::tracked_requests(app, &headers, now_ts)
         .into_iter()
-        .find_map(|id| authn::lookup(&*app.store, &id, now_ts).ok().flatten());
+        .next();
     let expected = tracked.as_ref().map(|t| t.id.clone());
     let idp = app.idp();
     let cfg = app.cfg.clone();
@@ -200,7 +200,8 @@ fn decide(
                 account.clone(),
             )
         })?;
-        match authn::consume(&*app.store, t) {
+        // Recorded only now, after the response verified: refused responses burn nothing.
+        match authn::answer_once(&*app.store, t, chrono::Utc::now().timestamp()) {
             Ok(true) => relay = Some(t.return_to.clone()),
             Ok(false) => {
                 return Err((

@@ -26,10 +26,26 @@ const OUTCOMES: [(&str, Outcome); 4] = [
     ("blocked", Outcome::Blocked),
 ];
 
+/// A fixed set of counters (std derives `Default` for arrays of at most 32 only).
+pub struct Counters<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Counters<N> {
+    fn default() -> Self {
+        Counters(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Counters<N> {
+    type Target = [AtomicU64; N];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     outcomes: [AtomicU64; 4],
-    refused: [AtomicU64; Reason::ALL.len()],
+    refused: Counters<{ Reason::ALL.len() }>,
     acs_buckets: [AtomicU64; BUCKETS.len()],
     acs_count: AtomicU64,
     acs_sum_micros: AtomicU64,

@@ -52,6 +52,11 @@ pub struct App {
     /// Bounds concurrent signature verifications, so a flood of large signed documents queues
     /// here instead of starving `/auth/verify` of CPU.
     pub verify_slots: Semaphore,
+    /// Bounds concurrent AuthnRequest signatures (`GET /saml/login`, anonymous): half the
+    /// verification slots, at least one, so a login flood cannot take every core.
+    pub sign_slots: Semaphore,
+    /// `GET /saml/login` per client address (`[server] saml_login_rate_per_minute`).
+    pub login_limiter: crate::rate_limit::RateLimiter,
     /// The staff menu behind us, when samlgate is its reverse proxy.
     pub upstream: Option<proxy::Upstream>,
     /// Signed identity tokens (JWT), when `[token]` is configured.
@@ -81,7 +86,7 @@ impl App {
         let upstream = cfg
             .upstream
             .as_ref()
-            .map(proxy::Upstream::new)
+            .map(|u| proxy::Upstream::new(u, &cfg.public_url))
             .transpose()?;
         let tokens = match &cfg.token {
             None => None,
@@ -112,6 +117,8 @@ impl App {
         };
         Ok(App {
             verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
+            sign_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
+            login_limiter: crate::rate_limit::RateLimiter::new(cfg.saml_login_rate_per_minute),
             cfg,
             idp: RwLock::new(Arc::new(idp)),
             keys: RwLock::new(Arc::new(keys)),
@@ -137,12 +144,41 @@ pub mod anyhow_like {
     pub type Result<T> = std::result::Result<T, String>;
 }
 
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `[server] listen`: everything, except the admin API and `/metrics` when
+    /// `[admin] listen` is set.
+    Main,
+    /// `[admin] listen`: only the admin API, `/metrics` and `/healthz`; never proxies.
+    Admin,
+}
+
 /// Accepts connections until `shutdown` resolves, then lets requests in flight finish (up to
 /// 20 s).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    serve_on(app, listener, tls, Listener::Main, shutdown).await
+}
+
+/// The `[admin] listen` listener (plain HTTP: keep it on loopback or a management network).
+pub async fn serve_admin(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    serve_on(app, listener, None, Listener::Admin, shutdown).await
+}
+
+async fn serve_on(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    role: Listener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -171,7 +207,7 @@ pub async fn serve(
         // With [upstream] (HTTP/1.1 to it), this connection's proxied requests get their own
         // upstream connection, polled in this connection's task (affinity.rs says why).
         let (affinity, opened) = match &app.upstream {
-            Some(up) if !up.http2() => {
+            Some(up) if !up.http2() && role == Listener::Main => {
                 let (a, rx) = affinity::Affinity::new();
                 (Some(Arc::new(a)), Some(rx))
             }
@@ -181,7 +217,7 @@ pub async fn serve(
         let svc = service_fn(move |req| {
             let app = app.clone();
             let affinity = affinity.clone();
-            async move { Ok::<_, Infallible>(handle(app, req, peer, affinity.as_deref()).await) }
+            async move { Ok::<_, Infallible>(handle(app, req, peer, role, affinity.as_deref()).await) }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -239,11 +275,23 @@ async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
     peer: SocketAddr,
+    role: Listener,
     affinity: Option<&affinity::Affinity>,
 ) -> hyper::Response<OutBody> {
     let request_id = crate::session::random_id()[..12].to_string();
     let own_path = is_own_path(req.uri().path());
+    // With `[admin] listen`, the admin paths exist only there (and are not proxied here).
+    let admin_elsewhere =
+        role == Listener::Main && app.cfg.admin_listen.is_some() && is_admin_path(req.uri().path());
     let mut resp = match (&app.upstream, own_path) {
+        _ if role == Listener::Admin || admin_elsewhere => {
+            let mut r = match role {
+                Listener::Admin => route_admin(&app, req, &request_id).await,
+                Listener::Main => not_found(Lang::of(&req), &request_id),
+            };
+            pages::secure_headers(&mut r, app.cfg.https);
+            r.map(http_body_util::Either::Left)
+        }
         (Some(up), false) => match proxy::forward(&app, up, req, peer, &request_id, affinity).await
         {
             proxy::Proxied::Upstream(r) => r.map(http_body_util::Either::Right),
@@ -280,6 +328,28 @@ pub fn is_own_path(path: &str) -> bool {
     EXACT.contains(&path) || path.starts_with("/saml/") || path.starts_with("/auth/")
 }
 
+/// The paths `[admin] listen` takes off the main listener.
+fn is_admin_path(path: &str) -> bool {
+    path == "/metrics" || path == "/admin/v1/op"
+}
+
+/// The admin listener: the secretariat API, `/metrics` and `/healthz`, nothing else.
+async fn route_admin(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/admin/v1/op") => admin::op(app, req, rid).await,
+        (&Method::GET, "/metrics") => metrics_page(app),
+        (&Method::GET, "/healthz") => pages::text(StatusCode::OK, "text/plain", "ok\n"),
+        _ => not_found(Lang::of(&req), rid),
+    }
+}
+
+fn metrics_page(app: &App) -> Resp {
+    let body = app
+        .metrics
+        .render(app.store.session_count(), &cert_gauges(app));
+    pages::text(StatusCode::OK, "text/plain; version=0.0.4", body)
+}
+
 async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
@@ -294,7 +364,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
         (&Method::GET, "/login") => auth::login_page(app, &req),
-        (&Method::GET, "/saml/login") => sso::login(app, &req, rid),
+        (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req),
         (&Method::GET, "/saml/metadata") => {
             let md = app.sp_metadata.read().expect("md lock").clone();
@@ -319,12 +389,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         }
         (&Method::GET, "/healthz") => pages::text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readyz(app),
-        (&Method::GET, "/metrics") => {
-            let body = app
-                .metrics
-                .render(app.store.session_count(), &cert_gauges(app));
-            pages::text(StatusCode::OK, "text/plain; version=0.0.4", body)
-        }
+        (&Method::GET, "/metrics") => metrics_page(app),
         (&Method::GET, "/_samlgate/style.css") => {
             let mut r = pages::text(StatusCode::OK, "text/css; charset=utf-8", pages::STYLE_CSS);
             r.headers_mut().insert(

@@ -7,7 +7,9 @@
 //!   which some frameworks read as the same header;
 //! - a request without a live session reaches the upstream only on a configured public path
 //!   (and then without identity headers);
-//! - `X-Forwarded-*` are set by us; client values are kept only from `[server] trusted_proxies`.
+//! - forwarding headers (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `X-Original-URL`, ...) from
+//!   a client are removed unless the peer is in `[server] trusted_proxies`; X-Forwarded-Host and
+//!   -Proto always come from `public_url`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use super::auth::{insert_identity, live_session, IDENTITY_HEADERS};
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::config::UpstreamConfig;
+use crate::reason::Reason;
 
 /// The headers we own towards the upstream, in addition to the identity headers.
 const OWNED: [&str; 2] = ["x-samlgate-jwt", "x-samlgate-local-user"];
@@ -45,10 +48,19 @@ pub struct Upstream {
     public_paths: Vec<String>,
     timeout: Duration,
     http2: bool,
+    /// X-Forwarded-Host and -Proto, from `[server] public_url`.
+    public_host: HeaderValue,
+    public_proto: HeaderValue,
 }
 
 impl Upstream {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, String> {
+    pub fn new(cfg: &UpstreamConfig, public_url: &str) -> Result<Upstream, String> {
+        let (scheme, host) = public_url
+            .split_once("://")
+            .ok_or("[server] public_url has no scheme")?;
+        let public_host =
+            HeaderValue::from_str(host).map_err(|e| format!("[server] public_url host: {e}"))?;
+        let public_proto = HeaderValue::from_str(scheme).map_err(|e| e.to_string())?;
         let uri: Uri = cfg
             .url
             .parse()
@@ -72,6 +84,8 @@ impl Upstream {
             public_paths: cfg.public_paths.clone(),
             timeout: Duration::from_secs(cfg.timeout_seconds),
             http2: cfg.http2,
+            public_host,
+            public_proto,
         })
     }
 
@@ -112,19 +126,12 @@ impl Upstream {
         self.client.request(req).await.map_err(|e| e.to_string())
     }
 
-    /// A public prefix, and no dot segment (`/static/../menu` must not pass as public when a
-    /// later hop normalises it).
-    fn is_public(&self, path: &str) -> bool {
-        let dots = (path.contains('.') || path.contains('%'))
-            && path.split('/').any(|seg| {
-                let d = seg.to_ascii_lowercase().replace("%2e", ".");
-                d == "." || d == ".."
-            });
-        !dots
-            && self
-                .public_paths
-                .iter()
-                .any(|p| path.starts_with(p.as_str()))
+    /// A public prefix of the canonical path (`request_target::canonical_path`: decoded, dot
+    /// segments resolved), so `/static/%2e%2e/menu` is `/menu` and not public.
+    fn is_public(&self, canonical: &str) -> bool {
+        self.public_paths
+            .iter()
+            .any(|p| canonical.starts_with(p.as_str()))
     }
 }
 
@@ -171,6 +178,30 @@ fn bad_gateway(lang: Lang, rid: &str, status: StatusCode) -> Resp {
     pages::render(status, &page)
 }
 
+/// 400 for a target refused by `request_target`: a page with the reason, and a way home.
+fn path_refused(lang: Lang, rid: &str) -> Resp {
+    let (ja, en) = Reason::PathRefused.message();
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t(
+            "このアドレスは使用できません",
+            "This address cannot be used",
+        ),
+        message: lang.t(ja, en),
+        other: lang.other().t(ja, en),
+        code: Reason::PathRefused.code(),
+        request_id: rid,
+        action_href: Some("/"),
+        action_label: lang.t("トップへ", "Home"),
+    };
+    let mut r = pages::render(Reason::PathRefused.status(), &page);
+    r.headers_mut().insert(
+        "x-samlgate-reason",
+        HeaderValue::from_static(Reason::PathRefused.code()),
+    );
+    r
+}
+
 pub async fn forward(
     app: &App,
     up: &Upstream,
@@ -215,7 +246,21 @@ pub async fn forward(
     for n in names {
         req.headers_mut().remove(&n);
     }
-    let path = req.uri().path().to_string();
+    // Decided on the path as the staff menu's framework will read it; what upstreams disagree
+    // about is refused (request_target.rs).
+    let path = match crate::request_target::canonical_path(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(
+                target: "samlgate::proxy", request_id = rid,
+                peer = %super::client_ip(app, req.headers(), peer),
+                reason = Reason::PathRefused.code(), detail = e.detail(),
+                path = %req.uri().path().chars().take(200).collect::<String>(),
+                "request target refused"
+            );
+            return Proxied::Own(path_refused(lang, rid));
+        }
+    };
     let session = live_session(app, &req);
     // The session cookie is ours; the staff menu does not need it.
     strip_cookie(req.headers_mut(), app.sessions.cookie_name);
@@ -249,36 +294,9 @@ pub async fn forward(
         }
     }
 
-    // 2. Forwarding headers: ours, unless the peer is a trusted proxy that already set them.
-    let client_ip = super::client_ip(app, req.headers(), peer);
-    let trusted = app.cfg.trusted_proxies.contains(&peer.ip());
-    let orig_host = req.headers().get(HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // 2. Forwarding headers: ours (forwarding_headers says which a trusted proxy may add to).
+    forwarding_headers(app, up, req.headers_mut(), peer);
     let h = req.headers_mut();
-    let xff = match (
-        trusted,
-        h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-    ) {
-        (true, Some(prev)) => format!("{prev}, {}", peer.ip()),
-        _ => client_ip.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
-    }
-    if !(trusted && h.contains_key("x-forwarded-proto")) {
-        h.insert(
-            "x-forwarded-proto",
-            HeaderValue::from_static(if app.cfg.https { "https" } else { "http" }),
-        );
-    }
-    if !(trusted && h.contains_key("x-forwarded-host")) {
-        if let Some(host) = orig_host {
-            h.insert("x-forwarded-host", host);
-        }
-    }
     h.insert(
         "x-request-id",
         HeaderValue::from_str(rid).unwrap_or(HeaderValue::from_static("-")),
@@ -332,6 +350,68 @@ pub async fn forward(
     }
     strip_hop_by_hop(resp.headers_mut());
     Proxied::Upstream(resp)
+}
+
+/// Headers that tell an upstream who the client is or which URL was asked for. Frameworks act
+/// on them (Spring's `X-Forwarded-Prefix`, IIS/Symfony's `X-Original-URL`, client-IP allow
+/// lists), so only we, or a proxy in `[server] trusted_proxies`, may send them.
+const FORWARDING: [&str; 14] = [
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-host",
+    "x-host",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "client-ip",
+    "x-proxyuser-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+];
+
+/// True for `X-Forwarded-*` and the [`FORWARDING`] headers, also in the `_` spelling.
+/// (Header names arrive lower-cased; byte by byte: this runs for every proxied header.)
+pub fn is_forwarding_header(name: &str) -> bool {
+    let b = name.as_bytes();
+    let same = |i: usize, o: u8| {
+        b.get(i)
+            .is_some_and(|&n| n == o || (n == b'_' && o == b'-'))
+    };
+    let prefix =
+        |ours: &str| ours.len() <= b.len() && ours.bytes().enumerate().all(|(i, o)| same(i, o));
+    prefix("x-forwarded")
+        || FORWARDING
+            .iter()
+            .any(|ours| ours.len() == b.len() && prefix(ours))
+}
+
+/// From an untrusted peer, every forwarding header is removed; then X-Forwarded-For is the
+/// peer (appended to a trusted proxy's chain), and X-Forwarded-Host and -Proto always say what
+/// `public_url` says: that is the one URL browsers use, whoever is in front.
+fn forwarding_headers(app: &App, up: &Upstream, h: &mut hyper::HeaderMap, peer: SocketAddr) {
+    let trusted = app.cfg.trusted_proxies.contains(&peer.ip());
+    if !trusted {
+        let names: Vec<HeaderName> = h
+            .keys()
+            .filter(|k| is_forwarding_header(k.as_str()))
+            .cloned()
+            .collect();
+        for n in names {
+            h.remove(&n);
+        }
+    }
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if trusted => format!("{prev}, {}", peer.ip()),
+        _ => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    h.insert("x-forwarded-proto", up.public_proto.clone());
+    h.insert("x-forwarded-host", up.public_host.clone());
 }
 
 /// Removes cookie `name` from the Cookie headers, keeping the others.
@@ -392,5 +472,25 @@ mod tests {
         }
         assert!(!is_identity_header("x-auth-request-users"));
         assert!(!is_identity_header("accept"));
+    }
+
+    #[test]
+    fn forwarding_headers_in_any_spelling() {
+        for n in [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-prefix",
+            "x_forwarded_host",
+            "x-forwarded",
+            "x-real-ip",
+            "x_real_ip",
+            "x-original-url",
+            "x-rewrite-url",
+        ] {
+            assert!(is_forwarding_header(n), "{n}");
+        }
+        for n in ["accept", "forwarded-x", "x-real-ipx", "x-forward", "host"] {
+            assert!(!is_forwarding_header(n), "{n}");
+        }
     }
 }

@@ -1,13 +1,20 @@
-//! `GET /saml/login?return_to=PATH`: SP-initiated login. Builds and tracks an AuthnRequest,
-//! binds it to this browser with a signed cookie, and redirects to the IdP.
+//! `GET /saml/login?return_to=PATH`: SP-initiated login. Builds an AuthnRequest, binds it to
+//! this browser with a sealed cookie that carries the whole request state (nothing is written
+//! to the store for an anonymous visitor), and redirects to the IdP. Anonymous and costly (an
+//! RSA signature), so: a per-client rate limit first, then the signature on a blocking thread
+//! under `App::sign_slots`.
 
-use hyper::header::{HeaderValue, SET_COOKIE};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::header::{HeaderValue, RETRY_AFTER, SET_COOKIE};
 use hyper::{Request, StatusCode};
 
 use super::acs::safe_return_path;
 use super::pages::{self, Lang, Resp};
 use super::App;
-use crate::reason::Reason;
+use crate::reason::{Reason, Refusal};
 use crate::saml::authn::{self, AuthnRequest, TrackedRequest, REQUEST_TTL_SECS};
 
 /// The cookie naming the browser's request in flight. The IdP answers with a cross-site POST,
@@ -33,9 +40,16 @@ pub fn request_cookie(app: &App, value: &str, max_age: i64) -> String {
     )
 }
 
-/// The tracked request ids the browser's request cookie names (signed by us).
-pub fn request_ids(app: &App, headers: &hyper::HeaderMap) -> Vec<String> {
-    app.sessions.open_cookies(cookie_name(app), headers)
+/// The unexpired requests sealed in the browser's request cookies (ours and intact only).
+pub fn tracked_requests(app: &App, headers: &hyper::HeaderMap, now: i64) -> Vec<TrackedRequest> {
+    let values = headers.get_all(hyper::header::COOKIE);
+    crate::session::cookie_values(
+        cookie_name(app),
+        values.iter().filter_map(|v| v.to_str().ok()),
+    )
+    .into_iter()
+    .filter_map(|v| authn::open(&app.sessions, v, now))
+    .collect()
 }
 
 /// The `return_to` query value. nginx can only pass `$request_uri` unencoded
@@ -59,24 +73,65 @@ pub fn return_to_param(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-pub fn login<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
+pub async fn login<B>(app: &Arc<App>, req: &Request<B>, peer: SocketAddr, rid: &str) -> Resp {
     let lang = Lang::of(req);
+    let client = super::client_ip(app, req.headers(), peer);
+    if let Err(limited) = app.login_limiter.check(client, Instant::now()) {
+        app.metrics.refused(Reason::RateLimited);
+        // One line when a client starts being refused, not one per request of a flood; every
+        // refusal is counted in /metrics (samlgate_logins_total, reason rate_limited).
+        if limited.first {
+            tracing::warn!(target: "samlgate::sso", request_id = rid, peer = %client, reason = Reason::RateLimited.code(), retry_after = limited.retry_after_secs, "SP-initiated login refused: too many from this client (further refusals until it gets through are only counted)");
+        }
+        let mut r = pages::refusal_page(lang, Reason::RateLimited, rid, Some("/login"));
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(limited.retry_after_secs));
+        return r;
+    }
     let return_to = safe_return_path(return_to_param(req.uri().query()).as_deref());
     let idp = app.idp();
     let Some(sso) = idp.sso_redirect.clone() else {
         tracing::error!(target: "samlgate::sso", request_id = rid, reason = "no_sso_endpoint", "IdP metadata has no HTTP-Redirect SingleSignOnService");
         return pages::refusal_page(lang, Reason::Internal, rid, None);
     };
-    let id = authn::new_request_id();
     let tracked = TrackedRequest {
-        id: id.clone(),
+        id: authn::new_request_id(),
         relay_handle: crate::session::random_id(),
         return_to,
         expires: chrono::Utc::now().timestamp() + REQUEST_TTL_SECS,
     };
+    let url = match signed_redirect(app, sso, &tracked).await {
+        Ok(u) => u,
+        Err(refusal) => {
+            tracing::warn!(target: "samlgate::sso", request_id = rid, peer = %client, reason = refusal.reason.code(), detail = %refusal.detail, "SP-initiated login failed");
+            let mut r = pages::refusal_page(lang, refusal.reason, rid, Some("/login"));
+            if refusal.reason == Reason::Busy {
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            return r;
+        }
+    };
+    tracing::info!(target: "samlgate::sso", request_id = rid, authn_request = %tracked.id, signed = app.cfg.sign_authn_requests, "SP-initiated login");
+    let mut r = pages::redirect(StatusCode::FOUND, &url);
+    let c = request_cookie(app, &authn::seal(&app.sessions, &tracked), REQUEST_TTL_SECS);
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    r
+}
+
+/// The Redirect-binding URL for `t`. Signing (RSA, ~3 ms of CPU) runs on a blocking thread
+/// under `App::sign_slots`, so a flood of anonymous logins queues there, not on the async
+/// threads that answer `/auth/verify`; no slot within 5 s -> `busy`.
+async fn signed_redirect(
+    app: &Arc<App>,
+    sso: String,
+    t: &TrackedRequest,
+) -> Result<String, Refusal> {
     let acs = app.cfg.acs_url();
     let xml = AuthnRequest {
-        id: &id,
+        id: &t.id,
         destination: &sso,
         acs_url: &acs,
         issuer: &app.cfg.sp_entity_id,
@@ -84,26 +139,22 @@ pub fn login<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
         force_authn: app.cfg.force_authn,
     }
     .to_xml(chrono::Utc::now());
+    if !app.cfg.sign_authn_requests {
+        return authn::redirect_url(&sso, &xml, &t.relay_handle, None)
+            .map_err(|e| Refusal::new(Reason::Internal, format!("AuthnRequest: {e}")));
+    }
+    let _permit = tokio::time::timeout(Duration::from_secs(5), app.sign_slots.acquire())
+        .await
+        .map_err(|_| Refusal::new(Reason::Busy, "no signing slot within 5 s"))?
+        .map_err(|_| Refusal::new(Reason::Internal, "signing slots closed"))?;
     let keys = app.keys.read().expect("keys lock").clone();
-    let key = app.cfg.sign_authn_requests.then_some(&keys.active().key);
-    let url = match authn::redirect_url(&sso, &xml, &tracked.relay_handle, key) {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(target: "samlgate::sso", request_id = rid, error = %e, "AuthnRequest signing failed");
-            return pages::refusal_page(lang, Reason::Internal, rid, None);
-        }
-    };
-    if let Err(e) = authn::track(&*app.store, &tracked) {
-        tracing::error!(target: "samlgate::sso", request_id = rid, error = %e, "request tracking failed");
-        return pages::refusal_page(lang, Reason::Internal, rid, None);
-    }
-    tracing::info!(target: "samlgate::sso", request_id = rid, authn_request = %id, signed = key.is_some(), "SP-initiated login");
-    let mut r = pages::redirect(StatusCode::FOUND, &url);
-    let c = request_cookie(app, &app.sessions.seal(&id), REQUEST_TTL_SECS);
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        r.headers_mut().append(SET_COOKIE, v);
-    }
-    r
+    let relay = t.relay_handle.clone();
+    tokio::task::spawn_blocking(move || {
+        authn::redirect_url(&sso, &xml, &relay, Some(&keys.active().key))
+    })
+    .await
+    .map_err(|e| Refusal::new(Reason::Internal, format!("signing task: {e}")))?
+    .map_err(|e| Refusal::new(Reason::Internal, format!("AuthnRequest signing: {e}")))
 }
 
 #[cfg(test)]

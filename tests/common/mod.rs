@@ -708,7 +708,7 @@ absolute_hours = 8
         }
     }
 
-    fn stop(&mut self, graceful: bool) {
+    pub fn stop(&mut self, graceful: bool) {
         if let Some(mut c) = self.child.take() {
             if graceful {
                 let _ = Command::new("kill")
