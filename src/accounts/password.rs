@@ -322,7 +322,12 @@ mod tests {
         }
         let (k, u) = (median(known), median(unknown));
         let ratio = u.as_secs_f64() / k.as_secs_f64();
-        eprintln!("argon2id m=19456 t=2 p=1: wrong password {k:?}, unknown id {u:?}, ratio {ratio:.2}");
-        assert!((1.0 / 1.5..1.5).contains(&ratio), "known {k:?} unknown {u:?}");
+        eprintln!(
+            "argon2id m=19456 t=2 p=1: wrong password {k:?}, unknown id {u:?}, ratio {ratio:.2}"
+        );
+        assert!(
+            (1.0 / 1.5..1.5).contains(&ratio),
+            "known {k:?} unknown {u:?}"
+        );
     }
 }

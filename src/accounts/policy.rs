@@ -268,10 +268,7 @@ mod tests {
             vec![Refusal::TooLong { max: 128 }]
         );
         // A configured maximum below NIST's 64 is raised to 64.
-        let low = PolicyConfig {
-            max: 20,
-            ..d
-        };
+        let low = PolicyConfig { max: 20, ..d };
         assert!(check(&low, &ok[..64], "u1", false).is_empty());
     }
 
@@ -294,7 +291,11 @@ mod tests {
         assert!(list.len() > 19_000, "{}", list.len());
         let d = PolicyConfig::default();
         // In the Django list (lower case there): any case, full width, outer spaces.
-        for s in ["1q2w3e4r5t6y7u8i", "1Q2W3E4R5T6Y7U8I", "１ｑ２ｗ３ｅ４ｒ５ｔ６ｙ７ｕ８ｉ"] {
+        for s in [
+            "1q2w3e4r5t6y7u8i",
+            "1Q2W3E4R5T6Y7U8I",
+            "１ｑ２ｗ３ｅ４ｒ５ｔ６ｙ７ｕ８ｉ",
+        ] {
             assert_eq!(check(&d, s, "u1", false), vec![Refusal::Common], "{s}");
         }
         assert!(check(&d, "password", "u1", true).contains(&Refusal::Common));
