@@ -60,6 +60,12 @@ fn tenth_failure_locks_for_the_configured_time_then_releases() {
     let t = t.on_failure(&cfg, until);
     assert_eq!(t.check(&cfg, until), Err(Blocked::Wait { secs: 1 }));
     assert_eq!(t.lock, None, "the expired lock is cleared");
+    // Ten more failures lock it again (the count is consecutive, not reset by the release).
+    let (t, at2) = fail_n(t, &cfg, 8, until + 1);
+    assert!(!t.is_locked(at2));
+    let t = t.on_failure(&cfg, at2 + 100);
+    assert_eq!(t.failures, 20);
+    assert!(t.is_locked(at2 + 100));
 }
 
 #[test]
