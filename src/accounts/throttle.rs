@@ -125,7 +125,7 @@ impl AccountThrottle {
                 since: now,
                 until: None,
             })
-        } else if failures % cfg.lock_after.max(1) == 0 {
+        } else if failures.is_multiple_of(cfg.lock_after.max(1)) {
             let until = (cfg.lock_secs > 0).then(|| now.saturating_add(cfg.lock_secs as i64));
             Some(Lock { since: now, until })
         } else {
