@@ -1,0 +1,226 @@
+//! Password reset secrets: the mailed link's token, the 事務局's reset code, and the one-time
+//! initial password the 事務局 issues with a new account. Tokens and codes are kept only as
+//! SHA-256 hashes with an expiry; a ticket is consumed by redeeming it.
+
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::password::Password;
+use super::{ct_eq, normalise_code, readable_code, sha256_hex, Message};
+
+/// Config `[local.reset]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResetConfig {
+    /// Life of a mailed link: long enough to reach a mailbox, short enough that an old mail
+    /// found later is useless.
+    pub link_ttl_secs: u64,
+    /// Life of a reset code issued by the 事務局 (read out on the phone, used at once).
+    pub code_ttl_secs: u64,
+    /// Life of an initial (or reset-by-事務局) one-time password before first use: it travels
+    /// by letter or mail to a facility and may wait some days.
+    pub initial_ttl_secs: u64,
+}
+
+impl Default for ResetConfig {
+    fn default() -> Self {
+        ResetConfig {
+            link_ttl_secs: 30 * 60,
+            code_ttl_secs: 30 * 60,
+            initial_ttl_secs: 14 * 86400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetKind {
+    /// 256-bit token in a mailed link.
+    MailLink,
+    /// 16 readable characters issued by the 事務局 with `accounts reset`.
+    SecretariatCode,
+}
+
+/// What is stored for one outstanding reset. The store keys it by `key()` (link) or by user
+/// id (code), and deletes it in the same write that sets the new password: single use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetTicket {
+    pub user_id: String,
+    pub kind: ResetKind,
+    token_hash: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResetError {
+    #[error("reset token or code does not match")]
+    Wrong,
+    #[error("reset token or code has expired")]
+    Expired,
+}
+
+impl ResetError {
+    pub fn message(&self) -> Message {
+        // One message for both: a wrong link and an old one lead to the same way forward.
+        match self {
+            ResetError::Wrong | ResetError::Expired => Message {
+            ja: "このリンクまたはコードは無効か、有効期限が切れています。もう一度「パスワードを忘れた方はこちら」から手続きするか、事務局にお問い合わせください。".into(),
+            en: "This link or code is invalid or has expired. Start again from \"Forgot your password?\" or contact the secretariat.".into(),
+            },
+        }
+    }
+}
+
+/// The store key and the comparison form of a presented token or code.
+pub fn token_hash(presented: &str, kind: ResetKind) -> String {
+    match kind {
+        // Link tokens are exact (base64url); codes are typed by people, so fold them.
+        ResetKind::MailLink => sha256_hex(presented.trim().as_bytes()),
+        ResetKind::SecretariatCode => sha256_hex(normalise_code(presented).as_bytes()),
+    }
+}
+
+impl ResetTicket {
+    /// A mailed-link ticket: returns the token for the URL (43 base64url chars) and the
+    /// ticket to store.
+    pub fn issue_link(user_id: &str, now: i64, cfg: &ResetConfig) -> (String, ResetTicket) {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let t = Self::new(user_id, ResetKind::MailLink, &token, now, cfg.link_ttl_secs);
+        (token, t)
+    }
+
+    /// A 事務局 reset code (`xxxx-xxxx-xxxx-xxxx`, 79 bits) and the ticket to store.
+    pub fn issue_code(user_id: &str, now: i64, cfg: &ResetConfig) -> (String, ResetTicket) {
+        let code = readable_code(4, 4);
+        let kind = ResetKind::SecretariatCode;
+        let t = Self::new(user_id, kind, &code, now, cfg.code_ttl_secs);
+        (code, t)
+    }
+
+    fn new(user_id: &str, kind: ResetKind, secret: &str, now: i64, ttl: u64) -> ResetTicket {
+        ResetTicket {
+            user_id: user_id.to_string(),
+            kind,
+            token_hash: token_hash(secret, kind),
+            issued_at: now,
+            expires_at: now.saturating_add(ttl as i64),
+        }
+    }
+
+    /// The store key of a link ticket (the hash, never the token).
+    pub fn key(&self) -> &str {
+        &self.token_hash
+    }
+
+    /// Consumes the ticket: the user id whose password may now be set, if `presented` is its
+    /// secret and it has not expired.
+    pub fn redeem(self, presented: &str, now: i64) -> Result<String, ResetError> {
+        let ok = ct_eq(&token_hash(presented, self.kind), &self.token_hash);
+        if !ok {
+            return Err(ResetError::Wrong);
+        }
+        if now >= self.expires_at {
+            return Err(ResetError::Expired);
+        }
+        Ok(self.user_id)
+    }
+}
+
+/// A one-time initial password (`xxxx-xxxx-xxxx-xxxx-xxxx`, 24 characters, ~99 bits) that the
+/// 事務局 hands over: no ambiguous characters, and always a letter, a digit and a symbol ('-'),
+/// so it passes the policy even in the strict profile without a second factor.
+pub fn initial_password() -> Password {
+    loop {
+        let s = readable_code(5, 4);
+        let letter = s.bytes().any(|b| b.is_ascii_lowercase());
+        let digit = s.bytes().any(|b| b.is_ascii_digit());
+        if letter && digit {
+            return Password::new(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::policy::{Blocklist, Context, PolicyConfig, Profile};
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn link_token_redeems_once_before_expiry() {
+        let cfg = ResetConfig::default();
+        let (token, t) = ResetTicket::issue_link("u1", NOW, &cfg);
+        assert_eq!(token.len(), 43);
+        assert_eq!(t.expires_at, NOW + 1800);
+        assert_eq!(t.key(), token_hash(&token, ResetKind::MailLink));
+        // Stored form holds neither the token nor anything it can be read from.
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(!json.contains(&token));
+        assert_eq!(t.clone().redeem(&token, NOW + 1799), Ok("u1".into()));
+        assert_eq!(
+            t.clone().redeem(&token, NOW + 1800),
+            Err(ResetError::Expired)
+        );
+        let mut other = token.clone();
+        other.replace_range(0..1, if token.starts_with('A') { "B" } else { "A" });
+        assert_eq!(t.redeem(&other, NOW), Err(ResetError::Wrong));
+    }
+
+    #[test]
+    fn link_tokens_are_random() {
+        let cfg = ResetConfig::default();
+        let (a, _) = ResetTicket::issue_link("u1", NOW, &cfg);
+        let (b, _) = ResetTicket::issue_link("u1", NOW, &cfg);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn secretariat_code_is_forgiving_in_form_only() {
+        let cfg = ResetConfig::default();
+        let (code, t) = ResetTicket::issue_code("u2", NOW, &cfg);
+        assert_eq!(code.len(), 19);
+        let typed = code.replace('-', " ").to_uppercase();
+        assert_eq!(t.clone().redeem(&typed, NOW + 60), Ok("u2".into()));
+        assert_eq!(
+            t.clone().redeem(&code, NOW + 1800),
+            Err(ResetError::Expired)
+        );
+        assert_eq!(t.redeem("2222-2222-2222-2222", NOW), Err(ResetError::Wrong));
+    }
+
+    #[test]
+    fn initial_passwords_pass_the_strictest_policy_and_are_readable() {
+        let strict = PolicyConfig {
+            profile: Profile::Strict,
+            ..PolicyConfig::default()
+        };
+        let cx = Context {
+            user_id: "u1",
+            second_factor: false,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let p = initial_password();
+            assert_eq!(p.chars(), 24);
+            assert!(
+                !p.expose().contains(['0', '1', 'i', 'l', 'o']),
+                "{}",
+                p.expose()
+            );
+            let r = strict.check(&p, &cx, Blocklist::builtin());
+            assert!(r.is_empty(), "{}: {r:?}", p.expose());
+            assert!(seen.insert(p.expose().to_string()));
+        }
+    }
+
+    #[test]
+    fn expired_and_wrong_share_one_message() {
+        assert_eq!(ResetError::Wrong.message(), ResetError::Expired.message());
+        assert!(ResetError::Wrong.message().ja.contains("事務局"));
+    }
+}
