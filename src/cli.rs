@@ -102,8 +102,9 @@ pub enum Command {
     /// The store: `migrate` (PostgreSQL schema), `export` / `import` (JSON lines; moves
     /// everything between sled and PostgreSQL).
     Store {
-        #[command(flatten)]
-        config: ConfigArg,
+        /// The TOML config file; its [store] names the backend.
+        #[arg(long, short, global = true, env = "SAMLGATE_CONFIG", default_value = "samlgate.toml")]
+        config: PathBuf,
         #[command(subcommand)]
         cmd: crate::store::transfer::StoreCmd,
     },
@@ -191,7 +192,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Users { config, json, cmd } => {
             crate::secretariat::users(&config.config, cmd, json)
         }
-        Command::Store { config, cmd } => crate::store::transfer::run(&config.config, cmd),
+        Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
         Command::Audit {
             config,
             json,

@@ -256,12 +256,22 @@ pub fn open(cfg: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, St
 pub fn describe(cfg: &crate::config::Config) -> String {
     match &cfg.store_pg {
         Some(p) => match p.url.parse::<postgres::Config>() {
-            Ok(c) => format!(
-                "postgresql {}@{:?}/{}",
-                c.get_user().unwrap_or("?"),
-                c.get_hosts(),
-                c.get_dbname().unwrap_or("?")
-            ),
+            Ok(c) => {
+                let hosts: Vec<String> = c
+                    .get_hosts()
+                    .iter()
+                    .map(|h| match h {
+                        postgres::config::Host::Tcp(h) => h.clone(),
+                        postgres::config::Host::Unix(p) => p.display().to_string(),
+                    })
+                    .collect();
+                format!(
+                    "postgresql {}@{}/{}",
+                    c.get_user().unwrap_or("?"),
+                    hosts.join(","),
+                    c.get_dbname().unwrap_or("?")
+                )
+            }
             Err(_) => "postgresql".into(),
         },
         None => format!("sled {}", cfg.store_path.display()),

@@ -106,11 +106,11 @@ pub fn spawn(gen: Arc<Generation>, connect: impl Fn() -> Result<postgres::Client
 
 fn listen(gen: &Generation, mut c: postgres::Client, last_n: &mut Option<i64>) -> Result<(), String> {
     c.batch_execute(&format!("LISTEN {CHANNEL}"))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| super::db_error(e).to_string())?;
     while !gen.stop.load(Ordering::SeqCst) {
         let n: i64 = c
             .query_one("SELECT n FROM store_generation WHERE id = 1", &[])
-            .map_err(|e| e.to_string())?
+            .map_err(|e| super::db_error(e).to_string())?
             .get(0);
         if *last_n != Some(n) {
             // First read, or a write whose notice we missed: everything cached is suspect.
@@ -123,7 +123,7 @@ fn listen(gen: &Generation, mut c: postgres::Client, last_n: &mut Option<i64>) -
         if notes
             .timeout_iter(PROBE)
             .next()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| super::db_error(e).to_string())?
             .is_some()
         {
             gen.bump();

@@ -118,6 +118,9 @@ impl Pool {
 pub struct PgStore {
     pool: Pool,
     gen: Arc<listen::Generation>,
+    /// How to connect the generation listener; taken when it starts (in `open`: a store
+    /// opened only to migrate has none, and its generation() never claims freshness).
+    listener: Option<(postgres::Config, Tls)>,
 }
 
 impl Drop for PgStore {
@@ -168,7 +171,7 @@ impl PgStore {
             // COMMIT is the durability point; a statement or lock never waits unbounded.
             .options(
                 "-c synchronous_commit=on -c statement_timeout=5000 -c lock_timeout=5000 \
-                 -c idle_in_transaction_session_timeout=10000",
+                 -c idle_in_transaction_session_timeout=10000 -c client_min_messages=warning",
             );
         Ok(c)
     }
@@ -208,15 +211,20 @@ impl PgStore {
         let config = PgStore::config(o)?;
         let tls = PgStore::tls(o)?;
         let pool = Pool::new(o, config.clone(), tls.clone());
-        let gen = listen::Generation::new();
-        listen::spawn(gen.clone(), move || connect_one(&config, &tls));
-        Ok(PgStore { pool, gen })
+        Ok(PgStore {
+            pool,
+            gen: listen::Generation::new(),
+            listener: Some((config, tls)),
+        })
     }
 
     /// Connects and refuses a schema this build does not know (`serve`, `check-config`).
     pub fn open(o: &PgOptions) -> Result<PgStore, StoreError> {
-        let s = PgStore::connect_unchecked(o)?;
+        let mut s = PgStore::connect_unchecked(o)?;
         s.with(|c| schema::check(c))?;
+        if let Some((config, tls)) = s.listener.take() {
+            listen::spawn(s.gen.clone(), move || connect_one(&config, &tls));
+        }
         Ok(s)
     }
 
@@ -264,7 +272,7 @@ fn connect_one(config: &postgres::Config, tls: &Tls) -> Result<postgres::Client,
         Tls::None(t) => config.connect(*t),
         Tls::Rustls(t) => config.connect(t.clone()),
     }
-    .map_err(|e| e.to_string())
+    .map_err(|e| db_error(e).to_string())
 }
 
 /// Moves the shared generation in the caller's transaction; the NOTIFY leaves at COMMIT.
