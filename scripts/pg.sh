@@ -5,6 +5,8 @@
 #   ./scripts/pg.sh start [DIR]   start (DIR default: a new temp dir); prints the URL on stdout
 #   ./scripts/pg.sh stop DIR      stop it and delete DIR
 #   ./scripts/pg.sh url DIR       print the URL of a running cluster
+#   ./scripts/pg.sh down DIR      stop the server, keep the data (an outage, for tests)
+#   ./scripts/pg.sh up DIR        start it again on the same port
 # The URL names a superuser `samlgate` (trust auth, loopback only), so tests may create
 # databases of their own. Never use this for real data.
 set -euo pipefail
@@ -49,6 +51,13 @@ free_port() {
   return 1
 }
 
+server_start() {
+  local dir=$1
+  as_owner "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
+    -o "-p $(cat "$dir/port") -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
+    start >/dev/null 2>&1
+}
+
 start() {
   ensure_installed
   local bin dir port
@@ -61,9 +70,8 @@ start() {
     >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
   for _ in 1 2 3 4 5; do
     port=$(free_port)
-    if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
-      start >/dev/null 2>&1; then
+    echo "$port" >"$dir/port"
+    if server_start "$dir"; then
       break
     fi
     port=""
@@ -86,6 +94,8 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   url) cat "${2:?usage: pg.sh url DIR}/url" ;;
+  down) as_owner "$(pg_bin)/pg_ctl" -D "${2:?usage: pg.sh down DIR}/data" -m fast -w stop >/dev/null ;;
+  up) server_start "${2:?usage: pg.sh up DIR}" || { cat "$2/postgres.log" >&2; exit 1; } ;;
   install) ensure_installed ;;
-  *) echo "usage: pg.sh start [DIR] | stop DIR | url DIR | install" >&2; exit 2 ;;
+  *) echo "usage: pg.sh start [DIR] | stop DIR | url DIR | down DIR | up DIR | install" >&2; exit 2 ;;
 esac

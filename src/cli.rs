@@ -507,6 +507,7 @@ pub async fn serve_loaded(
         tls = tls.is_some(), "samlgate serving"
     );
     spawn_sweeper(app.clone());
+    crate::store::health::spawn_probe(store.clone());
     crate::reload::spawn(app.clone());
     if let Some(x) = extra {
         tokio::spawn(x);

@@ -32,11 +32,13 @@ pub enum Reason {
     UnsolicitedRefused,
     AttributeMissing,
     Busy,
+    /// The store (sled or PostgreSQL) cannot record writes right now: fail closed, with 503.
+    StoreUnavailable,
     Internal,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 29] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -64,6 +66,7 @@ impl Reason {
         Reason::UnsolicitedRefused,
         Reason::AttributeMissing,
         Reason::Busy,
+        Reason::StoreUnavailable,
         Reason::Internal,
     ];
 
@@ -96,6 +99,7 @@ impl Reason {
             Reason::UnsolicitedRefused => "unsolicited_refused",
             Reason::AttributeMissing => "attribute_missing",
             Reason::Busy => "busy",
+            Reason::StoreUnavailable => "store_unavailable",
             Reason::Internal => "internal_error",
         }
     }
@@ -109,7 +113,7 @@ impl Reason {
             | Reason::DoctypeForbidden
             | Reason::NotAResponse
             | Reason::AssertionCount => StatusCode::BAD_REQUEST,
-            Reason::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Busy | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::FORBIDDEN,
         }
@@ -142,6 +146,10 @@ impl Reason {
             Reason::Busy => (
                 "ただいま混み合っています。しばらくしてから再度お試しください。",
                 "The service is busy. Please try again shortly.",
+            ),
+            Reason::StoreUnavailable => (
+                "ただいまログインを受け付けられません（一時的な障害）。しばらくしてから再度お試しください。",
+                "Logins are temporarily unavailable. Please try again in a few minutes.",
             ),
             Reason::Internal => (
                 "システムエラーが発生しました。しばらくしてから再度お試しください。",

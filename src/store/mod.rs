@@ -6,6 +6,7 @@
 //! path records the replay entry and the session, then calls [`Store::flush`] once, before the
 //! cookie is sent.
 
+pub mod health;
 pub mod pg;
 mod sled_store;
 pub mod transfer;
@@ -203,6 +204,16 @@ pub trait Store: Send + Sync + 'static {
     /// by several gateways must change it for writes made by any of them.
     fn generation(&self) -> u64;
 
+    /// False after a read failed for want of the store (I/O, unreachable), until a write
+    /// succeeds again. Only [`health::Monitored`] tracks this; a bare backend says true.
+    fn readable(&self) -> bool {
+        true
+    }
+    /// False after a write failed for want of the store, until one succeeds again.
+    fn writable(&self) -> bool {
+        true
+    }
+
     /// Makes every write so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;
 
@@ -241,15 +252,17 @@ pub fn pg_options(cfg: &crate::config::Config) -> Option<PgOptions> {
 }
 
 /// Opens the configured backend: PostgreSQL for `[store] url` (refusing a schema this build
-/// does not run on, naming `samlgate store migrate`), sled for `[store] path`.
+/// does not run on, naming `samlgate store migrate`), sled for `[store] path`; wrapped so its
+/// health is known ([`health::Monitored`]).
 pub fn open(cfg: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    Ok(match pg_options(cfg) {
-        Some(o) => std::sync::Arc::new(PgStore::open(&o)?),
-        None => std::sync::Arc::new(SledStore::open_with_cache(
+    let inner: Box<dyn Store> = match pg_options(cfg) {
+        Some(o) => Box::new(PgStore::open(&o)?),
+        None => Box::new(SledStore::open_with_cache(
             &cfg.store_path,
             cfg.store_cache_mib,
         )?),
-    })
+    };
+    Ok(std::sync::Arc::new(health::Monitored::new(inner)))
 }
 
 /// Where the store is, for operators (never the URL's password).
