@@ -103,7 +103,13 @@ pub enum Command {
     /// everything between sled and PostgreSQL).
     Store {
         /// The TOML config file; its [store] names the backend.
-        #[arg(long, short, global = true, env = "SAMLGATE_CONFIG", default_value = "samlgate.toml")]
+        #[arg(
+            long,
+            short,
+            global = true,
+            env = "SAMLGATE_CONFIG",
+            default_value = "samlgate.toml"
+        )]
         config: PathBuf,
         #[command(subcommand)]
         cmd: crate::store::transfer::StoreCmd,

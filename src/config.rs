@@ -210,15 +210,26 @@ fn store_backend(
     let Some(url) = &raw.url else {
         for (key, set) in [
             ("store.pool_size", raw.pool_size.is_some()),
-            ("store.connect_timeout_seconds", raw.connect_timeout_seconds.is_some()),
+            (
+                "store.connect_timeout_seconds",
+                raw.connect_timeout_seconds.is_some(),
+            ),
             ("store.ca_file", raw.ca_file.is_some()),
         ] {
             if set {
-                return Err(invalid(key, "applies to PostgreSQL only", "set [store] url, or remove it"));
+                return Err(invalid(
+                    key,
+                    "applies to PostgreSQL only",
+                    "set [store] url, or remove it",
+                ));
             }
         }
         let path = raw.path.as_deref().ok_or_else(|| {
-            invalid("store.path", "no store configured", "set [store] path (sled) or [store] url (PostgreSQL)")
+            invalid(
+                "store.path",
+                "no store configured",
+                "set [store] path (sled) or [store] url (PostgreSQL)",
+            )
         })?;
         return Ok((resolve(path), None));
     };
@@ -232,11 +243,19 @@ fn store_backend(
     if !(url.starts_with("postgresql://") || url.starts_with("postgres://"))
         || url.parse::<postgres::Config>().is_err()
     {
-        return Err(invalid("store.url", "not a PostgreSQL URL", "use postgresql://user@host:port/db"));
+        return Err(invalid(
+            "store.url",
+            "not a PostgreSQL URL",
+            "use postgresql://user@host:port/db",
+        ));
     }
     let pool_size = raw.pool_size.unwrap_or(16);
     if !(1..=1000).contains(&pool_size) {
-        return Err(invalid("store.pool_size", format!("{pool_size} is out of range"), "use 1 to 1000 (default 16)"));
+        return Err(invalid(
+            "store.pool_size",
+            format!("{pool_size} is out of range"),
+            "use 1 to 1000 (default 16)",
+        ));
     }
     let connect_timeout_seconds = raw.connect_timeout_seconds.unwrap_or(5);
     if !(1..=300).contains(&connect_timeout_seconds) {

@@ -12,7 +12,6 @@ use crate::admin::{execute, Op};
 use crate::config::Config;
 use crate::identity::Profile;
 
-
 #[derive(Subcommand, Debug)]
 pub enum ConsentCmd {
     /// Every recorded consent decision.

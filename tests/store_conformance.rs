@@ -40,6 +40,19 @@ impl Sled {
     }
 }
 
+impl Sled {
+    fn open_boxed(&self) -> Box<dyn Store> {
+        let p = self.0.path().join("db");
+        for _ in 0..50 {
+            if let Ok(s) = SledStore::open(&p) {
+                return Box::new(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("cannot reopen sled at {}", p.display());
+    }
+}
+
 impl Backend for Sled {
     fn pair(&self) -> (Arc<dyn Store>, Arc<dyn Store>) {
         let s = self.open();
@@ -110,41 +123,79 @@ fn replay_exactly_once_under_concurrency(b: &dyn Backend) {
         .map(|h| h.join().unwrap())
         .filter(|r| *r == ReplayCheck::Fresh)
         .count();
-    assert_eq!(fresh, 1, "exactly one of {n} concurrent first uses is fresh");
-    assert_eq!(s2.replay_check_and_record(key, 1000, 999).unwrap(), ReplayCheck::Replayed);
+    assert_eq!(
+        fresh, 1,
+        "exactly one of {n} concurrent first uses is fresh"
+    );
+    assert_eq!(
+        s2.replay_check_and_record(key, 1000, 999).unwrap(),
+        ReplayCheck::Replayed
+    );
     // At its expiry the ID is free again, recorded anew.
-    assert_eq!(s1.replay_check_and_record(key, 2000, 1000).unwrap(), ReplayCheck::Fresh);
-    assert_eq!(s2.replay_check_and_record(key, 2000, 1500).unwrap(), ReplayCheck::Replayed);
+    assert_eq!(
+        s1.replay_check_and_record(key, 2000, 1000).unwrap(),
+        ReplayCheck::Fresh
+    );
+    assert_eq!(
+        s2.replay_check_and_record(key, 2000, 1500).unwrap(),
+        ReplayCheck::Replayed
+    );
     // Another IdP's ID, and a logout request with the same ID, are different entries.
     let other = "a\0https://other.example/\0_assertion-1";
-    assert_eq!(s1.replay_check_and_record(other, 2000, 1500).unwrap(), ReplayCheck::Fresh);
+    assert_eq!(
+        s1.replay_check_and_record(other, 2000, 1500).unwrap(),
+        ReplayCheck::Fresh
+    );
     let logout = "l\0https://idp.example/\0_assertion-1";
-    assert_eq!(s1.replay_check_and_record(logout, 2000, 1500).unwrap(), ReplayCheck::Fresh);
+    assert_eq!(
+        s1.replay_check_and_record(logout, 2000, 1500).unwrap(),
+        ReplayCheck::Fresh
+    );
 }
 
 fn guarded_apply(b: &dyn Backend) {
     let (s, s2) = b.pair();
     let w = vec![
-        (Table::Users, b"u1".to_vec(), Some(br#"{"id":"u1"}"#.to_vec())),
-        (Table::UserByContact, b"F1\0a@b".to_vec(), Some(b"u1".to_vec())),
+        (
+            Table::Users,
+            b"u1".to_vec(),
+            Some(br#"{"id":"u1"}"#.to_vec()),
+        ),
+        (
+            Table::UserByContact,
+            b"F1\0a@b".to_vec(),
+            Some(b"u1".to_vec()),
+        ),
     ];
     assert!(s.apply(&w, Some((Table::Pending, b"p", None))).unwrap());
-    assert_eq!(s2.get(Table::Users, b"u1").unwrap().as_deref(), Some(&br#"{"id":"u1"}"#[..]));
-    assert_eq!(s2.get(Table::UserByContact, b"F1\0a@b").unwrap().as_deref(), Some(&b"u1"[..]));
+    assert_eq!(
+        s2.get(Table::Users, b"u1").unwrap().as_deref(),
+        Some(&br#"{"id":"u1"}"#[..])
+    );
+    assert_eq!(
+        s2.get(Table::UserByContact, b"F1\0a@b").unwrap().as_deref(),
+        Some(&b"u1"[..])
+    );
     // A failed guard writes nothing at all.
     let w2 = vec![
         (Table::Users, b"u2".to_vec(), Some(b"{}".to_vec())),
         (Table::Consents, b"u2".to_vec(), Some(b"{}".to_vec())),
     ];
     assert!(!s.apply(&w2, Some((Table::Users, b"u1", None))).unwrap());
-    assert!(!s.apply(&w2, Some((Table::Users, b"u1", Some(b"{}")))).unwrap());
+    assert!(!s
+        .apply(&w2, Some((Table::Users, b"u1", Some(b"{}"))))
+        .unwrap());
     assert!(s2.get(Table::Users, b"u2").unwrap().is_none());
     assert!(s2.get(Table::Consents, b"u2").unwrap().is_none());
     // The guard compares the exact bytes written.
-    assert!(s.apply(&w2, Some((Table::Users, b"u1", Some(br#"{"id":"u1"}"#)))).unwrap());
+    assert!(s
+        .apply(&w2, Some((Table::Users, b"u1", Some(br#"{"id":"u1"}"#))))
+        .unwrap());
     // Consume-once under concurrency: of many takers of one pending login, one wins.
     let v = br#"{"id":"p1","expires":5}"#.to_vec();
-    assert!(s.apply(&[(Table::Pending, b"p1".to_vec(), Some(v.clone()))], None).unwrap());
+    assert!(s
+        .apply(&[(Table::Pending, b"p1".to_vec(), Some(v.clone()))], None)
+        .unwrap());
     let n = 12;
     let barrier = Arc::new(Barrier::new(n));
     let hs: Vec<_> = (0..n)
@@ -155,13 +206,23 @@ fn guarded_apply(b: &dyn Backend) {
                 barrier.wait();
                 let take = vec![
                     (Table::Pending, b"p1".to_vec(), None),
-                    (Table::Consents, b"g1".to_vec(), Some(format!("{{\"by\":{i}}}").into_bytes())),
+                    (
+                        Table::Consents,
+                        b"g1".to_vec(),
+                        Some(format!("{{\"by\":{i}}}").into_bytes()),
+                    ),
                 ];
-                st.apply(&take, Some((Table::Pending, b"p1", Some(&v)))).unwrap()
+                st.apply(&take, Some((Table::Pending, b"p1", Some(&v))))
+                    .unwrap()
             })
         })
         .collect();
-    let wins = hs.into_iter().filter(|_| true).map(|h| h.join().unwrap()).filter(|w| *w).count();
+    let wins = hs
+        .into_iter()
+        .filter(|_| true)
+        .map(|h| h.join().unwrap())
+        .filter(|w| *w)
+        .count();
     assert_eq!(wins, 1, "exactly one taker consumes the pending login");
     assert!(s.get(Table::Pending, b"p1").unwrap().is_none());
 }
@@ -169,24 +230,53 @@ fn guarded_apply(b: &dyn Backend) {
 fn scans_and_sequences(b: &dyn Backend) {
     let (s, _) = b.pair();
     for k in ["b2", "a1", "b1", "c1", "b3"] {
-        s.apply(&[(Table::Requests, k.as_bytes().to_vec(), Some(format!("\"{k}\"").into_bytes()))], None)
-            .unwrap();
+        s.apply(
+            &[(
+                Table::Requests,
+                k.as_bytes().to_vec(),
+                Some(format!("\"{k}\"").into_bytes()),
+            )],
+            None,
+        )
+        .unwrap();
     }
     let keys = |e: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
-        e.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect()
+        e.into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect()
     };
-    assert_eq!(keys(s.scan(Table::Requests, b"b", false, 10).unwrap()), ["b1", "b2", "b3"]);
-    assert_eq!(keys(s.scan(Table::Requests, b"b", true, 2).unwrap()), ["b3", "b2"]);
-    assert_eq!(keys(s.scan(Table::Requests, b"", false, 100).unwrap()).len(), 5);
+    assert_eq!(
+        keys(s.scan(Table::Requests, b"b", false, 10).unwrap()),
+        ["b1", "b2", "b3"]
+    );
+    assert_eq!(
+        keys(s.scan(Table::Requests, b"b", true, 2).unwrap()),
+        ["b3", "b2"]
+    );
+    assert_eq!(
+        keys(s.scan(Table::Requests, b"", false, 100).unwrap()).len(),
+        5
+    );
     let a = s.next_seq().unwrap();
     let b2 = s.next_seq().unwrap();
     assert!(b2 > a);
     for seq in [a, b2] {
-        s.apply(&[(Table::Audit, seq.to_be_bytes().to_vec(), Some(format!("{{\"seq\":{seq}}}").into_bytes()))], None)
-            .unwrap();
+        s.apply(
+            &[(
+                Table::Audit,
+                seq.to_be_bytes().to_vec(),
+                Some(format!("{{\"seq\":{seq}}}").into_bytes()),
+            )],
+            None,
+        )
+        .unwrap();
     }
     let tail = s.scan(Table::Audit, b"", true, 1).unwrap();
-    assert_eq!(tail[0].0, b2.to_be_bytes().to_vec(), "newest audit line last in key order");
+    assert_eq!(
+        tail[0].0,
+        b2.to_be_bytes().to_vec(),
+        "newest audit line last in key order"
+    );
 }
 
 fn expiry_sweeps(b: &dyn Backend) {
@@ -195,7 +285,10 @@ fn expiry_sweeps(b: &dyn Backend) {
     s.replay_check_and_record("a\0i\0r2", 200, 0).unwrap();
     assert_eq!(s.replay_sweep(99).unwrap(), 0);
     assert_eq!(s.replay_sweep(100).unwrap(), 1);
-    assert_eq!(s.replay_check_and_record("a\0i\0r2", 300, 150).unwrap(), ReplayCheck::Replayed);
+    assert_eq!(
+        s.replay_check_and_record("a\0i\0r2", 300, 150).unwrap(),
+        ReplayCheck::Replayed
+    );
     // Sessions: hard end at 1000, idle limit 100 after last use.
     s.session_put(&session("s1", "u1", 0, 1000), 100).unwrap();
     s.session_put(&session("s2", "u2", 0, 1000), 100).unwrap();
@@ -204,7 +297,11 @@ fn expiry_sweeps(b: &dyn Backend) {
     s.session_touch("s1", 90).unwrap();
     assert_eq!(s.session_get("s1").unwrap().unwrap().last_seen, 90);
     assert_eq!(s.session_sweep(49, 100).unwrap(), 0);
-    assert_eq!(s.session_sweep(50, 100).unwrap(), 1, "s3 reached its hard end");
+    assert_eq!(
+        s.session_sweep(50, 100).unwrap(),
+        1,
+        "s3 reached its hard end"
+    );
     assert_eq!(s.session_sweep(100, 100).unwrap(), 1, "s2 idle since 0");
     assert!(s.session_get("s1").unwrap().is_some(), "s1 was used at 90");
     assert_eq!(s.session_sweep(190, 100).unwrap(), 1);
@@ -213,8 +310,10 @@ fn expiry_sweeps(b: &dyn Backend) {
 
 fn session_lookups(b: &dyn Backend) {
     let (s, s2) = b.pair();
-    s.session_put(&session("x1", "alice", 0, 1000), 1800).unwrap();
-    s.session_put(&session("x2", "alice", 0, 1000), 1800).unwrap();
+    s.session_put(&session("x1", "alice", 0, 1000), 1800)
+        .unwrap();
+    s.session_put(&session("x2", "alice", 0, 1000), 1800)
+        .unwrap();
     s.session_put(&session("x3", "bob", 0, 1000), 1800).unwrap();
     let ids = |v: Vec<SessionRecord>| {
         let mut ids: Vec<String> = v.into_iter().map(|r| r.id).collect();
@@ -223,8 +322,14 @@ fn session_lookups(b: &dyn Backend) {
     };
     assert_eq!(ids(s2.sessions_by_account("alice").unwrap()), ["x1", "x2"]);
     assert_eq!(ids(s2.sessions_by_name_id("nid-bob").unwrap()), ["x3"]);
-    assert_eq!(ids(s2.sessions_matching(&|r| r.local_user_id == "bob").unwrap()), ["x3"]);
-    assert_eq!(s2.session_get("x1").unwrap().unwrap(), session("x1", "alice", 0, 1000));
+    assert_eq!(
+        ids(s2.sessions_matching(&|r| r.local_user_id == "bob").unwrap()),
+        ["x3"]
+    );
+    assert_eq!(
+        s2.session_get("x1").unwrap().unwrap(),
+        session("x1", "alice", 0, 1000)
+    );
     assert!(s2.session_delete("x1").unwrap());
     assert!(!s.session_delete("x1").unwrap());
     assert!(s.session_get("x1").unwrap().is_none());
@@ -240,30 +345,53 @@ fn secrets_first_writer_wins(b: &dyn Backend) {
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                s.secret_get_or_create("cookie-mac", &|| vec![i as u8; 32]).unwrap()
+                s.secret_get_or_create("cookie-mac", &|| vec![i as u8; 32])
+                    .unwrap()
             })
         })
         .collect();
     let vals: Vec<Vec<u8>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(vals.iter().all(|v| *v == vals[0]), "every handle got the one stored secret");
-    assert_eq!(s2.secret_get_or_create("cookie-mac", &|| vec![99]).unwrap(), vals[0]);
+    assert!(
+        vals.iter().all(|v| *v == vals[0]),
+        "every handle got the one stored secret"
+    );
+    assert_eq!(
+        s2.secret_get_or_create("cookie-mac", &|| vec![99]).unwrap(),
+        vals[0]
+    );
 }
 
 fn durable_across_reopen(b: &dyn Backend) {
     let (s, s2) = b.pair();
     drop(s2);
-    s.replay_check_and_record("a\0i\0kept", i64::MAX, 0).unwrap();
-    s.session_put(&session("d1", "u1", 0, i64::MAX), 1800).unwrap();
-    s.apply(&[(Table::Consents, b"g".to_vec(), Some(b"{\"decision\":\"accepted\"}".to_vec()))], None)
+    s.replay_check_and_record("a\0i\0kept", i64::MAX, 0)
         .unwrap();
+    s.session_put(&session("d1", "u1", 0, i64::MAX), 1800)
+        .unwrap();
+    s.apply(
+        &[(
+            Table::Consents,
+            b"g".to_vec(),
+            Some(b"{\"decision\":\"accepted\"}".to_vec()),
+        )],
+        None,
+    )
+    .unwrap();
     let secret = s.secret_get_or_create("k", &|| vec![7; 16]).unwrap();
     let seq = s.next_seq().unwrap();
     let s = b.reopen(s);
-    assert_eq!(s.replay_check_and_record("a\0i\0kept", i64::MAX, 1).unwrap(), ReplayCheck::Replayed);
+    assert_eq!(
+        s.replay_check_and_record("a\0i\0kept", i64::MAX, 1)
+            .unwrap(),
+        ReplayCheck::Replayed
+    );
     assert!(s.session_get("d1").unwrap().is_some());
     assert!(s.get(Table::Consents, b"g").unwrap().is_some());
     assert_eq!(s.secret_get_or_create("k", &|| vec![1]).unwrap(), secret);
-    assert!(s.next_seq().unwrap() > seq, "sequence numbers survive a restart");
+    assert!(
+        s.next_seq().unwrap() > seq,
+        "sequence numbers survive a restart"
+    );
 }
 
 /// Waits until `s.generation()` holds still (a PostgreSQL listener has confirmed itself).
@@ -275,7 +403,10 @@ fn settled(s: &dyn Store) -> u64 {
         if s.generation() == g {
             return g;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "generation never settles");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "generation never settles"
+        );
     }
 }
 
@@ -283,7 +414,10 @@ fn settled(s: &dyn Store) -> u64 {
 fn moved(s: &dyn Store, g: u64, what: &str) -> Duration {
     let t = Instant::now();
     while s.generation() == g {
-        assert!(t.elapsed() < Duration::from_secs(1), "{what}: not seen by the other handle within 1 s");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{what}: not seen by the other handle within 1 s"
+        );
         std::thread::sleep(Duration::from_micros(200));
     }
     t.elapsed()
@@ -293,35 +427,55 @@ fn generation_contract(b: &dyn Backend) {
     let (reader, writer) = b.pair();
     let g = settled(&*reader);
     // Writes that cannot restrict a session leave it.
-    writer.session_put(&session("g1", "u1", 0, 1000), 1800).unwrap();
+    writer
+        .session_put(&session("g1", "u1", 0, 1000), 1800)
+        .unwrap();
     writer.session_touch("g1", 10).unwrap();
     writer.replay_check_and_record("a\0i\0g", 100, 0).unwrap();
     let quiet = vec![
         (Table::Pending, b"p".to_vec(), Some(b"{}".to_vec())),
         (Table::Requests, b"q".to_vec(), Some(b"{}".to_vec())),
-        (Table::Audit, 1u64.to_be_bytes().to_vec(), Some(b"{}".to_vec())),
+        (
+            Table::Audit,
+            1u64.to_be_bytes().to_vec(),
+            Some(b"{}".to_vec()),
+        ),
     ];
     assert!(writer.apply(&quiet, None).unwrap());
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(reader.generation(), g, "new session, touch, replay, pending/request/audit leave it");
+    assert_eq!(
+        reader.generation(),
+        g,
+        "new session, touch, replay, pending/request/audit leave it"
+    );
     // Each restricting write by the *other* handle moves it, within 1 s.
     let g = settled(&*reader);
     writer
-        .apply(&[(Table::Consents, b"u1".to_vec(), Some(b"{}".to_vec()))], None)
+        .apply(
+            &[(Table::Consents, b"u1".to_vec(), Some(b"{}".to_vec()))],
+            None,
+        )
         .unwrap();
     moved(&*reader, g, "consent write");
     let g = settled(&*reader);
     assert!(!writer
-        .apply(&[(Table::Users, b"u1".to_vec(), Some(b"{}".to_vec()))], Some((Table::Users, b"x", Some(b"y"))))
+        .apply(
+            &[(Table::Users, b"u1".to_vec(), Some(b"{}".to_vec()))],
+            Some((Table::Users, b"x", Some(b"y")))
+        )
         .unwrap());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(reader.generation(), g, "a refused batch wrote nothing");
-    writer.session_put(&session("g1", "u1", 0, 1000), 1800).unwrap();
+    writer
+        .session_put(&session("g1", "u1", 0, 1000), 1800)
+        .unwrap();
     moved(&*reader, g, "session overwrite");
     let g = settled(&*reader);
     assert!(writer.session_delete("g1").unwrap());
     moved(&*reader, g, "session delete");
-    writer.session_put(&session("g2", "u1", 0, 5), 1800).unwrap();
+    writer
+        .session_put(&session("g2", "u1", 0, 5), 1800)
+        .unwrap();
     let g = settled(&*reader);
     assert_eq!(writer.session_sweep(5, 1800).unwrap(), 1);
     moved(&*reader, g, "session sweep");
@@ -329,14 +483,28 @@ fn generation_contract(b: &dyn Backend) {
 
 fn export_import_round_trip(from: &dyn Backend, to: &dyn Backend) {
     let (s, _) = from.pair();
-    s.replay_check_and_record("a\0https://idp/\0_r", i64::MAX, 0).unwrap();
-    s.session_put(&session("e1", "u1", 5, i64::MAX), 1800).unwrap();
+    s.replay_check_and_record("a\0https://idp/\0_r", i64::MAX, 0)
+        .unwrap();
+    s.session_put(&session("e1", "u1", 5, i64::MAX), 1800)
+        .unwrap();
     s.apply(
         &[
-            (Table::Users, b"u1".to_vec(), Some(br#"{"id":"u1","gmis_id":"g1"}"#.to_vec())),
+            (
+                Table::Users,
+                b"u1".to_vec(),
+                Some(br#"{"id":"u1","gmis_id":"g1"}"#.to_vec()),
+            ),
             (Table::UserByGmis, b"g1".to_vec(), Some(b"u1".to_vec())),
-            (Table::UserByContact, b"F\0m@x".to_vec(), Some(b"u1".to_vec())),
-            (Table::Audit, 4242u64.to_be_bytes().to_vec(), Some(br#"{"seq":4242}"#.to_vec())),
+            (
+                Table::UserByContact,
+                b"F\0m@x".to_vec(),
+                Some(b"u1".to_vec()),
+            ),
+            (
+                Table::Audit,
+                4242u64.to_be_bytes().to_vec(),
+                Some(br#"{"seq":4242}"#.to_vec()),
+            ),
         ],
         None,
     )
@@ -351,16 +519,36 @@ fn export_import_round_trip(from: &dyn Backend, to: &dyn Backend) {
     let (t, _) = to.pair();
     let back = samlgate::store::transfer::import(&*t, buf.as_slice()).unwrap();
     assert_eq!(back, counts);
-    assert_eq!(t.replay_check_and_record("a\0https://idp/\0_r", i64::MAX, 1).unwrap(), ReplayCheck::Replayed);
-    assert_eq!(t.session_get("e1").unwrap().unwrap(), session("e1", "u1", 5, i64::MAX));
-    assert_eq!(t.get(Table::UserByContact, b"F\0m@x").unwrap().as_deref(), Some(&b"u1"[..]));
-    assert_eq!(t.secret_get_or_create("cookie", &|| vec![0]).unwrap(), secret);
-    assert!(t.next_seq().unwrap() > 4242, "new audit lines sort after imported ones");
+    assert_eq!(
+        t.replay_check_and_record("a\0https://idp/\0_r", i64::MAX, 1)
+            .unwrap(),
+        ReplayCheck::Replayed
+    );
+    assert_eq!(
+        t.session_get("e1").unwrap().unwrap(),
+        session("e1", "u1", 5, i64::MAX)
+    );
+    assert_eq!(
+        t.get(Table::UserByContact, b"F\0m@x").unwrap().as_deref(),
+        Some(&b"u1"[..])
+    );
+    assert_eq!(
+        t.secret_get_or_create("cookie", &|| vec![0]).unwrap(),
+        secret
+    );
+    assert!(
+        t.next_seq().unwrap() > 4242,
+        "new audit lines sort after imported ones"
+    );
     // And the target exports the same thing back.
     let mut again = Vec::new();
     samlgate::store::transfer::export(&*t, &mut again).unwrap();
     let lines = |b: &[u8]| {
-        let mut l: Vec<String> = String::from_utf8(b.to_vec()).unwrap().lines().map(str::to_owned).collect();
+        let mut l: Vec<String> = String::from_utf8(b.to_vec())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
         l.sort();
         l
     };
@@ -409,7 +597,14 @@ fn pg_generation_propagation_delay() {
     for i in 0..30 {
         let g = settled(&*reader);
         writer
-            .apply(&[(Table::Consents, format!("p{i}").into_bytes(), Some(b"{}".to_vec()))], None)
+            .apply(
+                &[(
+                    Table::Consents,
+                    format!("p{i}").into_bytes(),
+                    Some(b"{}".to_vec()),
+                )],
+                None,
+            )
             .unwrap();
         d.push(moved(&*reader, g, "propagation"));
     }
@@ -422,4 +617,80 @@ fn pg_generation_propagation_delay() {
         d.len()
     );
     assert!(d[d.len() - 1] < Duration::from_secs(1));
+}
+
+/// The issue's full-disk trial, for real: sled on a 4 MiB tmpfs. Writes fail, the store says
+/// so (`/readyz` red, logins 503) while reads go on. sled keeps the error after the disk grew;
+/// a restart recovers with every acknowledged write. Mounting needs root (CI runs as root);
+/// elsewhere this fails, loudly.
+#[test]
+fn sled_on_a_full_disk_is_unwritable_until_restarted() {
+    use samlgate::store::health::Monitored;
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test mounts a tmpfs: run it as root (CI does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().to_str().unwrap().to_string();
+    let sh = |args: &[&str]| {
+        let st = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?}");
+    };
+    sh(&["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", &mnt]);
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", &self.0])
+                .status();
+        }
+    }
+    let unmount = Unmount(mnt.clone());
+    let s = Monitored::new(Box::new(SledStore::open(&dir.path().join("db")).unwrap()));
+    let mut rec = session("first", "u1", 0, i64::MAX);
+    s.session_put(&rec, 1800).unwrap();
+    s.flush().unwrap();
+    rec.profile.display_name = "x".repeat(8192);
+    let mut n = 0;
+    while s.writable() {
+        rec.id = format!("s{n}");
+        let _ = s.session_put(&rec, 1800).and_then(|_| s.flush());
+        n += 1;
+        assert!(n < 100_000, "4 MiB never filled");
+    }
+    assert!(
+        !s.writable(),
+        "a failed write turns the store unwritable (after {n} sessions)"
+    );
+    assert!(s.session_get("first").unwrap().is_some(), "reads go on");
+    assert!(s.readable());
+    sh(&["mount", "-o", "remount,size=256m", &mnt]);
+    // sled 0.34 keeps an I/O error for good (its "global error"): the same handle fails on
+    // after the disk grew, so /readyz stays red; a restart (reopen) recovers.
+    let again = s
+        .replay_check_and_record("probe\0t\0x", i64::MAX, 0)
+        .and_then(|_| s.flush());
+    assert!(
+        again.is_err() && !s.writable(),
+        "sled's error is sticky: {again:?}"
+    );
+    drop(s);
+    let sled = Sled(dir);
+    let s = Monitored::new(sled.open_boxed());
+    s.replay_check_and_record("probe\0t\0y", i64::MAX, 0)
+        .unwrap();
+    s.flush().unwrap();
+    assert!(s.writable(), "writable after a restart on the grown disk");
+    assert!(
+        s.session_get("first").unwrap().is_some(),
+        "acknowledged writes kept"
+    );
+    // Close the store, unmount, then remove the directory.
+    drop(s);
+    drop(unmount);
+    drop(sled);
 }

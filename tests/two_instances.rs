@@ -32,10 +32,16 @@ fn use_pg(gw: &mut Gateway, url: &str, like: Option<&Gateway>) {
             )
             .replace(
                 "metadata = \"idp-metadata.xml\"",
-                &format!("metadata = \"{}\"", a.dir.path().join("idp-metadata.xml").display()),
+                &format!(
+                    "metadata = \"{}\"",
+                    a.dir.path().join("idp-metadata.xml").display()
+                ),
             );
     }
-    assert!(cfg.contains(&format!("url = \"{url}\"")), "config now names the database");
+    assert!(
+        cfg.contains(&format!("url = \"{url}\"")),
+        "config now names the database"
+    );
     fs::write(&gw.config, cfg).unwrap();
     gw.restart();
 }
@@ -79,7 +85,10 @@ fn a_login_on_a_is_a_session_on_b_and_replays_are_refused_across_both() {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     });
-    assert_eq!(sessions, 1, "8 concurrent posts of one response gave {sessions} sessions");
+    assert_eq!(
+        sessions, 1,
+        "8 concurrent posts of one response gave {sessions} sessions"
+    );
 }
 
 #[test]
@@ -125,7 +134,11 @@ fn pg(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("scripts/pg.sh");
-    assert!(out.status.success(), "pg.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -143,7 +156,10 @@ fn a_database_outage_gives_503_and_readyz_red_then_recovers_without_restart() {
     let (cluster, url) = OwnCluster::start();
     // A fresh cluster: migrate first (serve refuses an unmigrated schema).
     let o = samlgate::store::PgOptions::new(&url);
-    samlgate::store::PgStore::connect_unchecked(&o).unwrap().migrate().unwrap();
+    samlgate::store::PgStore::connect_unchecked(&o)
+        .unwrap()
+        .migrate()
+        .unwrap();
     let mut a = Gateway::start();
     use_pg(&mut a, &url, None);
     let cookie = login(&a, &a, "GM0000301");
@@ -162,15 +178,31 @@ fn a_database_outage_gives_503_and_readyz_red_then_recovers_without_restart() {
     let r = a.post_acs(&b64, None);
     assert_eq!(r.status, 503, "a login fails closed: {}", r.summary());
     assert_eq!(r.reason(), Some("store_unavailable"));
-    assert!(r.text().contains("一時的"), "a bilingual page: {}", r.text());
-    assert!(t.elapsed() < Duration::from_secs(2), "answers do not hang: {:?}", t.elapsed());
+    assert!(
+        r.text().contains("一時的"),
+        "a bilingual page: {}",
+        r.text()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "answers do not hang: {:?}",
+        t.elapsed()
+    );
 
     pg(&["up", &cluster.0]);
     let green = wait_for("/readyz green again", Duration::from_secs(15), || {
         a.get("/readyz", None).status == 200
     });
     eprintln!("/readyz green {green:?} after the database came back");
-    assert_eq!(a.verify(Some(&cookie)).status, 200, "the session survived the outage");
+    assert_eq!(
+        a.verify(Some(&cookie)).status,
+        200,
+        "the session survived the outage"
+    );
     let r = a.post_acs(&b64, None);
-    assert!(r.session_cookie().is_some(), "logins work again: {}", r.summary());
+    assert!(
+        r.session_cookie().is_some(),
+        "logins work again: {}",
+        r.summary()
+    );
 }

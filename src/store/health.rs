@@ -7,7 +7,9 @@
 //! (sled on a full disk still reads: existing sessions keep working); `/readyz` needs both.
 //! Because those answers stop traffic reaching the store, [`spawn_probe`] writes a small
 //! replay entry itself (every second while unhealthy, every 5 s otherwise), so the flags come
-//! back without a restart, and an outage is noticed with no traffic at all.
+//! back without a restart, and an outage is noticed with no traffic at all. (PostgreSQL
+//! recovers so. sled 0.34 keeps an I/O error for good once it has one: after a full disk it
+//! stays unwritable, `/readyz` red, until the process restarts; tests/store_conformance.rs.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,7 +38,10 @@ impl Monitored {
             Ok(_) => {
                 self.readable.store(true, Ordering::SeqCst);
                 if !self.writable.swap(true, Ordering::SeqCst) {
-                    tracing::info!(reason = "store_unavailable", "store: writes succeed again; logins resume");
+                    tracing::info!(
+                        reason = "store_unavailable",
+                        "store: writes succeed again; logins resume"
+                    );
                 }
             }
             Err(StoreError::Io(e)) | Err(StoreError::Schema(e)) => {
@@ -67,8 +72,8 @@ pub fn spawn_probe(store: Arc<dyn Store>) {
         .spawn(move || loop {
             let now = chrono::Utc::now().timestamp();
             let key = format!("probe\0{instance}\0{now}");
-            let ok = store.replay_check_and_record(&key, now + 60, now).is_ok()
-                && store.flush().is_ok();
+            let ok =
+                store.replay_check_and_record(&key, now + 60, now).is_ok() && store.flush().is_ok();
             let healthy = ok && store.writable() && store.readable();
             std::thread::sleep(Duration::from_secs(if healthy { 5 } else { 1 }));
             // Ends with the process (the store lives as long as the gateway).
@@ -85,7 +90,12 @@ impl Store for Monitored {
     fn writable(&self) -> bool {
         self.writable.load(Ordering::SeqCst)
     }
-    fn replay_check_and_record(&self, key: &str, expires: i64, now: i64) -> Result<ReplayCheck, StoreError> {
+    fn replay_check_and_record(
+        &self,
+        key: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<ReplayCheck, StoreError> {
         self.wrote(self.inner.replay_check_and_record(key, expires, now))
     }
     fn replay_sweep(&self, now: i64) -> Result<usize, StoreError> {
@@ -109,7 +119,10 @@ impl Store for Monitored {
     fn session_count(&self) -> usize {
         self.inner.session_count()
     }
-    fn sessions_matching(&self, pred: &dyn Fn(&SessionRecord) -> bool) -> Result<Vec<SessionRecord>, StoreError> {
+    fn sessions_matching(
+        &self,
+        pred: &dyn Fn(&SessionRecord) -> bool,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         self.read(self.inner.sessions_matching(pred))
     }
     fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
@@ -118,7 +131,11 @@ impl Store for Monitored {
     fn sessions_by_account(&self, local_user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         self.read(self.inner.sessions_by_account(local_user_id))
     }
-    fn secret_get_or_create(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    fn secret_get_or_create(
+        &self,
+        name: &str,
+        make: &dyn Fn() -> Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
         self.wrote(self.inner.secret_get_or_create(name, make))
     }
     fn generation(&self) -> u64 {
@@ -133,7 +150,13 @@ impl Store for Monitored {
     fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
         self.wrote(self.inner.apply(writes, expect))
     }
-    fn scan(&self, t: Table, prefix: &[u8], rev: bool, limit: usize) -> Result<Entries, StoreError> {
+    fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        rev: bool,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
         self.read(self.inner.scan(t, prefix, rev, limit))
     }
     fn next_seq(&self) -> Result<u64, StoreError> {
@@ -142,7 +165,10 @@ impl Store for Monitored {
     fn seq_floor(&self, min: u64) -> Result<(), StoreError> {
         self.wrote(self.inner.seq_floor(min))
     }
-    fn dump_state(&self, out: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn dump_state(
+        &self,
+        out: &mut dyn FnMut(Item) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.read(self.inner.dump_state(out))
     }
 }

@@ -455,7 +455,9 @@ impl Store for SledStore {
             let (_, v) = item?;
             let record = serde_json::from_slice(&v)
                 .map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
-            out(Item::Session { record })?;
+            out(Item::Session {
+                record: Box::new(record),
+            })?;
         }
         for item in self.replay.iter() {
             let (k, v) = item?;

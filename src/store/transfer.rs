@@ -36,7 +36,7 @@ pub enum Item {
         value: String,
     },
     Session {
-        record: SessionRecord,
+        record: Box<SessionRecord>,
     },
     Replay {
         key: String,
@@ -72,9 +72,15 @@ pub fn run(config: &Path, cmd: StoreCmd) -> Result<(), String> {
             let s = super::PgStore::connect_unchecked(&o).map_err(|e| e.to_string())?;
             let done = s.migrate().map_err(|e| e.to_string())?;
             if done.is_empty() {
-                eprintln!("samlgate: schema is current (version {})", super::pg::schema::latest());
+                eprintln!(
+                    "samlgate: schema is current (version {})",
+                    super::pg::schema::latest()
+                );
             } else {
-                eprintln!("samlgate: applied migration(s) {done:?}; schema at version {}", super::pg::schema::latest());
+                eprintln!(
+                    "samlgate: applied migration(s) {done:?}; schema at version {}",
+                    super::pg::schema::latest()
+                );
             }
             Ok(())
         }
@@ -82,10 +88,14 @@ pub fn run(config: &Path, cmd: StoreCmd) -> Result<(), String> {
             let store = super::open(&cfg).map_err(|e| e.to_string())?;
             let counts = match out {
                 Some(p) => {
-                    let f = std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    let f =
+                        std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))?;
                     export(&*store, &mut std::io::BufWriter::new(f))
                 }
-                None => export(&*store, &mut std::io::BufWriter::new(std::io::stdout().lock())),
+                None => export(
+                    &*store,
+                    &mut std::io::BufWriter::new(std::io::stdout().lock()),
+                ),
             }
             .map_err(|e| e.to_string())?;
             eprintln!("samlgate: exported {}", summary(&counts));
@@ -96,7 +106,8 @@ pub fn run(config: &Path, cmd: StoreCmd) -> Result<(), String> {
             let counts = if file.as_os_str() == "-" {
                 import(&*store, std::io::stdin().lock())
             } else {
-                let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                let f =
+                    std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                 import(&*store, std::io::BufReader::new(f))
             }
             .map_err(|e| e.to_string())?;
@@ -120,7 +131,7 @@ fn summary(c: &Counts) -> String {
 
 fn progress(c: &Counts, what: &str) {
     let total: u64 = c.values().sum();
-    if total > 0 && total % 10_000 == 0 {
+    if total > 0 && total.is_multiple_of(10_000) {
         eprintln!("samlgate: {what} {total} items so far ({})", summary(c));
     }
 }
@@ -170,9 +181,14 @@ pub fn import(store: &dyn Store, input: impl BufRead) -> Result<Counts, StoreErr
             .map_err(|e| StoreError::Corrupt(format!("line {}: {e}", n + 1)))?;
         *counts.entry(item.kind()).or_default() += 1;
         match item {
-            Item::Record { table, key_b64, value } => {
-                let t = Table::from_name(&table)
-                    .ok_or_else(|| StoreError::Corrupt(format!("line {}: unknown table {table}", n + 1)))?;
+            Item::Record {
+                table,
+                key_b64,
+                value,
+            } => {
+                let t = Table::from_name(&table).ok_or_else(|| {
+                    StoreError::Corrupt(format!("line {}: unknown table {table}", n + 1))
+                })?;
                 let key = b64()
                     .decode(key_b64)
                     .map_err(|e| StoreError::Corrupt(format!("line {}: {e}", n + 1)))?;

@@ -291,8 +291,18 @@ fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
     if !down {
         return None;
     }
-    tracing::warn!(request_id = rid, path, reason = "store_unavailable", "refused: the store is unavailable");
-    Some(pages::refusal_page(lang, crate::reason::Reason::StoreUnavailable, rid, None))
+    tracing::warn!(
+        request_id = rid,
+        path,
+        reason = "store_unavailable",
+        "refused: the store is unavailable"
+    );
+    Some(pages::refusal_page(
+        lang,
+        crate::reason::Reason::StoreUnavailable,
+        rid,
+        None,
+    ))
 }
 
 async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {

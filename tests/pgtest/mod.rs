@@ -13,7 +13,9 @@ static OWN_DIR: OnceLock<String> = OnceLock::new();
 
 extern "C" fn stop_own_cluster() {
     if let Some(dir) = OWN_DIR.get() {
-        let _ = std::process::Command::new(script()).args(["stop", dir]).status();
+        let _ = std::process::Command::new(script())
+            .args(["stop", dir])
+            .status();
     }
 }
 
@@ -34,7 +36,9 @@ pub fn base_url() -> &'static str {
             std::process::id(),
             rand_suffix()
         );
-        eprintln!("SAMLGATE_TEST_PG_URL is not set: starting a cluster in {dir} with scripts/pg.sh");
+        eprintln!(
+            "SAMLGATE_TEST_PG_URL is not set: starting a cluster in {dir} with scripts/pg.sh"
+        );
         let out = std::process::Command::new(script())
             .args(["start", &dir])
             .output()

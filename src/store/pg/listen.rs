@@ -77,7 +77,10 @@ impl Generation {
 }
 
 /// Runs the listener until the store is dropped, reconnecting after any failure.
-pub fn spawn(gen: Arc<Generation>, connect: impl Fn() -> Result<postgres::Client, String> + Send + 'static) {
+pub fn spawn(
+    gen: Arc<Generation>,
+    connect: impl Fn() -> Result<postgres::Client, String> + Send + 'static,
+) {
     let spawned = std::thread::Builder::new()
         .name("samlgate-pg-listen".into())
         .spawn(move || {
@@ -104,7 +107,11 @@ pub fn spawn(gen: Arc<Generation>, connect: impl Fn() -> Result<postgres::Client
     }
 }
 
-fn listen(gen: &Generation, mut c: postgres::Client, last_n: &mut Option<i64>) -> Result<(), String> {
+fn listen(
+    gen: &Generation,
+    mut c: postgres::Client,
+    last_n: &mut Option<i64>,
+) -> Result<(), String> {
     c.batch_execute(&format!("LISTEN {CHANNEL}"))
         .map_err(|e| super::db_error(e).to_string())?;
     while !gen.stop.load(Ordering::SeqCst) {

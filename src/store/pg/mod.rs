@@ -132,11 +132,7 @@ impl Drop for PgStore {
 /// Maps a client error; the SQLSTATE is kept so an operator can look it up.
 pub(crate) fn db_error(e: postgres::Error) -> StoreError {
     match e.as_db_error() {
-        Some(d) => StoreError::Io(format!(
-            "postgresql {}: {}",
-            d.code().code(),
-            d.message()
-        )),
+        Some(d) => StoreError::Io(format!("postgresql {}: {}", d.code().code(), d.message())),
         None => StoreError::Io(format!("postgresql: {e}")),
     }
 }
@@ -221,7 +217,7 @@ impl PgStore {
     /// Connects and refuses a schema this build does not know (`serve`, `check-config`).
     pub fn open(o: &PgOptions) -> Result<PgStore, StoreError> {
         let mut s = PgStore::connect_unchecked(o)?;
-        s.with(|c| schema::check(c))?;
+        s.with(schema::check)?;
         if let Some((config, tls)) = s.listener.take() {
             listen::spawn(s.gen.clone(), move || connect_one(&config, &tls));
         }
@@ -230,7 +226,7 @@ impl PgStore {
 
     /// Applies pending migrations; returns the versions applied.
     pub fn migrate(&self) -> Result<Vec<i32>, StoreError> {
-        self.with(|c| schema::migrate(c))
+        self.with(schema::migrate)
     }
 
     fn with<R: Send>(
@@ -261,7 +257,10 @@ impl PgStore {
         let sql = format!("SELECT doc::text FROM sessions WHERE {column} = $1");
         let docs = self.with(|c| {
             let rows = c.query(sql.as_str(), &[&value]).map_err(db_error)?;
-            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
+            Ok(rows
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>())
         })?;
         docs.iter().map(|d| decode_session(d)).collect()
     }

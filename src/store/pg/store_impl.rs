@@ -115,9 +115,11 @@ impl Store for PgStore {
 
     fn session_get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let doc: Option<String> = self.with(|c| {
-            Ok(c.query_opt("SELECT doc::text FROM sessions WHERE id = $1", &[&id])
-                .map_err(db_error)?
-                .map(|r| r.get(0)))
+            Ok(
+                c.query_opt("SELECT doc::text FROM sessions WHERE id = $1", &[&id])
+                    .map_err(db_error)?
+                    .map(|r| r.get(0)),
+            )
         })?;
         doc.as_deref().map(decode_session).transpose()
     }
@@ -218,9 +220,11 @@ impl Store for PgStore {
     ) -> Result<Vec<u8>, StoreError> {
         let get = || {
             self.with(|c| {
-                Ok(c.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
-                    .map_err(db_error)?
-                    .map(|r| r.get::<_, Vec<u8>>(0)))
+                Ok(
+                    c.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+                        .map_err(db_error)?
+                        .map(|r| r.get::<_, Vec<u8>>(0)),
+                )
             })
         };
         if let Some(v) = get()? {
@@ -292,13 +296,22 @@ impl Store for PgStore {
         Ok(done)
     }
 
-    fn scan(&self, t: Table, prefix: &[u8], rev: bool, limit: usize) -> Result<Entries, StoreError> {
+    fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        rev: bool,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
         let s = spec(t);
         let order = if rev { "DESC" } else { "ASC" };
         let lim = i64::try_from(limit).unwrap_or(i64::MAX);
         let (filter, param): (&str, Option<Key>) = match s.kind {
             _ if prefix.is_empty() => ("TRUE", None),
-            KeyKind::Text => ("starts_with({k}, $2)", Some(Key::new(KeyKind::Text, prefix)?)),
+            KeyKind::Text => (
+                "starts_with({k}, $2)",
+                Some(Key::new(KeyKind::Text, prefix)?),
+            ),
             KeyKind::Bytes => (
                 "substring({k} from 1 for length($2)) = $2",
                 Some(Key::Bytes(prefix.to_vec())),
@@ -336,7 +349,8 @@ impl Store for PgStore {
     }
 
     fn seq_floor(&self, min: u64) -> Result<(), StoreError> {
-        let min = i64::try_from(min).map_err(|_| StoreError::Corrupt("sequence too large".into()))?;
+        let min =
+            i64::try_from(min).map_err(|_| StoreError::Corrupt("sequence too large".into()))?;
         self.with(|c| {
             c.execute(
                 "SELECT setval('audit_seq', greatest($1, (SELECT last_value FROM audit_seq)))",
@@ -353,11 +367,19 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         use base64::Engine as _;
         let mut c = self.pool.get()?;
-        for r in c.query("SELECT doc::text FROM sessions ORDER BY id", &[]).map_err(db_error)? {
-            out(Item::Session { record: decode_session(r.get(0))? })?;
+        for r in c
+            .query("SELECT doc::text FROM sessions ORDER BY id", &[])
+            .map_err(db_error)?
+        {
+            out(Item::Session {
+                record: Box::new(decode_session(r.get(0))?),
+            })?;
         }
         let rows = c
-            .query("SELECT idp, assertion_id, kind, expires_at FROM replay", &[])
+            .query(
+                "SELECT idp, assertion_id, kind, expires_at FROM replay",
+                &[],
+            )
             .map_err(db_error)?;
         for r in rows {
             out(Item::Replay {
@@ -365,7 +387,10 @@ impl Store for PgStore {
                 expires: r.get(3),
             })?;
         }
-        for r in c.query("SELECT name, value FROM secrets ORDER BY name", &[]).map_err(db_error)? {
+        for r in c
+            .query("SELECT name, value FROM secrets ORDER BY name", &[])
+            .map_err(db_error)?
+        {
             out(Item::Secret {
                 name: r.get(0),
                 value_b64: base64::engine::general_purpose::STANDARD.encode(r.get::<_, Vec<u8>>(1)),
