@@ -694,3 +694,147 @@ fn sled_on_a_full_disk_is_unwritable_until_restarted() {
     drop(unmount);
     drop(sled);
 }
+
+/// `[store] ca_file`: TLS to the database through rustls, verified against that CA only. A
+/// private cluster that accepts TLS connections only (pg_hba `hostssl`), with a certificate
+/// made here by the openssl CLI: the right CA connects, another CA is refused.
+#[test]
+fn pg_tls_with_ca_file_connects_and_refuses_a_wrong_ca() {
+    use samlgate::store::{PgOptions, PgStore};
+    let script = format!("{}/scripts/pg.sh", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!("/tmp/samlgate-pg-tls.{}", std::process::id());
+    let run = |cmd: &str, args: &[&str]| -> String {
+        let out = std::process::Command::new(cmd).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let url = run(&script, &["start", &dir]);
+    struct Stop(String, String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&self.0)
+                .args(["stop", &self.1])
+                .status();
+        }
+    }
+    let _stop = Stop(script.clone(), dir.clone());
+    let certs = tempfile::tempdir().unwrap();
+    let p = |n: &str| certs.path().join(n).to_str().unwrap().to_string();
+    for ca in ["ca", "other"] {
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-keyout",
+                &p(&format!("{ca}.key")),
+                "-out",
+                &p(&format!("{ca}.pem")),
+            ],
+        );
+    }
+    run(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &format!("{dir}/server.key"),
+            "-out",
+            &p("server.csr"),
+        ],
+    );
+    fs_write(&p("ext"), "subjectAltName=DNS:localhost\n");
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &p("ext"),
+            "-out",
+            &format!("{dir}/server.crt"),
+        ],
+    );
+    run("chmod", &["0600", &format!("{dir}/server.key")]);
+    if unsafe { libc::geteuid() } == 0 {
+        run(
+            "chown",
+            &[
+                "nobody",
+                &format!("{dir}/server.key"),
+                &format!("{dir}/server.crt"),
+            ],
+        );
+    }
+    let tls_url = url.replace("@127.0.0.1:", "@localhost:");
+    let opts = |ca: &str| PgOptions {
+        ca_file: Some(p(ca).into()),
+        ..PgOptions::new(&tls_url)
+    };
+    // With ca_file set, a server that offers no TLS is refused: no plain-text fallback.
+    let plain = PgStore::connect_unchecked(&opts("ca.pem"))
+        .unwrap()
+        .migrate();
+    assert!(plain.is_err(), "ca_file set, server without TLS: {plain:?}");
+    let conf = format!("{dir}/data/postgresql.conf");
+    let mut c = std::fs::read_to_string(&conf).unwrap();
+    c.push_str(&format!(
+        "ssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n"
+    ));
+    fs_write(&conf, &c);
+    let hba = format!("{dir}/data/pg_hba.conf");
+    let h = std::fs::read_to_string(&hba)
+        .unwrap()
+        .replace("\nhost ", "\nhostssl ");
+    fs_write(&hba, &h);
+    run(&script, &["down", &dir]);
+    run(&script, &["up", &dir]);
+    // Plain text is refused by the server (hostssl only): TLS is really in use below.
+    assert!(PgStore::connect_unchecked(&PgOptions::new(&tls_url))
+        .unwrap()
+        .migrate()
+        .is_err());
+    let s = PgStore::connect_unchecked(&opts("ca.pem")).unwrap();
+    s.migrate().expect("TLS with the right CA");
+    let s = PgStore::open(&opts("ca.pem")).unwrap();
+    assert_eq!(
+        s.replay_check_and_record("a\0i\0tls", 100, 0).unwrap(),
+        ReplayCheck::Fresh
+    );
+    let wrong = PgStore::connect_unchecked(&opts("other.pem"))
+        .unwrap()
+        .migrate();
+    assert!(
+        wrong.is_err(),
+        "a server certificate from another CA is refused"
+    );
+}
+
+fn fs_write(path: &str, text: &str) {
+    std::fs::write(path, text).unwrap();
+}

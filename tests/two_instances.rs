@@ -206,3 +206,44 @@ fn a_database_outage_gives_503_and_readyz_red_then_recovers_without_restart() {
         r.summary()
     );
 }
+
+/// The secretariat blocks an account from the CLI (a third client of the database, as from
+/// any node) while both instances serve it: neither accepts the session 1 s later.
+#[test]
+fn a_block_from_the_cli_ends_the_session_on_both_within_a_second() {
+    let (a, b) = pair_on(&pgtest::fresh_db());
+    let cookie = login(&a, &a, "GM0000401");
+    for gw in [&a, &b] {
+        assert_eq!(gw.verify(Some(&cookie)).status, 200);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_samlgate"))
+        .args(["consent", "--config"])
+        .arg(&a.config)
+        .args([
+            "block",
+            "GM0000401",
+            "--by",
+            "test",
+            "--note",
+            "two instances",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "consent block: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = Instant::now();
+    for gw in [&a, &b] {
+        while gw.verify(Some(&cookie)).status == 200 {
+            assert!(
+                t.elapsed() < Duration::from_secs(1),
+                ":{} still accepts a blocked account's session after 1 s",
+                gw.port
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    eprintln!("block from the CLI seen on A and B after {:?}", t.elapsed());
+}

@@ -169,6 +169,10 @@ impl PgStore {
                 "-c synchronous_commit=on -c statement_timeout=5000 -c lock_timeout=5000 \
                  -c idle_in_transaction_session_timeout=10000 -c client_min_messages=warning",
             );
+        if o.ca_file.is_some() {
+            // With a CA configured, TLS is required: never fall back to plain text.
+            c.ssl_mode(postgres::config::SslMode::Require);
+        }
         Ok(c)
     }
 
