@@ -17,6 +17,10 @@ if [ -z "${SAMLGATE_TEST_PG_URL:-}" ]; then
 fi
 echo "== cargo test" >&2
 cargo test --all-targets 2>&1
+# The behaviour suites once more with every gateway on PostgreSQL (tests/common: a fresh
+# database per gateway). The conformance suite and tests/two_instances.rs ran on it above.
+echo "== cargo test (consent, crash, proxy) on PostgreSQL" >&2
+SAMLGATE_TEST_STORE=pg cargo test --test consent --test crash --test proxy 2>&1
 if [ "${1:-}" != "--quick" ]; then
   echo "== cargo fmt --check" >&2
   cargo fmt --check

@@ -7,7 +7,8 @@
 //!     is back, with no restart of samlgate.
 
 mod common;
-mod pgtest;
+
+use common::pgtest;
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -18,7 +19,17 @@ use common::Gateway;
 /// URL, SP keys and IdP metadata when given (a second instance of the same gateway).
 fn use_pg(gw: &mut Gateway, url: &str, like: Option<&Gateway>) {
     let cfg = fs::read_to_string(&gw.config).unwrap();
-    let mut cfg = cfg.replace("path = \"store\"", &format!("url = \"{url}\""));
+    let store_line = |l: &str| l == "path = \"store\"" || l.starts_with("url = \"postgres");
+    let mut cfg: String = cfg
+        .lines()
+        .map(|l| {
+            if store_line(l) {
+                format!("url = \"{url}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
     if let Some(a) = like {
         let a_cfg = fs::read_to_string(&a.config).unwrap();
         cfg = a_cfg
@@ -246,4 +257,62 @@ fn a_block_from_the_cli_ends_the_session_on_both_within_a_second() {
         }
     }
     eprintln!("block from the CLI seen on A and B after {:?}", t.elapsed());
+}
+
+/// `kill -9` of A while logins stream into it: every login A acknowledged (a session cookie
+/// sent) is a session on B, and B serves throughout.
+#[test]
+fn kill_9_of_a_mid_traffic_loses_no_acknowledged_login() {
+    let (mut a, b) = pair_on(&pgtest::fresh_db());
+    let ids: Vec<String> = (0..60).map(|i| format!("GM00005{i:02}")).collect();
+    let cases: Vec<Vec<&str>> = ids.iter().map(|id| vec!["--nameid", id.as_str()]).collect();
+    let responses = a.make_responses(&cases);
+    let acs = a.acs_url();
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        let poster = s.spawn(|| {
+            let agent = ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout(Duration::from_secs(10))
+                .build();
+            for b64 in &responses {
+                let body = format!("SAMLResponse={}", common::form_encode(b64));
+                let r = agent
+                    .post(&acs)
+                    .set("Content-Type", "application/x-www-form-urlencoded")
+                    .send_bytes(body.as_bytes());
+                let Ok(r) = r else { continue };
+                let cookie = r
+                    .all("set-cookie")
+                    .into_iter()
+                    .filter_map(|c| c.split(';').next())
+                    .find(|c| c.starts_with("samlgate=") && c.len() > "samlgate=".len())
+                    .map(str::to_string);
+                if let Some(c) = cookie {
+                    acked.lock().unwrap().push(c);
+                }
+            }
+        });
+        while acked.lock().unwrap().len() < 10 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        a.crash_restart();
+        poster.join().unwrap();
+    });
+    let acked = acked.into_inner().unwrap();
+    assert!(acked.len() >= 10, "logins acknowledged: {}", acked.len());
+    for c in &acked {
+        let r = b.verify(Some(c));
+        assert_eq!(
+            r.status,
+            200,
+            "an acknowledged login is a session on B: {}",
+            r.summary()
+        );
+    }
+    eprintln!(
+        "{} of {} logins acknowledged around the kill -9; all are sessions on B",
+        acked.len(),
+        responses.len()
+    );
 }
