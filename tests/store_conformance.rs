@@ -93,7 +93,8 @@ fn session(id: &str, user: &str, last_seen: i64, expires: i64) -> SessionRecord 
             account_id: user.into(),
             ..Default::default()
         },
-        local_user_id: user.into(),
+        // A linked account: the local id differs from the G-MIS one.
+        local_user_id: format!("local-{user}"),
         name_id: format!("nid-{user}"),
         name_id_format: None,
         session_index: Some(format!("si-{id}")),
@@ -323,7 +324,9 @@ fn session_lookups(b: &dyn Backend) {
     assert_eq!(ids(s2.sessions_by_account("alice").unwrap()), ["x1", "x2"]);
     assert_eq!(ids(s2.sessions_by_name_id("nid-bob").unwrap()), ["x3"]);
     assert_eq!(
-        ids(s2.sessions_matching(&|r| r.local_user_id == "bob").unwrap()),
+        ids(s2
+            .sessions_matching(&|r| r.local_user_id == "local-bob")
+            .unwrap()),
         ["x3"]
     );
     assert_eq!(
@@ -837,4 +840,59 @@ fn pg_tls_with_ca_file_connects_and_refuses_a_wrong_ca() {
 
 fn fs_write(path: &str, text: &str) {
     std::fs::write(path, text).unwrap();
+}
+
+/// A database restart kills every pooled connection at once. The store recovers on the next
+/// call, not after one failure per dead connection (the outage would otherwise last as many
+/// probe rounds as the pool had connections). Simulated with pg_terminate_backend on this
+/// test's database only, so other tests on the shared cluster are untouched.
+#[test]
+fn pg_recovers_in_one_call_after_its_connections_were_killed() {
+    let url = pgtest::fresh_db();
+    let s = Arc::new(pgtest::open(&url));
+    let dbname = url.rsplit('/').next().unwrap().to_string();
+    let mut admin = postgres::Client::connect(pgtest::base_url(), postgres::NoTls).unwrap();
+    let backends = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query NOT LIKE 'LISTEN%'",
+                &[&dbname],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // Open several pooled connections: concurrent calls.
+    let t = Instant::now();
+    while backends(&mut admin) < 4 {
+        assert!(t.elapsed() < Duration::from_secs(20), "pool never grew");
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for j in 0..30 {
+                        s.replay_check_and_record(&format!("a\0i\0w{i}-{j}"), 10, 0)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+    }
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            &[&dbname],
+        )
+        .unwrap()
+        .get(0);
+    assert!(killed >= 4, "killed {killed}");
+    std::thread::sleep(Duration::from_millis(200));
+    // The first call may meet a dead connection; the next one works.
+    let _ = s.replay_check_and_record("a\0i\0after-1", 100, 0);
+    let second = s.replay_check_and_record("a\0i\0after-2", 100, 0);
+    assert_eq!(
+        second.ok(),
+        Some(ReplayCheck::Fresh),
+        "the call after the first failure recovers"
+    );
 }

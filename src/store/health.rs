@@ -128,8 +128,8 @@ impl Store for Monitored {
     fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         self.read(self.inner.sessions_by_name_id(name_id))
     }
-    fn sessions_by_account(&self, local_user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        self.read(self.inner.sessions_by_account(local_user_id))
+    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.read(self.inner.sessions_by_account(account_id))
     }
     fn secret_get_or_create(
         &self,

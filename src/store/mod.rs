@@ -183,9 +183,10 @@ pub trait Store: Send + Sync + 'static {
     fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         self.sessions_matching(&|s| s.name_id == name_id)
     }
-    /// The sessions linked to one local account (block, revoke, unlink). Indexed on PostgreSQL.
-    fn sessions_by_account(&self, local_user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        self.sessions_matching(&|s| s.local_user_id == local_user_id)
+    /// The sessions of one G-MIS account, `profile.account_id` (block, revoke, unlink: what
+    /// `admin::end_sessions` selects). Indexed on PostgreSQL.
+    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_matching(&|s| s.profile.account_id == account_id)
     }
 
     /// A secret the gateway generated for itself (e.g. the cookie MAC key): returned if present,

@@ -15,6 +15,7 @@ pub mod schema;
 mod tables;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,8 +116,14 @@ impl Pool {
     }
 }
 
+/// How long a suspect connection gets to prove itself alive.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct PgStore {
     pool: Pool,
+    pool_size: u32,
+    /// Set by an I/O failure, cleared by a success: check connections before use meanwhile.
+    suspect: AtomicBool,
     gen: Arc<listen::Generation>,
     /// How to connect the generation listener; taken when it starts (in `open`: a store
     /// opened only to migrate has none, and its generation() never claims freshness).
@@ -213,6 +220,8 @@ impl PgStore {
         let pool = Pool::new(o, config.clone(), tls.clone());
         Ok(PgStore {
             pool,
+            pool_size: o.pool_size.max(1),
+            suspect: AtomicBool::new(false),
             gen: listen::Generation::new(),
             listener: Some((config, tls)),
         })
@@ -238,9 +247,29 @@ impl PgStore {
         f: impl FnOnce(&mut postgres::Client) -> Result<R, StoreError> + Send,
     ) -> Result<R, StoreError> {
         off_runtime(|| {
-            let mut c = self.pool.get()?;
-            f(&mut c)
+            let mut c = self.checkout()?;
+            let r = f(&mut c);
+            match &r {
+                Ok(_) => self.suspect.store(false, Ordering::SeqCst),
+                Err(StoreError::Io(_)) => self.suspect.store(true, Ordering::SeqCst),
+                Err(_) => {}
+            }
+            r
         })
+    }
+
+    /// A pooled connection. After a failure (a database restart leaves every idle connection
+    /// dead) each is checked first, and dead ones are dropped, so one call recovers instead of
+    /// one failed call per stale connection. In normal running this costs nothing.
+    fn checkout(&self) -> Result<Conn, StoreError> {
+        for _ in 0..=self.pool_size {
+            let mut c = self.pool.get()?;
+            if !self.suspect.load(Ordering::SeqCst) || c.is_valid(CHECK_TIMEOUT).is_ok() {
+                return Ok(c);
+            }
+            // Dropped here: a closed client is discarded by the pool, not returned to it.
+        }
+        Err(StoreError::Io("postgresql: no live connection".into()))
     }
 
     /// Runs `f` in a transaction; commits if it returns Ok.

@@ -209,8 +209,8 @@ impl Store for PgStore {
         self.sessions_where("name_id", name_id)
     }
 
-    fn sessions_by_account(&self, local_user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        self.sessions_where("local_user_id", local_user_id)
+    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_where("account_id", account_id)
     }
 
     fn secret_get_or_create(
