@@ -68,7 +68,7 @@ clock_skew_seconds = ${SG_SKEW:-60}
 max_issue_delay_seconds = ${SG_MAX_ISSUE_DELAY:-300}
 
 [store]
-path = "store"
+${SG_STORE_LINE:-path = "store"}
 
 [attributes]
 account_id = "gmisAccountId"

@@ -8,6 +8,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # Tests: the xmlsec1 CLI signs responses independently of our code; nginx is the auth_request peer.
 PKGS=(gcc libc6-dev pkg-config libssl-dev libxmlsec1-dev libclang1-14 libclang-common-14-dev
       xmlsec1 openssl curl ca-certificates nginx caddy wrk)
+# The PostgreSQL store's tests run a throwaway cluster (scripts/pg.sh: initdb in a temp dir as an
+# unprivileged user). RUNLEVEL=1 below keeps the package's own cluster from starting.
+if [ "${SAMLGATE_SKIP_PG:-0}" != 1 ]; then
+  PKGS+=(postgresql-15)
+fi
 # Browser tests: Debian's Chromium (driven by playwright-core from npm) and CJK fonts.
 if [ "${SAMLGATE_SKIP_BROWSER:-0}" != 1 ]; then
   PKGS+=(chromium fonts-noto-cjk)

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::keys::{self, KeySet};
 use crate::saml::idp::IdpMetadata;
-use crate::store::{SledStore, Store};
+use crate::store::Store;
 use crate::web::{self, App};
 
 #[derive(Parser, Debug)]
@@ -99,6 +99,21 @@ pub enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// The store: `migrate` (PostgreSQL schema), `export` / `import` (JSON lines; moves
+    /// everything between sled and PostgreSQL).
+    Store {
+        /// The TOML config file; its [store] names the backend.
+        #[arg(
+            long,
+            short,
+            global = true,
+            env = "SAMLGATE_CONFIG",
+            default_value = "samlgate.toml"
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: crate::store::transfer::StoreCmd,
+    },
     /// Start a self-contained demo: the gateway on 127.0.0.1:8080 and a development IdP on
     /// 127.0.0.1:8081 with test users. Files (config, dev certificates, store) go to --dir.
     Demo {
@@ -183,6 +198,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Users { config, json, cmd } => {
             crate::secretariat::users(&config.config, cmd, json)
         }
+        Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
         Command::Audit {
             config,
             json,
@@ -254,10 +270,10 @@ pub fn private_umask() {
 fn check_config(config: &Path) -> Result<(), String> {
     let l = load(config)?;
     // A running gateway holds the store's lock; that is fine (and proves the path).
-    let store_line = match SledStore::open_with_cache(&l.cfg.store_path, l.cfg.store_cache_mib) {
+    let store_line = match crate::store::open(&l.cfg) {
         Ok(store) => format!(
             "{}  ({} live sessions)",
-            l.cfg.store_path.display(),
+            crate::store::describe(&l.cfg),
             store.session_count()
         ),
         Err(e)
@@ -509,10 +525,7 @@ pub async fn serve_loaded(
     l: Loaded,
     extra: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 ) -> Result<(), String> {
-    let store: Arc<dyn Store> = Arc::new(
-        SledStore::open_with_cache(&l.cfg.store_path, l.cfg.store_cache_mib)
-            .map_err(|e| e.to_string())?,
-    );
+    let store: Arc<dyn Store> = crate::store::open(&l.cfg).map_err(|e| e.to_string())?;
     let listen = l.cfg.listen;
     let certs = match &l.cfg.tls {
         Some(t) => Some(web::tls::CertStore::load(&t.cert, &t.key)?),
@@ -539,6 +552,7 @@ pub async fn serve_loaded(
         tokio::spawn(web::serve_admin(app.clone(), l, shutdown_signal()));
     }
     spawn_sweeper(app.clone());
+    crate::store::health::spawn_probe(store.clone());
     crate::reload::spawn(app.clone());
     if let Some(x) = extra {
         tokio::spawn(x);

@@ -188,7 +188,14 @@ fn yes() -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    path: PathBuf,
+    /// sled directory (the embedded store). Exactly one of `path` and `url`.
+    path: Option<PathBuf>,
+    /// PostgreSQL (several instances on one database): `postgresql://user@host:port/db`.
+    url: Option<String>,
+    pool_size: Option<u32>,
+    connect_timeout_seconds: Option<u64>,
+    /// PEM CA file: TLS to the database (rustls), verified against these roots only.
+    ca_file: Option<PathBuf>,
     /// sled's page cache. What sled reads and writes stays cached up to this size; RSS grows
     /// with it (bench/RESULTS.md: 4, 8 and 16 MiB measured). The hot set (live sessions,
     /// users, consents) is small.
@@ -197,6 +204,89 @@ struct RawStore {
 }
 fn default_cache_mib() -> u64 {
     8
+}
+
+/// `[store]` for PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStoreConfig {
+    pub url: String,
+    pub pool_size: u32,
+    pub connect_timeout_seconds: u64,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Exactly one backend: `path` (sled) or `url` (PostgreSQL), each with only its own keys.
+fn store_backend(
+    raw: &RawStore,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<(PathBuf, Option<PgStoreConfig>), ConfigError> {
+    let Some(url) = &raw.url else {
+        for (key, set) in [
+            ("store.pool_size", raw.pool_size.is_some()),
+            (
+                "store.connect_timeout_seconds",
+                raw.connect_timeout_seconds.is_some(),
+            ),
+            ("store.ca_file", raw.ca_file.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    key,
+                    "applies to PostgreSQL only",
+                    "set [store] url, or remove it",
+                ));
+            }
+        }
+        let path = raw.path.as_deref().ok_or_else(|| {
+            invalid(
+                "store.path",
+                "no store configured",
+                "set [store] path (sled) or [store] url (PostgreSQL)",
+            )
+        })?;
+        return Ok((resolve(path), None));
+    };
+    if raw.path.is_some() {
+        return Err(invalid(
+            "store.url",
+            "[store] path and url are both set",
+            "keep path for the embedded sled store, or url for PostgreSQL, not both",
+        ));
+    }
+    if !(url.starts_with("postgresql://") || url.starts_with("postgres://"))
+        || url.parse::<postgres::Config>().is_err()
+    {
+        return Err(invalid(
+            "store.url",
+            "not a PostgreSQL URL",
+            "use postgresql://user@host:port/db",
+        ));
+    }
+    let pool_size = raw.pool_size.unwrap_or(16);
+    if !(1..=1000).contains(&pool_size) {
+        return Err(invalid(
+            "store.pool_size",
+            format!("{pool_size} is out of range"),
+            "use 1 to 1000 (default 16)",
+        ));
+    }
+    let connect_timeout_seconds = raw.connect_timeout_seconds.unwrap_or(5);
+    if !(1..=300).contains(&connect_timeout_seconds) {
+        return Err(invalid(
+            "store.connect_timeout_seconds",
+            format!("{connect_timeout_seconds} is out of range"),
+            "use 1 to 300 (default 5)",
+        ));
+    }
+    Ok((
+        PathBuf::new(),
+        Some(PgStoreConfig {
+            url: url.clone(),
+            pool_size,
+            connect_timeout_seconds,
+            ca_file: raw.ca_file.as_deref().map(resolve),
+        }),
+    ))
 }
 
 /// Profile field -> SAML attribute Name. `"NameID"` means the Subject's NameID.
@@ -359,6 +449,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// sled page cache, MiB (`[store] cache_mib`, default 8).
     pub store_cache_mib: u64,
+    /// `[store] url` and its settings: PostgreSQL instead of sled (`store_path` is then empty).
+    pub store_pg: Option<PgStoreConfig>,
     pub attributes: AttributeMap,
     pub consent: ConsentConfig,
     pub policy: PolicyConfig,
@@ -408,6 +500,7 @@ impl Config {
             }
         };
 
+        let (store_path, store_pg) = store_backend(&raw.store, &resolve)?;
         let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
             invalid(
                 "server.listen",
@@ -649,8 +742,9 @@ impl Config {
             name_id_format: raw.idp.name_id_format,
             force_authn: raw.idp.force_authn,
             allow_sha1: raw.idp.allow_sha1,
-            store_path: resolve(&raw.store.path),
+            store_path,
             store_cache_mib: raw.store.cache_mib,
+            store_pg,
             attributes: raw.attributes,
             consent: raw.consent,
             policy: raw.policy,

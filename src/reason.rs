@@ -32,6 +32,8 @@ pub enum Reason {
     UnsolicitedRefused,
     AttributeMissing,
     Busy,
+    /// The store (sled or PostgreSQL) cannot record writes right now: fail closed, with 503.
+    StoreUnavailable,
     Internal,
     AuthnStatementMissing,
     SignatureAlgorithmRefused,
@@ -43,7 +45,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 34] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -71,6 +73,7 @@ impl Reason {
         Reason::UnsolicitedRefused,
         Reason::AttributeMissing,
         Reason::Busy,
+        Reason::StoreUnavailable,
         Reason::Internal,
         Reason::AuthnStatementMissing,
         Reason::SignatureAlgorithmRefused,
@@ -108,6 +111,7 @@ impl Reason {
             Reason::UnsolicitedRefused => "unsolicited_refused",
             Reason::AttributeMissing => "attribute_missing",
             Reason::Busy => "busy",
+            Reason::StoreUnavailable => "store_unavailable",
             Reason::Internal => "internal_error",
             Reason::AuthnStatementMissing => "authn_statement_missing",
             Reason::SignatureAlgorithmRefused => "signature_algorithm_refused",
@@ -126,7 +130,7 @@ impl Reason {
             | Reason::DoctypeForbidden
             | Reason::NotAResponse
             | Reason::AssertionCount => StatusCode::BAD_REQUEST,
-            Reason::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Busy | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reason::PathRefused => StatusCode::BAD_REQUEST,
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -161,6 +165,10 @@ impl Reason {
             Reason::Busy => (
                 "ただいま混み合っています。しばらくしてから再度お試しください。",
                 "The service is busy. Please try again shortly.",
+            ),
+            Reason::StoreUnavailable => (
+                "ただいまログインを受け付けられません（一時的な障害）。しばらくしてから再度お試しください。",
+                "Logins are temporarily unavailable. Please try again in a few minutes.",
             ),
             Reason::Internal => (
                 "システムエラーが発生しました。しばらくしてから再度お試しください。",

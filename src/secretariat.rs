@@ -11,7 +11,6 @@ use serde_json::Value;
 use crate::admin::{execute, Op};
 use crate::config::Config;
 use crate::identity::Profile;
-use crate::store::SledStore;
 
 #[derive(Subcommand, Debug)]
 pub enum ConsentCmd {
@@ -103,8 +102,8 @@ pub enum UsersCmd {
 /// Runs `op` against the store, directly or through the running gateway.
 pub fn run_op(config: &Path, op: &Op) -> Result<Value, String> {
     let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    match SledStore::open_with_cache(&cfg.store_path, cfg.store_cache_mib) {
-        Ok(store) => execute(&store, &cfg.consent.version, op).map_err(|e| e.to_string()),
+    match crate::store::open(&cfg) {
+        Ok(store) => execute(&*store, &cfg.consent.version, op).map_err(|e| e.to_string()),
         Err(e) if is_lock_error(&e.to_string()) => via_api(&cfg, op),
         Err(e) => Err(e.to_string()),
     }

@@ -1283,11 +1283,16 @@ fn the_admin_api_is_off_by_default_and_needs_the_token() {
         );
     }
     let (ok, _, err) = cli(&gw, "users", &["list"]);
-    check!(
-        gw,
-        !ok && err.contains("[admin]"),
-        "CLI against a running gateway without [admin] should say how to enable it: {err}"
-    );
+    if std::env::var("SAMLGATE_TEST_STORE").as_deref() == Ok("pg") {
+        // PostgreSQL serves many processes: the CLI opens the database itself.
+        check!(gw, ok, "CLI beside a running gateway on PostgreSQL: {err}");
+    } else {
+        check!(
+            gw,
+            !ok && err.contains("[admin]"),
+            "CLI against a running gateway without [admin] should say how to enable it: {err}"
+        );
+    }
 
     configure(&gw, false, V1, true);
     gw.restart();

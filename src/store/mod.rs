@@ -6,8 +6,12 @@
 //! path records the replay entry and the session, then calls [`Store::flush`] once, before the
 //! cookie is sent.
 
+pub mod health;
+pub mod pg;
 mod sled_store;
+pub mod transfer;
 
+pub use pg::{PgOptions, PgStore};
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +24,9 @@ pub enum StoreError {
     Io(String),
     #[error("store record is corrupt: {0}")]
     Corrupt(String),
+    /// The database schema is not the one this build runs on (the message names the fix).
+    #[error("store schema: {0}")]
+    Schema(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -128,6 +135,10 @@ impl Table {
         }
     }
 
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     fn index(self) -> usize {
         Table::ALL.iter().position(|t| *t == self).expect("listed")
     }
@@ -168,6 +179,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         pred: &dyn Fn(&SessionRecord) -> bool,
     ) -> Result<Vec<SessionRecord>, StoreError>;
+    /// The sessions of one IdP NameID (single logout). PostgreSQL answers from an index.
+    fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_matching(&|s| s.name_id == name_id)
+    }
+    /// The sessions of one G-MIS account, `profile.account_id` (block, revoke, unlink: what
+    /// `admin::end_sessions` selects). Indexed on PostgreSQL.
+    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_matching(&|s| s.profile.account_id == account_id)
+    }
 
     /// A secret the gateway generated for itself (e.g. the cookie MAC key): returned if present,
     /// otherwise created from `make`, stored durably, and returned. First writer wins.
@@ -185,6 +205,16 @@ pub trait Store: Send + Sync + 'static {
     /// by several gateways must change it for writes made by any of them.
     fn generation(&self) -> u64;
 
+    /// False after a read failed for want of the store (I/O, unreachable), until a write
+    /// succeeds again. Only [`health::Monitored`] tracks this; a bare backend says true.
+    fn readable(&self) -> bool {
+        true
+    }
+    /// False after a write failed for want of the store, until one succeeds again.
+    fn writable(&self) -> bool {
+        true
+    }
+
     /// Makes every write so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;
 
@@ -198,4 +228,66 @@ pub trait Store: Send + Sync + 'static {
         -> Result<Entries, StoreError>;
     /// A strictly increasing number, unique across restarts (audit ordering).
     fn next_seq(&self) -> Result<u64, StoreError>;
+    /// Makes every later [`Store::next_seq`] greater than `min` (after an import).
+    fn seq_floor(&self, min: u64) -> Result<(), StoreError> {
+        while self.next_seq()? <= min {}
+        Ok(())
+    }
+
+    /// Everything outside the record tables (sessions, replay entries, generated secrets), for
+    /// `samlgate store export`. Call it off the async runtime.
+    fn dump_state(
+        &self,
+        out: &mut dyn FnMut(transfer::Item) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+/// The PostgreSQL settings of a config that selects PostgreSQL (`[store] url`).
+pub fn pg_options(cfg: &crate::config::Config) -> Option<PgOptions> {
+    cfg.store_pg.as_ref().map(|p| PgOptions {
+        url: p.url.clone(),
+        pool_size: p.pool_size,
+        connect_timeout: std::time::Duration::from_secs(p.connect_timeout_seconds),
+        ca_file: p.ca_file.clone(),
+    })
+}
+
+/// Opens the configured backend: PostgreSQL for `[store] url` (refusing a schema this build
+/// does not run on, naming `samlgate store migrate`), sled for `[store] path`; wrapped so its
+/// health is known ([`health::Monitored`]).
+pub fn open(cfg: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let inner: Box<dyn Store> = match pg_options(cfg) {
+        Some(o) => Box::new(PgStore::open(&o)?),
+        None => Box::new(SledStore::open_with_cache(
+            &cfg.store_path,
+            cfg.store_cache_mib,
+        )?),
+    };
+    Ok(std::sync::Arc::new(health::Monitored::new(inner)))
+}
+
+/// Where the store is, for operators (never the URL's password).
+pub fn describe(cfg: &crate::config::Config) -> String {
+    match &cfg.store_pg {
+        Some(p) => match p.url.parse::<postgres::Config>() {
+            Ok(c) => {
+                let hosts: Vec<String> = c
+                    .get_hosts()
+                    .iter()
+                    .map(|h| match h {
+                        postgres::config::Host::Tcp(h) => h.clone(),
+                        postgres::config::Host::Unix(p) => p.display().to_string(),
+                    })
+                    .collect();
+                format!(
+                    "postgresql {}@{}/{}",
+                    c.get_user().unwrap_or("?"),
+                    hosts.join(","),
+                    c.get_dbname().unwrap_or("?")
+                )
+            }
+            Err(_) => "postgresql".into(),
+        },
+        None => format!("sled {}", cfg.store_path.display()),
+    }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::transfer::Item;
 use super::{Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
 
 pub struct SledStore {
@@ -480,6 +481,40 @@ impl Store for SledStore {
 
     fn next_seq(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()?)
+    }
+
+    fn dump_state(
+        &self,
+        out: &mut dyn FnMut(Item) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        use base64::Engine as _;
+        for item in self.sessions.iter() {
+            let (_, v) = item?;
+            let record = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
+            out(Item::Session {
+                record: Box::new(record),
+            })?;
+        }
+        for item in self.replay.iter() {
+            let (k, v) = item?;
+            out(Item::Replay {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                expires: from_be(&v)?,
+            })?;
+        }
+        for item in self.secrets.iter() {
+            let (k, v) = item?;
+            // `store.*` marks are this backend's own bookkeeping.
+            if k.starts_with(b"store.") {
+                continue;
+            }
+            out(Item::Secret {
+                name: String::from_utf8_lossy(&k).into_owned(),
+                value_b64: base64::engine::general_purpose::STANDARD.encode(&v),
+            })?;
+        }
+        Ok(())
     }
 }
 

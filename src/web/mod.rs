@@ -350,8 +350,36 @@ fn metrics_page(app: &App) -> Resp {
     pages::text(StatusCode::OK, "text/plain; version=0.0.4", body)
 }
 
+/// Fails closed while the store cannot serve a path: 503 `store_unavailable` with a page,
+/// at once, instead of a hang or a wrong answer (store::health). Logins need writes;
+/// `/auth/verify` needs reads (sled on a full disk still verifies existing sessions).
+fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
+    let needs_write = matches!(path, "/saml/acs" | "/saml/login" | "/consent" | "/login");
+    let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
+    let down = (needs_write && !app.store.writable())
+        || ((needs_write || needs_read) && !app.store.readable());
+    if !down {
+        return None;
+    }
+    tracing::warn!(
+        request_id = rid,
+        path,
+        reason = "store_unavailable",
+        "refused: the store is unavailable"
+    );
+    Some(pages::refusal_page(
+        lang,
+        crate::reason::Reason::StoreUnavailable,
+        rid,
+        None,
+    ))
+}
+
 async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
     let path = req.uri().path().to_string();
+    if let Some(r) = store_gate(app, &path, Lang::of(&req), rid) {
+        return r;
+    }
     match (req.method(), path.as_str()) {
         (&Method::POST, "/saml/acs") => acs::post_acs(app, req, peer, rid).await,
         (&Method::GET, "/auth/verify") => auth::verify(app, &req),
@@ -425,8 +453,12 @@ pub fn client_ip(app: &App, headers: &hyper::HeaderMap, peer: SocketAddr) -> std
 }
 
 fn readyz(app: &App) -> Resp {
-    // Ready when the store answers and a signing certificate is loaded.
-    let ok = !app.idp().certs_der.is_empty() && app.store.session_get("readyz-probe").is_ok();
+    // Ready when the store answers, its last write succeeded (store::health), and a signing
+    // certificate is loaded.
+    let ok = !app.idp().certs_der.is_empty()
+        && app.store.session_get("readyz-probe").is_ok()
+        && app.store.writable()
+        && app.store.readable();
     if ok {
         pages::text(StatusCode::OK, "text/plain", "ready\n")
     } else {

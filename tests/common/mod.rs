@@ -18,6 +18,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[path = "../pgtest/mod.rs"]
+pub mod pgtest;
+
+/// The `[store]` line of a test gateway: sled in its directory, or with
+/// `SAMLGATE_TEST_STORE=pg` a fresh migrated PostgreSQL database (the suites run on both).
+fn store_line() -> String {
+    match std::env::var("SAMLGATE_TEST_STORE").as_deref() {
+        Ok("pg") => format!("url = \"{}\"", pgtest::fresh_db()),
+        Ok("sled") | Err(_) => "path = \"store\"".into(),
+        Ok(other) => panic!("SAMLGATE_TEST_STORE={other}: use sled or pg"),
+    }
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_samlgate");
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const IDP_ENTITY: &str = "https://gmis-idp.test/idp";
@@ -590,6 +603,7 @@ impl Gateway {
             .max_body_bytes
             .map(|n| format!("max_body_bytes = {n}\n"))
             .unwrap_or_default();
+        let store = store_line();
         let cfg = format!(
             r#"# written by tests/common/mod.rs
 [server]
@@ -606,7 +620,7 @@ clock_skew_seconds = 60
 allow_unsolicited = true
 
 [store]
-path = "store"
+{store}
 
 [attributes]
 account_id = "gmisAccountId"
