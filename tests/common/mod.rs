@@ -557,9 +557,25 @@ pub struct Gateway {
     agent: ureq::Agent,
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768-60999 on Debian): a port
+/// from bind(0) is ephemeral, so an outgoing connection of any other test could take it while
+/// a gateway restarts on it ("Address already in use"). Never the same port twice per process.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20000 + (std::process::id() % 1000) as u16 * 12,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = 20000 + (p - 20000) % 12000;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 impl Gateway {
