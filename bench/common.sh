@@ -1,9 +1,9 @@
 # Shared settings for the samlgate bench scripts. Sourced, not run.
-# The peers harness (/work/shared/peers, read-only for us) is copied once to a scratch folder
+# The peers harness (../shared/peers beside the repository, read-only for us) is copied once to a scratch folder
 # ($BENCH_WORK/peers) so its venv, run/ and out/ never touch the shared tree.
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"
-PEERS_SRC="${PEERS_SRC:-/work/shared/peers}"
+PEERS_SRC="${PEERS_SRC:-$(cd "$REPO/../shared/peers" 2>/dev/null && pwd || echo "$REPO/../shared/peers")}"
 BENCH_WORK="${BENCH_WORK:-/tmp/samlgate-bench}"
 PEERS="$BENCH_WORK/peers"
 PY="$PEERS/.venv/bin/python"
