@@ -569,10 +569,14 @@ pub fn free_port() -> u16 {
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
+    // Ports are handed out in pairs and p + 1 is kept free too: some tests (the demo and its
+    // IdP) listen on p and p + 1.
     loop {
-        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = NEXT.fetch_add(2, Ordering::SeqCst);
         let p = 20000 + (p - 20000) % 12000;
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
             return p;
         }
     }
