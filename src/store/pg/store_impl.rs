@@ -104,22 +104,25 @@ impl Store for PgStore {
 
     fn session_put(&self, rec: &SessionRecord, _idle_seconds: i64) -> Result<(), StoreError> {
         let doc = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let replaced = self.tx(|tx| {
-            let inserted: bool = tx
-                .query_typed_one(
-                    "INSERT INTO sessions (id, doc) VALUES ($1, $2::text::jsonb) \
-                     ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc \
-                     RETURNING (xmax = 0)",
-                    &[text(&rec.id), text(&doc)],
-                )
-                .map_err(db_error)?
-                .get(0);
-            if !inserted {
-                // An overwrite can restrict the session (see Store::generation).
-                bump_generation(tx)?;
-            }
-            Ok(!inserted)
+        // One statement (atomic on its own, no BEGIN/COMMIT): an overwrite can restrict the
+        // session, so it moves the shared generation (see Store::generation); an insert not.
+        let inserted: bool = self.with(|c| {
+            Ok(c.query_typed_one(
+                "WITH up AS ( \
+                   INSERT INTO sessions (id, doc) VALUES ($1, $2::text::jsonb) \
+                   ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc \
+                   RETURNING (xmax = 0) AS inserted), \
+                 bump AS ( \
+                   UPDATE store_generation SET n = n + 1 \
+                   WHERE id = 1 AND EXISTS (SELECT 1 FROM up WHERE NOT inserted) \
+                   RETURNING pg_notify('samlgate_generation', n::text)) \
+                 SELECT inserted, (SELECT count(*) FROM bump) FROM up",
+                &[text(&rec.id), text(&doc)],
+            )
+            .map_err(db_error)?
+            .get(0))
         })?;
+        let replaced = !inserted;
         if replaced {
             self.gen.bump();
         }
@@ -285,10 +288,13 @@ impl Store for PgStore {
         locks.dedup();
         let restricts = writes.iter().any(|(t, _, _)| t.restricts_sessions());
         let done = self.tx(|tx| {
-            for l in &locks {
-                tx.execute_typed("SELECT pg_advisory_xact_lock($1)", &[int8(l)])
-                    .map_err(db_error)?;
-            }
+            // In array order (WITH ORDINALITY keeps it): one round trip for all the keys.
+            tx.execute_typed(
+                "SELECT count(pg_advisory_xact_lock(k)) \
+                 FROM unnest($1::int8[]) WITH ORDINALITY AS t(k, i)",
+                &[(&locks, Type::INT8_ARRAY)],
+            )
+            .map_err(db_error)?;
             if let Some((t, k, want)) = &guard {
                 let cur = get_in(tx, *t, k)?;
                 if cur.as_deref().map(str::as_bytes) != want.as_deref() {
