@@ -49,6 +49,8 @@ ensure_binary() {
 
 # sg_config: a fresh samlgate config + store + SP key in $SG_DIR, trusting the peers' fixed IdP.
 sg_config() {
+    local store_line='path = "store"'
+    [ -n "${SG_STORE_LINE:-}" ] && store_line="$SG_STORE_LINE"
     rm -rf "$SG_DIR"
     mkdir -p "$SG_DIR"
     cp "$PEERS/idp/idp-metadata.xml" "$SG_DIR/idp-metadata.xml"
@@ -68,7 +70,7 @@ clock_skew_seconds = ${SG_SKEW:-60}
 max_issue_delay_seconds = ${SG_MAX_ISSUE_DELAY:-300}
 
 [store]
-${SG_STORE_LINE:-path = "store"}
+$store_line
 
 [attributes]
 account_id = "gmisAccountId"

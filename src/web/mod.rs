@@ -378,16 +378,11 @@ fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
 async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
     let path = req.uri().path().to_string();
     if let Some(r) = store_gate(app, &path, Lang::of(&req), rid) {
-        // Read (and drop) a posted body first, bounded in size and time: answering before the
-        // client has sent it resets the connection, and the client sees a broken pipe instead
-        // of the 503 page.
-        let limit = app.cfg.max_body_bytes;
-        let body = http_body_util::Limited::new(req.into_body(), limit);
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            http_body_util::BodyExt::collect(body),
-        )
-        .await;
+        // Take what the client is sending (bounded, briefly) so it reads the 503 page instead
+        // of a reset connection.
+        let body = http_body_util::Limited::new(req.into_body(), app.cfg.max_body_bytes);
+        let read = http_body_util::BodyExt::collect(body);
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
         return r;
     }
     match (req.method(), path.as_str()) {

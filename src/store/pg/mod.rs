@@ -289,7 +289,9 @@ impl PgStore {
     fn sessions_where(&self, column: &str, value: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let sql = format!("SELECT doc::text FROM sessions WHERE {column} = $1");
         let docs = self.with(|c| {
-            let rows = c.query(sql.as_str(), &[&value]).map_err(db_error)?;
+            let rows = c
+                .query_typed(sql.as_str(), &[(&value, postgres::types::Type::TEXT)])
+                .map_err(db_error)?;
             Ok(rows
                 .iter()
                 .map(|r| r.get::<_, String>(0))
@@ -309,7 +311,7 @@ fn connect_one(config: &postgres::Config, tls: &Tls) -> Result<postgres::Client,
 
 /// Moves the shared generation in the caller's transaction; the NOTIFY leaves at COMMIT.
 fn bump_generation(tx: &mut impl GenericClient) -> Result<(), StoreError> {
-    tx.execute(
+    tx.execute_typed(
         "UPDATE store_generation SET n = n + 1 WHERE id = 1 \
          RETURNING pg_notify('samlgate_generation', n::text)",
         &[],

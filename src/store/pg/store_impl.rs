@@ -1,11 +1,22 @@
 //! [`Store`] on PostgreSQL: one statement or one transaction per call.
 
+use postgres::types::{ToSql, Type};
 use postgres::GenericClient;
 
 use super::tables::{self, key_bytes, lock_id, spec, value_text, Key, KeyKind};
 use super::{bump_generation, db_error, decode_session, PgStore};
 use crate::store::transfer::Item;
 use crate::store::{Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
+
+// Statements go as `*_typed` calls: the parameter types are given, so the server is not asked
+// to describe the statement first (one round trip per statement instead of two).
+type P<'a> = (&'a (dyn ToSql + Sync), Type);
+fn text(v: &(dyn ToSql + Sync)) -> P<'_> {
+    (v, Type::TEXT)
+}
+fn int8(v: &(dyn ToSql + Sync)) -> P<'_> {
+    (v, Type::INT8)
+}
 
 /// A batch write, checked and converted before the transaction starts.
 struct Prepared {
@@ -17,7 +28,9 @@ struct Prepared {
 fn get_in(c: &mut impl GenericClient, t: Table, k: &Key) -> Result<Option<String>, StoreError> {
     let s = spec(t);
     let sql = format!("SELECT {} FROM {} WHERE {} = $1", s.value, s.table, s.key);
-    let row = c.query_opt(sql.as_str(), &[k.param()]).map_err(db_error)?;
+    let row = c
+        .query_typed_opt(sql.as_str(), &[k.typed()])
+        .map_err(db_error)?;
     Ok(row.map(|r| r.get(0)))
 }
 
@@ -32,11 +45,11 @@ fn write_in(c: &mut impl GenericClient, w: &Prepared) -> Result<(), StoreError> 
                 k = s.key,
                 v = s.value
             );
-            c.execute(sql.as_str(), &[w.key.param(), v])
+            c.execute_typed(sql.as_str(), &[w.key.typed(), text(v)])
         }
         None => {
             let sql = format!("DELETE FROM {} WHERE {} = $1", s.table, s.key);
-            c.execute(sql.as_str(), &[w.key.param()])
+            c.execute_typed(sql.as_str(), &[w.key.typed()])
         }
     }
     .map_err(db_error)?;
@@ -66,11 +79,11 @@ impl Store for PgStore {
         let (idp, id, kind) = tables::replay_parts(key);
         // One statement: insert, or take over an expired entry; a live entry returns no row.
         let n = self.with(|c| {
-            c.execute(
+            c.execute_typed(
                 "INSERT INTO replay (idp, assertion_id, kind, expires_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (idp, assertion_id, kind) DO UPDATE SET expires_at = EXCLUDED.expires_at \
                  WHERE replay.expires_at <= $5",
-                &[&idp, &id, &kind, &expires, &now],
+                &[text(&idp), text(&id), text(&kind), int8(&expires), int8(&now)],
             )
             .map_err(db_error)
         })?;
@@ -83,7 +96,7 @@ impl Store for PgStore {
 
     fn replay_sweep(&self, now: i64) -> Result<usize, StoreError> {
         let n = self.with(|c| {
-            c.execute("DELETE FROM replay WHERE expires_at <= $1", &[&now])
+            c.execute_typed("DELETE FROM replay WHERE expires_at <= $1", &[int8(&now)])
                 .map_err(db_error)
         })?;
         Ok(n as usize)
@@ -91,22 +104,25 @@ impl Store for PgStore {
 
     fn session_put(&self, rec: &SessionRecord, _idle_seconds: i64) -> Result<(), StoreError> {
         let doc = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let replaced = self.tx(|tx| {
-            let inserted: bool = tx
-                .query_one(
-                    "INSERT INTO sessions (id, doc) VALUES ($1, $2::text::jsonb) \
-                     ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc \
-                     RETURNING (xmax = 0)",
-                    &[&rec.id, &doc],
-                )
-                .map_err(db_error)?
-                .get(0);
-            if !inserted {
-                // An overwrite can restrict the session (see Store::generation).
-                bump_generation(tx)?;
-            }
-            Ok(!inserted)
+        // One statement (atomic on its own, no BEGIN/COMMIT): an overwrite can restrict the
+        // session, so it moves the shared generation (see Store::generation); an insert not.
+        let inserted: bool = self.with(|c| {
+            Ok(c.query_typed_one(
+                "WITH up AS ( \
+                   INSERT INTO sessions (id, doc) VALUES ($1, $2::text::jsonb) \
+                   ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc \
+                   RETURNING (xmax = 0) AS inserted), \
+                 bump AS ( \
+                   UPDATE store_generation SET n = n + 1 \
+                   WHERE id = 1 AND EXISTS (SELECT 1 FROM up WHERE NOT inserted) \
+                   RETURNING pg_notify('samlgate_generation', n::text)) \
+                 SELECT inserted, (SELECT count(*) FROM bump) FROM up",
+                &[text(&rec.id), text(&doc)],
+            )
+            .map_err(db_error)?
+            .get(0))
         })?;
+        let replaced = !inserted;
         if replaced {
             self.gen.bump();
         }
@@ -116,7 +132,7 @@ impl Store for PgStore {
     fn session_get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let doc: Option<String> = self.with(|c| {
             Ok(
-                c.query_opt("SELECT doc::text FROM sessions WHERE id = $1", &[&id])
+                c.query_typed_opt("SELECT doc::text FROM sessions WHERE id = $1", &[text(&id)])
                     .map_err(db_error)?
                     .map(|r| r.get(0)),
             )
@@ -126,10 +142,10 @@ impl Store for PgStore {
 
     fn session_touch(&self, id: &str, now: i64) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.execute_typed(
                 "UPDATE sessions SET doc = jsonb_set(doc, '{last_seen}', to_jsonb($2::bigint)) \
                  WHERE id = $1",
-                &[&id, &now],
+                &[text(&id), int8(&now)],
             )
             .map_err(db_error)
         })?;
@@ -139,7 +155,7 @@ impl Store for PgStore {
     fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
         let gone = self.tx(|tx| {
             let n = tx
-                .execute("DELETE FROM sessions WHERE id = $1", &[&id])
+                .execute_typed("DELETE FROM sessions WHERE id = $1", &[text(&id)])
                 .map_err(db_error)?;
             if n > 0 {
                 bump_generation(tx)?;
@@ -157,9 +173,9 @@ impl Store for PgStore {
         let n = self.tx(|tx| {
             // ends_at(idle) <= now  <=>  expires <= now, or last_seen + idle <= now.
             let n = tx
-                .execute(
+                .execute_typed(
                     "DELETE FROM sessions WHERE expires_at <= $1 OR last_seen <= $2",
-                    &[&now, &idle_before],
+                    &[int8(&now), int8(&idle_before)],
                 )
                 .map_err(db_error)?;
             if n > 0 {
@@ -221,7 +237,7 @@ impl Store for PgStore {
         let get = || {
             self.with(|c| {
                 Ok(
-                    c.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+                    c.query_typed_opt("SELECT value FROM secrets WHERE name = $1", &[text(&name)])
                         .map_err(db_error)?
                         .map(|r| r.get::<_, Vec<u8>>(0)),
                 )
@@ -233,9 +249,9 @@ impl Store for PgStore {
         let fresh = make();
         // First writer wins: a concurrent creator's value stays, and both return it.
         self.with(|c| {
-            c.execute(
+            c.execute_typed(
                 "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                &[&name, &fresh],
+                &[text(&name), (&fresh, Type::BYTEA)],
             )
             .map_err(db_error)
         })?;
@@ -272,10 +288,13 @@ impl Store for PgStore {
         locks.dedup();
         let restricts = writes.iter().any(|(t, _, _)| t.restricts_sessions());
         let done = self.tx(|tx| {
-            for l in &locks {
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[l])
-                    .map_err(db_error)?;
-            }
+            // In array order (WITH ORDINALITY keeps it): one round trip for all the keys.
+            tx.execute_typed(
+                "SELECT count(pg_advisory_xact_lock(k)) \
+                 FROM unnest($1::int8[]) WITH ORDINALITY AS t(k, i)",
+                &[(&locks, Type::INT8_ARRAY)],
+            )
+            .map_err(db_error)?;
             if let Some((t, k, want)) = &guard {
                 let cur = get_in(tx, *t, k)?;
                 if cur.as_deref().map(str::as_bytes) != want.as_deref() {
@@ -328,8 +347,8 @@ impl Store for PgStore {
         );
         self.with(|c| {
             let rows = match &param {
-                None => c.query(sql.as_str(), &[&lim]),
-                Some(p) => c.query(sql.as_str(), &[&lim, p.param()]),
+                None => c.query_typed(sql.as_str(), &[int8(&lim)]),
+                Some(p) => c.query_typed(sql.as_str(), &[int8(&lim), p.typed()]),
             }
             .map_err(db_error)?;
             Ok(rows
@@ -341,7 +360,7 @@ impl Store for PgStore {
 
     fn next_seq(&self) -> Result<u64, StoreError> {
         let n: i64 = self.with(|c| {
-            Ok(c.query_one("SELECT nextval('audit_seq')", &[])
+            Ok(c.query_typed_one("SELECT nextval('audit_seq')", &[])
                 .map_err(db_error)?
                 .get(0))
         })?;

@@ -1,7 +1,7 @@
 //! How each record [`Table`] maps onto a typed PostgreSQL table: its name, its key column and
 //! the key's type, and the value column. Values are UTF-8 (JSON records, or a user id).
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 
 use crate::store::{StoreError, Table};
 
@@ -69,11 +69,12 @@ impl Key {
         }
     }
 
-    pub fn param(&self) -> &(dyn ToSql + Sync) {
+    /// The key as a typed statement parameter.
+    pub fn typed(&self) -> (&(dyn ToSql + Sync), Type) {
         match self {
-            Key::Text(s) => s,
-            Key::Bytes(b) => b,
-            Key::Seq(i) => i,
+            Key::Text(s) => (s, Type::TEXT),
+            Key::Bytes(b) => (b, Type::BYTEA),
+            Key::Seq(i) => (i, Type::INT8),
         }
     }
 }
