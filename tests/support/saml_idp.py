@@ -126,7 +126,7 @@ def die(msg):
 def cmd_keygen(a):
     from cryptography.hazmat.primitives import serialization
 
-    key, cert = make_keypair(a.cn)
+    key, cert = make_keypair(a.cn, a.days)
     os.makedirs(a.out, exist_ok=True)
     kp = os.path.join(a.out, "idp.key")
     with open(kp, "wb") as f:
@@ -137,7 +137,7 @@ def cmd_keygen(a):
         f.write(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def make_keypair(cn):
+def make_keypair(cn, days=3652):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -146,12 +146,14 @@ def make_keypair(cn):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    # days <= 0: a certificate that has already expired (valid for a day, ending -days ago).
+    start = now if days > 0 else now + dt.timedelta(days=days - 1)
     cert = (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=3652))
+            .not_valid_before(start)
+            .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     return key, cert
@@ -689,6 +691,8 @@ def build_parser():
     k = sub.add_parser("keygen", help="RSA-2048 key + self-signed certificate")
     k.add_argument("--out", required=True, help="directory for idp.key, idp.crt")
     k.add_argument("--cn", default="gmis-idp.test")
+    k.add_argument("--days", type=int, default=3652,
+                   help="certificate lifetime from now; <= 0: expired that many days ago")
     k.set_defaults(func=cmd_keygen)
 
     m = sub.add_parser("metadata", help="IdP metadata XML")
