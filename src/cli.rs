@@ -114,7 +114,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::store::transfer::StoreCmd,
     },
-    /// The IdP side: `status` (trusted signing certificates, expiry).
+    /// The IdP side: `status` (trusted signing certificates, expiry), `test-response` (offline check).
     Idp {
         #[command(subcommand)]
         cmd: crate::idp_ops::IdpCmd,
