@@ -396,3 +396,73 @@ fn shibboleth_shaped() {
     );
     f.finish(&gw);
 }
+
+/// pysaml2's IdP (`saml2.server.Server`, signing through the xmlsec1 CLI): a second IdP
+/// implementation no one here wrote, given the gateway's own SP metadata.
+fn pysaml2_response(gw: &Gateway, extra: &[&str]) -> Vec<u8> {
+    let md = gw.dir.path().join("sp-metadata.xml");
+    if !md.exists() {
+        let r = gw.get("/saml/metadata", None);
+        assert_eq!(r.status, 200, "GET /saml/metadata");
+        std::fs::write(&md, r.text()).unwrap();
+    }
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "response".into(),
+        "--sp-metadata".into(),
+        md.into(),
+        "--key".into(),
+        gw.idp[0].key.clone().into(),
+        "--cert".into(),
+        gw.idp[0].cert.clone().into(),
+        "--entity-id".into(),
+        IDP_ENTITY.into(),
+        "--acs".into(),
+        gw.acs_url().into(),
+        "--sp-entity".into(),
+        gw.sp_entity().into(),
+        "--xml".into(),
+    ];
+    args.extend(extra.iter().map(|s| std::ffi::OsString::from(*s)));
+    run_support("pysaml2_idp.py", &args)
+}
+
+#[test]
+fn pysaml2_idp() {
+    let gw = Gateway::start();
+    let mut f = Failures::new();
+    for (case, sign, nameid) in [
+        ("pysaml2 response-signed", "response", "GM0500001"),
+        ("pysaml2 assertion-signed", "assertion", "GM0500002"),
+        ("pysaml2 both signed", "both", "GM0500003"),
+    ] {
+        let xml = pysaml2_response(&gw, &["--sign", sign, "--nameid", nameid]);
+        if let Some((_, cookie)) = login(&gw, case, &base64_encode(&xml), None, &mut f) {
+            let u = userinfo_json(&gw, &cookie);
+            f.check(
+                &format!("{case}: user"),
+                u.as_ref().ok().and_then(|j| j.str("user")) == Some(nameid),
+                || format!("{u:?}"),
+            );
+        }
+    }
+    let xml = pysaml2_response(&gw, &["--sign", "response", "--nameid", "GM0500004"]);
+    let bad = tampered(&xml, ">GM0500004<", ">GM0500005<");
+    let xml2 = pysaml2_response(&gw, &["--sign", "assertion", "--nameid", "GM0500006"]);
+    let bad2 = tampered(&xml2, ">1310000001<", ">1310000002<");
+    // pysaml2's default algorithm is RSA-SHA1: refused without [idp] allow_sha1.
+    let sha1 = pysaml2_response(&gw, &["--sign", "response", "--sha1"]);
+    expect_refusals(
+        &gw,
+        &[
+            ("pysaml2 tampered NameID", bad, &["signature_invalid"]),
+            ("pysaml2 tampered attribute", bad2, &["signature_invalid"]),
+            (
+                "pysaml2 default SHA-1",
+                base64_encode(&sha1),
+                &["signature_algorithm_refused"],
+            ),
+        ],
+        &mut f,
+    );
+    f.finish(&gw);
+}
