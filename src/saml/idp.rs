@@ -169,7 +169,7 @@ fn parse_cert(b64: &str) -> Result<SigningCert, String> {
     })
 }
 
-fn subject_of(x: &openssl::x509::X509) -> String {
+pub fn subject_of(x: &openssl::x509::X509) -> String {
     x.subject_name()
         .entries()
         .filter_map(|e| e.data().to_string().ok())

@@ -3,6 +3,7 @@
 pub mod acs;
 pub mod authn;
 pub mod decrypt;
+pub mod diagnose;
 pub mod idp;
 pub mod metadata;
 pub mod prescan;

@@ -137,6 +137,26 @@ impl App {
     pub fn idp(&self) -> Arc<IdpMetadata> {
         self.idp.read().expect("idp lock").clone()
     }
+
+    /// Every certificate the gateway depends on now, for expiry checks (crate::expiry).
+    pub fn watched_certs(&self) -> Vec<crate::expiry::Watched> {
+        use crate::expiry::{self, Kind};
+        let mut v = expiry::from_idp(&self.idp());
+        v.extend(expiry::from_keys(
+            Kind::Sp,
+            &self.keys.read().expect("keys lock"),
+        ));
+        if let Some(t) = &self.tokens {
+            v.extend(expiry::from_keys(
+                Kind::Token,
+                &t.keys.read().expect("token keys lock"),
+            ));
+        }
+        if let Some(t) = &self.tls {
+            v.push(expiry::tls(t.fingerprint(), t.not_after()));
+        }
+        v
+    }
 }
 
 /// Minimal error plumbing for start-up: a message for the operator.
@@ -464,25 +484,45 @@ fn readyz(app: &App) -> Resp {
         && app.store.session_get("readyz-probe").is_ok()
         && app.store.writable()
         && app.store.readable();
-    if ok {
-        pages::text(StatusCode::OK, "text/plain", "ready\n")
-    } else {
-        pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
+    if !ok {
+        return pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
     }
+    // Certificates: 30 days ahead a warning in the body (still 200, so the load balancer keeps
+    // the instance); an expired certificate in use makes it red (crate::expiry).
+    let now = chrono::Utc::now().timestamp();
+    let certs = app.watched_certs();
+    let failures = crate::expiry::failures(&certs, now);
+    let warnings = crate::expiry::warnings(&certs, now);
+    let mut body = String::new();
+    let status = if failures.is_empty() {
+        body.push_str("ready\n");
+        StatusCode::OK
+    } else {
+        body.push_str("not ready\n");
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    for f in &failures {
+        body.push_str(&format!("expired: {f}\n"));
+    }
+    for w in &warnings {
+        body.push_str(&format!("warning: {w}\n"));
+    }
+    pages::text(status, "text/plain", body)
 }
 
 fn cert_gauges(app: &App) -> String {
     use std::fmt::Write;
     let now = chrono::Utc::now().timestamp();
+    let idp = crate::expiry::from_idp(&app.idp());
     let mut s = String::from(
         "# HELP samlgate_cert_expiry_seconds Seconds until each certificate's notAfter.\n# TYPE samlgate_cert_expiry_seconds gauge\n",
     );
-    for c in &app.idp().signing_certs {
+    for c in &idp {
         let _ = writeln!(
             s,
             "samlgate_cert_expiry_seconds{{kind=\"idp_signing\",fingerprint=\"{}\"}} {}",
             c.fingerprint,
-            c.not_after - now
+            c.seconds_left(now)
         );
     }
     if let Some(t) = &app.tls {
@@ -494,14 +534,41 @@ fn cert_gauges(app: &App) -> String {
         );
     }
     let keys = app.keys.read().expect("keys lock").clone();
-    for k in &keys.keys {
-        let na = crate::saml::idp::asn1_to_unix(k.cert.not_after());
+    let token_keys = app
+        .tokens
+        .as_ref()
+        .map(|t| t.keys.read().expect("token keys lock").clone());
+    let sets = [("sp", Some(keys)), ("token", token_keys)];
+    for (kind, set) in sets.iter().filter_map(|(k, s)| Some((k, s.as_ref()?))) {
+        for k in &set.keys {
+            let na = crate::saml::idp::asn1_to_unix(k.cert.not_after());
+            let _ = writeln!(
+                s,
+                "samlgate_cert_expiry_seconds{{kind=\"{kind}\",key=\"{}\",state=\"{:?}\"}} {}",
+                k.id,
+                k.state,
+                na - now
+            );
+        }
+    }
+    s.push_str(&idp_cert_gauges(&idp, now));
+    s
+}
+
+/// The IdP signing certificates alone, under the name alert rules use
+/// (deploy/prometheus/samlgate-alerts.yml); the same values as kind="idp_signing" above.
+fn idp_cert_gauges(idp: &[crate::expiry::Watched], now: i64) -> String {
+    use std::fmt::Write;
+    let mut s = String::from(
+        "# HELP samlgate_idp_cert_expiry_seconds Seconds until each trusted IdP signing certificate's notAfter.\n# TYPE samlgate_idp_cert_expiry_seconds gauge\n",
+    );
+    for c in idp {
+        let subject = c.subject.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(
             s,
-            "samlgate_cert_expiry_seconds{{kind=\"sp\",key=\"{}\",state=\"{:?}\"}} {}",
-            k.id,
-            k.state,
-            na - now
+            "samlgate_idp_cert_expiry_seconds{{fingerprint=\"{}\",subject=\"{subject}\"}} {}",
+            c.fingerprint,
+            c.seconds_left(now)
         );
     }
     s

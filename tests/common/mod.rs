@@ -774,6 +774,16 @@ absolute_hours = 8
         self.spawn();
     }
 
+    /// SIGHUP to the running gateway: reload metadata and keys now.
+    pub fn sighup(&self) {
+        let pid = self.child.as_ref().expect("gateway running").id();
+        let st = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(st.success(), "kill -HUP {pid} failed");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }

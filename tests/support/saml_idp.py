@@ -126,7 +126,7 @@ def die(msg):
 def cmd_keygen(a):
     from cryptography.hazmat.primitives import serialization
 
-    key, cert = make_keypair(a.cn)
+    key, cert = make_keypair(a.cn, a.days)
     os.makedirs(a.out, exist_ok=True)
     kp = os.path.join(a.out, "idp.key")
     with open(kp, "wb") as f:
@@ -137,7 +137,7 @@ def cmd_keygen(a):
         f.write(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def make_keypair(cn):
+def make_keypair(cn, days=3652):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -146,12 +146,14 @@ def make_keypair(cn):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    # days <= 0: a certificate that has already expired (valid for a day, ending -days ago).
+    start = now if days > 0 else now + dt.timedelta(days=days - 1)
     cert = (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=3652))
+            .not_valid_before(start)
+            .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     return key, cert
@@ -277,19 +279,21 @@ class Builder:
         a = self.a
         aid = aid or new_id()
         split = "comment" if a.comment_in_nameid else None
-        A = etree.Element(q(NS_SAML, "Assertion"), nsmap={"saml": NS_SAML})
+        # ADFS writes <Assertion xmlns="...assertion"> (default namespace, no prefix).
+        A = etree.Element(q(NS_SAML, "Assertion"),
+                          nsmap={None: NS_SAML} if a.default_ns_assertion else {"saml": NS_SAML})
         A.set("ID", aid)
         A.set("Version", "2.0")
         A.set("IssueInstant", ts(self.issue_instant))
         etree.SubElement(A, q(NS_SAML, "Issuer")).text = a.assertion_issuer or a.issuer
         if signed:
             etree.SubElement(A, q(NS_DS, "Signature"), nsmap={"ds": NS_DS}).set("Id", "placeholder")
-        not_before = self.now
+        not_before = self.now + dt.timedelta(seconds=a.not_before_offset)
         not_after = self.now + dt.timedelta(seconds=a.validity)
 
         subj = etree.SubElement(A, q(NS_SAML, "Subject"))
         nid = etree.SubElement(subj, q(NS_SAML, "NameID"))
-        nid.set("Format", NAMEID_PERSISTENT)
+        nid.set("Format", a.nameid_format)
         nid.set("NameQualifier", a.issuer)
         nid.set("SPNameQualifier", a.sp_entity)
         set_split_text(nid, nameid, split)
@@ -329,11 +333,14 @@ class Builder:
             for name, values in attrs:
                 at = etree.SubElement(st, q(NS_SAML, "Attribute"))
                 at.set("Name", name)
-                at.set("NameFormat", ATTRNAME_BASIC)
+                at.set("NameFormat", a.attr_name_format)
                 for v in values:
-                    av = etree.SubElement(at, q(NS_SAML, "AttributeValue"),
-                                          nsmap={"xs": NS_XS, "xsi": NS_XSI})
-                    av.set(q(NS_XSI, "type"), "xs:string")
+                    if a.attr_xsi_type == "none":
+                        av = etree.SubElement(at, q(NS_SAML, "AttributeValue"))
+                    else:
+                        av = etree.SubElement(at, q(NS_SAML, "AttributeValue"),
+                                              nsmap={"xs": NS_XS, "xsi": NS_XSI})
+                        av.set(q(NS_XSI, "type"), a.attr_xsi_type)
                     set_split_text(av, v, split if (name == "gmisAccountId" and v == nameid) else None)
         if signed:
             A = self.sign(A, aid)
@@ -342,7 +349,14 @@ class Builder:
     def response(self, assertions, signed=False, rid=None):
         a = self.a
         rid = rid or new_id()
-        R = etree.Element(q(NS_SAMLP, "Response"), nsmap={"samlp": NS_SAMLP, "saml": NS_SAML})
+        nsmap = {"samlp": NS_SAMLP, "saml": NS_SAML}
+        if a.default_ns_assertion:
+            # No saml prefix in scope: lxml would re-prefix the moved Assertion with it.
+            del nsmap["saml"]
+        if a.inclusive_ns:
+            # Salesforce declares xs/xsi on the Response and lists them in PrefixList.
+            nsmap.update({"xs": NS_XS, "xsi": NS_XSI})
+        R = etree.Element(q(NS_SAMLP, "Response"), nsmap=nsmap)
         R.set("ID", rid)
         R.set("Version", "2.0")
         R.set("IssueInstant", ts(self.issue_instant))
@@ -350,7 +364,8 @@ class Builder:
             R.set("Destination", a.destination or a.acs)
         if a.envelope_in_response_to or a.in_response_to:
             R.set("InResponseTo", a.envelope_in_response_to or a.in_response_to)
-        etree.SubElement(R, q(NS_SAML, "Issuer")).text = a.issuer
+        etree.SubElement(R, q(NS_SAML, "Issuer"),
+                         nsmap={None: NS_SAML} if a.default_ns_assertion else None).text = a.issuer
         if signed:
             etree.SubElement(R, q(NS_DS, "Signature"), nsmap={"ds": NS_DS}).set("Id", "placeholder")
         status = etree.SubElement(R, q(NS_SAMLP, "Status"))
@@ -371,6 +386,9 @@ class Builder:
             digest_algorithm=DIGEST_ALGS[self.a.digest_alg],
             c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
         )
+        if self.a.inclusive_ns:
+            die("--inclusive-ns needs --signer xmlsec1 (signxml puts the PrefixList on SignedInfo, "
+                "Salesforce puts it on the Reference transform)")
         return signer.sign(el, key=key, cert=cert, reference_uri=elem_id, id_attribute="ID")
 
 
@@ -389,7 +407,12 @@ def xmlsec1_sign(a, el, elem_id, _keys):
     ref.set("URI", "#" + elem_id)
     tr = etree.SubElement(ref, q(NS_DS, "Transforms"))
     etree.SubElement(tr, q(NS_DS, "Transform")).set("Algorithm", ENVELOPED)
-    etree.SubElement(tr, q(NS_DS, "Transform")).set("Algorithm", EXC_C14N)
+    exc = etree.SubElement(tr, q(NS_DS, "Transform"))
+    exc.set("Algorithm", EXC_C14N)
+    if a.inclusive_ns:
+        # Salesforce: <ec:InclusiveNamespaces PrefixList="ds saml samlp xs xsi"/> on the transform.
+        etree.SubElement(exc, q(EXC_C14N, "InclusiveNamespaces"),
+                         nsmap={"ec": EXC_C14N}).set("PrefixList", a.inclusive_ns)
     etree.SubElement(ref, q(NS_DS, "DigestMethod")).set("Algorithm", XMLSEC_DIGEST[a.digest_alg])
     etree.SubElement(ref, q(NS_DS, "DigestValue"))
     etree.SubElement(sig, q(NS_DS, "SignatureValue"))
@@ -689,6 +712,8 @@ def build_parser():
     k = sub.add_parser("keygen", help="RSA-2048 key + self-signed certificate")
     k.add_argument("--out", required=True, help="directory for idp.key, idp.crt")
     k.add_argument("--cn", default="gmis-idp.test")
+    k.add_argument("--days", type=int, default=3652,
+                   help="certificate lifetime from now; <= 0: expired that many days ago")
     k.set_defaults(func=cmd_keygen)
 
     m = sub.add_parser("metadata", help="IdP metadata XML")
@@ -711,6 +736,14 @@ def build_parser():
     r.add_argument("--digest-alg", choices=list(DIGEST_ALGS), default=None,
                    help="default sha1 with rsa-sha1, else sha256")
     r.add_argument("--nameid", default="GM0012345")
+    r.add_argument("--nameid-format", default=NAMEID_PERSISTENT)
+    r.add_argument("--attr-name-format", default=ATTRNAME_BASIC)
+    r.add_argument("--attr-xsi-type", default="xs:string", help="AttributeValue xsi:type, or none")
+    r.add_argument("--default-ns-assertion", action="store_true",
+                   help="ADFS style: <Assertion xmlns=\"urn:...:assertion\"> without a prefix")
+    r.add_argument("--inclusive-ns", default=None, metavar="PREFIXES",
+                   help="exclusive c14n InclusiveNamespaces PrefixList, e.g. \"ds saml samlp xs xsi\"")
+    r.add_argument("--not-before-offset", type=int, default=0, help="NotBefore = now + S (Salesforce: -30)")
     r.add_argument("--evil-nameid", default="GM9999999", help="identity the attacks try to smuggle in")
     r.add_argument("--attr", action="append", metavar="NAME=VALUE",
                    help="set/replace an attribute (repeat the same NAME for several values)")
