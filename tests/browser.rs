@@ -66,10 +66,8 @@ fn prerequisites() {
          {INSTALL_HINT}"
     );
     let dir = browser_dir();
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
+    let installed = |m: &str| dir.join(format!("node_modules/{m}/package.json")).exists();
+    if !installed("playwright-core") || !installed("axe-core") {
         let out = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
@@ -262,6 +260,11 @@ fn consent_pages_in_chromium() {
         "blocked-en.png",
         "home-nojs.png",
         "application-ja.png",
+        "reject-confirm-en.png",
+        "reject-confirm-en-phone.png",
+        "consent-ja-axe-phone.png",
+        "application-ja-axe-phone.png",
+        "login-ja-phone.png",
     ];
     for s in shots {
         let _ = fs::remove_file(out.join(s));

@@ -207,9 +207,16 @@ fn application_page_rest(
 pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
     let (message, code) = blocked_message(lang, by);
     let (other, _) = blocked_message(lang.other(), by);
+    let title = match by {
+        ConsentDecision::BlockedBySecretariat => lang.t(
+            "G-MISからのログインは停止されています",
+            "Logging in from G-MIS is suspended",
+        ),
+        _ => lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
+    };
     let page = pages::ErrorPage {
         lang,
-        title: lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
+        title,
         message,
         other,
         code,

@@ -107,6 +107,7 @@ impl App {
                 )?)
             }
         };
+        pages::set_support(&cfg.support);
         let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
         // With an SSO endpoint the link starts an SP-initiated login; G-MIS users can always
         // start from G-MIS's own menu (IdP-initiated).
@@ -309,7 +310,33 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    log_support_ref(&resp, &request_id);
     resp
+}
+
+/// Our pages that refuse or end a flow show a support reference (pages::support_ref) instead
+/// of the request id; this line ties the two, so `grep REF` on the log finds the request.
+fn log_support_ref(resp: &hyper::Response<OutBody>, request_id: &str) {
+    let ours = matches!(resp.body(), http_body_util::Either::Left(_));
+    let page = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if ours && page && !resp.status().is_success() && !resp.status().is_redirection() {
+        let reason = resp
+            .headers()
+            .get("x-samlgate-reason")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info!(
+            target: "samlgate::support",
+            request_id,
+            support_ref = %pages::support_ref(request_id),
+            status = resp.status().as_u16(),
+            reason,
+            "support reference shown"
+        );
+    }
 }
 
 /// Paths the gateway answers itself; with `[upstream]`, everything else is proxied.

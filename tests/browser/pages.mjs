@@ -20,6 +20,11 @@
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
+import { createRequire } from "node:module";
+
+// axe-core (npm), evaluated through the DevTools protocol (the pages' CSP forbids script tags).
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const PHONE = { width: 390, height: 844 };
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -182,8 +187,35 @@ async function facts(page) {
   });
 }
 
+/** axe-core's serious and critical violations on the current page. */
+async function axeViolations(page) {
+  await page.evaluate(AXE_SOURCE + "\n;0");
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+  });
+}
+
+/** axe at desktop and at phone width (no sideways scroll there either); screenshots of both
+ *  when `file` is given (file and file-phone). */
+async function axeBothWidths(page, name, file) {
+  const desktop = page.viewportSize();
+  for (const [label, vp] of [["desktop", desktop], ["phone", PHONE]]) {
+    await page.setViewportSize(vp);
+    const v = await axeViolations(page);
+    check(v.length === 0, `${name} (${label}): axe serious/critical violations: ${JSON.stringify(v)}`);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+    check(!wide, `${name} (${label}): the page scrolls sideways`);
+    if (file) await shot(page, label === "desktop" ? file : file.replace(/\.png$/, "-phone.png"));
+  }
+  await page.setViewportSize(desktop);
+  console.log(`${name}: axe clean at ${desktop.width}px and ${PHONE.width}px`);
+}
+
 /** The checks every samlgate page must pass. */
-async function commonChecks(page, name, lang) {
+async function commonChecks(page, name, lang, file) {
   const f = await facts(page);
   check(f.lang === lang, `${name}: <html lang> is ${JSON.stringify(f.lang)}, want ${lang}`);
   check(f.h1.length === 1, `${name}: ${f.h1.length} h1 elements (${JSON.stringify(f.h1)}), want one`);
@@ -200,6 +232,10 @@ async function commonChecks(page, name, lang) {
     );
   }
   check(!f.overflow, `${name}: the page scrolls sideways (scrollWidth ${f.scrollWidth})`);
+  // The support desk is in the footer of every page.
+  const footer = await page.locator("footer").innerText();
+  check(/0120-000-000/.test(footer) && /gmis-support@example.go.jp/.test(footer), `${name}: the footer lacks the support desk: ${JSON.stringify(footer)}`);
+  await axeBothWidths(page, name, file);
   const worst = f.contrast.reduce((a, c) => (a && a.ratio <= c.ratio ? a : c), null);
   console.log(
     `${name}: lang=${f.lang} h1=${JSON.stringify(f.h1)} controls=${f.controls.length} ` +
@@ -327,6 +363,8 @@ if (FLOW === "lang-links") {
     await loginThroughDemoIdp(page, name, { user: 1, linkName: "Log in with G-MIS" });
     await page.getByRole("button", { name: "I do not agree", exact: true }).click();
     await page.waitForLoadState();
+    await page.getByRole("button", { name: "Confirm: I do not agree", exact: true }).click();
+    await page.waitForLoadState();
     await bothLanguages(page, name, { main: "en", other: "ja", text: /事務局が理由を確認/ });
     await context.close();
   }
@@ -342,12 +380,15 @@ if (FLOW === "lang-links") {
   const name = "ja accept";
   const { context, page } = await open(name);
   await page.goto(BASE + "/login");
-  await commonChecks(page, `${name} /login`, "ja");
-  await shot(page, "login-ja.png");
+  await commonChecks(page, `${name} /login`, "ja", "login-ja.png");
   await loginThroughDemoIdp(page, name, { user: 0, linkName: "G-MISからのログインはこちら" });
   check(new URL(page.url()).pathname === "/consent", `${name}: landed on ${page.url()}, want /consent`);
-  const f = await commonChecks(page, `${name} /consent`, "ja");
+  const f = await commonChecks(page, `${name} /consent`, "ja", "consent-ja-axe.png");
   check(f.h1[0]?.includes("同意"), `${name}: consent h1 is ${JSON.stringify(f.h1)}`);
+  const doc = await page.locator(".consent-doc").innerText();
+  check(doc.includes("第三者提供"), `${name}: the consent document is not shown in full: ${JSON.stringify(doc.slice(0, 200))}`);
+  check((await page.locator('a[href="https://www.example.go.jp/privacy"]').count()) === 1, `${name}: no privacy policy link`);
+  check((await page.locator('[data-case="first"]').count()) === 1, `${name}: not worded as a first registration`);
   const body = await page.locator("main").innerText();
   for (const want of ["GM0012345", "区分", "病院", "1310000001", "テスト総合病院", "山田 太郎", "yamada@example.jp"]) {
     check(body.includes(want), `${name}: the consent page does not show ${want}`);
@@ -372,6 +413,9 @@ if (FLOW === "lang-links") {
   check(homeText.includes("GM0012345") && homeText.includes("テスト総合病院"), `${name}: the home page does not show the profile`);
   check(home.h1.length === 1, `${name}: home h1`);
   await shot(page, "home-ja.png");
+  // Back to the consent page while logged in: home again, not "the consent page has expired".
+  await page.goto(BASE + "/consent");
+  check(new URL(page.url()).pathname === "/", `${name}: /consent after accepting led to ${page.url()}`);
   await context.close();
 }
 
@@ -401,9 +445,34 @@ if (FLOW === "lang-links") {
     check(body.includes(want), `${name}: the consent page does not show ${want}`);
   }
   await shot(page, "consent-en.png");
-  const [resp] = await Promise.all([
+  // 同意しない first asks, saying what happens and how to undo it; nothing is recorded yet.
+  const [ask] = await Promise.all([
     page.waitForResponse((r) => r.url() === BASE + "/consent" && r.request().method() === "POST"),
     page.getByRole("button", { name: "I do not agree", exact: true }).click(),
+  ]);
+  check(ask.status() === 200, `${name}: "I do not agree" answered ${ask.status()}, want the confirmation page (200)`);
+  await page.waitForLoadState();
+  const c = await commonChecks(page, `${name} confirm page`, "en", "reject-confirm-en.png");
+  const ctext = await page.locator("main").innerText();
+  check(/How to undo it/.test(ctext) && /What happens/.test(ctext), `${name}: the confirmation page does not explain: ${ctext}`);
+  check(c.h1[0]?.includes("do not agree"), `${name}: confirmation h1 ${JSON.stringify(c.h1)}`);
+  // The two choices: same height, well apart (thumb-safe), in the page's font.
+  for (const vp of [null, PHONE]) {
+    if (vp) await page.setViewportSize(vp);
+    const g = await page.evaluate(() => {
+      const [a, b] = [...document.querySelectorAll(".choices > *")];
+      const ra = a.getBoundingClientRect(), rb = b.getBoundingClientRect();
+      const gap = Math.max(rb.left - ra.right, rb.top - ra.bottom, ra.left - rb.right, ra.top - rb.bottom);
+      return { ha: ra.height, hb: rb.height, gap, fa: getComputedStyle(a).fontFamily, fb: getComputedStyle(b).fontFamily, body: getComputedStyle(document.body).fontFamily };
+    });
+    check(Math.abs(g.ha - g.hb) < 1 && g.ha >= 44, `${name}: button heights ${g.ha} / ${g.hb} (want equal, >= 44px)`);
+    check(g.gap >= 24, `${name}: the buttons are ${g.gap}px apart (want >= 24)`);
+    check(g.fa === g.body && g.fb === g.body, `${name}: button fonts ${g.fa} / ${g.fb}, page ${g.body}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.url() === BASE + "/consent" && r.request().method() === "POST"),
+    page.getByRole("button", { name: "Confirm: I do not agree", exact: true }).click(),
   ]);
   check(resp.status() === 403, `${name}: reject answered ${resp.status()}, want 403`);
   check(
@@ -415,6 +484,12 @@ if (FLOW === "lang-links") {
   const b = await commonChecks(page, `${name} blocked page`, "en");
   check(/secretariat/i.test(b.h1[0] || ""), `${name}: blocked h1 is ${JSON.stringify(b.h1)}`);
   await shot(page, "blocked-en.png");
+  // Back to the consent page (or a reload): still the blocked state, not "log in again".
+  const again = await page.goto(BASE + "/consent");
+  check(
+    again.status() === 403 && (await again.headerValue("x-samlgate-reason")) === "blocked_consent_rejected",
+    `${name}: /consent after the reject answered ${again.status()} ${await again.headerValue("x-samlgate-reason")}`,
+  );
   // No session: the home page sends the browser to /login.
   await page.goto(BASE + "/");
   check(new URL(page.url()).pathname === "/login", `${name}: / after reject is ${page.url()}`);
@@ -462,8 +537,10 @@ if (FLOW === "lang-links") {
   await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
   const acs = seen.find(([m, p]) => m === "POST" && p === "/saml/acs");
   check(acs && acs[2] === 403, `${name}: the ACS answered ${JSON.stringify(acs)}, want 403`);
-  const f = await commonChecks(page, `${name} page`, "ja");
+  const f = await commonChecks(page, `${name} page`, "ja", "application-ja-axe.png");
   check(f.h1[0]?.includes("申請"), `${name}: h1 is ${JSON.stringify(f.h1)}`);
+  const ref = await page.locator(".refno").innerText();
+  check(/^\d{4}-\d{4}$/.test(ref), `${name}: support reference ${JSON.stringify(ref)}`);
   check((await page.locator("main").innerText()).includes("保健所"), `${name}: the page does not name the category`);
   await shot(page, "application-ja.png");
   check(
