@@ -304,6 +304,9 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                 note: note.clone(),
                 created: now.clone(),
                 updated: now,
+                profile: None,
+                phone: String::new(),
+                reason: String::new(),
             };
             let detail = format!(
                 "status={:?} link_to={}",

@@ -42,7 +42,13 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConfigArg {
     /// The TOML config file (README.md "Configuration" lists every key).
-    #[arg(long, short, env = "SAMLGATE_CONFIG", default_value = "samlgate.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SAMLGATE_CONFIG",
+        default_value = "samlgate.toml"
+    )]
     pub config: PathBuf,
 }
 

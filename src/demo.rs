@@ -108,6 +108,15 @@ fn prepare(dir: &Path, port: u16, idp_port: u16) -> Result<PathBuf, String> {
     if !cfg_path.exists() {
         std::fs::write(&cfg_path, demo_config(port)).map_err(io)?;
     }
+    if !dir.join("admin.token").exists() {
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        keys::write_atomic(
+            &dir.join("admin.token"),
+            format!("{token}\n").as_bytes(),
+            0o600,
+        )
+        .map_err(io)?;
+    }
     let doc = dir.join("consent-2023-04.md");
     if !doc.exists() {
         std::fs::write(&doc, DEMO_CONSENT_DOCUMENT).map_err(io)?;
@@ -220,6 +229,10 @@ open_categories = ["病院", "診療所", "歯科診療所", "助産所", "薬�
 [session]
 idle_minutes = 30
 absolute_hours = 8
+
+# The admin API, so the secretariat's CLI commands work while the demo runs.
+[admin]
+token_file = "admin.token"
 
 [support]
 name = "G-MIS事務局（デモ）"

@@ -178,6 +178,8 @@ fn run_flow(flow: &str, out_dir: &Path) -> String {
         .arg(browser_dir().join("pages.mjs"))
         .args(["--base", &demo.base(), "--flow", flow, "--out"])
         .arg(out_dir)
+        .args(["--samlgate", BIN, "--config"])
+        .arg(demo.dir.path().join("demo/samlgate.toml"))
         .arg("--chromium")
         .arg(chromium())
         .current_dir(browser_dir())
@@ -289,4 +291,28 @@ fn language_links_keep_the_page() {
         stdout.contains(" passed, 0 failed"),
         "pages.mjs did not report its checks:\n{stdout}"
     );
+}
+
+/// A refused 保健所 user files an SSO application from the refusal page (a bad phone number
+/// first: nothing filed); `samlgate applications approve` (through the running demo's admin
+/// API); the next login reaches the consent page.
+#[test]
+fn refused_user_applies_and_is_approved() {
+    let out = screenshots_dir();
+    let shots = [
+        "apply-form-ja.png",
+        "apply-filed-ja.png",
+        "apply-filed-ja-phone.png",
+    ];
+    for s in shots {
+        let _ = fs::remove_file(out.join(s));
+    }
+    let stdout = run_flow("apply", &out);
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "pages.mjs did not report its checks:\n{stdout}"
+    );
+    for s in shots {
+        assert_png(&out.join(s));
+    }
 }

@@ -265,6 +265,9 @@ mod tests {
             note: String::new(),
             created: now_rfc3339(),
             updated: now_rfc3339(),
+            profile: None,
+            phone: String::new(),
+            reason: String::new(),
         };
         s.apply(&[applications::write(&a)], None).unwrap();
     }

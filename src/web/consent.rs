@@ -337,7 +337,7 @@ fn decide(
     match decision {
         Decision::Blocked(by) => return Ok(login::blocked_page(lang, by, rid)),
         Decision::NeedsApplication(need) => {
-            return Ok(login::application_page(lang, need, &p.profile, rid))
+            return Ok(login::application_page(app, lang, need, &p.profile, rid))
         }
         Decision::NeedsConsent { .. } | Decision::Proceed { .. } => {}
     }

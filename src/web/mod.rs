@@ -5,6 +5,7 @@
 pub mod acs;
 pub mod admin;
 pub mod affinity;
+pub mod apply;
 pub mod auth;
 pub mod consent;
 pub mod login;
@@ -341,8 +342,9 @@ fn log_support_ref(resp: &hyper::Response<OutBody>, request_id: &str) {
 
 /// Paths the gateway answers itself; with `[upstream]`, everything else is proxied.
 pub fn is_own_path(path: &str) -> bool {
-    const EXACT: [&str; 9] = [
+    const EXACT: [&str; 10] = [
         "/login",
+        "/_samlgate/apply",
         "/logout",
         "/consent",
         "/healthz",
@@ -381,7 +383,10 @@ fn metrics_page(app: &App) -> Resp {
 /// at once, instead of a hang or a wrong answer (store::health). Logins need writes;
 /// `/auth/verify` needs reads (sled on a full disk still verifies existing sessions).
 fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
-    let needs_write = matches!(path, "/saml/acs" | "/saml/login" | "/consent" | "/login");
+    let needs_write = matches!(
+        path,
+        "/saml/acs" | "/saml/login" | "/consent" | "/login" | "/_samlgate/apply"
+    );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
         || ((needs_write || needs_read) && !app.store.readable());
@@ -418,6 +423,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/admin/v1/op") => admin::op(app, req, rid).await,
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
+        (&Method::POST, "/_samlgate/apply") => apply::post(app, req, rid).await,
         (&Method::GET, "/login") => auth::login_page(app, &req),
         (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req),

@@ -330,6 +330,51 @@ async function bothLanguages(page, name, { main, other, text }) {
   }
 }
 
+if (FLOW === "apply") {
+  // A refused 保健所 user applies from the refusal page; `samlgate applications approve`;
+  // the next login reaches the consent page.
+  const { execFileSync } = await import("node:child_process");
+  const cli = (...a) => execFileSync(args.samlgate, [...a, "--config", args.config], { encoding: "utf8" });
+  const name = "apply";
+  const { context, page } = await open(name);
+  await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
+  const form = page.getByRole("button", { name: "SSO利用申請を行う", exact: true });
+  check((await form.count()) === 1, `${name}: no 「SSO利用申請を行う」 on the refusal page`);
+  await commonChecks(page, `${name} refusal page with the form`, "ja", "apply-form-ja.png");
+  // A bad phone number: the form again with a message, nothing filed.
+  await page.getByLabel("連絡先電話番号（必須）").fill("abc");
+  await page.getByLabel("申請の理由（必須）").fill("保健所の業務で医療機関の情報を確認するため");
+  await form.click();
+  await page.waitForLoadState();
+  check((await page.getByRole("alert").count()) === 1, `${name}: no error message for a bad phone number`);
+  check(!/GM0034567/.test(cli("applications", "list")), `${name}: a refused form filed an application`);
+  await commonChecks(page, `${name} form error`, "ja");
+  await page.getByLabel("連絡先電話番号（必須）").fill("０３－１２３４－５６７８");
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/_samlgate/apply") && r.request().method() === "POST"),
+    page.getByRole("button", { name: "SSO利用申請を行う", exact: true }).click(),
+  ]);
+  await page.waitForLoadState();
+  check(resp.status() === 200 && (await resp.headerValue("x-samlgate-reason")) === "application_pending", `${name}: filing answered ${resp.status()} ${await resp.headerValue("x-samlgate-reason")}`);
+  const done = await commonChecks(page, `${name} filed page`, "ja", "apply-filed-ja.png");
+  const text = await page.locator("main").innerText();
+  check(/事務局で確認中/.test(text) && /申請日/.test(text) && /\d{4}-\d{2}-\d{2} \d{2}:\d{2}/.test(text), `${name}: the filed page lacks status and date: ${text}`);
+  check((await page.locator("p.success").count()) === 1 && (await page.locator("p.notice").count()) === 0, `${name}: the success message is not in the success box`);
+  check(done.h1[0]?.includes("確認中"), `${name}: filed h1 ${JSON.stringify(done.h1)}`);
+  const listed = JSON.parse(cli("applications", "list", "--json").trim().split("\n").find((l) => l.includes("GM0034567")) || "{}");
+  check(listed.status === "pending" && listed.phone === "03-1234-5678" && listed.profile?.facility_name === "みなと保健所" && /保健所の業務/.test(listed.reason || ""), `${name}: the stored application: ${JSON.stringify(listed)}`);
+  // The next login, still pending: the pending page with the date.
+  await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
+  check(/申請日/.test(await page.locator("main").innerText()), `${name}: the pending page lacks the filing date`);
+  cli("applications", "approve", "GM0034567", "--by", "browser-test");
+  await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
+  check(new URL(page.url()).pathname === "/consent", `${name}: after approval the login led to ${page.url()}`);
+  await context.close();
+  await browser.close();
+  console.log(`${checks - failures.length} passed, ${failures.length} failed`);
+  process.exit(failures.length ? 1 : 0);
+}
+
 if (FLOW === "lang-links") {
   // The login and consent pages switch language in place.
   {
