@@ -81,6 +81,10 @@ impl Default for SupportConfig {
     }
 }
 
+fn is_http_url(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
+}
+
 impl SupportConfig {
     /// `tel:` target: the digits and a leading + of `phone`.
     pub fn tel_href(&self) -> String {
@@ -100,9 +104,7 @@ impl SupportConfig {
                 "name the desk people contact, e.g. \"G-MIS事務局\"",
             ));
         }
-        if !self.url.is_empty()
-            && !(self.url.starts_with("https://") || self.url.starts_with("http://"))
-        {
+        if !self.url.is_empty() && !is_http_url(&self.url) {
             return Err(invalid(
                 "support.url",
                 format!("`{}` is not an http(s) URL", self.url),
@@ -439,10 +441,7 @@ impl Default for ConsentConfig {
 impl ConsentConfig {
     /// Resolves and reads `document` (with `{version}` filled in) and checks `privacy_url`.
     fn load_document(&mut self, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<(), ConfigError> {
-        if !self.privacy_url.is_empty()
-            && !(self.privacy_url.starts_with("https://")
-                || self.privacy_url.starts_with("http://"))
-        {
+        if !self.privacy_url.is_empty() && !is_http_url(&self.privacy_url) {
             return Err(invalid(
                 "consent.privacy_url",
                 format!("`{}` is not an http(s) URL", self.privacy_url),

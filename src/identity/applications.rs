@@ -125,6 +125,18 @@ impl Filing {
     }
 }
 
+pub fn get(store: &dyn Store, gmis_id: &str) -> Result<Option<Application>, StoreError> {
+    load(store, Table::Applications, gmis_id)
+}
+
+pub fn list(store: &dyn Store) -> Result<Vec<Application>, StoreError> {
+    load_all(store, Table::Applications)
+}
+
+pub fn write(a: &Application) -> Write {
+    put(Table::Applications, &a.gmis_id, a)
+}
+
 #[cfg(test)]
 mod filing_tests {
     use super::*;
@@ -165,16 +177,4 @@ mod filing_tests {
             Err(FilingError::LinkTo)
         );
     }
-}
-
-pub fn get(store: &dyn Store, gmis_id: &str) -> Result<Option<Application>, StoreError> {
-    load(store, Table::Applications, gmis_id)
-}
-
-pub fn list(store: &dyn Store) -> Result<Vec<Application>, StoreError> {
-    load_all(store, Table::Applications)
-}
-
-pub fn write(a: &Application) -> Write {
-    put(Table::Applications, &a.gmis_id, a)
 }
