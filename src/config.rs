@@ -370,6 +370,9 @@ pub struct AttributeMap {
     pub email: String,
     /// Profile fields that must be present (non-empty) or the login is refused.
     pub required: Vec<String>,
+    /// A regular expression every G-MIS account id entered by hand must match, e.g.
+    /// `^GM[0-9]{7}$` (`applications add` refuses a typo). Absent: any id.
+    pub account_id_pattern: Option<String>,
 }
 
 pub const PROFILE_FIELDS: [&str; 6] = [
@@ -393,11 +396,19 @@ impl Default for AttributeMap {
             // No facility_code: public bodies (保健所, 都道府県) have none and log in with an
             // approved application.
             required: vec!["account_id".into(), "category".into()],
+            account_id_pattern: None,
         }
     }
 }
 
 impl AttributeMap {
+    /// `account_id_pattern`, compiled (checked at load, so a bad one never gets here).
+    pub fn account_id_regex(&self) -> Option<regex::Regex> {
+        self.account_id_pattern
+            .as_deref()
+            .and_then(|p| regex::Regex::new(p).ok())
+    }
+
     /// (profile field, SAML attribute name) pairs, in profile order.
     pub fn pairs(&self) -> [(&'static str, &str); 6] {
         [
@@ -822,6 +833,15 @@ impl Config {
             }
         };
         raw.support.validate()?;
+        if let Some(p) = &raw.attributes.account_id_pattern {
+            regex::Regex::new(p).map_err(|e| {
+                invalid(
+                    "attributes.account_id_pattern",
+                    format!("`{p}` is not a regular expression: {e}"),
+                    "e.g. \"^GM[0-9]{7}$\"",
+                )
+            })?;
+        }
         raw.consent.load_document(&resolve)?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),

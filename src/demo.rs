@@ -211,6 +211,7 @@ path = "store"
 
 [attributes]
 account_id = "gmisAccountId"
+account_id_pattern = "^GM[0-9]{{7}}$"
 category = "accountCategory"
 facility_code = "facilityCode"
 facility_name = "facilityName"

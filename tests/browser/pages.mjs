@@ -366,6 +366,19 @@ if (FLOW === "apply") {
   // The next login, still pending: the pending page with the date.
   await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
   check(/申請日/.test(await page.locator("main").innerText()), `${name}: the pending page lacks the filing date`);
+  // The secretariat's list: name and facility, Japan time, columns aligned in display width.
+  const table = cli("applications", "list").split("\n");
+  const dw = (t) => [...t].reduce((w, ch) => w + (/[\u1100-\u115F\u2E80-\uA4CF\uAC00-\uD7A3\uF900-\uFAFF\uFE30-\uFE4F\uFF00-\uFF60\uFFE0-\uFFE6]/.test(ch) ? 2 : 1), 0);
+  const row = table.find((l) => l.includes("GM0034567")) || "";
+  const head = table.find((l) => l.startsWith("GMIS_ID")) || "";
+  check(/鈴木 一郎/.test(row) && /みなと保健所/.test(row) && /JST/.test(row), `${name}: the list row lacks name, facility or local time: ${row}`);
+  check(dw(row.slice(0, row.indexOf("03-1234-5678"))) === dw(head.slice(0, head.indexOf("PHONE"))), `${name}: PHONE column not aligned:\n${head}\n${row}`);
+  // A typo in a hand-entered id is refused ([attributes] account_id_pattern); full-width is normalised.
+  let refused = false;
+  try { cli("applications", "add", "GM00345", "--by", "browser-test"); } catch (e) { refused = /account_id_pattern/.test(String(e.stderr)); }
+  check(refused, `${name}: \`applications add GM00345\` was not refused by the pattern`);
+  cli("applications", "add", "ｇｍ００４５６７８", "--by", "browser-test");
+  check(/GM0045678/.test(cli("applications", "list")), `${name}: the full-width id was not normalised`);
   cli("applications", "approve", "GM0034567", "--by", "browser-test");
   await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
   check(new URL(page.url()).pathname === "/consent", `${name}: after approval the login led to ${page.url()}`);
