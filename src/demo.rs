@@ -86,7 +86,7 @@ pub fn run(dir: &Path, port: u16) -> Result<(), String> {
     let idp_addr: SocketAddr = ([127, 0, 0, 1], idp_port).into();
     println!("\nsamlgate demo");
     println!("  gateway        {}/login", loaded.cfg.public_url);
-    println!("  demo G-MIS IdP http://{idp_addr}/   (pick a test user, press ログイン)");
+    println!("  demo G-MIS IdP http://{idp_addr}/   (pick a test user, press 「医療情報ネットへ（SSO）」)");
     println!("  files          {}\n", dir.display());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -393,7 +393,7 @@ fn page(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 const DEMO_STYLE: &str = "body{font-family:'Noto Sans CJK JP',sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;line-height:1.7;color:#1a1a1a}\
 h1{color:#5a2d82}.banner{background:#fff4d6;border:2px dashed #8a6d0b;padding:.5rem 1rem}label{display:block;padding:.4rem 0}\
-button{background:#5a2d82;color:#fff;border:0;border-radius:4px;padding:.6rem 1.4rem;font-size:1rem}button:focus,input:focus{outline:3px solid #f2a900}";
+button{background:#5a2d82;color:#fff;border:0;border-radius:4px;padding:.6rem 1.4rem;font-size:1rem}button:focus,input:focus{outline:3px solid #b34700;outline-offset:2px}";
 
 async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
@@ -424,7 +424,7 @@ async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes
                 "SP-initiated（医療情報ネットからの要求に応答） / answering the gateway's AuthnRequest"
             };
             page(StatusCode::OK, format!(
-                "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style></head><body>\
+                "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style></head><body>\
 <p class=\"banner\">開発用のデモIdPです。本番のG-MISではありません。 / Development IdP, not the real G-MIS.</p>\
 <h1>G-MIS（デモ）</h1><p>ログインする利用者を選び、「医療情報ネットへ」を押してください。 / Choose a test user and press the button.</p><p>{solicited}</p>\
 <form method=\"post\" action=\"/login\"><fieldset><legend>テスト利用者 / Test user</legend>{users}</fieldset>\
@@ -455,7 +455,7 @@ async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes
                     use base64::Engine;
                     let b64 = base64::engine::general_purpose::STANDARD.encode(xml.as_bytes());
                     page(StatusCode::OK, format!(
-                        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style><script src=\"/autopost.js\" defer></script></head><body>\
+                        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style><script src=\"/autopost.js\" defer></script></head><body>\
 <p class=\"banner\">デモIdP / Development IdP</p><p>{} さんとして医療情報ネットへ移動します。 / Signing in as {}.</p>\
 <form id=\"post\" method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"SAMLResponse\" value=\"{b64}\"><input type=\"hidden\" name=\"RelayState\" value=\"{}\">\
 <button type=\"submit\">続ける / Continue</button></form></body></html>",

@@ -17,9 +17,13 @@ pub enum ConsentCmd {
     /// Every recorded consent decision.
     List,
     /// One account: consent, application and linked user.
-    Show { gmis_id: String },
+    Show {
+        /// The G-MIS account id (e.g. GM0012345).
+        gmis_id: String,
+    },
     /// Reopen SSO after a rejected consent or a block; the next SSO shows the consent page again.
     Reopen {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
         /// Who reopens (your name), recorded in the audit log.
         #[arg(long)]
@@ -30,7 +34,9 @@ pub enum ConsentCmd {
     },
     /// Block SSO for an account until reopened.
     Block {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
         /// The reason (required).
@@ -43,38 +49,51 @@ pub enum ConsentCmd {
 pub enum ApplicationsCmd {
     /// File an SSO application for a G-MIS account (pending until approved).
     Add {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
         /// Link the G-MIS account to this existing 医療情報ネット account instead of creating one.
         #[arg(long)]
         link_to: Option<String>,
+        /// A note for the audit log (why).
         #[arg(long, default_value = "")]
         note: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
         /// File it approved at once.
         #[arg(long)]
         approve: bool,
     },
+    /// Approve a pending application: the next SSO login goes on (to the consent page).
     Approve {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
     },
+    /// Revoke an application: SSO for the account stops until a new one is approved.
     Revoke {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
+        /// A note for the audit log (why).
         #[arg(long, default_value = "")]
         note: String,
     },
+    /// Everything, as a table (or JSON lines with --json).
     List,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum UsersCmd {
+    /// Everything, as a table (or JSON lines with --json).
     List,
     /// One user, by local id or G-MIS id.
     Show {
+        /// A local account id or a G-MIS account id.
         id: String,
     },
     /// Every user as JSON lines (for backups and other systems).
@@ -82,6 +101,7 @@ pub enum UsersCmd {
     /// Undo a link to G-MIS (LOCAL_ID or GMIS_ID): the local account stays, unlinked; an
     /// approved application naming it is revoked; its sessions end. Audited.
     Unlink {
+        /// A local account id or a G-MIS account id.
         id: String,
         /// Who unlinks (your name), recorded in the audit log.
         #[arg(long)]
@@ -93,7 +113,9 @@ pub enum UsersCmd {
     /// Register existing local accounts from a JSON-lines file of profiles
     /// ({"account_id": ..., "facility_code": ..., "email": ..., ...}), so G-MIS logins can be linked.
     Import {
+        /// The JSON-lines file to read.
         file: std::path::PathBuf,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
     },

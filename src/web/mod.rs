@@ -424,6 +424,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
         (&Method::POST, "/_samlgate/apply") => apply::post(app, req, rid).await,
+        (&Method::GET, "/saml/acs") => acs_get(Lang::of(&req), rid),
         (&Method::GET, "/login") => auth::login_page(app, &req),
         (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req),
@@ -543,6 +544,32 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     );
     r.headers_mut()
         .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// `GET /saml/acs` (a bookmark, Back into the ACS, a reload): the ACS only takes the IdP's
+/// POST; a page that says so and leads to the login page, not a bare 405.
+fn acs_get(lang: Lang, rid: &str) -> Resp {
+    let (ja, en) = (
+        "このページはG-MISからのログインの途中でのみ使われるため、直接開くことはできません。ログイン画面からもう一度ログインしてください。",
+        "This address is only used while logging in from G-MIS and cannot be opened directly. Please log in again from the login page.",
+    );
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t(
+            "このページは直接開けません",
+            "This page cannot be opened directly",
+        ),
+        message: lang.t(ja, en),
+        other: lang.other().t(ja, en),
+        code: "",
+        request_id: rid,
+        action_href: Some("/login"),
+        action_label: lang.t("ログイン画面へ", "Go to the login page"),
+    };
+    let mut r = pages::render(StatusCode::METHOD_NOT_ALLOWED, &page);
+    r.headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
     r
 }
 

@@ -601,6 +601,11 @@ if (FLOW === "lang-links") {
   check(/^\d{4}-\d{4}$/.test(ref), `${name}: support reference ${JSON.stringify(ref)}`);
   check((await page.locator("main").innerText()).includes("保健所"), `${name}: the page does not name the category`);
   await shot(page, "application-ja.png");
+  // GET /saml/acs (Back or a bookmark into the ACS): a styled page with a way to the login page.
+  const acsGet = await page.goto(BASE + "/saml/acs");
+  check(acsGet.status() === 405, `${name}: GET /saml/acs answered ${acsGet.status()}`);
+  await commonChecks(page, `${name} GET /saml/acs`, "ja", "acs-get-ja.png");
+  check((await page.locator('main a[href="/login"]').count()) === 1, `${name}: GET /saml/acs has no way back to /login`);
   check(
     !seen.some(([, p, s]) => s >= 300 && s < 400 && p === "/saml/acs"),
     `${name}: the refusal redirected: ${JSON.stringify(seen)}`,
