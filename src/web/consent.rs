@@ -165,6 +165,7 @@ fn expired_page(lang: Lang, rid: &str) -> Resp {
         request_id: rid,
         action_href: Some("/login"),
         action_label: lang.t("ログイン画面へ", "Go to the login page"),
+        success: false,
     };
     let mut r = pages::render(StatusCode::BAD_REQUEST, &page);
     r.headers_mut().insert(

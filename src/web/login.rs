@@ -292,6 +292,7 @@ pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
         request_id: rid,
         action_href: None,
         action_label: "",
+        success: false,
     };
     let mut r = pages::render(StatusCode::FORBIDDEN, &page);
     r.headers_mut()

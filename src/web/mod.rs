@@ -323,12 +323,14 @@ fn log_support_ref(resp: &hyper::Response<OutBody>, request_id: &str) {
         .headers()
         .get(hyper::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if ours && page && !resp.status().is_success() && !resp.status().is_redirection() {
-        let reason = resp
-            .headers()
-            .get("x-samlgate-reason")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+    let reason = resp
+        .headers()
+        .get("x-samlgate-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Error pages, and 200 pages that carry a reason (the application filed).
+    let shows_ref = !resp.status().is_success() || !reason.is_empty();
+    if ours && page && shows_ref && !resp.status().is_redirection() {
         tracing::info!(
             target: "samlgate::support",
             request_id,
@@ -566,6 +568,7 @@ fn acs_get(lang: Lang, rid: &str) -> Resp {
         request_id: rid,
         action_href: Some("/login"),
         action_label: lang.t("ログイン画面へ", "Go to the login page"),
+        success: false,
     };
     let mut r = pages::render(StatusCode::METHOD_NOT_ALLOWED, &page);
     r.headers_mut()
@@ -589,6 +592,7 @@ fn not_found(lang: Lang, rid: &str) -> Resp {
         request_id: rid,
         action_href: Some("/"),
         action_label: lang.t("トップへ", "Home"),
+        success: false,
     };
     pages::render(StatusCode::NOT_FOUND, &page)
 }

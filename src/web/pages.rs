@@ -127,6 +127,8 @@ pub struct ErrorPage<'a> {
     pub request_id: &'a str,
     pub action_href: Option<&'a str>,
     pub action_label: &'a str,
+    /// The message reports a success (green box) rather than a problem (red box).
+    pub success: bool,
 }
 
 impl ErrorPage<'_> {
@@ -235,6 +237,7 @@ pub fn refusal_page(
         request_id,
         action_href: retry_href,
         action_label: lang.t("ログイン画面へ", "Go to the login page"),
+        success: false,
     };
     let mut r = render(reason.status(), &page);
     r.headers_mut()

@@ -474,6 +474,12 @@ if (FLOW === "lang-links") {
   // Back to the consent page while logged in: home again, not "the consent page has expired".
   await page.goto(BASE + "/consent");
   check(new URL(page.url()).pathname === "/", `${name}: /consent after accepting led to ${page.url()}`);
+  // Logout (the demo IdP has no SLO endpoint): says G-MIS is still logged in; not a red warning.
+  await page.goto(BASE + "/logout");
+  await commonChecks(page, `${name} /logout`, "ja", "logout-ja.png");
+  const out = await page.locator("main").innerText();
+  check(/G-MISへのログインはまだ続いています/.test(out), `${name}: the logout page does not say G-MIS is still open: ${out}`);
+  check((await page.locator("p.success").count()) === 1 && (await page.locator("p.notice").count()) === 0, `${name}: the logout message is not in the success box`);
   await context.close();
 }
 
