@@ -258,6 +258,8 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                 version: consent_version.into(),
                 at: now_rfc3339(),
                 detail: note.clone(),
+                // Keep the contact details of an earlier 同意しない.
+                profile: consent::get(store, gmis_id)?.and_then(|c| c.profile),
             };
             let a = audit::entry(
                 store,
@@ -302,6 +304,9 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                 note: note.clone(),
                 created: now.clone(),
                 updated: now,
+                profile: None,
+                phone: String::new(),
+                reason: String::new(),
             };
             let detail = format!(
                 "status={:?} link_to={}",
@@ -463,6 +468,7 @@ mod tests {
             version: "v1".into(),
             at: now_rfc3339(),
             detail: String::new(),
+            profile: None,
         };
         s.apply(&[consent::write(&st)], None).unwrap();
         execute(&s, "v1", &reopen).unwrap();

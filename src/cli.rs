@@ -42,7 +42,13 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConfigArg {
     /// The TOML config file (README.md "Configuration" lists every key).
-    #[arg(long, short, env = "SAMLGATE_CONFIG", default_value = "samlgate.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SAMLGATE_CONFIG",
+        default_value = "samlgate.toml"
+    )]
     pub config: PathBuf,
 }
 
@@ -67,6 +73,7 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// JSON output (one object per line).
+        /// JSON output (one object per line).
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
@@ -76,6 +83,7 @@ pub enum Command {
     Applications {
         #[command(flatten)]
         config: ConfigArg,
+        /// JSON output (one object per line).
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
@@ -85,6 +93,7 @@ pub enum Command {
     Users {
         #[command(flatten)]
         config: ConfigArg,
+        /// JSON output (one object per line).
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
@@ -94,6 +103,7 @@ pub enum Command {
     Audit {
         #[command(flatten)]
         config: ConfigArg,
+        /// JSON output (one object per line).
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
@@ -135,6 +145,7 @@ pub enum Command {
 pub enum AuditCmd {
     /// The last entries, oldest first.
     Tail {
+        /// How many entries.
         #[arg(short, long, default_value_t = 50)]
         n: usize,
     },
@@ -155,19 +166,23 @@ pub enum KeysCmd {
     Promote {
         #[command(flatten)]
         config: ConfigArg,
+        /// The key's id (as `keys status` lists it).
         id: String,
     },
     /// Stop publishing a `next` key; it still decrypts for [sp] retired_grace_hours.
     Retire {
         #[command(flatten)]
         config: ConfigArg,
+        /// The key's id (as `keys status` lists it).
         id: String,
     },
     /// Delete a retired key after its grace period (--force: now).
     Remove {
         #[command(flatten)]
         config: ConfigArg,
+        /// The key's id (as `keys status` lists it).
         id: String,
+        /// Delete now, before the grace period is over.
         #[arg(long)]
         force: bool,
     },
@@ -640,4 +655,50 @@ fn spawn_sweeper(app: Arc<App>) {
             .await;
         }
     });
+}
+
+#[cfg(test)]
+mod help_tests {
+    /// Every subcommand and every flag or argument says what it is for (issue 14), and
+    /// `--config` is accepted before or after a subcommand.
+    #[test]
+    fn every_subcommand_and_flag_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                if s.get_name() == "help" {
+                    continue;
+                }
+                if s.get_about().is_none() && s.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (subcommand)", s.get_name()));
+                }
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "samlgate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn config_is_accepted_anywhere() {
+        use clap::Parser;
+        for argv in [
+            vec!["samlgate", "applications", "list", "--config", "x.toml"],
+            vec!["samlgate", "applications", "--config", "x.toml", "list"],
+        ] {
+            super::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+    }
 }

@@ -53,6 +53,75 @@ struct RawConfig {
     upstream: Option<UpstreamConfig>,
     admin: Option<AdminConfig>,
     token: Option<TokenConfig>,
+    #[serde(default)]
+    support: SupportConfig,
+}
+
+/// `[support]`: who a refused or stuck person contacts. Shown on every refusal and terminal
+/// page and in the footer; an empty value is left off the page.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupportConfig {
+    pub name: String,
+    pub phone: String,
+    pub email: String,
+    pub url: String,
+    pub hours: String,
+}
+
+impl Default for SupportConfig {
+    fn default() -> Self {
+        SupportConfig {
+            name: "G-MIS事務局".into(),
+            phone: String::new(),
+            email: String::new(),
+            url: String::new(),
+            hours: String::new(),
+        }
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
+}
+
+impl SupportConfig {
+    /// `tel:` target: the digits and a leading + of `phone`.
+    pub fn tel_href(&self) -> String {
+        let digits: String = self
+            .phone
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect();
+        format!("tel:{digits}")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(invalid(
+                "support.name",
+                "is empty",
+                "name the desk people contact, e.g. \"G-MIS事務局\"",
+            ));
+        }
+        if !self.url.is_empty() && !is_http_url(&self.url) {
+            return Err(invalid(
+                "support.url",
+                format!("`{}` is not an http(s) URL", self.url),
+                "give the help page's address, e.g. \"https://www.example.go.jp/help\"",
+            ));
+        }
+        if !self.email.is_empty()
+            && (self.email.contains(char::is_whitespace) || !self.email.contains('@'))
+        {
+            return Err(invalid(
+                "support.email",
+                format!("`{}` is not a mail address", self.email),
+                "e.g. \"support@example.go.jp\"",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Signed identity tokens (JWT ES256) for backends that verify them; off unless present.
@@ -304,6 +373,9 @@ pub struct AttributeMap {
     /// `[attributes.transform.FIELD]`: value as sent -> value as used, e.g. category
     /// `"01" = "病院"`. A value not in the table passes unchanged (see identity::attributes).
     pub transform: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// A regular expression every G-MIS account id entered by hand must match, e.g.
+    /// `^GM[0-9]{7}$` (`applications add` refuses a typo). Absent: any id.
+    pub account_id_pattern: Option<String>,
 }
 
 pub const PROFILE_FIELDS: [&str; 6] = [
@@ -328,6 +400,7 @@ impl Default for AttributeMap {
             // approved application.
             required: vec!["account_id".into(), "category".into()],
             transform: Default::default(),
+            account_id_pattern: None,
         }
     }
 }
@@ -373,6 +446,13 @@ impl AttributeMap {
         Ok(())
     }
 
+    /// `account_id_pattern`, compiled (checked at load, so a bad one never gets here).
+    pub fn account_id_regex(&self) -> Option<regex::Regex> {
+        self.account_id_pattern
+            .as_deref()
+            .and_then(|p| regex::Regex::new(p).ok())
+    }
+
     /// (profile field, SAML attribute name) pairs, in profile order.
     pub fn pairs(&self) -> [(&'static str, &str); 6] {
         [
@@ -391,6 +471,14 @@ impl AttributeMap {
 pub struct ConsentConfig {
     pub required: bool,
     pub version: String,
+    /// The consent document of `version`: a Markdown file or an HTML fragment, shown in full on
+    /// the consent page. `{version}` in the path is replaced by `version` (a file per version).
+    pub document: Option<PathBuf>,
+    /// The privacy policy the consent page links to.
+    pub privacy_url: String,
+    /// The document, rendered at load time.
+    #[serde(skip)]
+    pub loaded: crate::identity::document::ConsentDocument,
 }
 
 impl Default for ConsentConfig {
@@ -398,7 +486,37 @@ impl Default for ConsentConfig {
         ConsentConfig {
             required: true,
             version: "2023-04".into(),
+            document: None,
+            privacy_url: String::new(),
+            loaded: Default::default(),
         }
+    }
+}
+
+impl ConsentConfig {
+    /// Resolves and reads `document` (with `{version}` filled in) and checks `privacy_url`.
+    fn load_document(&mut self, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<(), ConfigError> {
+        if !self.privacy_url.is_empty() && !is_http_url(&self.privacy_url) {
+            return Err(invalid(
+                "consent.privacy_url",
+                format!("`{}` is not an http(s) URL", self.privacy_url),
+                "give the privacy policy's address, e.g. \"https://www.example.go.jp/privacy\"",
+            ));
+        }
+        if let Some(d) = &self.document {
+            let path = resolve(Path::new(
+                &d.to_string_lossy().replace("{version}", &self.version),
+            ));
+            self.loaded = crate::identity::document::load(&path).map_err(|e| {
+                invalid(
+                    "consent.document",
+                    e,
+                    "give a readable Markdown (.md) file or an HTML fragment (.html) of plain tags",
+                )
+            })?;
+            self.document = Some(path);
+        }
+        Ok(())
     }
 }
 
@@ -506,6 +624,7 @@ pub struct Config {
     /// `[admin] listen`: the admin API and `/metrics` only there.
     pub admin_listen: Option<SocketAddr>,
     pub token: Option<TokenConfig>,
+    pub support: SupportConfig,
 }
 
 impl Config {
@@ -532,7 +651,7 @@ impl Config {
     }
 
     pub fn from_toml(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: file.to_path_buf(),
             message: explain_toml_error(&e),
         })?;
@@ -758,6 +877,17 @@ impl Config {
                 Some(t)
             }
         };
+        raw.support.validate()?;
+        if let Some(p) = &raw.attributes.account_id_pattern {
+            regex::Regex::new(p).map_err(|e| {
+                invalid(
+                    "attributes.account_id_pattern",
+                    format!("`{p}` is not a regular expression: {e}"),
+                    "e.g. \"^GM[0-9]{7}$\"",
+                )
+            })?;
+        }
+        raw.consent.load_document(&resolve)?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
@@ -799,6 +929,7 @@ impl Config {
             admin_token_file,
             admin_listen,
             token,
+            support: raw.support,
         })
     }
 }

@@ -17,9 +17,13 @@ pub enum ConsentCmd {
     /// Every recorded consent decision.
     List,
     /// One account: consent, application and linked user.
-    Show { gmis_id: String },
+    Show {
+        /// The G-MIS account id (e.g. GM0012345).
+        gmis_id: String,
+    },
     /// Reopen SSO after a rejected consent or a block; the next SSO shows the consent page again.
     Reopen {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
         /// Who reopens (your name), recorded in the audit log.
         #[arg(long)]
@@ -30,7 +34,9 @@ pub enum ConsentCmd {
     },
     /// Block SSO for an account until reopened.
     Block {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
         /// The reason (required).
@@ -43,38 +49,51 @@ pub enum ConsentCmd {
 pub enum ApplicationsCmd {
     /// File an SSO application for a G-MIS account (pending until approved).
     Add {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
         /// Link the G-MIS account to this existing 医療情報ネット account instead of creating one.
         #[arg(long)]
         link_to: Option<String>,
+        /// A note for the audit log (why).
         #[arg(long, default_value = "")]
         note: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
         /// File it approved at once.
         #[arg(long)]
         approve: bool,
     },
+    /// Approve a pending application: the next SSO login goes on (to the consent page).
     Approve {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
     },
+    /// Revoke an application: SSO for the account stops until a new one is approved.
     Revoke {
+        /// The G-MIS account id (e.g. GM0012345).
         gmis_id: String,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
+        /// A note for the audit log (why).
         #[arg(long, default_value = "")]
         note: String,
     },
+    /// Everything, as a table (or JSON lines with --json).
     List,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum UsersCmd {
+    /// Everything, as a table (or JSON lines with --json).
     List,
     /// One user, by local id or G-MIS id.
     Show {
+        /// A local account id or a G-MIS account id.
         id: String,
     },
     /// Every user as JSON lines (for backups and other systems).
@@ -82,6 +101,7 @@ pub enum UsersCmd {
     /// Undo a link to G-MIS (LOCAL_ID or GMIS_ID): the local account stays, unlinked; an
     /// approved application naming it is revoked; its sessions end. Audited.
     Unlink {
+        /// A local account id or a G-MIS account id.
         id: String,
         /// Who unlinks (your name), recorded in the audit log.
         #[arg(long)]
@@ -93,7 +113,9 @@ pub enum UsersCmd {
     /// Register existing local accounts from a JSON-lines file of profiles
     /// ({"account_id": ..., "facility_code": ..., "email": ..., ...}), so G-MIS logins can be linked.
     Import {
+        /// The JSON-lines file to read.
         file: std::path::PathBuf,
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
     },
@@ -102,6 +124,11 @@ pub enum UsersCmd {
 /// Runs `op` against the store, directly or through the running gateway.
 pub fn run_op(config: &Path, op: &Op) -> Result<Value, String> {
     let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let mut op = op.clone();
+    if let Op::ApplicationAdd { gmis_id, .. } = &mut op {
+        *gmis_id = checked_gmis_id(&cfg, gmis_id)?;
+    }
+    let op = &op;
     match crate::store::open(&cfg) {
         Ok(store) => execute(&*store, &cfg.consent.version, op).map_err(|e| e.to_string()),
         Err(e) if is_lock_error(&e.to_string()) => via_api(&cfg, op),
@@ -202,7 +229,16 @@ pub fn consent(config: &Path, cmd: ConsentCmd, json: bool) -> Result<(), String>
     print_value(
         &v,
         json,
-        &["gmis_id", "decision", "version", "at", "detail"],
+        &[
+            "gmis_id",
+            "decision",
+            "profile.display_name",
+            "profile.facility_name",
+            "profile.email",
+            "version",
+            "at",
+            "detail",
+        ],
     );
     Ok(())
 }
@@ -232,7 +268,17 @@ pub fn applications(config: &Path, cmd: ApplicationsCmd, json: bool) -> Result<(
     print_value(
         &v,
         json,
-        &["gmis_id", "status", "link_to", "updated", "note"],
+        &[
+            "gmis_id",
+            "status",
+            "profile.display_name",
+            "profile.facility_name",
+            "phone",
+            "link_to",
+            "created",
+            "updated",
+            "reason",
+        ],
     );
     Ok(())
 }
@@ -324,8 +370,59 @@ pub fn audit_tail(config: &Path, n: usize, json: bool) -> Result<(), String> {
 fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => local_time(s).unwrap_or_else(|| s.replace(['\n', '\t'], " ")),
         Some(other) => other.to_string(),
+    }
+}
+
+/// An RFC 3339 UTC time as Japan time (`2026-12-03 18:40 JST`), the secretariat's clock.
+fn local_time(s: &str) -> Option<String> {
+    if s.len() < 20 || !s.as_bytes()[10].eq(&b'T') {
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    let jst = chrono::FixedOffset::east_opt(9 * 3600)?;
+    Some(
+        t.with_timezone(&jst)
+            .format("%Y-%m-%d %H:%M JST")
+            .to_string(),
+    )
+}
+
+/// A column: a key, or a `/`-less dotted path into a nested object (`profile.email`).
+fn column<'a>(row: &'a Value, c: &str) -> Option<&'a Value> {
+    if c.contains('.') {
+        row.pointer(&format!("/{}", c.replace('.', "/")))
+    } else {
+        row.get(c)
+    }
+}
+
+/// Terminal columns: CJK characters take two.
+fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// Checks an `applications add` id against `[attributes] account_id_pattern` after
+/// normalising it (full-width to half-width, upper case): `ｇｍ００１２` -> `GM0012`.
+fn checked_gmis_id(cfg: &Config, id: &str) -> Result<String, String> {
+    let id = crate::identity::applications::normalise_id(id);
+    match cfg.attributes.account_id_regex() {
+        Some(re) if !re.is_match(&id) => Err(format!(
+            "`{id}` does not match [attributes] account_id_pattern `{}`: check the G-MIS account id",
+            re.as_str()
+        )),
+        _ => Ok(id),
+    }
+}
+
+/// A column's heading: the last part of its path, upper case.
+fn header(c: &str) -> String {
+    let last = c.rsplit('.').next().unwrap_or(c);
+    match last {
+        "display_name" => "NAME".into(),
+        "facility_name" => "FACILITY".into(),
+        other => other.to_uppercase(),
     }
 }
 
@@ -345,7 +442,7 @@ fn print_value(v: &Value, json: bool, columns: &[&str]) {
             }
             let table: Vec<Vec<String>> = rows
                 .iter()
-                .map(|r| columns.iter().map(|c| cell(r.get(*c))).collect())
+                .map(|r| columns.iter().map(|c| cell(column(r, c))).collect())
                 .collect();
             let widths: Vec<usize> = columns
                 .iter()
@@ -353,24 +450,21 @@ fn print_value(v: &Value, json: bool, columns: &[&str]) {
                 .map(|(i, c)| {
                     table
                         .iter()
-                        .map(|r| r[i].chars().count())
+                        .map(|r| width(&r[i]))
                         .max()
                         .unwrap_or(0)
-                        .max(c.len())
+                        .max(header(c).len())
                 })
                 .collect();
             let line = |cells: Vec<String>| {
                 cells
                     .iter()
                     .zip(&widths)
-                    .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                    .map(|(c, w)| format!("{c}{}", " ".repeat(w - width(c))))
                     .collect::<Vec<_>>()
                     .join("  ")
             };
-            println!(
-                "{}",
-                line(columns.iter().map(|c| c.to_uppercase()).collect())
-            );
+            println!("{}", line(columns.iter().map(|c| header(c)).collect()));
             for r in table {
                 println!("{}", line(r));
             }

@@ -66,10 +66,8 @@ fn prerequisites() {
          {INSTALL_HINT}"
     );
     let dir = browser_dir();
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
+    let installed = |m: &str| dir.join(format!("node_modules/{m}/package.json")).exists();
+    if !installed("playwright-core") || !installed("axe-core") {
         let out = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
@@ -180,6 +178,8 @@ fn run_flow(flow: &str, out_dir: &Path) -> String {
         .arg(browser_dir().join("pages.mjs"))
         .args(["--base", &demo.base(), "--flow", flow, "--out"])
         .arg(out_dir)
+        .args(["--samlgate", BIN, "--config"])
+        .arg(demo.dir.path().join("demo/samlgate.toml"))
         .arg("--chromium")
         .arg(chromium())
         .current_dir(browser_dir())
@@ -262,6 +262,11 @@ fn consent_pages_in_chromium() {
         "blocked-en.png",
         "home-nojs.png",
         "application-ja.png",
+        "reject-confirm-en.png",
+        "reject-confirm-en-phone.png",
+        "consent-ja-axe-phone.png",
+        "application-ja-axe-phone.png",
+        "login-ja-phone.png",
     ];
     for s in shots {
         let _ = fs::remove_file(out.join(s));
@@ -286,4 +291,28 @@ fn language_links_keep_the_page() {
         stdout.contains(" passed, 0 failed"),
         "pages.mjs did not report its checks:\n{stdout}"
     );
+}
+
+/// A refused 保健所 user files an SSO application from the refusal page (a bad phone number
+/// first: nothing filed); `samlgate applications approve` (through the running demo's admin
+/// API); the next login reaches the consent page.
+#[test]
+fn refused_user_applies_and_is_approved() {
+    let out = screenshots_dir();
+    let shots = [
+        "apply-form-ja.png",
+        "apply-filed-ja.png",
+        "apply-filed-ja-phone.png",
+    ];
+    for s in shots {
+        let _ = fs::remove_file(out.join(s));
+    }
+    let stdout = run_flow("apply", &out);
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "pages.mjs did not report its checks:\n{stdout}"
+    );
+    for s in shots {
+        assert_png(&out.join(s));
+    }
 }

@@ -36,12 +36,24 @@ fn gateway(consent_required: bool, version: &str, admin: bool) -> Gateway {
 /// Rewrites the gateway's config file (takes effect at the next restart).
 fn configure(gw: &Gateway, consent_required: bool, version: &str, admin: bool) {
     let cfg = fs::read_to_string(&gw.config).expect("read config");
+    // A document file per version (`{version}` in the path), with markup that must be escaped
+    // and a "what changed" section.
+    fs::write(
+        gw.dir.path().join(format!("consent-{version}.md")),
+        format!("# 同意文書 {version}\n\n本文<script>x</script>を確認してください。\n\n## 変更点\n\n- 版{version}で追加した項目\n"),
+    )
+    .expect("write consent document");
     let mut cfg = set_section(
         &cfg,
         "consent",
         Some(&format!(
-            "required = {consent_required}\nversion = \"{version}\"\n"
+            "required = {consent_required}\nversion = \"{version}\"\ndocument = \"consent-{{version}}.md\"\nprivacy_url = \"https://privacy.example.jp/policy\"\n"
         )),
+    );
+    cfg = set_section(
+        &cfg,
+        "support",
+        Some("name = \"テスト事務局\"\nphone = \"03-1234-5678\"\nemail = \"help@example.jp\"\nurl = \"https://help.example.jp/\"\nhours = \"平日 9:00-17:00\"\n"),
     );
     if admin {
         let tok = gw.dir.path().join("admin.token");
@@ -451,6 +463,12 @@ fn accept_registers_the_user_and_the_next_login_skips_consent() {
         "name=\"decision\" value=\"accept\"",
         "name=\"decision\" value=\"reject\"",
         V1,
+        "data-case=\"first\"",
+        "<h2>同意文書 ",
+        "本文&lt;script&gt;x&lt;/script&gt;を確認",
+        "https://privacy.example.jp/policy",
+        "利用目的",
+        "tel:0312345678",
     ] {
         check!(
             gw,
@@ -486,6 +504,14 @@ fn accept_registers_the_user_and_the_next_login_skips_consent() {
     // Accept: 303 to the RelayState, the session, the pending cookie cleared.
     let r = post_consent(&gw, Some(&pending), &form(&csrf, "accept"));
     let session = expect_session(&gw, "accept", &r, relay);
+    // Back (the consent page again) while logged in: home, not "the consent page has expired".
+    let back = get_consent(&gw, Some(&format!("{pending}; {session}")));
+    check!(
+        gw,
+        back.status == 303 && back.location() == Some("/"),
+        "Back after accept: {}",
+        back.summary()
+    );
     check!(
         gw,
         r.headers_all("set-cookie")
@@ -568,13 +594,87 @@ fn reject_blocks_every_login_until_the_secretariat_reopens() {
     let pending = expect_consent_redirect(&gw, "first login", &r);
     let (_, csrf) = consent_page(&gw, "consent page", &pending);
     let before = gw.sessions_live();
+    // 同意しない asks first and records nothing.
     let r = post_consent(&gw, Some(&pending), &form(&csrf, "reject"));
+    check!(
+        gw,
+        r.status == 200
+            && r.text().contains("value=\"reject_confirmed\"")
+            && r.text().contains("元に戻すには")
+            && r.text().contains("help@example.jp"),
+        "reject did not ask to confirm: {}",
+        r.summary()
+    );
+    let cs = consents(&gw);
+    check!(gw, cs.is_empty(), "an unconfirmed reject recorded: {cs:?}");
+    let r = post_consent(&gw, Some(&pending), &form(&csrf, "reject_confirmed"));
     expect_terminal(&gw, "reject", &r, 403, &["blocked_consent_rejected"]);
     check!(
         gw,
         r.text().contains("事務局"),
         "the blocked page does not mention the secretariat:\n{}",
         r.text()
+    );
+    // The support reference, not the request id, and the log ties the two.
+    let rid = r.header("x-request-id").unwrap_or_default().to_string();
+    let html = r.text();
+    let reference = html
+        .split("class=\"refno nowrap\">")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap_or_default()
+        .to_string();
+    check!(
+        gw,
+        reference.len() == 9
+            && reference.as_bytes()[4] == b'-'
+            && reference
+                .replace('-', "")
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            && !html.contains(&rid),
+        "support reference {reference:?} (request id {rid}) on:\n{html}"
+    );
+    check!(
+        gw,
+        gw.log()
+            .lines()
+            .any(|l| l.contains(&reference) && l.contains(&rid)),
+        "no log line names reference {reference} with request id {rid}"
+    );
+    // Reload (the POST again) or Back after the reject: the blocked state, not "log in again".
+    let decided = r
+        .headers_all("set-cookie")
+        .into_iter()
+        .find_map(|c| {
+            c.split(';')
+                .next()
+                .filter(|p| p.starts_with("samlgate-decided="))
+        })
+        .unwrap_or_default()
+        .to_string();
+    let both = format!("{pending}; {decided}");
+    let again = post_consent(&gw, Some(&both), &form(&csrf, "reject_confirmed"));
+    expect_terminal(
+        &gw,
+        "reload after reject",
+        &again,
+        403,
+        &["blocked_consent_rejected"],
+    );
+    let back = get_consent(&gw, Some(&both));
+    expect_terminal(
+        &gw,
+        "Back after reject",
+        &back,
+        403,
+        &["blocked_consent_rejected"],
+    );
+    let shown = cli_ok(&gw, "consent", &["show", id]);
+    check!(
+        gw,
+        shown.contains("\"email\"") && shown.contains("display_name"),
+        "`consent show` lacks the contact details:\n{shown}"
     );
     check!(gw, gw.sessions_live() == before, "reject made a session");
 
@@ -858,8 +958,11 @@ fn a_new_consent_version_asks_again() {
     let (html, csrf) = consent_page(&gw, "consent page v2", &pending);
     check!(
         gw,
-        html.contains("2024-10"),
-        "the page does not show the new version:\n{html}"
+        html.contains("2024-10")
+            && html.contains("data-case=\"new-version\"")
+            && html.contains("版2024-10で追加した項目")
+            && html.contains(V1),
+        "the page does not show the new version, the old one and what changed:\n{html}"
     );
     let r = post_consent(&gw, Some(&pending), &form(&csrf, "accept"));
     expect_session(&gw, "accept v2", &r, "/after");
@@ -1234,7 +1337,7 @@ fn decisions_survive_kill_9() {
     let r = gw.post_acs(&rs[2], None);
     let pending = expect_consent_redirect(&gw, "login (reject)", &r);
     let (_, csrf) = consent_page(&gw, "page (reject)", &pending);
-    let r = post_consent(&gw, Some(&pending), &form(&csrf, "reject"));
+    let r = post_consent(&gw, Some(&pending), &form(&csrf, "reject_confirmed"));
     expect_terminal(&gw, "reject", &r, 403, &["blocked_consent_rejected"]);
     gw.crash_restart();
     expect_terminal(

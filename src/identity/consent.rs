@@ -24,6 +24,10 @@ pub struct ConsentState {
     pub at: String,
     #[serde(default)]
     pub detail: String,
+    /// The verified profile at the decision (name, facility, mail): the secretariat contacts
+    /// a person who said 同意しない. Absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 impl ConsentState {

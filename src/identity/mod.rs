@@ -47,6 +47,7 @@ impl Profile {
 
 pub mod applications;
 pub mod consent;
+pub mod document;
 pub mod users;
 
 use crate::store::{Store, StoreError, Table};

@@ -253,6 +253,7 @@ mod tests {
         ConsentConfig {
             required: false,
             version: "v1".into(),
+            ..Default::default()
         }
     }
 
@@ -264,6 +265,9 @@ mod tests {
             note: String::new(),
             created: now_rfc3339(),
             updated: now_rfc3339(),
+            profile: None,
+            phone: String::new(),
+            reason: String::new(),
         };
         s.apply(&[applications::write(&a)], None).unwrap();
     }
@@ -275,6 +279,7 @@ mod tests {
             version: v.into(),
             at: now_rfc3339(),
             detail: String::new(),
+            profile: None,
         };
         s.apply(&[consent::write(&c)], None).unwrap();
     }
@@ -333,6 +338,7 @@ mod tests {
         let on = ConsentConfig {
             required: true,
             version: "v2".into(),
+            ..Default::default()
         };
         assert_eq!(
             decide(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
@@ -499,6 +505,7 @@ mod tests {
             version: "v1".into(),
             at: now_rfc3339(),
             detail: "assertion _a1".into(),
+            profile: None,
         };
         let (u, mut w, _) = users::register_writes(s, &p("病院"), None).unwrap();
         let cw = consent::write(&c);
@@ -587,6 +594,7 @@ mod tests {
             version: "v1".into(),
             at: now_rfc3339(),
             detail: "n".into(),
+            profile: None,
         };
         assert!(!commit(&s, &rec, &c, &|| {
             s.apply(&[consent::write(&blocked)], None).unwrap();

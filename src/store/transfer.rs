@@ -19,11 +19,15 @@ pub enum StoreCmd {
     Migrate,
     /// Write everything in the store to stdout (or --out) as JSON lines.
     Export {
+        /// The file to write (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Read an export (a file, or stdin with `-`) into the configured store.
-    Import { file: PathBuf },
+    Import {
+        /// The export to read (`-`: stdin).
+        file: PathBuf,
+    },
 }
 
 /// One exported item.

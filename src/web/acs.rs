@@ -283,7 +283,7 @@ fn decide(
         Decision::NeedsApplication(need) => {
             flush(app).map_err(internal)?;
             (
-                login::application_page(lang, need, &login.profile, rid),
+                login::application_page(app, lang, need, &login.profile, rid),
                 Outcome::NeedsApplication,
             )
         }

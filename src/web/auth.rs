@@ -194,7 +194,7 @@ pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
     let _ = app.store.flush();
     let mut r = ended
         .and_then(|rec| super::slo::start_idp_logout(app, &rec, rid))
-        .unwrap_or_else(|| super::slo::logged_out_page(Lang::of(req), rid));
+        .unwrap_or_else(|| super::slo::logged_out_page(Lang::of(req), rid, false));
     if let Ok(v) = HeaderValue::from_str(&app.sessions.clear_cookie()) {
         r.headers_mut().insert(SET_COOKIE, v);
     }

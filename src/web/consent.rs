@@ -24,6 +24,17 @@ use crate::identity::{now_rfc3339, put, Profile};
 use crate::reason::{Reason, Refusal};
 use crate::store::Table;
 
+/// Which consent this is: the page's wording follows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsentCase {
+    /// No earlier decision: the first login from G-MIS.
+    First,
+    /// An approved application links the G-MIS account to an existing account.
+    Linking(String),
+    /// Accepted before, on an older version of the document.
+    NewVersion { previous: String },
+}
+
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage<'a> {
@@ -31,7 +42,59 @@ pub struct ConsentPage<'a> {
     pub profile: &'a Profile,
     pub csrf: &'a str,
     pub version: &'a str,
-    pub linking: Option<&'a str>,
+    pub case: ConsentCase,
+    /// The rendered `[consent] document` (safe HTML, identity::document), may be empty.
+    pub document: &'a str,
+    pub changes: &'a str,
+    pub privacy_url: &'a str,
+}
+
+/// 「同意しない」 pressed: what happens and how to undo it, before anything is written.
+#[derive(Template)]
+#[template(path = "consent_reject.html")]
+pub struct RejectConfirmPage<'a> {
+    pub lang: Lang,
+    pub profile: &'a Profile,
+    pub csrf: &'a str,
+}
+
+/// After 同意しない the browser keeps a signed note of the account (an hour), so a reload or
+/// Back shows the blocked state instead of "log in again".
+fn decided_cookie_name(app: &App) -> &'static str {
+    if app.cfg.https {
+        "__Host-samlgate-decided"
+    } else {
+        "samlgate-decided"
+    }
+}
+
+const DECIDED_PURPOSE: &str = "consent-decided";
+
+fn decided_account(app: &App, headers: &hyper::HeaderMap) -> Option<String> {
+    let values = headers.get_all(hyper::header::COOKIE);
+    crate::session::cookie_values(
+        decided_cookie_name(app),
+        values.iter().filter_map(|v| v.to_str().ok()),
+    )
+    .into_iter()
+    .filter_map(|t| app.sessions.open_data(DECIDED_PURPOSE, t))
+    .find_map(|b| String::from_utf8(b).ok())
+}
+
+/// No pending login: a signed-in user (Back after 同意する) goes home, a browser that just
+/// said 同意しない sees the account's blocked state, anyone else the expired page.
+fn no_pending<B>(app: &App, req: &Request<B>, lang: Lang, rid: &str) -> Resp {
+    if super::auth::live_session(app, req).is_some() {
+        return pages::redirect(StatusCode::SEE_OTHER, "/");
+    }
+    if let Some(gmis) = decided_account(app, req.headers()) {
+        if let Ok(Some(c)) = consent::get(&*app.store, &gmis) {
+            if c.blocks() {
+                return login::blocked_page(lang, c.decision, rid);
+            }
+        }
+    }
+    expired_page(lang, rid)
 }
 
 fn cookie_name(app: &App) -> &'static str {
@@ -102,6 +165,7 @@ fn expired_page(lang: Lang, rid: &str) -> Resp {
         request_id: rid,
         action_href: Some("/login"),
         action_label: lang.t("ログイン画面へ", "Go to the login page"),
+        success: false,
     };
     let mut r = pages::render(StatusCode::BAD_REQUEST, &page);
     r.headers_mut().insert(
@@ -114,14 +178,29 @@ fn expired_page(lang: Lang, rid: &str) -> Resp {
 pub fn get_consent<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
     let lang = Lang::of(req);
     let Some(p) = pending_of(app, req) else {
-        return expired_page(lang, rid);
+        return no_pending(app, req, lang, rid);
+    };
+    let cfg = &app.cfg.consent;
+    let case = match (&p.link_to, consent::get(&*app.store, &p.profile.account_id)) {
+        (Some(existing), _) => ConsentCase::Linking(existing.clone()),
+        (None, Ok(Some(c)))
+            if c.decision == ConsentDecision::Accepted && c.version != cfg.version =>
+        {
+            ConsentCase::NewVersion {
+                previous: c.version,
+            }
+        }
+        _ => ConsentCase::First,
     };
     let page = ConsentPage {
         lang,
         profile: &p.profile,
         csrf: &p.csrf,
-        version: &app.cfg.consent.version,
-        linking: p.link_to.as_deref(),
+        version: &cfg.version,
+        case,
+        document: &cfg.loaded.html,
+        changes: &cfg.loaded.changes_html,
+        privacy_url: &cfg.privacy_url,
     };
     pages::render(StatusCode::OK, &page)
 }
@@ -129,13 +208,13 @@ pub fn get_consent<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
 pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
     let lang = Lang::of(&req);
     let pending = pending_of(app, &req);
+    let Some(p) = pending else {
+        return no_pending(app, &req, lang, rid);
+    };
     let headers = req.headers().clone();
     let body: Bytes = match Limited::new(req.into_body(), 4096).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return pages::refusal_page(lang, Reason::BadRequest, rid, None),
-    };
-    let Some(p) = pending else {
-        return expired_page(lang, rid);
     };
     let mut decision = None;
     let mut csrf = None;
@@ -153,7 +232,16 @@ pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp 
     }
     let accept = match decision.as_deref() {
         Some("accept") => true,
-        Some("reject") => false,
+        Some("reject_confirmed") => false,
+        Some("reject") => {
+            tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, "consent reject asked to confirm");
+            let page = RejectConfirmPage {
+                lang,
+                profile: &p.profile,
+                csrf: &p.csrf,
+            };
+            return pages::render(StatusCode::OK, &page);
+        }
         _ => return pages::refusal_page(lang, Reason::BadRequest, rid, None),
     };
     let old = super::auth::session_ids(app, &headers);
@@ -161,6 +249,15 @@ pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp 
         Ok(mut resp) => {
             if let Ok(v) = HeaderValue::from_str(&pending_cookie(app, "", 0)) {
                 resp.headers_mut().append(SET_COOKIE, v);
+            }
+            if !accept {
+                let token = app
+                    .sessions
+                    .seal_data(DECIDED_PURPOSE, p.profile.account_id.as_bytes());
+                let c = app.sessions.cookie(decided_cookie_name(app), &token, 3600);
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    resp.headers_mut().append(SET_COOKIE, v);
+                }
             }
             resp
         }
@@ -196,6 +293,8 @@ fn decide(
         version: version.clone(),
         at: now_rfc3339(),
         detail: format!("assertion {}", p.assertion_id),
+        // The verified profile, so the secretariat can contact a person who said no.
+        profile: (!accept).then(|| p.profile.clone()),
     };
     let action = if accept {
         "consent.accept"
@@ -239,7 +338,7 @@ fn decide(
     match decision {
         Decision::Blocked(by) => return Ok(login::blocked_page(lang, by, rid)),
         Decision::NeedsApplication(need) => {
-            return Ok(login::application_page(lang, need, &p.profile, rid))
+            return Ok(login::application_page(app, lang, need, &p.profile, rid))
         }
         Decision::NeedsConsent { .. } | Decision::Proceed { .. } => {}
     }
@@ -278,6 +377,7 @@ fn decide(
             ));
         }
         super::acs::flush(app)?;
+        tracing::warn!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, display_name = %p.profile.display_name, facility = %p.profile.facility_name, "consent rejected: SSO blocked; the secretariat should contact the person (samlgate consent show)");
         Ok(login::blocked_page(lang, ConsentDecision::Rejected, rid))
     }
 }

@@ -150,10 +150,108 @@ fn register(
     Ok(user)
 }
 
-pub fn application_page(lang: Lang, need: ApplicationNeed, p: &Profile, rid: &str) -> Resp {
+/// The application-needed, existing-account, pending and revoked pages. The first two carry
+/// the form 「SSO利用申請を行う」 with a signed token of the verified profile (web::apply).
+#[derive(askama::Template)]
+#[template(path = "application.html")]
+pub struct ApplicationPage<'a> {
+    pub lang: Lang,
+    pub title: &'a str,
+    pub message: &'a str,
+    pub other: &'a str,
+    pub code: &'a str,
+    pub request_id: &'a str,
+    pub profile: &'a Profile,
+    /// The signed identity for the form; None: no form on this page.
+    pub apply_token: Option<String>,
+    pub link_needed: bool,
+    pub error: &'a str,
+    pub form_phone: &'a str,
+    pub form_reason: &'a str,
+    pub form_link_to: &'a str,
+    /// The filing date (local time) and status of the person's application, when there is one.
+    pub filed: Option<String>,
+    pub status: &'a str,
+    /// The message reports a success (green box), not a refusal.
+    pub success: bool,
+}
+
+pub fn application_page(
+    app: &App,
+    lang: Lang,
+    need: ApplicationNeed,
+    p: &Profile,
+    rid: &str,
+) -> Resp {
     let message = application_message(lang, need, &p.category);
     let other = application_message(lang.other(), need, &p.category);
-    application_page_rest(lang, need, &message, &other, rid)
+    let page = application_page_for(app, lang, need, p, &message, &other, rid);
+    let mut r = pages::render(StatusCode::FORBIDDEN, &page);
+    r.headers_mut()
+        .insert("x-samlgate-reason", HeaderValue::from_static(need.code()));
+    r
+}
+
+/// The page's content for `need`: the form when the person may apply, the filing date and
+/// status when an application exists.
+pub fn application_page_for<'a>(
+    app: &App,
+    lang: Lang,
+    need: ApplicationNeed,
+    p: &'a Profile,
+    message: &'a str,
+    other: &'a str,
+    rid: &'a str,
+) -> ApplicationPage<'a> {
+    let can_apply = matches!(
+        need,
+        ApplicationNeed::Category | ApplicationNeed::ExistingAccount
+    );
+    let filed = crate::identity::applications::get(&*app.store, &p.account_id)
+        .ok()
+        .flatten();
+    ApplicationPage {
+        lang,
+        title: match need {
+            ApplicationNeed::Pending => {
+                lang.t("SSO利用申請の確認中です", "SSO application under review")
+            }
+            _ => lang.t("SSO利用申請が必要です", "SSO application required"),
+        },
+        message,
+        other,
+        code: need.code(),
+        request_id: rid,
+        profile: p,
+        apply_token: can_apply.then(|| super::apply::token(app, p, need)),
+        link_needed: need == ApplicationNeed::ExistingAccount,
+        error: "",
+        form_phone: "",
+        form_reason: "",
+        form_link_to: "",
+        status: match filed.as_ref().map(|a| a.status) {
+            Some(crate::identity::applications::ApplicationStatus::Pending) => {
+                lang.t("事務局で確認中", "Under review by the secretariat")
+            }
+            Some(crate::identity::applications::ApplicationStatus::Approved) => {
+                lang.t("承認済み", "Approved")
+            }
+            Some(crate::identity::applications::ApplicationStatus::Revoked) => {
+                lang.t("承認取消し", "Approval revoked")
+            }
+            None => "",
+        },
+        filed: filed.map(|a| local_time(&a.created)),
+        success: false,
+    }
+}
+
+/// An RFC 3339 time in Japan time (the users' and the secretariat's clock).
+pub fn local_time(rfc3339: &str) -> String {
+    let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("+09:00");
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.with_timezone(&jst).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| rfc3339.to_string())
 }
 
 fn application_message(lang: Lang, need: ApplicationNeed, cat: &str) -> String {
@@ -175,47 +273,26 @@ fn application_message(lang: Lang, need: ApplicationNeed, cat: &str) -> String {
     }
 }
 
-fn application_page_rest(
-    lang: Lang,
-    need: ApplicationNeed,
-    message: &str,
-    other: &str,
-    rid: &str,
-) -> Resp {
-    let title = match need {
-        ApplicationNeed::Pending => {
-            lang.t("SSO利用申請の確認中です", "SSO application under review")
-        }
-        _ => lang.t("SSO利用申請が必要です", "SSO application required"),
+pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
+    let (message, code) = blocked_message(lang, by);
+    let (other, _) = blocked_message(lang.other(), by);
+    let title = match by {
+        ConsentDecision::BlockedBySecretariat => lang.t(
+            "G-MISからのログインは停止されています",
+            "Logging in from G-MIS is suspended",
+        ),
+        _ => lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
     };
     let page = pages::ErrorPage {
         lang,
         title,
         message,
         other,
-        code: need.code(),
-        request_id: rid,
-        action_href: None,
-        action_label: "",
-    };
-    let mut r = pages::render(StatusCode::FORBIDDEN, &page);
-    r.headers_mut()
-        .insert("x-samlgate-reason", HeaderValue::from_static(need.code()));
-    r
-}
-
-pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
-    let (message, code) = blocked_message(lang, by);
-    let (other, _) = blocked_message(lang.other(), by);
-    let page = pages::ErrorPage {
-        lang,
-        title: lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
-        message,
-        other,
         code,
         request_id: rid,
         action_href: None,
         action_label: "",
+        success: false,
     };
     let mut r = pages::render(StatusCode::FORBIDDEN, &page);
     r.headers_mut()

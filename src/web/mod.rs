@@ -5,6 +5,7 @@
 pub mod acs;
 pub mod admin;
 pub mod affinity;
+pub mod apply;
 pub mod auth;
 pub mod consent;
 pub mod login;
@@ -107,6 +108,7 @@ impl App {
                 )?)
             }
         };
+        pages::set_support(&cfg.support);
         let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
         // With an SSO endpoint the link starts an SP-initiated login; G-MIS users can always
         // start from G-MIS's own menu (IdP-initiated).
@@ -329,13 +331,42 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    log_support_ref(&resp, &request_id);
     resp
+}
+
+/// Our pages that refuse or end a flow show a support reference (pages::support_ref) instead
+/// of the request id; this line ties the two, so `grep REF` on the log finds the request.
+fn log_support_ref(resp: &hyper::Response<OutBody>, request_id: &str) {
+    let ours = matches!(resp.body(), http_body_util::Either::Left(_));
+    let page = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let reason = resp
+        .headers()
+        .get("x-samlgate-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Error pages, and 200 pages that carry a reason (the application filed).
+    let shows_ref = !resp.status().is_success() || !reason.is_empty();
+    if ours && page && shows_ref && !resp.status().is_redirection() {
+        tracing::info!(
+            target: "samlgate::support",
+            request_id,
+            support_ref = %pages::support_ref(request_id),
+            status = resp.status().as_u16(),
+            reason,
+            "support reference shown"
+        );
+    }
 }
 
 /// Paths the gateway answers itself; with `[upstream]`, everything else is proxied.
 pub fn is_own_path(path: &str) -> bool {
-    const EXACT: [&str; 9] = [
+    const EXACT: [&str; 10] = [
         "/login",
+        "/_samlgate/apply",
         "/logout",
         "/consent",
         "/healthz",
@@ -374,7 +405,10 @@ fn metrics_page(app: &App) -> Resp {
 /// at once, instead of a hang or a wrong answer (store::health). Logins need writes;
 /// `/auth/verify` needs reads (sled on a full disk still verifies existing sessions).
 fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
-    let needs_write = matches!(path, "/saml/acs" | "/saml/login" | "/consent" | "/login");
+    let needs_write = matches!(
+        path,
+        "/saml/acs" | "/saml/login" | "/consent" | "/login" | "/_samlgate/apply"
+    );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
         || ((needs_write || needs_read) && !app.store.readable());
@@ -416,6 +450,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/admin/v1/op") => admin::op(app, req, rid).await,
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
+        (&Method::POST, "/_samlgate/apply") => apply::post(app, req, rid).await,
+        (&Method::GET, "/saml/acs") => acs_get(Lang::of(&req), rid),
         (&Method::GET, "/login") => auth::login_page(app, &req),
         (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req),
@@ -585,6 +621,33 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     r
 }
 
+/// `GET /saml/acs` (a bookmark, Back into the ACS, a reload): the ACS only takes the IdP's
+/// POST; a page that says so and leads to the login page, not a bare 405.
+fn acs_get(lang: Lang, rid: &str) -> Resp {
+    let (ja, en) = (
+        "このページはG-MISからのログインの途中でのみ使われるため、直接開くことはできません。ログイン画面からもう一度ログインしてください。",
+        "This address is only used while logging in from G-MIS and cannot be opened directly. Please log in again from the login page.",
+    );
+    let page = pages::ErrorPage {
+        lang,
+        title: lang.t(
+            "このページは直接開けません",
+            "This page cannot be opened directly",
+        ),
+        message: lang.t(ja, en),
+        other: lang.other().t(ja, en),
+        code: "",
+        request_id: rid,
+        action_href: Some("/login"),
+        action_label: lang.t("ログイン画面へ", "Go to the login page"),
+        success: false,
+    };
+    let mut r = pages::render(StatusCode::METHOD_NOT_ALLOWED, &page);
+    r.headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
 fn not_found(lang: Lang, rid: &str) -> Resp {
     let page = pages::ErrorPage {
         lang,
@@ -601,6 +664,7 @@ fn not_found(lang: Lang, rid: &str) -> Resp {
         request_id: rid,
         action_href: Some("/"),
         action_label: lang.t("トップへ", "Home"),
+        success: false,
     };
     pages::render(StatusCode::NOT_FOUND, &page)
 }

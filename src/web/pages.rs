@@ -7,8 +7,37 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use hyper::{Request, Response, StatusCode};
 
+use std::sync::{Arc, RwLock};
+
+use crate::config::SupportConfig;
 use crate::identity::Profile;
 use crate::reason::Reason;
+
+/// `[support]` for the templates (footer and refusal pages). Process-wide because many pages
+/// are rendered where no `App` is at hand; set once when the `App` is made.
+static SUPPORT: RwLock<Option<Arc<SupportConfig>>> = RwLock::new(None);
+
+pub fn set_support(s: &SupportConfig) {
+    *SUPPORT.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s.clone()));
+}
+
+pub fn support() -> Arc<SupportConfig> {
+    SUPPORT
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
+/// The support reference a person reads over the phone: 8 digits in two groups (`4821-7730`),
+/// derived from the request id. `web::handle` logs both on every page that shows one, so
+/// `grep 4821-7730` on the log finds the request id and through it the event.
+pub fn support_ref(request_id: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(request_id.as_bytes());
+    let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % 100_000_000;
+    format!("{:04}-{:04}", n / 10_000, n % 10_000)
+}
 
 pub type Body = Full<Bytes>;
 pub type Resp = Response<Body>;
@@ -98,6 +127,14 @@ pub struct ErrorPage<'a> {
     pub request_id: &'a str,
     pub action_href: Option<&'a str>,
     pub action_label: &'a str,
+    /// The message reports a success (green box) rather than a problem (red box).
+    pub success: bool,
+}
+
+impl ErrorPage<'_> {
+    pub fn reference(&self) -> String {
+        support_ref(self.request_id)
+    }
 }
 
 #[derive(Template)]
@@ -200,6 +237,7 @@ pub fn refusal_page(
         request_id,
         action_href: retry_href,
         action_label: lang.t("ログイン画面へ", "Go to the login page"),
+        success: false,
     };
     let mut r = render(reason.status(), &page);
     r.headers_mut()
@@ -229,5 +267,51 @@ mod tests {
         let r = refusal_page(Lang::En, Reason::Replay, "<rid>", None);
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(r.headers()["x-samlgate-reason"], "replay");
+    }
+
+    #[test]
+    fn support_ref_is_grouped_digits_and_stable() {
+        let a = support_ref("lEfSMYy9ohhh");
+        assert_eq!(a, support_ref("lEfSMYy9ohhh"));
+        assert_ne!(a, support_ref("lEfSMYy9ohhi"));
+        let b = a.as_bytes();
+        assert_eq!(b.len(), 9, "{a}");
+        assert_eq!(b[4], b'-', "{a}");
+        assert!(
+            a.chars().filter(|c| *c != '-').all(|c| c.is_ascii_digit()),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn refusal_page_shows_support_and_reference_not_request_id() {
+        set_support(&SupportConfig {
+            name: "テスト事務局".into(),
+            phone: "03-1234-5678".into(),
+            email: "help@example.jp".into(),
+            url: "https://help.example.jp/".into(),
+            hours: "平日 9:00-17:00".into(),
+        });
+        let r = refusal_page(Lang::Ja, Reason::Replay, "rid0000abcd", None);
+        let body = String::from_utf8(futures_body(r.into_body())).unwrap();
+        assert!(body.contains(&support_ref("rid0000abcd")), "{body}");
+        assert!(!body.contains("rid0000abcd"), "{body}");
+        for want in [
+            "テスト事務局",
+            "tel:0312345678",
+            "mailto:help@example.jp",
+            "https://help.example.jp/",
+            "平日 9:00-17:00",
+        ] {
+            assert!(body.contains(want), "{want} missing: {body}");
+        }
+    }
+
+    fn futures_body(b: Body) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(b.collect()).unwrap().to_bytes().to_vec()
     }
 }

@@ -174,6 +174,7 @@ fn bad_gateway(lang: Lang, rid: &str, status: StatusCode) -> Resp {
         request_id: rid,
         action_href: None,
         action_label: "",
+        success: false,
     };
     pages::render(status, &page)
 }
@@ -193,6 +194,7 @@ fn path_refused(lang: Lang, rid: &str) -> Resp {
         request_id: rid,
         action_href: Some("/"),
         action_label: lang.t("トップへ", "Home"),
+        success: false,
     };
     let mut r = pages::render(Reason::PathRefused.status(), &page);
     r.headers_mut().insert(

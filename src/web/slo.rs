@@ -36,6 +36,8 @@ fn slo_page(
         request_id: rid,
         action_href: Some("/login"),
         action_label: lang.t("ログイン画面へ", "Go to the login page"),
+        // "Logged out" is news, not a warning.
+        success: code.is_empty(),
     };
     let mut r = pages::render(status, &page);
     if !code.is_empty() {
@@ -45,15 +47,25 @@ fn slo_page(
     r
 }
 
-pub fn logged_out_page(lang: Lang, rid: &str) -> Resp {
+/// `gmis_closed`: whether the G-MIS session ended too (a completed single logout); else the
+/// page says it is still open.
+pub fn logged_out_page(lang: Lang, rid: &str, gmis_closed: bool) -> Resp {
+    let msg = if gmis_closed {
+        (
+            "医療情報ネットとG-MISからログアウトしました。",
+            "You have been logged out of the Medical Information Net and of G-MIS.",
+        )
+    } else {
+        (
+            "医療情報ネットからログアウトしました。G-MISへのログインはまだ続いています。共用の端末では、G-MISの画面でもログアウトするか、ブラウザを閉じてください。",
+            "You have been logged out of the Medical Information Net. You are still logged in to G-MIS: on a shared computer, log out in G-MIS as well or close the browser.",
+        )
+    };
     slo_page(
         lang,
         StatusCode::OK,
         ("ログアウトしました", "You are logged out"),
-        (
-            "医療情報ネットからログアウトしました。",
-            "You have been logged out of the Medical Information Net.",
-        ),
+        msg,
         "",
         rid,
     )
@@ -142,7 +154,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
                     let ok = r.status.as_deref() == Some(SUCCESS);
                     tracing::info!(target: "samlgate::slo", request_id = rid, logout_request = %t.id, idp_status = ?r.status, "single logout completed");
                     if ok {
-                        logged_out_page(lang, rid)
+                        logged_out_page(lang, rid, true)
                     } else {
                         slo_page(
                             lang,
@@ -247,7 +259,7 @@ fn idp_logout(
     tracing::info!(target: "samlgate::slo", request_id = rid, name_id = %r.name_id, sessions_ended = ended, "IdP-initiated logout");
 
     let Some(dest) = idp.slo_redirect.clone() else {
-        return logged_out_page(lang, rid);
+        return logged_out_page(lang, rid, true);
     };
     let xml = slo::logout_response_xml(
         &authn::new_request_id(),
@@ -268,7 +280,7 @@ fn idp_logout(
         Ok(url) => pages::redirect(StatusCode::FOUND, &url),
         Err(e) => {
             tracing::error!(target: "samlgate::slo", request_id = rid, error = %e, "LogoutResponse signing failed");
-            logged_out_page(lang, rid)
+            logged_out_page(lang, rid, true)
         }
     }
 }

@@ -20,6 +20,11 @@
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
+import { createRequire } from "node:module";
+
+// axe-core (npm), evaluated through the DevTools protocol (the pages' CSP forbids script tags).
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const PHONE = { width: 390, height: 844 };
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -182,8 +187,35 @@ async function facts(page) {
   });
 }
 
+/** axe-core's serious and critical violations on the current page. */
+async function axeViolations(page) {
+  await page.evaluate(AXE_SOURCE + "\n;0");
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+  });
+}
+
+/** axe at desktop and at phone width (no sideways scroll there either); screenshots of both
+ *  when `file` is given (file and file-phone). */
+async function axeBothWidths(page, name, file) {
+  const desktop = page.viewportSize();
+  for (const [label, vp] of [["desktop", desktop], ["phone", PHONE]]) {
+    await page.setViewportSize(vp);
+    const v = await axeViolations(page);
+    check(v.length === 0, `${name} (${label}): axe serious/critical violations: ${JSON.stringify(v)}`);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+    check(!wide, `${name} (${label}): the page scrolls sideways`);
+    if (file) await shot(page, label === "desktop" ? file : file.replace(/\.png$/, "-phone.png"));
+  }
+  await page.setViewportSize(desktop);
+  console.log(`${name}: axe clean at ${desktop.width}px and ${PHONE.width}px`);
+}
+
 /** The checks every samlgate page must pass. */
-async function commonChecks(page, name, lang) {
+async function commonChecks(page, name, lang, file) {
   const f = await facts(page);
   check(f.lang === lang, `${name}: <html lang> is ${JSON.stringify(f.lang)}, want ${lang}`);
   check(f.h1.length === 1, `${name}: ${f.h1.length} h1 elements (${JSON.stringify(f.h1)}), want one`);
@@ -200,6 +232,10 @@ async function commonChecks(page, name, lang) {
     );
   }
   check(!f.overflow, `${name}: the page scrolls sideways (scrollWidth ${f.scrollWidth})`);
+  // The support desk is in the footer of every page.
+  const footer = await page.locator("footer").innerText();
+  check(/0120-000-000/.test(footer) && /gmis-support@example.go.jp/.test(footer), `${name}: the footer lacks the support desk: ${JSON.stringify(footer)}`);
+  await axeBothWidths(page, name, file);
   const worst = f.contrast.reduce((a, c) => (a && a.ratio <= c.ratio ? a : c), null);
   console.log(
     `${name}: lang=${f.lang} h1=${JSON.stringify(f.h1)} controls=${f.controls.length} ` +
@@ -294,6 +330,64 @@ async function bothLanguages(page, name, { main, other, text }) {
   }
 }
 
+if (FLOW === "apply") {
+  // A refused 保健所 user applies from the refusal page; `samlgate applications approve`;
+  // the next login reaches the consent page.
+  const { execFileSync } = await import("node:child_process");
+  const cli = (...a) => execFileSync(args.samlgate, [...a, "--config", args.config], { encoding: "utf8" });
+  const name = "apply";
+  const { context, page } = await open(name);
+  await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
+  const form = page.getByRole("button", { name: "SSO利用申請を行う", exact: true });
+  check((await form.count()) === 1, `${name}: no 「SSO利用申請を行う」 on the refusal page`);
+  await commonChecks(page, `${name} refusal page with the form`, "ja", "apply-form-ja.png");
+  // A bad phone number: the form again with a message, nothing filed.
+  await page.getByLabel("連絡先電話番号（必須）").fill("abc");
+  await page.getByLabel("申請の理由（必須）").fill("保健所の業務で医療機関の情報を確認するため");
+  await form.click();
+  await page.waitForLoadState();
+  check((await page.getByRole("alert").count()) === 1, `${name}: no error message for a bad phone number`);
+  check(!/GM0034567/.test(cli("applications", "list")), `${name}: a refused form filed an application`);
+  await commonChecks(page, `${name} form error`, "ja");
+  await page.getByLabel("連絡先電話番号（必須）").fill("０３－１２３４－５６７８");
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/_samlgate/apply") && r.request().method() === "POST"),
+    page.getByRole("button", { name: "SSO利用申請を行う", exact: true }).click(),
+  ]);
+  await page.waitForLoadState();
+  check(resp.status() === 200 && (await resp.headerValue("x-samlgate-reason")) === "application_pending", `${name}: filing answered ${resp.status()} ${await resp.headerValue("x-samlgate-reason")}`);
+  const done = await commonChecks(page, `${name} filed page`, "ja", "apply-filed-ja.png");
+  const text = await page.locator("main").innerText();
+  check(/事務局で確認中/.test(text) && /申請日/.test(text) && /\d{4}-\d{2}-\d{2} \d{2}:\d{2}/.test(text), `${name}: the filed page lacks status and date: ${text}`);
+  check((await page.locator("p.success").count()) === 1 && (await page.locator("p.notice").count()) === 0, `${name}: the success message is not in the success box`);
+  check(done.h1[0]?.includes("確認中"), `${name}: filed h1 ${JSON.stringify(done.h1)}`);
+  const listed = JSON.parse(cli("applications", "list", "--json").trim().split("\n").find((l) => l.includes("GM0034567")) || "{}");
+  check(listed.status === "pending" && listed.phone === "03-1234-5678" && listed.profile?.facility_name === "みなと保健所" && /保健所の業務/.test(listed.reason || ""), `${name}: the stored application: ${JSON.stringify(listed)}`);
+  // The next login, still pending: the pending page with the date.
+  await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
+  check(/申請日/.test(await page.locator("main").innerText()), `${name}: the pending page lacks the filing date`);
+  // The secretariat's list: name and facility, Japan time, columns aligned in display width.
+  const table = cli("applications", "list").split("\n");
+  const dw = (t) => [...t].reduce((w, ch) => w + (/[\u1100-\u115F\u2E80-\uA4CF\uAC00-\uD7A3\uF900-\uFAFF\uFE30-\uFE4F\uFF00-\uFF60\uFFE0-\uFFE6]/.test(ch) ? 2 : 1), 0);
+  const row = table.find((l) => l.includes("GM0034567")) || "";
+  const head = table.find((l) => l.startsWith("GMIS_ID")) || "";
+  check(/鈴木 一郎/.test(row) && /みなと保健所/.test(row) && /JST/.test(row), `${name}: the list row lacks name, facility or local time: ${row}`);
+  check(dw(row.slice(0, row.indexOf("03-1234-5678"))) === dw(head.slice(0, head.indexOf("PHONE"))), `${name}: PHONE column not aligned:\n${head}\n${row}`);
+  // A typo in a hand-entered id is refused ([attributes] account_id_pattern); full-width is normalised.
+  let refused = false;
+  try { cli("applications", "add", "GM00345", "--by", "browser-test"); } catch (e) { refused = /account_id_pattern/.test(String(e.stderr)); }
+  check(refused, `${name}: \`applications add GM00345\` was not refused by the pattern`);
+  cli("applications", "add", "ｇｍ００４５６７８", "--by", "browser-test");
+  check(/GM0045678/.test(cli("applications", "list")), `${name}: the full-width id was not normalised`);
+  cli("applications", "approve", "GM0034567", "--by", "browser-test");
+  await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
+  check(new URL(page.url()).pathname === "/consent", `${name}: after approval the login led to ${page.url()}`);
+  await context.close();
+  await browser.close();
+  console.log(`${checks - failures.length} passed, ${failures.length} failed`);
+  process.exit(failures.length ? 1 : 0);
+}
+
 if (FLOW === "lang-links") {
   // The login and consent pages switch language in place.
   {
@@ -327,6 +421,8 @@ if (FLOW === "lang-links") {
     await loginThroughDemoIdp(page, name, { user: 1, linkName: "Log in with G-MIS" });
     await page.getByRole("button", { name: "I do not agree", exact: true }).click();
     await page.waitForLoadState();
+    await page.getByRole("button", { name: "Confirm: I do not agree", exact: true }).click();
+    await page.waitForLoadState();
     await bothLanguages(page, name, { main: "en", other: "ja", text: /事務局が理由を確認/ });
     await context.close();
   }
@@ -342,12 +438,15 @@ if (FLOW === "lang-links") {
   const name = "ja accept";
   const { context, page } = await open(name);
   await page.goto(BASE + "/login");
-  await commonChecks(page, `${name} /login`, "ja");
-  await shot(page, "login-ja.png");
+  await commonChecks(page, `${name} /login`, "ja", "login-ja.png");
   await loginThroughDemoIdp(page, name, { user: 0, linkName: "G-MISからのログインはこちら" });
   check(new URL(page.url()).pathname === "/consent", `${name}: landed on ${page.url()}, want /consent`);
-  const f = await commonChecks(page, `${name} /consent`, "ja");
+  const f = await commonChecks(page, `${name} /consent`, "ja", "consent-ja-axe.png");
   check(f.h1[0]?.includes("同意"), `${name}: consent h1 is ${JSON.stringify(f.h1)}`);
+  const doc = await page.locator(".consent-doc").innerText();
+  check(doc.includes("第三者提供"), `${name}: the consent document is not shown in full: ${JSON.stringify(doc.slice(0, 200))}`);
+  check((await page.locator('a[href="https://www.example.go.jp/privacy"]').count()) === 1, `${name}: no privacy policy link`);
+  check((await page.locator('[data-case="first"]').count()) === 1, `${name}: not worded as a first registration`);
   const body = await page.locator("main").innerText();
   for (const want of ["GM0012345", "区分", "病院", "1310000001", "テスト総合病院", "山田 太郎", "yamada@example.jp"]) {
     check(body.includes(want), `${name}: the consent page does not show ${want}`);
@@ -372,6 +471,15 @@ if (FLOW === "lang-links") {
   check(homeText.includes("GM0012345") && homeText.includes("テスト総合病院"), `${name}: the home page does not show the profile`);
   check(home.h1.length === 1, `${name}: home h1`);
   await shot(page, "home-ja.png");
+  // Back to the consent page while logged in: home again, not "the consent page has expired".
+  await page.goto(BASE + "/consent");
+  check(new URL(page.url()).pathname === "/", `${name}: /consent after accepting led to ${page.url()}`);
+  // Logout (the demo IdP has no SLO endpoint): says G-MIS is still logged in; not a red warning.
+  await page.goto(BASE + "/logout");
+  await commonChecks(page, `${name} /logout`, "ja", "logout-ja.png");
+  const out = await page.locator("main").innerText();
+  check(/G-MISへのログインはまだ続いています/.test(out), `${name}: the logout page does not say G-MIS is still open: ${out}`);
+  check((await page.locator("p.success").count()) === 1 && (await page.locator("p.notice").count()) === 0, `${name}: the logout message is not in the success box`);
   await context.close();
 }
 
@@ -401,9 +509,34 @@ if (FLOW === "lang-links") {
     check(body.includes(want), `${name}: the consent page does not show ${want}`);
   }
   await shot(page, "consent-en.png");
-  const [resp] = await Promise.all([
+  // 同意しない first asks, saying what happens and how to undo it; nothing is recorded yet.
+  const [ask] = await Promise.all([
     page.waitForResponse((r) => r.url() === BASE + "/consent" && r.request().method() === "POST"),
     page.getByRole("button", { name: "I do not agree", exact: true }).click(),
+  ]);
+  check(ask.status() === 200, `${name}: "I do not agree" answered ${ask.status()}, want the confirmation page (200)`);
+  await page.waitForLoadState();
+  const c = await commonChecks(page, `${name} confirm page`, "en", "reject-confirm-en.png");
+  const ctext = await page.locator("main").innerText();
+  check(/How to undo it/.test(ctext) && /What happens/.test(ctext), `${name}: the confirmation page does not explain: ${ctext}`);
+  check(c.h1[0]?.includes("do not agree"), `${name}: confirmation h1 ${JSON.stringify(c.h1)}`);
+  // The two choices: same height, well apart (thumb-safe), in the page's font.
+  for (const vp of [null, PHONE]) {
+    if (vp) await page.setViewportSize(vp);
+    const g = await page.evaluate(() => {
+      const [a, b] = [...document.querySelectorAll(".choices > *")];
+      const ra = a.getBoundingClientRect(), rb = b.getBoundingClientRect();
+      const gap = Math.max(rb.left - ra.right, rb.top - ra.bottom, ra.left - rb.right, ra.top - rb.bottom);
+      return { ha: ra.height, hb: rb.height, gap, fa: getComputedStyle(a).fontFamily, fb: getComputedStyle(b).fontFamily, body: getComputedStyle(document.body).fontFamily };
+    });
+    check(Math.abs(g.ha - g.hb) < 1 && g.ha >= 44, `${name}: button heights ${g.ha} / ${g.hb} (want equal, >= 44px)`);
+    check(g.gap >= 24, `${name}: the buttons are ${g.gap}px apart (want >= 24)`);
+    check(g.fa === g.body && g.fb === g.body, `${name}: button fonts ${g.fa} / ${g.fb}, page ${g.body}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.url() === BASE + "/consent" && r.request().method() === "POST"),
+    page.getByRole("button", { name: "Confirm: I do not agree", exact: true }).click(),
   ]);
   check(resp.status() === 403, `${name}: reject answered ${resp.status()}, want 403`);
   check(
@@ -415,6 +548,12 @@ if (FLOW === "lang-links") {
   const b = await commonChecks(page, `${name} blocked page`, "en");
   check(/secretariat/i.test(b.h1[0] || ""), `${name}: blocked h1 is ${JSON.stringify(b.h1)}`);
   await shot(page, "blocked-en.png");
+  // Back to the consent page (or a reload): still the blocked state, not "log in again".
+  const again = await page.goto(BASE + "/consent");
+  check(
+    again.status() === 403 && (await again.headerValue("x-samlgate-reason")) === "blocked_consent_rejected",
+    `${name}: /consent after the reject answered ${again.status()} ${await again.headerValue("x-samlgate-reason")}`,
+  );
   // No session: the home page sends the browser to /login.
   await page.goto(BASE + "/");
   check(new URL(page.url()).pathname === "/login", `${name}: / after reject is ${page.url()}`);
@@ -462,10 +601,17 @@ if (FLOW === "lang-links") {
   await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
   const acs = seen.find(([m, p]) => m === "POST" && p === "/saml/acs");
   check(acs && acs[2] === 403, `${name}: the ACS answered ${JSON.stringify(acs)}, want 403`);
-  const f = await commonChecks(page, `${name} page`, "ja");
+  const f = await commonChecks(page, `${name} page`, "ja", "application-ja-axe.png");
   check(f.h1[0]?.includes("申請"), `${name}: h1 is ${JSON.stringify(f.h1)}`);
+  const ref = await page.locator(".refno").innerText();
+  check(/^\d{4}-\d{4}$/.test(ref), `${name}: support reference ${JSON.stringify(ref)}`);
   check((await page.locator("main").innerText()).includes("保健所"), `${name}: the page does not name the category`);
   await shot(page, "application-ja.png");
+  // GET /saml/acs (Back or a bookmark into the ACS): a styled page with a way to the login page.
+  const acsGet = await page.goto(BASE + "/saml/acs");
+  check(acsGet.status() === 405, `${name}: GET /saml/acs answered ${acsGet.status()}`);
+  await commonChecks(page, `${name} GET /saml/acs`, "ja", "acs-get-ja.png");
+  check((await page.locator('main a[href="/login"]').count()) === 1, `${name}: GET /saml/acs has no way back to /login`);
   check(
     !seen.some(([, p, s]) => s >= 300 && s < 400 && p === "/saml/acs"),
     `${name}: the refusal redirected: ${JSON.stringify(seen)}`,
