@@ -1317,6 +1317,21 @@ fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
         "/static/.;/../private",
         "/static/%252e%252e%253b/private",
         "/static/%252F..%252Fprivate",
+        // Review of the fixes, 1: an empty segment before `..` (nginx merge_slashes, Tomcat
+        // read `/static//../private` as `/private`).
+        "/static//../private",
+        "/static/x//../../private",
+        "/static//app.css",
+        // 2: dot segments that a non-normalising upstream (Django, Flask, Express) routes
+        // under the raw prefix, once- and twice-encoded; any %25; an overlong `.` (%c0%ae).
+        "/private/../static/x",
+        "/private/./x",
+        "/private/%2e%2e/static/x",
+        "/private/%2E%2e/static/x",
+        "/private/%252e%252e/static/x",
+        "/static/%25/x",
+        "/static/%c0%ae%c0%ae/private",
+        "/static/%ff/x",
     ] {
         for (who, hs) in [
             ("no session", vec![("Accept", HTML)]),
@@ -1356,10 +1371,29 @@ fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
     );
     let r = get(gw.port, "/static/%2e%2e/menu/x", &[]);
     f.check(
-        "decoded dots leave the public prefix",
-        r.status == 401 && menu.with("/menu/x").is_empty(),
+        "decoded dots are refused",
+        r.status == 400 && menu.with("/menu/x").is_empty(),
         || r.summary(),
     );
+    // Ordinary targets still pass: a trailing slash, %25 in the query, encoded characters
+    // that are not dots; and the gateway's own paths still answer.
+    for (target, hs) in [
+        ("/static/dir/", vec![]),
+        ("/static/app.css?q=100%25&r=..%2F..", vec![]),
+        ("/static/a%20b.css", vec![]),
+        ("/menu/x/", vec![("Cookie", cookie.as_str())]),
+        ("/menu/a.b/..c/?p=%252e", vec![("Cookie", cookie.as_str())]),
+    ] {
+        let before = menu.count();
+        let r = get(gw.port, target, &hs);
+        f.check(target, r.status == 200 && menu.count() == before + 1, || {
+            format!("want it proxied: {}", r.summary())
+        });
+    }
+    for p in ["/healthz", "/saml/metadata", "/login?return_to=%2Fmenu%2F"] {
+        let r = get(gw.port, p, &[]);
+        f.check(p, (200..400).contains(&r.status), || r.summary());
+    }
     f.finish(&gw);
 }
 

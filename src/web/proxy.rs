@@ -126,8 +126,8 @@ impl Upstream {
         self.client.request(req).await.map_err(|e| e.to_string())
     }
 
-    /// A public prefix of the canonical path (`request_target::canonical_path`: decoded, dot
-    /// segments resolved), so `/static/%2e%2e/menu` is `/menu` and not public.
+    /// A public prefix of the canonical path (`request_target::canonical_path`: decoded, and
+    /// only for targets every upstream reads alike), so `/%73tatic/x` is public.
     fn is_public(&self, canonical: &str) -> bool {
         self.public_paths
             .iter()
