@@ -1399,7 +1399,7 @@ fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
 
 /// Forwarding headers a client might send; the `_` spellings are read as the same header by
 /// some frameworks.
-const CLIENT_FORWARDING: [(&str, &str); 16] = [
+const CLIENT_FORWARDING: [(&str, &str); 30] = [
     ("Forwarded", "for=203.0.113.9;host=evil.example;proto=https"),
     ("X-Real-IP", "203.0.113.9"),
     ("X-Forwarded-For", "203.0.113.9"),
@@ -1416,6 +1416,22 @@ const CLIENT_FORWARDING: [(&str, &str); 16] = [
     ("X_Forwarded_Prefix", "/evil2"),
     ("X_Real_IP", "203.0.113.9"),
     ("x_original_url", "/admin/secret2"),
+    // Review of the issue-12 fixes, finding 8: scheme, original-client and client-certificate
+    // headers that frameworks and proxies (Envoy, IIS ARR, nginx ssl_client_*) act on.
+    ("X-Scheme", "https"),
+    ("X-Url-Scheme", "https"),
+    ("Front-End-Https", "on"),
+    ("X-Original-Forwarded-For", "203.0.113.9"),
+    ("X-Envoy-Original-Path", "/admin/secret"),
+    ("X-Envoy-External-Address", "203.0.113.9"),
+    ("X-Envoy-Internal", "true"),
+    ("X-ARR-ClientCert", "MIIB"),
+    ("X-SSL-Client-Cert", "MIIB"),
+    ("X-SSL-Client-Verify", "SUCCESS"),
+    ("X-SSL-Client-S-DN", "CN=admin"),
+    ("Ssl-Client-Cert", "MIIB"),
+    ("X-Client-Cert", "MIIB"),
+    ("X_SSL_Client_DN", "CN=admin"),
 ];
 
 /// Issue 12 item 11: from a peer that is not in `trusted_proxies`, no forwarding header a client
