@@ -2604,3 +2604,52 @@ fn a_file_fixed_after_a_refused_reload_is_picked_up() {
     });
     f.finish(&gw);
 }
+
+// ------------------------------------------------------------------------------------------
+// review of the issue-12 fixes, finding 6: a reload checks the key files' modes like a start
+
+/// A private key that group or others can read is refused by a reload (SIGHUP) with the
+/// `chmod` to run, as `serve` refuses it at start; once fixed, the next reload loads it.
+/// For the SP key set and the TLS key.
+#[test]
+fn a_reload_refuses_a_key_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let gw = Gw::start(Opts {
+        tls: true,
+        ..Opts::default()
+    });
+    let mut f = Fails::default();
+    let sp_key = gw.keys_dir.join(format!("{}.key", gw.active_key()));
+    let set_mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    for (part, key) in [("sp_keys", sp_key.clone()), ("tls", gw.tls_key.clone())] {
+        let fix = format!("chmod 600 {}", key.display());
+        let refused = [part, "reload_refused", fix.as_str()];
+        let reloaded = [part, "reloaded", "\"SIGHUP\""];
+        let (r0, l0) = (gw.count_log(&refused), gw.count_log(&reloaded));
+        set_mode(&key, 0o644);
+        gw.sighup();
+        wait_for(
+            &gw,
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            &format!("{part}: a reload after chmod 644"),
+            || (gw.count_log(&refused) > r0 || gw.count_log(&reloaded) > l0).then_some(()),
+        );
+        f.check(part, gw.count_log(&reloaded) == l0, || {
+            format!("{part}: a key others can read was reloaded")
+        });
+        f.check(part, gw.count_log(&refused) > r0, || {
+            format!("{part}: no reload_refused line naming `{fix}`")
+        });
+        set_mode(&key, 0o600);
+        gw.sighup();
+        wait_for(
+            &gw,
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            &format!("{part}: reloaded once the mode is fixed"),
+            || (gw.count_log(&reloaded) > l0).then_some(()),
+        );
+    }
+    f.finish(&gw);
+}
