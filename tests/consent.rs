@@ -46,6 +46,8 @@ fn configure(gw: &Gateway, consent_required: bool, version: &str, admin: bool) {
     if admin {
         let tok = gw.dir.path().join("admin.token");
         fs::write(&tok, format!("{ADMIN_TOKEN}\n")).expect("write admin.token");
+        // The gateway refuses a token file others can read.
+        fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         cfg = set_section(&cfg, "admin", Some("token_file = \"admin.token\"\n"));
     } else {
         cfg = set_section(&cfg, "admin", None);

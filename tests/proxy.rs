@@ -660,11 +660,10 @@ fn gateway(c: Conf) -> Gateway {
         );
     }
     if c.admin {
-        fs::write(
-            gw.dir.path().join("admin.token"),
-            format!("{ADMIN_TOKEN}\n"),
-        )
-        .unwrap();
+        let tok = gw.dir.path().join("admin.token");
+        fs::write(&tok, format!("{ADMIN_TOKEN}\n")).unwrap();
+        // The gateway refuses a token file others can read.
+        fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         cfg = set_section(&cfg, "admin", "token_file = \"admin.token\"\n");
     }
     fs::write(&gw.config, cfg).expect("write config");
