@@ -181,12 +181,12 @@ fn unlink_target(
     let local = users::get(store, id)?.filter(|u| u.gmis_id.is_some());
     let gmis = users::by_gmis(store, id)?;
     match (reading, local, gmis) {
-        (Some(IdReading::Local), l, _) => l.ok_or_else(|| {
-            AdminError::NotFound(format!("no linked account with local id {id}"))
-        }),
-        (Some(IdReading::Gmis), _, g) => g.ok_or_else(|| {
-            AdminError::NotFound(format!("no linked account for G-MIS id {id}"))
-        }),
+        (Some(IdReading::Local), l, _) => {
+            l.ok_or_else(|| AdminError::NotFound(format!("no linked account with local id {id}")))
+        }
+        (Some(IdReading::Gmis), _, g) => {
+            g.ok_or_else(|| AdminError::NotFound(format!("no linked account for G-MIS id {id}")))
+        }
         (None, Some(l), Some(g)) if l.id != g.id => Err(AdminError::Invalid(format!(
             "{id} is ambiguous: as a local id it is account {} (linked to G-MIS account {}); \
              as a G-MIS id it is linked to local account {}; say --local or --gmis",

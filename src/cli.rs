@@ -261,7 +261,10 @@ fn check_secrets_private(cfg: &Config) -> Result<(), String> {
         keys::check_private(f, "[admin] token_file")?;
     }
     if cfg.store_pg.as_ref().is_some_and(|pg| pg.has_password()) {
-        keys::check_private(&cfg.file, "the config file (its [store] url has a password)")?;
+        keys::check_private(
+            &cfg.file,
+            "the config file (its [store] url has a password)",
+        )?;
     }
     Ok(())
 }
@@ -641,7 +644,10 @@ token_file = "admin.token"
             ("[store]\npath = \"db\"\n", false),
             ("[store]\nurl = \"postgresql://sg@127.0.0.1/sg\"\n", false),
             ("[store]\nurl = \"postgresql://sg:pw@127.0.0.1/sg\"\n", true),
-            ("[store]\nurl = \"postgresql://sg@127.0.0.1/sg?password=pw\"\n", true),
+            (
+                "[store]\nurl = \"postgresql://sg@127.0.0.1/sg?password=pw\"\n",
+                true,
+            ),
         ] {
             let text = format!("{CFG}{store}");
             std::fs::write(&file, &text).unwrap();

@@ -1725,7 +1725,11 @@ fn accept_after_a_revoke_or_a_corrected_application_never_links_the_old_target()
         let rs = responses(&gw, &[(id, &[])]);
         let pending = expect_consent_redirect(&gw, id, &gw.post_acs(&rs[0], None));
         let (html, csrf) = consent_page(&gw, id, &pending);
-        check!(gw, html.contains(wrong), "{id}: the page does not name {wrong}");
+        check!(
+            gw,
+            html.contains(wrong),
+            "{id}: the page does not name {wrong}"
+        );
         for args in meanwhile {
             cli_ok(&gw, "applications", args);
         }

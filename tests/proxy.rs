@@ -1385,9 +1385,11 @@ fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
     ] {
         let before = menu.count();
         let r = get(gw.port, target, &hs);
-        f.check(target, r.status == 200 && menu.count() == before + 1, || {
-            format!("want it proxied: {}", r.summary())
-        });
+        f.check(
+            target,
+            r.status == 200 && menu.count() == before + 1,
+            || format!("want it proxied: {}", r.summary()),
+        );
     }
     for p in ["/healthz", "/saml/metadata", "/login?return_to=%2Fmenu%2F"] {
         let r = get(gw.port, p, &[]);

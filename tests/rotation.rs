@@ -2620,7 +2620,8 @@ fn a_reload_refuses_a_key_file_others_can_read() {
     });
     let mut f = Fails::default();
     let sp_key = gw.keys_dir.join(format!("{}.key", gw.active_key()));
-    let set_mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    let set_mode =
+        |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
     for (part, key) in [("sp_keys", sp_key.clone()), ("tls", gw.tls_key.clone())] {
         let fix = format!("chmod 600 {}", key.display());
         let refused = [part, "reload_refused", fix.as_str()];

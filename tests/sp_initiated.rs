@@ -2124,9 +2124,17 @@ fn the_request_answered_is_the_one_in_response_to_names() {
     let certs = sp_certs(&gw);
     let mut b = Browser::new(&gw, "two tabs");
     let st1 = start_login(&gw, &certs, &mut b, "return_to=/tab-one").unwrap();
-    let v1 = b.jar.get("samlgate-req").cloned().expect("first request cookie");
+    let v1 = b
+        .jar
+        .get("samlgate-req")
+        .cloned()
+        .expect("first request cookie");
     let st2 = start_login(&gw, &certs, &mut b, "return_to=/tab-two").unwrap();
-    let v2 = b.jar.get("samlgate-req").cloned().expect("second request cookie");
+    let v2 = b
+        .jar
+        .get("samlgate-req")
+        .cloned()
+        .expect("second request cookie");
     assert_ne!(st1.id, st2.id);
     // Both cookies, the first request's first: `samlgate-req=v1; samlgate-req=v2`.
     b.jar
