@@ -177,7 +177,7 @@ fn expectations(fx: &Fixtures) -> Expectations<'_> {
         max_issue_delay: chrono::Duration::seconds(300),
         allow_unsolicited: true,
         allow_sha1: false,
-        expected_request_id: None,
+        expected_request_ids: &[],
         decrypt_keys: &[],
         require_encryption: false,
         now: fx.now,

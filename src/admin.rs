@@ -62,6 +62,10 @@ pub enum Op {
         by: String,
         #[serde(default)]
         note: String,
+        /// Which reading of `id`; needed when it is both a linked local id and a G-MIS id
+        /// of different accounts (after an id collision).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reading: Option<IdReading>,
     },
     /// Registers existing local (ID/password) accounts, so G-MIS logins can be linked to them.
     UsersImport {
@@ -71,6 +75,16 @@ pub enum Op {
     AuditTail {
         n: usize,
     },
+}
+
+/// How `users unlink` reads its id.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IdReading {
+    /// A local account id.
+    Local,
+    /// A G-MIS account id.
+    Gmis,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,17 +171,48 @@ fn unlink(
     Ok(w)
 }
 
+/// The linked account `id` names. Without a reading, an id that is a linked local id and also
+/// the G-MIS id of another account is refused: guessing would undo the wrong person's link.
+fn unlink_target(
+    store: &dyn Store,
+    id: &str,
+    reading: Option<IdReading>,
+) -> Result<User, AdminError> {
+    let local = users::get(store, id)?.filter(|u| u.gmis_id.is_some());
+    let gmis = users::by_gmis(store, id)?;
+    match (reading, local, gmis) {
+        (Some(IdReading::Local), l, _) => {
+            l.ok_or_else(|| AdminError::NotFound(format!("no linked account with local id {id}")))
+        }
+        (Some(IdReading::Gmis), _, g) => {
+            g.ok_or_else(|| AdminError::NotFound(format!("no linked account for G-MIS id {id}")))
+        }
+        (None, Some(l), Some(g)) if l.id != g.id => Err(AdminError::Invalid(format!(
+            "{id} is ambiguous: as a local id it is account {} (linked to G-MIS account {}); \
+             as a G-MIS id it is linked to local account {}; say --local or --gmis",
+            l.id,
+            l.gmis_id.as_deref().unwrap_or("-"),
+            g.id
+        ))),
+        (None, Some(u), _) | (None, None, Some(u)) => Ok(u),
+        (None, None, None) => Err(AdminError::NotFound(format!(
+            "no linked account {id} (local id or G-MIS id)"
+        ))),
+    }
+}
+
 /// `users unlink`: the account stays, without its link; an approved application that names
 /// it is revoked too (else the next login would link it again); its sessions end.
-fn users_unlink(store: &dyn Store, id: &str, by: &str, note: &str) -> Result<Value, AdminError> {
+fn users_unlink(
+    store: &dyn Store,
+    id: &str,
+    reading: Option<IdReading>,
+    by: &str,
+    note: &str,
+) -> Result<Value, AdminError> {
     nonempty("by", by)?;
     let _registry = users::registry_lock();
-    let u = match users::get(store, id)?.filter(|u| u.gmis_id.is_some()) {
-        Some(u) => u,
-        None => users::by_gmis(store, id)?.ok_or_else(|| {
-            AdminError::NotFound(format!("no linked account {id} (local id or G-MIS id)"))
-        })?,
-    };
+    let u = unlink_target(store, id, reading)?;
     let gmis = u.gmis_id.clone().unwrap_or_default();
     let mut why = format!("note: {note}");
     let mut writes = Vec::new();
@@ -397,7 +442,12 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             let u = users::get(store, id)?.or(users::by_gmis(store, id)?);
             to_json(&u.ok_or_else(|| AdminError::NotFound(format!("no user {id}")))?)
         }
-        Op::UsersUnlink { id, by, note } => users_unlink(store, id, by, note)?,
+        Op::UsersUnlink {
+            id,
+            by,
+            note,
+            reading,
+        } => users_unlink(store, id, *reading, by, note)?,
         Op::UsersImport { users: list, by } => {
             nonempty("by", by)?;
             let _registry = users::registry_lock();
@@ -644,6 +694,7 @@ mod tests {
                 id: by_id.into(),
                 by: "x".into(),
                 note: "n".into(),
+                reading: None,
             };
             let v = execute(&s, "v1", &op).unwrap();
             assert_eq!(
@@ -662,6 +713,62 @@ mod tests {
                 matches!(execute(&s, "v1", &op), Err(AdminError::NotFound(_))),
                 "unlinking twice"
             );
+        }
+    }
+
+    /// Review of the issue-12 fixes, finding 9: after an id collision (local GM1 linked to GMB,
+    /// G-MIS GM1 registered as GM1-g2), `users unlink GM1` names two accounts: refused with both
+    /// readings, and `reading` chooses.
+    #[test]
+    fn unlink_refuses_an_id_with_two_readings_until_told_which() {
+        let setup = || {
+            let d = tempfile::tempdir().unwrap();
+            let s = SledStore::open(&d.path().join("db")).unwrap();
+            let run = |op: Op| execute(&s, "v1", &op).unwrap();
+            run(Op::UsersImport {
+                users: vec![Profile {
+                    account_id: "GM1".into(),
+                    ..Default::default()
+                }],
+                by: "x".into(),
+            });
+            let reg = |gmis: &str, link: Option<&str>| {
+                let p = Profile {
+                    account_id: gmis.into(),
+                    ..Default::default()
+                };
+                let (u, w, _) = users::register_writes(&s, &p, link).unwrap();
+                s.apply(&w, None).unwrap();
+                u.id
+            };
+            assert_eq!(reg("GMB", Some("GM1")), "GM1");
+            assert_eq!(reg("GM1", None), "GM1-g2");
+            (d, s)
+        };
+        let op = |reading| Op::UsersUnlink {
+            id: "GM1".into(),
+            by: "x".into(),
+            note: String::new(),
+            reading,
+        };
+        let (_d, s) = setup();
+        match execute(&s, "v1", &op(None)) {
+            Err(AdminError::Invalid(m)) => assert!(
+                m.contains("ambiguous") && m.contains("GMB") && m.contains("GM1-g2"),
+                "{m}"
+            ),
+            other => panic!("an ambiguous id was unlinked: {other:?}"),
+        }
+        assert!(users::by_gmis(&s, "GMB").unwrap().is_some(), "GMB unlinked");
+        assert!(users::by_gmis(&s, "GM1").unwrap().is_some(), "GM1 unlinked");
+        for (reading, gone, kept) in [
+            (IdReading::Local, "GMB", "GM1"),
+            (IdReading::Gmis, "GM1", "GMB"),
+        ] {
+            let (_d, s) = setup();
+            execute(&s, "v1", &op(Some(reading))).unwrap();
+            assert!(users::by_gmis(&s, gone).unwrap().is_none(), "{reading:?}");
+            assert!(users::by_gmis(&s, kept).unwrap().is_some(), "{reading:?}");
         }
     }
 }

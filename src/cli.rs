@@ -277,6 +277,16 @@ fn check_secrets_private(cfg: &Config) -> Result<(), String> {
     for f in key_files {
         keys::check_private(&f, "the private key file")?;
     }
+    // The admin token opens the secretariat API; a PostgreSQL password opens the store.
+    if let Some(f) = &cfg.admin_token_file {
+        keys::check_private(f, "[admin] token_file")?;
+    }
+    if cfg.store_pg.as_ref().is_some_and(|pg| pg.has_password()) {
+        keys::check_private(
+            &cfg.file,
+            "the config file (its [store] url has a password)",
+        )?;
+    }
     Ok(())
 }
 
@@ -699,6 +709,70 @@ mod help_tests {
             vec!["samlgate", "applications", "--config", "x.toml", "list"],
         ] {
             super::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const CFG: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080/"
+[sp]
+entity_id = "http://127.0.0.1:8080/saml/metadata"
+keys_dir = "keys"
+[idp]
+metadata = "idp.xml"
+[admin]
+token_file = "admin.token"
+"#;
+
+    fn chmod(p: &Path, m: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+
+    /// Review of the issue-12 fixes, finding 5: the admin token file, and the config file when
+    /// its `[store] url` carries a password, are refused like a private key when others can
+    /// read them.
+    #[test]
+    fn the_admin_token_and_a_config_with_a_store_password_must_be_private() {
+        let d = tempfile::tempdir().unwrap();
+        let token = d.path().join("admin.token");
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
+        let file = d.path().join("samlgate.toml");
+        for (store, config_secret) in [
+            ("[store]\npath = \"db\"\n", false),
+            ("[store]\nurl = \"postgresql://sg@127.0.0.1/sg\"\n", false),
+            ("[store]\nurl = \"postgresql://sg:pw@127.0.0.1/sg\"\n", true),
+            (
+                "[store]\nurl = \"postgresql://sg@127.0.0.1/sg?password=pw\"\n",
+                true,
+            ),
+        ] {
+            let text = format!("{CFG}{store}");
+            std::fs::write(&file, &text).unwrap();
+            let cfg = Config::from_toml(&text, &file, d.path()).unwrap();
+            chmod(&token, 0o600);
+            chmod(&file, 0o644);
+            let got = check_secrets_private(&cfg);
+            if config_secret {
+                let e = got.unwrap_err();
+                assert!(e.contains(&format!("chmod 600 {}", file.display())), "{e}");
+            } else {
+                got.unwrap();
+            }
+            chmod(&file, 0o600);
+            chmod(&token, 0o640);
+            let e = check_secrets_private(&cfg).unwrap_err();
+            assert!(
+                e.contains("[admin] token_file")
+                    && e.contains(&format!("chmod 600 {}", token.display())),
+                "{e}"
+            );
         }
     }
 }

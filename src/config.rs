@@ -284,6 +284,16 @@ pub struct PgStoreConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+impl PgStoreConfig {
+    /// Whether the URL carries a password (`user:pw@` or `?password=`): then the config file
+    /// is a secret too.
+    pub fn has_password(&self) -> bool {
+        self.url
+            .parse::<postgres::Config>()
+            .is_ok_and(|c| c.get_password().is_some())
+    }
+}
+
 /// Exactly one backend: `path` (sled) or `url` (PostgreSQL), each with only its own keys.
 fn store_backend(
     raw: &RawStore,

@@ -138,7 +138,7 @@ fn test_response(config: &Path, file: &Path, at: Option<&str>, json: bool) -> Re
         skew: chrono::Duration::seconds(cfg.clock_skew_seconds),
         max_issue_delay: chrono::Duration::seconds(cfg.max_issue_delay_seconds),
         allow_unsolicited: cfg.allow_unsolicited,
-        expected_request_id: None,
+        expected_request_ids: &[],
         decrypt_keys: &decrypt_keys,
         require_encryption: cfg.require_encryption,
         allow_sha1: cfg.allow_sha1,

@@ -49,12 +49,21 @@ fn dir_files(dir: &std::path::Path) -> Vec<PathBuf> {
     v
 }
 
+/// The same mode check as at start (`cli::load`): a key copied in at 0644 is refused now, not
+/// accepted live and then refused by the next restart. (On one line: it goes into one log line.)
+fn check_private(files: &[PathBuf]) -> Result<(), String> {
+    files
+        .iter()
+        .try_for_each(|f| crate::keys::check_private(f, "the private key file"))
+        .map_err(|e| e.replace("\n  ", "; "))
+}
+
 pub fn reload_tokens(app: &App, why: &str) -> bool {
     let (Some(t), Some(cfg)) = (&app.tokens, &app.cfg.token) else {
         return true;
     };
-    match KeySet::load(&cfg.keys_dir)
-        .map_err(|e| e.to_string())
+    match check_private(&crate::keys::private_key_files(&cfg.keys_dir))
+        .and_then(|()| KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string()))
         .and_then(|k| t.replace_keys(k))
     {
         Ok(()) => {
@@ -99,7 +108,9 @@ pub fn reload_idp(app: &App, why: &str) -> bool {
 }
 
 pub fn reload_keys(app: &App, why: &str) -> bool {
-    match KeySet::load(&app.cfg.keys_dir) {
+    match check_private(&crate::keys::private_key_files(&app.cfg.keys_dir))
+        .and_then(|()| KeySet::load(&app.cfg.keys_dir).map_err(|e| e.to_string()))
+    {
         Ok(set) => {
             let md = crate::saml::metadata::sp_metadata(&app.cfg, &set);
             let summary: Vec<String> = set
@@ -123,7 +134,9 @@ pub fn reload_tls(app: &App, why: &str) -> bool {
     let (Some(store), Some(files)) = (app.tls.as_ref(), app.cfg.tls.as_ref()) else {
         return true;
     };
-    match store.reload(&files.cert, &files.key) {
+    match check_private(std::slice::from_ref(&files.key))
+        .and_then(|()| store.reload(&files.cert, &files.key))
+    {
         Ok(fp) => {
             tracing::info!(target: "samlgate::reload", why, part = "tls", sha256 = %fp, "reloaded");
             true

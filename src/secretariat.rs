@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::admin::{execute, Op};
+use crate::admin::{execute, IdReading, Op};
 use crate::config::Config;
 use crate::identity::Profile;
 
@@ -109,6 +109,12 @@ pub enum UsersCmd {
         /// Why (e.g. "linked to the wrong person").
         #[arg(long, default_value = "")]
         note: String,
+        /// Read ID as a local account id (needed when it is also another account's G-MIS id).
+        #[arg(long, conflicts_with = "gmis")]
+        local: bool,
+        /// Read ID as a G-MIS account id.
+        #[arg(long)]
+        gmis: bool,
     },
     /// Register existing local accounts from a JSON-lines file of profiles
     /// ({"account_id": ..., "facility_code": ..., "email": ..., ...}), so G-MIS logins can be linked.
@@ -288,7 +294,26 @@ pub fn users(config: &Path, cmd: UsersCmd, json: bool) -> Result<(), String> {
         UsersCmd::List => (Op::UsersList, false),
         UsersCmd::Show { id } => (Op::UsersShow { id }, false),
         UsersCmd::Export => (Op::UsersList, true),
-        UsersCmd::Unlink { id, by, note } => (Op::UsersUnlink { id, by, note }, false),
+        UsersCmd::Unlink {
+            id,
+            by,
+            note,
+            local,
+            gmis,
+        } => {
+            let reading = match (local, gmis) {
+                (true, _) => Some(IdReading::Local),
+                (_, true) => Some(IdReading::Gmis),
+                _ => None,
+            };
+            let op = Op::UsersUnlink {
+                id,
+                by,
+                note,
+                reading,
+            };
+            (op, false)
+        }
         UsersCmd::Import { file, by } => {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;

@@ -58,6 +58,8 @@ fn configure(gw: &Gateway, consent_required: bool, version: &str, admin: bool) {
     if admin {
         let tok = gw.dir.path().join("admin.token");
         fs::write(&tok, format!("{ADMIN_TOKEN}\n")).expect("write admin.token");
+        // The gateway refuses a token file others can read.
+        fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         cfg = set_section(&cfg, "admin", Some("token_file = \"admin.token\"\n"));
     } else {
         cfg = set_section(&cfg, "admin", None);
@@ -1777,4 +1779,87 @@ fn revoke_and_unlink_remove_the_link_and_end_its_sessions() {
         !ok && err.contains("no linked account"),
         "unlinking twice: {err}"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// review of the issue-12 fixes, finding 3: a consent page opened under one application must not
+// link through it once the application was revoked or corrected
+
+#[test]
+fn accept_after_a_revoke_or_a_corrected_application_never_links_the_old_target() {
+    let gw = gateway(true, V1, true);
+    let file = gw.dir.path().join("local-users.jsonl");
+    let mut lines = String::new();
+    for id in ["L7201", "L7202", "L7203"] {
+        lines.push_str(&format!(
+            r#"{{"account_id":"{id}","category":"病院","facility_code":"2720000009","email":"{id}@other.example.jp"}}"#
+        ));
+        lines.push('\n');
+    }
+    fs::write(&file, lines).unwrap();
+    cli_ok(
+        &gw,
+        "users",
+        &["import", file.to_str().unwrap(), "--by", "t"],
+    );
+    // (G-MIS id, wrong target, what the secretariat does while the page is open)
+    let revoke: &[&[&str]] = &[&["revoke", "GM7200001", "--by", "t", "--note", "wrong"]];
+    let correct: &[&[&str]] = &[
+        &["revoke", "GM7200002", "--by", "t", "--note", "wrong"],
+        &[
+            "add",
+            "GM7200002",
+            "--link-to",
+            "L7203",
+            "--approve",
+            "--by",
+            "t",
+        ],
+    ];
+    for (id, wrong, meanwhile) in [
+        ("GM7200001", "L7201", revoke),
+        ("GM7200002", "L7202", correct),
+    ] {
+        cli_ok(
+            &gw,
+            "applications",
+            &["add", id, "--link-to", wrong, "--approve", "--by", "t"],
+        );
+        let rs = responses(&gw, &[(id, &[])]);
+        let pending = expect_consent_redirect(&gw, id, &gw.post_acs(&rs[0], None));
+        let (html, csrf) = consent_page(&gw, id, &pending);
+        check!(
+            gw,
+            html.contains(wrong),
+            "{id}: the page does not name {wrong}"
+        );
+        for args in meanwhile {
+            cli_ok(&gw, "applications", args);
+        }
+        let before = gw.sessions_live();
+        let r = post_consent(&gw, Some(&pending), &form(&csrf, "accept"));
+        check!(
+            gw,
+            r.session_cookie().is_none() && r.reason() == Some("account_changed"),
+            "{id}: accept after the application changed: want account_changed and no session: {}",
+            r.summary()
+        );
+        check!(
+            gw,
+            gw.sessions_live() == before,
+            "{id}: accept after the application changed left a session"
+        );
+        let row = user_row(&gw, wrong);
+        check!(
+            gw,
+            row.as_ref()
+                .is_some_and(|u| u.get("gmis_id") == Some(&Json::Null)),
+            "{id}: {wrong} was linked through a revoked or corrected application: {row:?}"
+        );
+        check!(
+            gw,
+            audit_of(&audit(&gw), "user.link", wrong).is_empty(),
+            "{id}: audit has user.link for {wrong}"
+        );
+    }
 }

@@ -84,6 +84,8 @@ fn gateway() -> Gateway {
         format!("{ADMIN_TOKEN}\n"),
     )
     .unwrap();
+    // The gateway refuses a token file others can read.
+    set_mode(&gw.dir.path().join("admin.token"), 0o600);
     let cfg = set_section(&cfg, "admin", "token_file = \"admin.token\"");
     fs::write(&gw.config, cfg).expect("write config");
     gw.restart();

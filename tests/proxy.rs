@@ -660,11 +660,10 @@ fn gateway(c: Conf) -> Gateway {
         );
     }
     if c.admin {
-        fs::write(
-            gw.dir.path().join("admin.token"),
-            format!("{ADMIN_TOKEN}\n"),
-        )
-        .unwrap();
+        let tok = gw.dir.path().join("admin.token");
+        fs::write(&tok, format!("{ADMIN_TOKEN}\n")).unwrap();
+        // The gateway refuses a token file others can read.
+        fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         cfg = set_section(&cfg, "admin", "token_file = \"admin.token\"\n");
     }
     fs::write(&gw.config, cfg).expect("write config");
@@ -1317,6 +1316,21 @@ fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
         "/static/.;/../private",
         "/static/%252e%252e%253b/private",
         "/static/%252F..%252Fprivate",
+        // Review of the fixes, 1: an empty segment before `..` (nginx merge_slashes, Tomcat
+        // read `/static//../private` as `/private`).
+        "/static//../private",
+        "/static/x//../../private",
+        "/static//app.css",
+        // 2: dot segments that a non-normalising upstream (Django, Flask, Express) routes
+        // under the raw prefix, once- and twice-encoded; any %25; an overlong `.` (%c0%ae).
+        "/private/../static/x",
+        "/private/./x",
+        "/private/%2e%2e/static/x",
+        "/private/%2E%2e/static/x",
+        "/private/%252e%252e/static/x",
+        "/static/%25/x",
+        "/static/%c0%ae%c0%ae/private",
+        "/static/%ff/x",
     ] {
         for (who, hs) in [
             ("no session", vec![("Accept", HTML)]),
@@ -1356,16 +1370,37 @@ fn public_prefix_escapes_are_refused_and_never_reach_the_staff_menu() {
     );
     let r = get(gw.port, "/static/%2e%2e/menu/x", &[]);
     f.check(
-        "decoded dots leave the public prefix",
-        r.status == 401 && menu.with("/menu/x").is_empty(),
+        "decoded dots are refused",
+        r.status == 400 && menu.with("/menu/x").is_empty(),
         || r.summary(),
     );
+    // Ordinary targets still pass: a trailing slash, %25 in the query, encoded characters
+    // that are not dots; and the gateway's own paths still answer.
+    for (target, hs) in [
+        ("/static/dir/", vec![]),
+        ("/static/app.css?q=100%25&r=..%2F..", vec![]),
+        ("/static/a%20b.css", vec![]),
+        ("/menu/x/", vec![("Cookie", cookie.as_str())]),
+        ("/menu/a.b/..c/?p=%252e", vec![("Cookie", cookie.as_str())]),
+    ] {
+        let before = menu.count();
+        let r = get(gw.port, target, &hs);
+        f.check(
+            target,
+            r.status == 200 && menu.count() == before + 1,
+            || format!("want it proxied: {}", r.summary()),
+        );
+    }
+    for p in ["/healthz", "/saml/metadata", "/login?return_to=%2Fmenu%2F"] {
+        let r = get(gw.port, p, &[]);
+        f.check(p, (200..400).contains(&r.status), || r.summary());
+    }
     f.finish(&gw);
 }
 
 /// Forwarding headers a client might send; the `_` spellings are read as the same header by
 /// some frameworks.
-const CLIENT_FORWARDING: [(&str, &str); 16] = [
+const CLIENT_FORWARDING: [(&str, &str); 30] = [
     ("Forwarded", "for=203.0.113.9;host=evil.example;proto=https"),
     ("X-Real-IP", "203.0.113.9"),
     ("X-Forwarded-For", "203.0.113.9"),
@@ -1382,6 +1417,22 @@ const CLIENT_FORWARDING: [(&str, &str); 16] = [
     ("X_Forwarded_Prefix", "/evil2"),
     ("X_Real_IP", "203.0.113.9"),
     ("x_original_url", "/admin/secret2"),
+    // Review of the issue-12 fixes, finding 8: scheme, original-client and client-certificate
+    // headers that frameworks and proxies (Envoy, IIS ARR, nginx ssl_client_*) act on.
+    ("X-Scheme", "https"),
+    ("X-Url-Scheme", "https"),
+    ("Front-End-Https", "on"),
+    ("X-Original-Forwarded-For", "203.0.113.9"),
+    ("X-Envoy-Original-Path", "/admin/secret"),
+    ("X-Envoy-External-Address", "203.0.113.9"),
+    ("X-Envoy-Internal", "true"),
+    ("X-ARR-ClientCert", "MIIB"),
+    ("X-SSL-Client-Cert", "MIIB"),
+    ("X-SSL-Client-Verify", "SUCCESS"),
+    ("X-SSL-Client-S-DN", "CN=admin"),
+    ("Ssl-Client-Cert", "MIIB"),
+    ("X-Client-Cert", "MIIB"),
+    ("X_SSL_Client_DN", "CN=admin"),
 ];
 
 /// Issue 12 item 11: from a peer that is not in `trusted_proxies`, no forwarding header a client

@@ -248,6 +248,11 @@ fn replace_atomic(path: &Path, bytes: &[u8]) {
         path.file_name().unwrap().to_string_lossy()
     ));
     fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    // Service-only, as an operator must install keys: a reload refuses a key others can read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).unwrap();
+    }
     fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename over {}: {e}", path.display()));
 }
 
@@ -2602,5 +2607,60 @@ fn a_file_fixed_after_a_refused_reload_is_picked_up() {
     f.check("log: reloaded on retry", !retried.is_empty(), || {
         "no `reloaded` line with why=\"retry after a refused reload\"".into()
     });
+    f.finish(&gw);
+}
+
+// ------------------------------------------------------------------------------------------
+// review of the issue-12 fixes, finding 6: a reload checks the key files' modes like a start
+
+/// A private key that group or others can read is refused by a reload (SIGHUP) with the
+/// `chmod` to run, as `serve` refuses it at start; once fixed, the next reload loads it.
+/// For the SP key set and the TLS key.
+#[test]
+fn a_reload_refuses_a_key_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let gw = Gw::start(Opts {
+        tls: true,
+        ..Opts::default()
+    });
+    let mut f = Fails::default();
+    let sp_key = gw.keys_dir.join(format!("{}.key", gw.active_key()));
+    let set_mode =
+        |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    // A SIGHUP reloads the parts in order, TLS last: its line ends the round.
+    let hup = |what: &str| {
+        let done = ["\"tls\"", "\"SIGHUP\""];
+        let n = gw.count_log(&done);
+        gw.sighup();
+        wait_for(
+            &gw,
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            what,
+            || (gw.count_log(&done) > n).then_some(()),
+        );
+    };
+    for (part, key) in [
+        ("\"sp_keys\"", sp_key.clone()),
+        ("\"tls\"", gw.tls_key.clone()),
+    ] {
+        let fix = format!("chmod 600 {}", key.display());
+        let refused = [part, "\"SIGHUP\"", "reload_refused", fix.as_str()];
+        let reloaded = [part, "\"SIGHUP\"", "reloaded"];
+        let (r0, l0) = (gw.count_log(&refused), gw.count_log(&reloaded));
+        set_mode(&key, 0o644);
+        hup(&format!("{part}: a reload after chmod 644"));
+        f.check(part, gw.count_log(&reloaded) == l0, || {
+            format!("{part}: a key others can read was reloaded")
+        });
+        f.check(part, gw.count_log(&refused) == r0 + 1, || {
+            format!("{part}: no reload_refused line naming `{fix}`")
+        });
+        set_mode(&key, 0o600);
+        hup(&format!("{part}: a reload after chmod 600"));
+        f.check(part, gw.count_log(&reloaded) == l0 + 1, || {
+            format!("{part}: not reloaded once the mode was fixed")
+        });
+    }
     f.finish(&gw);
 }

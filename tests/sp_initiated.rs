@@ -2124,3 +2124,39 @@ fn one_response_per_request_also_after_a_restart() {
     }
     f.finish(&gw);
 }
+
+// review of the issue-12 fixes, finding 10: a browser with two request cookies (two tabs)
+
+/// Two logins started in one browser send two request cookies; the response to the second
+/// request is matched to it (the verified InResponseTo picks the request), not refused because
+/// the first cookie names another request.
+#[test]
+fn the_request_answered_is_the_one_in_response_to_names() {
+    let gw = Gateway::start();
+    let certs = sp_certs(&gw);
+    let mut b = Browser::new(&gw, "two tabs");
+    let st1 = start_login(&gw, &certs, &mut b, "return_to=/tab-one").unwrap();
+    let v1 = b
+        .jar
+        .get("samlgate-req")
+        .cloned()
+        .expect("first request cookie");
+    let st2 = start_login(&gw, &certs, &mut b, "return_to=/tab-two").unwrap();
+    let v2 = b
+        .jar
+        .get("samlgate-req")
+        .cloned()
+        .expect("second request cookie");
+    assert_ne!(st1.id, st2.id);
+    // Both cookies, the first request's first: `samlgate-req=v1; samlgate-req=v2`.
+    b.jar
+        .insert("samlgate-req".into(), format!("{v1}; samlgate-req={v2}"));
+    let resp = gw.make_response(&["--in-response-to", &st2.id, "--nameid", "GM0000010"]);
+    let r = b.post_acs(&resp, Some(&st2.relay));
+    assert!(
+        r.status == 303 && r.location() == Some("/tab-two") && b.session().is_some(),
+        "the response to the second request: {}\n{}",
+        r.summary(),
+        gw.log_tail(2000)
+    );
+}

@@ -147,7 +147,7 @@ pub fn acs_outcome(data: &[u8]) -> Option<Result<Verified, samlgate::reason::Ref
         max_issue_delay: Duration::seconds(300),
         allow_unsolicited: true,
         allow_sha1: false,
-        expected_request_id: Some(REQUEST_ID),
+        expected_request_ids: &[REQUEST_ID],
         decrypt_keys: &keys,
         require_encryption: false,
         now: now(),

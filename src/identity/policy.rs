@@ -619,6 +619,7 @@ mod tests {
                 id: "GM1".into(),
                 by: "t".into(),
                 note: String::new(),
+                reading: None,
             },
         );
         assert!(!commit(&s, &rec, &c, &|| {}));

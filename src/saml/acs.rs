@@ -62,8 +62,9 @@ pub struct Expectations<'a> {
     pub max_issue_delay: Duration,
     /// Accept responses without InResponseTo.
     pub allow_unsolicited: bool,
-    /// The AuthnRequest ID this browser started, if any (SP-initiated login).
-    pub expected_request_id: Option<&'a str>,
+    /// The AuthnRequest IDs this browser started (SP-initiated login; several when it
+    /// started logins in several tabs).
+    pub expected_request_ids: &'a [&'a str],
     /// SP keys that may decrypt an EncryptedAssertion (every key in the set).
     pub decrypt_keys: &'a [super::decrypt::DecryptKey<'a>],
     /// Refuse plain (unencrypted) assertions.
@@ -475,13 +476,13 @@ fn check_unsigned_envelope(env: &Envelope, exp: &Expectations) -> Result<(), Ref
 }
 
 fn check_in_response_to(irt: Option<&str>, exp: &Expectations) -> Result<(), Refusal> {
-    match (irt, exp.expected_request_id) {
+    match (irt, exp.expected_request_ids) {
         (None, _) if exp.allow_unsolicited => Ok(()),
         (None, _) => refuse(
             Reason::UnsolicitedRefused,
             "no InResponseTo and [idp] allow_unsolicited = false",
         ),
-        (Some(got), Some(want)) if got == want => Ok(()),
+        (Some(got), want) if want.contains(&got) => Ok(()),
         (Some(got), want) => refuse(
             Reason::InResponseToUnknown,
             format!(

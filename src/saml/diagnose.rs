@@ -127,7 +127,7 @@ const CHECKS: &[(&str, &[Reason])] = &[
     ),
 ];
 
-/// Runs the checks on `input` (base64 or XML). `exp.expected_request_id` is ignored: offline
+/// Runs the checks on `input` (base64 or XML). `exp.expected_request_ids` is ignored: offline
 /// there is no browser request cookie, so the response's own InResponseTo is taken as known.
 pub fn diagnose(input: &str, exp: &Expectations, map: &crate::config::AttributeMap) -> Diagnosis {
     let xml = match decode_input(input) {
@@ -137,8 +137,9 @@ pub fn diagnose(input: &str, exp: &Expectations, map: &crate::config::AttributeM
     let signatures = declared_signatures(&xml);
     let env = prescan(&xml).ok();
     let irt = env.as_ref().and_then(|e| e.in_response_to.clone());
+    let known: Vec<&str> = irt.as_deref().into_iter().collect();
     let offline = Expectations {
-        expected_request_id: irt.as_deref(),
+        expected_request_ids: &known,
         ..*exp
     };
     match verify_response(&xml, &offline) {

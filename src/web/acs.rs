@@ -99,12 +99,10 @@ async fn acs_inner(
             ))
         })?
         .map_err(|_| no_account(Refusal::new(Reason::Internal, "verification slots closed")))?;
-    // SP-initiated: the request this browser started (sealed in its request cookie).
+    // SP-initiated: the requests this browser started (sealed in its request cookies).
     let now_ts = chrono::Utc::now().timestamp();
-    let tracked = super::sso::tracked_requests(app, &headers, now_ts)
-        .into_iter()
-        .next();
-    let expected = tracked.as_ref().map(|t| t.id.clone());
+    let tracked_all = super::sso::tracked_requests(app, &headers, now_ts);
+    let expected: Vec<String> = tracked_all.iter().map(|t| t.id.clone()).collect();
     let idp = app.idp();
     let cfg = app.cfg.clone();
     let keys = app.keys.read().expect("keys lock").clone();
@@ -122,6 +120,7 @@ async fn acs_inner(
                 cert: &k.cert,
             })
             .collect();
+        let ids: Vec<&str> = expected.iter().map(String::as_str).collect();
         let exp = Expectations {
             decrypt_keys: &decrypt_keys,
             require_encryption: cfg.require_encryption,
@@ -132,7 +131,7 @@ async fn acs_inner(
             max_issue_delay: chrono::Duration::seconds(cfg.max_issue_delay_seconds),
             allow_unsolicited: cfg.allow_unsolicited,
             allow_sha1: cfg.allow_sha1,
-            expected_request_id: expected.as_deref(),
+            expected_request_ids: &ids,
             now: chrono::Utc::now(),
         };
         let v = verify_response(&xml, &exp);
@@ -149,6 +148,11 @@ async fn acs_inner(
     })?
     .map_err(no_account)?;
     drop(permit);
+    // The request the verified (signed) InResponseTo answers, not merely the first cookie.
+    let tracked = match &verified.in_response_to {
+        Some(irt) => tracked_all.into_iter().find(|t| &t.id == irt),
+        None => tracked_all.into_iter().next(),
+    };
     if verified.sha1 {
         app.metrics.sha1_login();
         tracing::warn!(

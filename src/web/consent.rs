@@ -335,12 +335,24 @@ fn decide(
         .map_err(internal)?;
     let decision =
         policy::decide(store, &app.cfg.policy, &app.cfg.consent, &p.profile).map_err(internal)?;
-    match decision {
+    let link_to = match decision {
         Decision::Blocked(by) => return Ok(login::blocked_page(lang, by, rid)),
         Decision::NeedsApplication(need) => {
             return Ok(login::application_page(app, lang, need, &p.profile, rid))
         }
-        Decision::NeedsConsent { .. } | Decision::Proceed { .. } => {}
+        Decision::NeedsConsent { link_to } | Decision::Proceed { link_to } => link_to,
+    };
+    // The page named the link the user agreed to; a revoked or corrected application since
+    // then is a different agreement: start over.
+    if link_to != p.link_to {
+        return Err(Refusal::new(
+            Reason::AccountChanged,
+            format!(
+                "the consent page offered link_to {}, the application now names {}",
+                p.link_to.as_deref().unwrap_or("-"),
+                link_to.as_deref().unwrap_or("-")
+            ),
+        ));
     }
     let guard = Some((
         Table::Consents,
@@ -362,7 +374,7 @@ fn decide(
         login::finish(
             app,
             &login,
-            p.link_to.as_deref(),
+            link_to.as_deref(),
             vec![consent::write(&state), audit],
             guard,
         )

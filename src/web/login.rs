@@ -8,6 +8,7 @@ use hyper::StatusCode;
 use super::acs::flush;
 use super::pages::{self, Lang, Resp};
 use super::App;
+use crate::identity::applications::{self, ApplicationStatus};
 use crate::identity::consent::ConsentDecision;
 use crate::identity::policy::{self, ApplicationNeed};
 use crate::identity::{users, Profile};
@@ -119,6 +120,7 @@ fn register(
 ) -> Result<users::User, Refusal> {
     let store = &*app.store;
     let _registry = users::registry_lock();
+    link_still_approved(store, &login.profile.account_id, link_to)?;
     let (user, mut writes, how) =
         users::register_writes(store, &login.profile, link_to).map_err(|e| match e {
             users::RegisterError::Store(e) => internal("users", e),
@@ -148,6 +150,31 @@ fn register(
         ));
     }
     Ok(user)
+}
+
+/// The link the decision acted on must still be the one an approved application names (none
+/// when none): a revoke or a corrected application between the decision and this write (the
+/// consent page may be open for minutes) must not link the old target. Call under the lock.
+fn link_still_approved(
+    store: &dyn crate::store::Store,
+    gmis: &str,
+    link_to: Option<&str>,
+) -> Result<(), Refusal> {
+    let app = applications::get(store, gmis).map_err(|e| internal("applications", e))?;
+    let now = app
+        .filter(|a| a.status == ApplicationStatus::Approved)
+        .and_then(|a| a.link_to);
+    if now.as_deref() != link_to {
+        return Err(Refusal::new(
+            Reason::AccountChanged,
+            format!(
+                "the login of {gmis} was decided for link_to {}, its approved application now names {}",
+                link_to.unwrap_or("-"),
+                now.as_deref().unwrap_or("-")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The application-needed, existing-account, pending and revoked pages. The first two carry

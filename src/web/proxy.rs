@@ -126,8 +126,8 @@ impl Upstream {
         self.client.request(req).await.map_err(|e| e.to_string())
     }
 
-    /// A public prefix of the canonical path (`request_target::canonical_path`: decoded, dot
-    /// segments resolved), so `/static/%2e%2e/menu` is `/menu` and not public.
+    /// A public prefix of the canonical path (`request_target::canonical_path`: decoded, and
+    /// only for targets every upstream reads alike), so `/%73tatic/x` is public.
     fn is_public(&self, canonical: &str) -> bool {
         self.public_paths
             .iter()
@@ -356,8 +356,9 @@ pub async fn forward(
 
 /// Headers that tell an upstream who the client is or which URL was asked for. Frameworks act
 /// on them (Spring's `X-Forwarded-Prefix`, IIS/Symfony's `X-Original-URL`, client-IP allow
-/// lists), so only we, or a proxy in `[server] trusted_proxies`, may send them.
-const FORWARDING: [&str; 14] = [
+/// lists, client-certificate auth), so only we, or a proxy in `[server] trusted_proxies`, may
+/// send them.
+const FORWARDING: [&str; 22] = [
     "forwarded",
     "x-real-ip",
     "x-original-url",
@@ -372,9 +373,26 @@ const FORWARDING: [&str; 14] = [
     "x-proxyuser-ip",
     "cf-connecting-ip",
     "fastly-client-ip",
+    // The scheme (Werkzeug, Rails, IIS), the client before the last proxy, client certificates
+    // (IIS ARR, nginx/Apache conventions): each lets a client pose as HTTPS, another IP or a
+    // certificate holder.
+    "x-scheme",
+    "x-url-scheme",
+    "front-end-https",
+    "x-original-forwarded-for",
+    "x-arr-clientcert",
+    "x-arr-ssl",
+    "x-client-cert",
+    "ssl-client-cert",
 ];
 
-/// True for `X-Forwarded-*` and the [`FORWARDING`] headers, also in the `_` spelling.
+/// Header families removed by prefix: `X-Forwarded-*`, Envoy's `X-Envoy-*` (Envoy trusts
+/// `X-Envoy-Internal`, `-Original-Path`, `-External-Address`), and `X-SSL-Client-*` /
+/// `SSL-Client-*` (certificate, verify result, subject DN).
+const FORWARDING_PREFIXES: [&str; 4] = ["x-forwarded", "x-envoy-", "x-ssl-client-", "ssl-client-"];
+
+/// True for the [`FORWARDING_PREFIXES`] families and the [`FORWARDING`] headers, also in the
+/// `_` spelling.
 /// (Header names arrive lower-cased; byte by byte: this runs for every proxied header.)
 pub fn is_forwarding_header(name: &str) -> bool {
     let b = name.as_bytes();
@@ -384,7 +402,7 @@ pub fn is_forwarding_header(name: &str) -> bool {
     };
     let prefix =
         |ours: &str| ours.len() <= b.len() && ours.bytes().enumerate().all(|(i, o)| same(i, o));
-    prefix("x-forwarded")
+    FORWARDING_PREFIXES.iter().any(|p| prefix(p))
         || FORWARDING
             .iter()
             .any(|ours| ours.len() == b.len() && prefix(ours))
@@ -488,10 +506,30 @@ mod tests {
             "x_real_ip",
             "x-original-url",
             "x-rewrite-url",
+            "x-scheme",
+            "x_url_scheme",
+            "front-end-https",
+            "x-original-forwarded-for",
+            "x-envoy-original-path",
+            "x-envoy-external-address",
+            "x-arr-clientcert",
+            "x-ssl-client-cert",
+            "x-ssl-client-s-dn",
+            "ssl-client-cert",
+            "ssl_client_verify",
         ] {
             assert!(is_forwarding_header(n), "{n}");
         }
-        for n in ["accept", "forwarded-x", "x-real-ipx", "x-forward", "host"] {
+        for n in [
+            "accept",
+            "forwarded-x",
+            "x-real-ipx",
+            "x-forward",
+            "host",
+            "x-schemes",
+            "x-envoy",
+            "x-ssl-client",
+        ] {
             assert!(!is_forwarding_header(n), "{n}");
         }
     }
