@@ -47,6 +47,7 @@ impl Profile {
 
 pub mod applications;
 pub mod consent;
+pub mod local_accounts;
 pub mod users;
 
 use crate::store::{Store, StoreError, Table};

@@ -95,10 +95,14 @@ pub enum Table {
     Requests,
     /// facility code NUL lowercased mail -> local user id (existing accounts, for linking)
     UserByContact,
+    /// local user id -> ID/password account (accounts::account::Account)
+    Accounts,
+    /// ticket key (token hash for a mail link, user id for a 事務局 code) -> ResetTicket
+    ResetTickets,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Users,
         Table::UserByGmis,
         Table::Consents,
@@ -107,6 +111,8 @@ impl Table {
         Table::Audit,
         Table::Requests,
         Table::UserByContact,
+        Table::Accounts,
+        Table::ResetTickets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +125,8 @@ impl Table {
             Table::Audit => "audit",
             Table::Requests => "requests",
             Table::UserByContact => "user_by_contact",
+            Table::Accounts => "accounts",
+            Table::ResetTickets => "reset_tickets",
         }
     }
 
@@ -130,8 +138,10 @@ impl Table {
             | Table::UserByGmis
             | Table::Consents
             | Table::Applications
-            | Table::UserByContact => true,
-            Table::Pending | Table::Audit | Table::Requests => false,
+            | Table::UserByContact
+            // Disabling an account or resetting its password ends its sessions.
+            | Table::Accounts => true,
+            Table::Pending | Table::Audit | Table::Requests | Table::ResetTickets => false,
         }
     }
 
