@@ -71,6 +71,10 @@ pub enum Op {
     AuditTail {
         n: usize,
     },
+    /// Local ID/password accounts (`accounts_add`, `accounts_list`, ...): see
+    /// [`crate::account_ops`]; they need the `[local]` config, so run them with [`execute_cfg`].
+    #[serde(untagged)]
+    Accounts(crate::account_ops::AccountOp),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +98,7 @@ impl Op {
                 | Op::ApplicationRevoke { .. }
                 | Op::UsersImport { .. }
                 | Op::UsersUnlink { .. }
-        )
+        ) || matches!(self, Op::Accounts(a) if a.changes_state())
     }
 }
 
@@ -124,7 +128,7 @@ fn check_link_target(store: &dyn Store, gmis_id: &str, local: &str) -> Result<()
 }
 
 /// Ends every session on a local account (whatever G-MIS account it was reached from).
-fn end_local_sessions(store: &dyn Store, local_id: &str) -> Result<usize, AdminError> {
+pub(crate) fn end_local_sessions(store: &dyn Store, local_id: &str) -> Result<usize, AdminError> {
     let mut n = 0;
     for s in store.sessions_matching(&|s| s.local_user_id == local_id)? {
         if store.session_delete(&s.id)? {
@@ -199,6 +203,18 @@ fn nonempty(what: &str, v: &str) -> Result<(), AdminError> {
         return Err(AdminError::Invalid(format!("{what} is empty")));
     }
     Ok(())
+}
+
+/// Runs any operation with the gateway's config (the CLI and the admin API call this).
+pub fn execute_cfg(
+    store: &dyn Store,
+    cfg: &crate::config::Config,
+    op: &Op,
+) -> Result<Value, AdminError> {
+    match op {
+        Op::Accounts(a) => crate::account_ops::execute(store, &cfg.local, a),
+        _ => execute(store, &cfg.consent.version, op),
+    }
 }
 
 pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Value, AdminError> {
@@ -425,6 +441,11 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             )?);
             store.apply(&writes, None)?;
             json!({"imported": created, "skipped_existing": list.len() - created})
+        }
+        Op::Accounts(_) => {
+            return Err(AdminError::Invalid(
+                "account operations need the [local] config".into(),
+            ))
         }
         Op::AuditTail { n } => Value::Array(
             audit::tail(store, (*n).min(10_000))?

@@ -90,6 +90,16 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::secretariat::UsersCmd,
     },
+    /// Local ID/password accounts (事務局): add, list, show, disable, enable, reset, unlock.
+    Accounts {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON output (one object per line).
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: crate::secretariat::AccountsCmd,
+    },
     /// The audit log (consents, applications, links, secretariat actions).
     Audit {
         #[command(flatten)]
@@ -199,6 +209,9 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::secretariat::users(&config.config, cmd, json)
         }
         Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
+        Command::Accounts { config, json, cmd } => {
+            crate::secretariat::accounts(&config.config, cmd, json)
+        }
         Command::Audit {
             config,
             json,

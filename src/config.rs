@@ -53,6 +53,9 @@ struct RawConfig {
     upstream: Option<UpstreamConfig>,
     admin: Option<AdminConfig>,
     token: Option<TokenConfig>,
+    /// Local ID/password accounts (issue 13; docs/ACCOUNTS.md).
+    #[serde(default)]
+    local: crate::accounts::account::LocalConfig,
 }
 
 /// Signed identity tokens (JWT ES256) for backends that verify them; off unless present.
@@ -462,6 +465,8 @@ pub struct Config {
     /// `[admin] listen`: the admin API and `/metrics` only there.
     pub admin_listen: Option<SocketAddr>,
     pub token: Option<TokenConfig>,
+    /// `[local]`: ID/password accounts (password rules, throttle, resets, second factor).
+    pub local: crate::accounts::account::LocalConfig,
 }
 
 impl Config {
@@ -754,6 +759,7 @@ impl Config {
             admin_token_file,
             admin_listen,
             token,
+            local: raw.local,
         })
     }
 }
