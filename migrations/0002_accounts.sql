@@ -24,3 +24,12 @@ CREATE TABLE reset_tickets (
 );
 CREATE INDEX reset_tickets_user_id ON reset_tickets (user_id);
 CREATE INDEX reset_tickets_expires_at ON reset_tickets (expires_at);
+
+-- ID/password logins between their steps (forced password change, TOTP): the proven state
+-- is kept here, server-side, never in a form field.
+CREATE TABLE login_steps (
+  id text COLLATE "C" PRIMARY KEY,
+  doc text NOT NULL,
+  expires_at bigint GENERATED ALWAYS AS (samlgate_bigint(samlgate_json(doc) -> 'expires')) STORED
+);
+CREATE INDEX login_steps_expires_at ON login_steps (expires_at);

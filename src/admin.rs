@@ -580,6 +580,7 @@ mod tests {
             created: 0,
             last_seen: chrono::Utc::now().timestamp(),
             expires: chrono::Utc::now().timestamp() + 3600,
+            auth_method: String::new(),
         };
         s.session_put(&rec, 3600).unwrap();
     }

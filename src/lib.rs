@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod keys;
+pub mod local_login;
 pub mod rate_limit;
 pub mod reason;
 pub mod reload;

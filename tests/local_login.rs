@@ -192,3 +192,337 @@ fn secretariat_manages_accounts_with_the_cli_and_every_action_is_audited() {
         assert!(described, "{flag} has no help text:\n{help}");
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// the login pages, as a browser without JavaScript uses them
+
+/// A cookie jar over the gateway (no redirects followed).
+struct Browser<'a> {
+    gw: &'a Gateway,
+    jar: std::collections::BTreeMap<String, String>,
+    agent: ureq::Agent,
+}
+
+impl<'a> Browser<'a> {
+    fn new(gw: &'a Gateway) -> Self {
+        Browser {
+            gw,
+            jar: Default::default(),
+            agent: ureq::AgentBuilder::new().redirects(0).build(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, r: &ureq::Response) {
+        for c in r.all("set-cookie") {
+            let pair = c.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || c.contains("Max-Age=0") {
+                self.jar.remove(k);
+            } else {
+                self.jar.insert(k.into(), v.into());
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> (u16, Vec<(String, String)>, String) {
+        let req = self
+            .agent
+            .request(method, &self.gw.url(path))
+            .set("Cookie", &self.cookie_header());
+        let res = match form {
+            Some(f) => {
+                let body: String = f
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                req.set("Content-Type", "application/x-www-form-urlencoded")
+                    .send_string(&body)
+            }
+            None => req.call(),
+        };
+        let r = match res {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        self.keep(&r);
+        let status = r.status();
+        let headers = r
+            .headers_names()
+            .into_iter()
+            .flat_map(|n| {
+                r.all(&n)
+                    .into_iter()
+                    .map(move |v| (n.to_ascii_lowercase(), v.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (status, headers, r.into_string().unwrap_or_default())
+    }
+
+    fn get(&mut self, path: &str) -> (u16, Vec<(String, String)>, String) {
+        self.send("GET", path, None)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
+        self.send("POST", path, Some(form))
+    }
+
+    /// GET /login, then POST the ID/password form with its CSRF token.
+    fn login(&mut self, id: &str, pw: &str) -> (u16, Vec<(String, String)>, String) {
+        let (s, _, page) = self.get("/login");
+        assert_eq!(s, 200);
+        let csrf = hidden(&page, "csrf");
+        self.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("return_to", "/"),
+                ("user_id", id),
+                ("password", pw),
+            ],
+        )
+    }
+
+    fn verify(&mut self) -> (u16, Vec<(String, String)>, String) {
+        self.get("/auth/verify")
+    }
+}
+
+fn header<'h>(h: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn hidden(page: &str, name: &str) -> String {
+    let pat = format!("name=\"{name}\" value=\"");
+    let i = page
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no hidden {name} in:\n{page}"))
+        + pat.len();
+    page[i..].split('"').next().unwrap().to_string()
+}
+
+const NEW_PASSWORD: &str = "correct horse battery staple 2026";
+
+/// Forced change: the form, a refused weak password (with the reason in both languages), then
+/// a good one, which ends in a session.
+fn change_password(b: &mut Browser, new: &str) -> (u16, Vec<(String, String)>, String) {
+    let (s, _, page) = b.get("/login/change");
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("パスワード変更"), "{page}");
+    let csrf = hidden(&page, "csrf");
+    let (s, _, page) = b.post(
+        "/login/change",
+        &[
+            ("csrf", &csrf),
+            ("new_password", "password"),
+            ("confirm", "password"),
+        ],
+    );
+    assert_eq!(s, 422, "a blocklisted short password: {page}");
+    assert!(page.contains("change-error"), "{page}");
+    let csrf = hidden(&page, "csrf");
+    b.post(
+        "/login/change",
+        &[("csrf", &csrf), ("new_password", new), ("confirm", new)],
+    )
+}
+
+#[test]
+fn first_login_forces_a_change_then_verify_carries_the_identity() {
+    let gw = gateway("");
+    let pw = add(&gw, "hanako");
+    let mut b = Browser::new(&gw);
+    let (s, _, page) = b.get("/login");
+    assert_eq!(s, 200);
+    for want in [
+        "ユーザーID",
+        "パスワード",
+        "表示",
+        "半角英数字",
+        "大文字と小文字は区別",
+        "ログイン",
+        "G-MISからのログインはこちら",
+        "G-MISにログイン後、医療情報ネットのリンクを選択",
+        "パスワードを忘れた方はこちら",
+        "type=\"password\"",
+        "/_samlgate/login.js",
+    ] {
+        assert!(page.contains(want), "login page lacks {want}:\n{page}");
+    }
+    let (_, _, en) = b.get("/login?lang=en");
+    assert!(
+        en.contains("Forgot your password?") && en.contains("case-sensitive"),
+        "{en}"
+    );
+
+    // A form without its CSRF token changes nothing.
+    let (s, _, _) = b.post(
+        "/login",
+        &[("csrf", "forged"), ("user_id", "hanako"), ("password", &pw)],
+    );
+    assert_eq!(s, 403);
+
+    // The one-time password leads to the change page, and to no session yet.
+    let (s, h, body) = b.login("hanako", &pw);
+    assert_eq!(s, 303, "{body}");
+    assert_eq!(header(&h, "location"), Some("/login/change"));
+    assert!(
+        !b.jar.contains_key("samlgate"),
+        "a session before the password was changed"
+    );
+    assert_eq!(b.verify().0, 401, "verify before the change");
+
+    let (s, h, body) = change_password(&mut b, NEW_PASSWORD);
+    assert_eq!(s, 303, "{body}");
+    assert_eq!(header(&h, "location"), Some("/"));
+    let (s, h, _) = b.verify();
+    assert_eq!(s, 200);
+    assert_eq!(header(&h, "x-samlgate-auth-method"), Some("password"));
+    assert_eq!(header(&h, "x-samlgate-local-user"), Some("hanako"));
+    assert_eq!(header(&h, "x-auth-request-user"), Some("hanako"));
+    assert_eq!(
+        header(&h, "x-auth-request-email"),
+        Some("hanako@example.jp")
+    );
+
+    // Later logins: the new password goes straight in, with a new session id; the old
+    // one-time password no longer works.
+    let first = b.jar.get("samlgate").cloned().unwrap();
+    let (s, h, _) = b.login("hanako", NEW_PASSWORD);
+    assert_eq!((s, header(&h, "location")), (303, Some("/")));
+    assert_ne!(
+        b.jar.get("samlgate"),
+        Some(&first),
+        "the session id must change on login"
+    );
+    let mut other = Browser::new(&gw);
+    let (s, h, page) = other.login("hanako", &pw);
+    assert_eq!(s, 401, "{page}");
+    assert_eq!(
+        header(&h, "x-samlgate-reason"),
+        Some("local_wrong_password")
+    );
+    // Exponential delay per account: 1 s after the first failure, 2 s after the second (time
+    // is in whole seconds, so only the 2 s wait is sure to cover an immediate retry).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (s, _, _) = other.login("hanako", "another wrong password");
+    assert_eq!(s, 401);
+    let (s, h, _) = other.login("hanako", NEW_PASSWORD);
+    assert_eq!(
+        (s, header(&h, "x-samlgate-reason")),
+        (429, Some("local_throttled"))
+    );
+    // An unknown id gets the same answer as a wrong password.
+    let (s, h, unknown) = other.login("nobody", "whatever password here");
+    assert_eq!(
+        (s, header(&h, "x-samlgate-reason")),
+        (401, Some("local_wrong_password"))
+    );
+    assert!(unknown.contains("login-error"));
+
+    let audit = cli_json(&gw, "audit", &["tail", "-n", "50"]);
+    let logins: Vec<String> = audit
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap_or("").starts_with("login."))
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["action"].as_str().unwrap(),
+                e["subject"].as_str().unwrap(),
+                e["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(logins.len() >= 7, "every attempt audited: {logins:?}");
+    assert!(
+        logins
+            .iter()
+            .any(|l| l == "login.password nobody local_unknown_id"),
+        "{logins:?}"
+    );
+    let all = serde_json::to_string(&audit).unwrap() + &gw.log();
+    for secret in [
+        pw.as_str(),
+        NEW_PASSWORD,
+        "whatever password here",
+        "another wrong password",
+    ] {
+        assert!(
+            !all.contains(secret),
+            "a password reached the audit log or the log"
+        );
+    }
+}
+
+#[test]
+fn lockout_is_lifted_by_the_secretariat_and_a_reset_forces_a_change() {
+    let gw = gateway("[local.throttle]\nbase_delay_secs = 0\nlock_after = 3\nlock_secs = 0\n");
+    let pw = add(&gw, "taro");
+    let mut b = Browser::new(&gw);
+    let (s, _, _) = b.login("taro", &pw);
+    assert_eq!(s, 303);
+    let (s, _, _) = change_password(&mut b, NEW_PASSWORD);
+    assert_eq!(s, 303);
+    assert_eq!(b.verify().0, 200);
+
+    let mut m = Browser::new(&gw);
+    for _ in 0..3 {
+        let (s, _, _) = m.login("taro", "wrong password, really wrong");
+        assert_eq!(s, 401);
+    }
+    let (s, h, page) = m.login("taro", NEW_PASSWORD);
+    assert_eq!(
+        (s, header(&h, "x-samlgate-reason")),
+        (429, Some("local_locked")),
+        "{page}"
+    );
+    assert_eq!(one(&gw, "accounts", &["show", "taro"])["locked"], true);
+    one(&gw, "accounts", &["unlock", "taro", "--by", "suzuki"]);
+    let (s, _, _) = m.login("taro", NEW_PASSWORD);
+    assert_eq!(s, 303, "unlocked by the secretariat");
+
+    // Reset by the 事務局: the sessions end; the one-time password forces a change again.
+    let v = one(
+        &gw,
+        "accounts",
+        &["reset", "taro", "--by", "suzuki", "--note", "phone"],
+    );
+    let tmp = v["temporary_password"].as_str().unwrap().to_string();
+    assert!(v["sessions_ended"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(b.verify().0, 401, "a reset ends the sessions");
+    let (s, _, _) = m.login("taro", NEW_PASSWORD);
+    assert_eq!(s, 401, "the old password is gone");
+    // (the wrong password above set a 0 s delay: go on at once)
+    let (s, h, _) = m.login("taro", &tmp);
+    assert_eq!((s, header(&h, "location")), (303, Some("/login/change")));
+    let (s, _, _) = change_password(&mut m, "a brand new passphrase for taro");
+    assert_eq!(s, 303);
+    let (s, h, _) = m.verify();
+    assert_eq!(
+        (s, header(&h, "x-samlgate-local-user")),
+        (200, Some("taro"))
+    );
+
+    // Disabled: even the right password is refused, and the sessions end.
+    one(&gw, "accounts", &["disable", "taro", "--by", "suzuki"]);
+    assert_eq!(m.verify().0, 401);
+    let (s, h, _) = Browser::new(&gw).login("taro", "a brand new passphrase for taro");
+    assert_eq!(
+        (s, header(&h, "x-samlgate-reason")),
+        (401, Some("local_disabled"))
+    );
+}

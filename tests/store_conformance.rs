@@ -101,6 +101,7 @@ fn session(id: &str, user: &str, last_seen: i64, expires: i64) -> SessionRecord 
         created: last_seen,
         last_seen,
         expires,
+        auth_method: String::new(),
     }
 }
 

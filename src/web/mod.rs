@@ -7,6 +7,7 @@ pub mod admin;
 pub mod affinity;
 pub mod auth;
 pub mod consent;
+pub mod local;
 pub mod login;
 pub mod metrics;
 pub mod pages;
@@ -65,6 +66,11 @@ pub struct App {
     pub tls: Option<Arc<tls::CertStore>>,
     /// Where "G-MISからのログインはこちら" points (the demo IdP in `samlgate demo`).
     pub gmis_login_url: String,
+    /// ID/password logins: the hasher and the per-IP limit.
+    pub local: crate::local_login::LocalAuth,
+    /// Bounds concurrent argon2 hashes (each 19 MiB, tens of ms): a password flood queues
+    /// here, off the async workers, so `/auth/verify` keeps its cores.
+    pub hash_slots: Semaphore,
 }
 
 impl App {
@@ -115,7 +121,10 @@ impl App {
         } else {
             "/login".to_string()
         };
+        let local = crate::local_login::LocalAuth::new(&cfg.local)?;
         Ok(App {
+            local,
+            hash_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
             verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
             sign_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
             login_limiter: crate::rate_limit::RateLimiter::new(cfg.saml_login_rate_per_minute),
@@ -325,7 +334,11 @@ pub fn is_own_path(path: &str) -> bool {
         "/_samlgate/style.css",
         "/admin/v1/op",
     ];
-    EXACT.contains(&path) || path.starts_with("/saml/") || path.starts_with("/auth/")
+    EXACT.contains(&path)
+        || path.starts_with("/saml/")
+        || path.starts_with("/auth/")
+        || path.starts_with("/login/")
+        || path == "/_samlgate/login.js"
 }
 
 /// The paths `[admin] listen` takes off the main listener.
@@ -354,7 +367,10 @@ fn metrics_page(app: &App) -> Resp {
 /// at once, instead of a hang or a wrong answer (store::health). Logins need writes;
 /// `/auth/verify` needs reads (sled on a full disk still verifies existing sessions).
 fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
-    let needs_write = matches!(path, "/saml/acs" | "/saml/login" | "/consent" | "/login");
+    let needs_write = matches!(
+        path,
+        "/saml/acs" | "/saml/login" | "/consent" | "/login" | "/login/change" | "/login/totp"
+    );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
         || ((needs_write || needs_read) && !app.store.readable());
@@ -391,7 +407,25 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/admin/v1/op") => admin::op(app, req, rid).await,
         (&Method::GET, "/consent") => consent::get_consent(app, &req, rid),
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
-        (&Method::GET, "/login") => auth::login_page(app, &req),
+        (&Method::GET, "/login") => local::login_page(app, &req),
+        (&Method::POST, "/login") => local::post_login(app, req, peer, rid).await,
+        (&Method::GET, "/login/change") => local::change_page(app, &req),
+        (&Method::POST, "/login/change") => local::post_change(app, req, rid).await,
+        (&Method::GET, "/login/totp") => local::totp_page(app, &req),
+        (&Method::POST, "/login/totp") => local::post_totp(app, req, rid).await,
+        (&Method::GET, "/login/forgot") => local::forgot_page(&req),
+        (&Method::GET, "/_samlgate/login.js") => {
+            let mut r = pages::text(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                local::LOGIN_JS,
+            );
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        }
         (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req),
         (&Method::GET, "/saml/metadata") => {
