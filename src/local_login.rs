@@ -66,6 +66,9 @@ pub struct LoginSteps {
     /// Where the user was going.
     pub return_to: String,
     pub expires: i64,
+    /// TOTP enrolment: the secret the page showed, until the first code confirms it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrol_secret: Option<crate::accounts::totp::TotpSecret>,
 }
 
 impl Expiring for LoginSteps {
@@ -189,6 +192,7 @@ fn finish_step(
                 step: kind,
                 return_to: return_to.to_string(),
                 expires: cx.now + STEP_TTL_SECS,
+                enrol_secret: None,
             };
             let w = put(Table::LoginSteps, &rec.id, &rec);
             (format!("ok, next {kind:?}"), vec![w], Outcome::Next(rec))
@@ -330,6 +334,84 @@ pub fn second_factor(
     Err(StoreError::Io(
         "account kept changing during the login".into(),
     ))
+}
+
+/// The issuer shown in authenticator apps.
+pub const TOTP_ISSUER: &str = "医療情報ネット";
+
+/// The enrolment page's secret: made once per step record and kept there (server-side), so
+/// a reload shows the same QR code. Returns the record as stored and the otpauth URI.
+pub fn enrol_secret(
+    store: &dyn Store,
+    rec: &LoginSteps,
+) -> Result<Option<(LoginSteps, String)>, StoreError> {
+    use crate::accounts::totp::{otpauth_uri, TotpSecret};
+    if rec.step != StepKind::EnrolTotp {
+        return Ok(None);
+    }
+    let mut r = rec.clone();
+    if r.enrol_secret.is_none() {
+        let Some(raw) = store.get(Table::LoginSteps, rec.id.as_bytes())? else {
+            return Ok(None);
+        };
+        r.enrol_secret = Some(TotpSecret::generate());
+        let w = put(Table::LoginSteps, &r.id, &r);
+        if !store.apply(
+            &[w],
+            Some((Table::LoginSteps, rec.id.as_bytes(), Some(&raw))),
+        )? {
+            return Ok(None);
+        }
+    }
+    let secret = r.enrol_secret.as_ref().expect("set above");
+    let uri = otpauth_uri(secret, TOTP_ISSUER, rec.proven.user_id());
+    Ok(Some((r, uri)))
+}
+
+/// The first code from the app confirms the enrolment; returns the outcome and, on success,
+/// the recovery codes to show once. A wrong code keeps the record (and its secret).
+pub fn enrol_confirm(
+    store: &dyn Store,
+    cfg: &LocalConfig,
+    auth: &LocalAuth,
+    rec: &LoginSteps,
+    code: &str,
+) -> Result<(Outcome, Vec<String>), StoreError> {
+    let stale = || Ok((Outcome::Refused(LoginRefusal::Stale), Vec::new()));
+    let Some(secret) = rec.enrol_secret.clone() else {
+        return stale();
+    };
+    if rec.step != StepKind::EnrolTotp {
+        return stale();
+    }
+    let cx = ctx(cfg, auth);
+    let Some(l) = la::get(store, rec.proven.user_id())? else {
+        return stale();
+    };
+    let mut a = l.account.clone();
+    let e = match LoginStep::resume(rec.proven.clone(), &mut a, &cx) {
+        Ok(LoginStep::EnrolTotp(e)) => e,
+        Ok(_) => return stale(),
+        Err(r) => return Ok((Outcome::Refused(r), Vec::new())),
+    };
+    match e.confirm(&mut a, secret, code, &cx) {
+        Ok((next, codes)) => {
+            if !take(store, rec)? {
+                return stale();
+            }
+            let r = finish_step(
+                store,
+                &cx,
+                a,
+                &l.raw,
+                Ok(next),
+                &rec.return_to,
+                "login.totp_enrol",
+            )?;
+            Ok((r.unwrap_or(Outcome::Refused(LoginRefusal::Stale)), codes))
+        }
+        Err((_, err)) => Ok((Outcome::Refused(LoginRefusal::Totp(err)), Vec::new())),
+    }
 }
 
 /// Deletes expired step records; returns how many.

@@ -526,3 +526,137 @@ fn lockout_is_lifted_by_the_secretariat_and_a_reset_forces_a_change() {
         (401, Some("local_disabled"))
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// TOTP, with codes from an independent implementation (python pyotp)
+
+/// pyotp's code for `secret` (base32) at now + `offset` seconds.
+fn pyotp(secret: &str, offset: i64) -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(time.time() + int(sys.argv[2])))",
+            secret,
+            &offset.to_string(),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "pyotp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn element_text<'p>(page: &'p str, open: &str, close: &str) -> &'p str {
+    let i = page
+        .find(open)
+        .unwrap_or_else(|| panic!("no {open} in:\n{page}"))
+        + open.len();
+    &page[i..i + page[i..].find(close).unwrap()]
+}
+
+#[test]
+fn required_totp_is_enrolled_after_the_change_and_asked_at_every_login() {
+    let gw = gateway("[local]\nsecond_factor = \"required\"\n");
+    let pw = add(&gw, "jiro");
+    let mut b = Browser::new(&gw);
+    assert_eq!(b.login("jiro", &pw).0, 303);
+    let (s, h, _) = change_password(&mut b, NEW_PASSWORD);
+    assert_eq!((s, header(&h, "location")), (303, Some("/login/enrol")));
+    assert!(
+        !b.jar.contains_key("samlgate"),
+        "no session before enrolment"
+    );
+
+    let (s, _, page) = b.get("/login/enrol");
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("<svg"),
+        "the QR code is an inline SVG: {page}"
+    );
+    let secret = element_text(&page, "<code id=\"secret\">", "</code>").to_string();
+    // A reload shows the same secret (kept server-side until confirmed).
+    let (_, _, again) = b.get("/login/enrol");
+    assert_eq!(
+        element_text(&again, "<code id=\"secret\">", "</code>"),
+        secret
+    );
+    let csrf = hidden(&again, "csrf");
+    let (s, _, bad) = b.post("/login/enrol", &[("csrf", &csrf), ("code", "000000")]);
+    assert_eq!(s, 401, "{bad}");
+    let code = pyotp(&secret, 0);
+    let (s, _, page) = b.post("/login/enrol", &[("csrf", &csrf), ("code", &code)]);
+    assert_eq!(s, 200, "{page}");
+    let codes: Vec<String> = element_text(
+        &page,
+        "<ul class=\"recovery\" id=\"recovery-codes\">",
+        "</ul>",
+    )
+    .split("<code>")
+    .skip(1)
+    .map(|c| c.split("</code>").next().unwrap().to_string())
+    .collect();
+    assert_eq!(codes.len(), 10, "{page}");
+    let (s, h, _) = b.verify();
+    assert_eq!(
+        (s, header(&h, "x-samlgate-auth-method")),
+        (200, Some("password+totp"))
+    );
+
+    // Next login: the password alone is not enough; a recovery code works once.
+    let mut r = Browser::new(&gw);
+    let (s, h, _) = r.login("jiro", NEW_PASSWORD);
+    assert_eq!((s, header(&h, "location")), (303, Some("/login/totp")));
+    assert!(!r.jar.contains_key("samlgate"));
+    let (_, _, page) = r.get("/login/totp");
+    let csrf = hidden(&page, "csrf");
+    let (s, _, _) = r.post(
+        "/login/totp",
+        &[
+            ("csrf", &csrf),
+            ("recovery", &codes[0]),
+            ("use_recovery", "1"),
+        ],
+    );
+    assert_eq!(s, 303);
+    let (s, h, _) = r.verify();
+    assert_eq!(
+        (s, header(&h, "x-samlgate-auth-method")),
+        (200, Some("password+recovery"))
+    );
+
+    // And a TOTP code: the enrolment used this time step, so take pyotp's next one (the
+    // server accepts one step of drift; an earlier or equal step would be a replay).
+    let mut t = Browser::new(&gw);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(t.login("jiro", NEW_PASSWORD).0, 303);
+    let (_, _, page) = t.get("/login/totp");
+    let csrf = hidden(&page, "csrf");
+    let (s, h, page) = t.post(
+        "/login/totp",
+        &[
+            ("csrf", &csrf),
+            ("recovery", &codes[0]),
+            ("use_recovery", "1"),
+        ],
+    );
+    assert_eq!(
+        (s, header(&h, "x-samlgate-reason")),
+        (401, Some("local_recovery_wrong")),
+        "a used recovery code: {page}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let csrf = hidden(&page, "csrf");
+    let (s, _, page) = t.post(
+        "/login/totp",
+        &[("csrf", &csrf), ("code", &pyotp(&secret, 30))],
+    );
+    assert_eq!(s, 303, "{page}");
+    let (s, h, _) = t.verify();
+    assert_eq!(
+        (s, header(&h, "x-samlgate-auth-method")),
+        (200, Some("password+totp"))
+    );
+}

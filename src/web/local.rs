@@ -508,3 +508,127 @@ pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &
         }
     }
 }
+
+#[derive(Template)]
+#[template(path = "totp_enrol.html")]
+struct EnrolPage<'a> {
+    lang: Lang,
+    csrf: &'a str,
+    qr_svg: &'a str,
+    secret: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryPage<'a> {
+    lang: Lang,
+    codes: &'a [String],
+    next: &'a str,
+}
+
+fn enrol_form(
+    app: &App,
+    lang: Lang,
+    rec: &LoginSteps,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Resp {
+    match ll::enrol_secret(&*app.store, rec) {
+        Ok(Some((r, uri))) => {
+            let secret = r
+                .enrol_secret
+                .as_ref()
+                .map(|s| s.to_base32())
+                .unwrap_or_default();
+            let qr = crate::accounts::totp::qr_svg(&uri);
+            let page = EnrolPage {
+                lang,
+                csrf: &r.csrf,
+                qr_svg: &qr,
+                secret: &secret,
+                error,
+            };
+            pages::render(status, &page)
+        }
+        _ => pages::redirect(StatusCode::SEE_OTHER, "/login"),
+    }
+}
+
+pub fn enrol_page<B>(app: &App, req: &Request<B>) -> Resp {
+    match steps_of(app, req, StepKind::EnrolTotp) {
+        Some(rec) => enrol_form(app, Lang::of(req), &rec, StatusCode::OK, None),
+        None => pages::redirect(StatusCode::SEE_OTHER, "/login"),
+    }
+}
+
+pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
+    let lang = Lang::of(&req);
+    let rec = steps_of(app, &req, StepKind::EnrolTotp);
+    let Some(f) = form(req).await else {
+        return pages::refusal_page(lang, Reason::BadRequest, rid, Some("/login"));
+    };
+    let lang = lang_of_form(&f, lang);
+    let Some(rec) = rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) else {
+        return login_form(
+            app,
+            lang,
+            StatusCode::FORBIDDEN,
+            "/",
+            "",
+            Some(&stale_form()),
+        );
+    };
+    let code = field(&f, "code").to_string();
+    let (a2, r2) = (app.clone(), rec.clone());
+    let r = on_hash_pool(app, move || {
+        ll::enrol_confirm(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code)
+    })
+    .await;
+    let user = rec.proven.user_id().to_string();
+    match r {
+        Some(Ok((Outcome::Refused(LoginRefusal::Totp(e)), _))) => {
+            let m = LoginRefusal::Totp(e).message();
+            let text = format!(
+                "{} / {}",
+                lang.t(&m.ja, &m.en),
+                lang.other().t(&m.ja, &m.en)
+            );
+            enrol_form(app, lang, &rec, StatusCode::UNAUTHORIZED, Some(&text))
+        }
+        Some(Ok((o @ Outcome::Done { .. }, codes))) => {
+            // The session's cookies go with the page that shows the codes once.
+            let done = outcome(
+                app,
+                lang,
+                rid,
+                &user,
+                &rec.return_to,
+                Vec::new(),
+                Some(Ok(o)),
+            );
+            if done.status() != StatusCode::SEE_OTHER {
+                return done;
+            }
+            let page = RecoveryPage {
+                lang,
+                codes: &codes,
+                next: &rec.return_to,
+            };
+            let mut r = pages::render(StatusCode::OK, &page);
+            for c in done.headers().get_all(SET_COOKIE) {
+                r.headers_mut().append(SET_COOKIE, c.clone());
+            }
+            r
+        }
+        other => outcome(
+            app,
+            lang,
+            rid,
+            &user,
+            &rec.return_to,
+            Vec::new(),
+            other.map(|r| r.map(|(o, _)| o)),
+        ),
+    }
+}

@@ -369,7 +369,13 @@ fn metrics_page(app: &App) -> Resp {
 fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
     let needs_write = matches!(
         path,
-        "/saml/acs" | "/saml/login" | "/consent" | "/login" | "/login/change" | "/login/totp"
+        "/saml/acs"
+            | "/saml/login"
+            | "/consent"
+            | "/login"
+            | "/login/change"
+            | "/login/totp"
+            | "/login/enrol"
     );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
@@ -414,6 +420,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::GET, "/login/totp") => local::totp_page(app, &req),
         (&Method::POST, "/login/totp") => local::post_totp(app, req, rid).await,
         (&Method::GET, "/login/forgot") => local::forgot_page(&req),
+        (&Method::GET, "/login/enrol") => local::enrol_page(app, &req),
+        (&Method::POST, "/login/enrol") => local::post_enrol(app, req, rid).await,
         (&Method::GET, "/_samlgate/login.js") => {
             let mut r = pages::text(
                 StatusCode::OK,
