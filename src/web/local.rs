@@ -382,7 +382,14 @@ fn change_form(
         lang,
         csrf: &rec.csrf,
         errors: texts.iter().map(String::as_str).collect(),
-        min_len: app.cfg.local.password.min_single_factor,
+        // The policy decides; the note shows the stricter minimum unless a second factor is
+        // certain for every account.
+        min_len: if app.cfg.local.second_factor == crate::accounts::account::SecondFactor::Required
+        {
+            app.cfg.local.password.min_with_second_factor
+        } else {
+            app.cfg.local.password.min_single_factor
+        },
     };
     pages::render(status, &page)
 }
