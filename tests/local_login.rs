@@ -660,3 +660,44 @@ fn required_totp_is_enrolled_after_the_change_and_asked_at_every_login() {
         (200, Some("password+totp"))
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// one person, one user: a local account linked to G-MIS is reached both ways
+
+#[test]
+fn a_linked_account_is_the_same_user_by_password_and_by_g_mis() {
+    let gw = gateway("");
+    let pw = add(&gw, "hanako");
+    let gmis = "GM8000001";
+    one(
+        &gw,
+        "applications",
+        &["add", gmis, "--link-to", "hanako", "--approve", "--by", "t"],
+    );
+    let b64 = gw.make_response(&["--nameid", gmis]);
+    let r = gw.post_acs(&b64, Some("/"));
+    let sso = r
+        .session_cookie()
+        .unwrap_or_else(|| panic!("SSO login: {}", r.summary()));
+    let v = gw.verify(Some(&sso));
+    assert_eq!(v.status, 200, "{}", v.summary());
+    assert_eq!(v.header("x-samlgate-local-user"), Some("hanako"));
+    assert_eq!(v.header("x-samlgate-auth-method"), Some("saml"));
+    let by_sso = v.header("x-auth-request-user").map(str::to_string);
+
+    let mut b = Browser::new(&gw);
+    assert_eq!(b.login("hanako", &pw).0, 303);
+    assert_eq!(change_password(&mut b, NEW_PASSWORD).0, 303);
+    let (s, h, _) = b.verify();
+    assert_eq!(s, 200);
+    assert_eq!(header(&h, "x-samlgate-local-user"), Some("hanako"));
+    assert_eq!(header(&h, "x-samlgate-auth-method"), Some("password"));
+    assert_eq!(
+        header(&h, "x-auth-request-user").map(str::to_string),
+        by_sso,
+        "the same identity both ways"
+    );
+    let users = cli_json(&gw, "users", &["list"]);
+    assert_eq!(users.len(), 1, "one person is one user: {users:?}");
+    assert_eq!(users[0]["gmis_id"], gmis);
+}
