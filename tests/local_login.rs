@@ -701,3 +701,25 @@ fn a_linked_account_is_the_same_user_by_password_and_by_g_mis() {
     assert_eq!(users.len(), 1, "one person is one user: {users:?}");
     assert_eq!(users[0]["gmis_id"], gmis);
 }
+
+#[test]
+fn one_client_is_rate_limited_before_any_hash() {
+    let gw = gateway("");
+    let mut b = Browser::new(&gw);
+    let mut statuses = Vec::new();
+    for i in 0..24 {
+        let (s, h, _) = b.login(&format!("nobody{i}"), "spray password 1");
+        statuses.push((s, header(&h, "x-samlgate-reason").map(str::to_string)));
+    }
+    // Burst 20 per client address, then 10 a minute.
+    assert!(
+        statuses[..20].iter().all(|(s, _)| *s == 401),
+        "{statuses:?}"
+    );
+    let (s, reason) = &statuses[23];
+    assert_eq!(
+        (*s, reason.as_deref()),
+        (429, Some("rate_limited")),
+        "{statuses:?}"
+    );
+}
