@@ -75,6 +75,10 @@ pub enum Op {
     AuditTail {
         n: usize,
     },
+    /// Local ID/password accounts (`accounts_add`, `accounts_list`, ...): see
+    /// [`crate::account_ops`]; they need the `[local]` config, so run them with [`execute_cfg`].
+    #[serde(untagged)]
+    Accounts(crate::account_ops::AccountOp),
 }
 
 /// How `users unlink` reads its id.
@@ -108,7 +112,7 @@ impl Op {
                 | Op::ApplicationRevoke { .. }
                 | Op::UsersImport { .. }
                 | Op::UsersUnlink { .. }
-        )
+        ) || matches!(self, Op::Accounts(a) if a.changes_state())
     }
 }
 
@@ -138,7 +142,7 @@ fn check_link_target(store: &dyn Store, gmis_id: &str, local: &str) -> Result<()
 }
 
 /// Ends every session on a local account (whatever G-MIS account it was reached from).
-fn end_local_sessions(store: &dyn Store, local_id: &str) -> Result<usize, AdminError> {
+pub(crate) fn end_local_sessions(store: &dyn Store, local_id: &str) -> Result<usize, AdminError> {
     let mut n = 0;
     for s in store.sessions_matching(&|s| s.local_user_id == local_id)? {
         if store.session_delete(&s.id)? {
@@ -244,6 +248,18 @@ fn nonempty(what: &str, v: &str) -> Result<(), AdminError> {
         return Err(AdminError::Invalid(format!("{what} is empty")));
     }
     Ok(())
+}
+
+/// Runs any operation with the gateway's config (the CLI and the admin API call this).
+pub fn execute_cfg(
+    store: &dyn Store,
+    cfg: &crate::config::Config,
+    op: &Op,
+) -> Result<Value, AdminError> {
+    match op {
+        Op::Accounts(a) => crate::account_ops::execute(store, &cfg.local, a),
+        _ => execute(store, &cfg.consent.version, op),
+    }
 }
 
 pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Value, AdminError> {
@@ -481,6 +497,11 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             store.apply(&writes, None)?;
             json!({"imported": created, "skipped_existing": list.len() - created})
         }
+        Op::Accounts(_) => {
+            return Err(AdminError::Invalid(
+                "account operations need the [local] config".into(),
+            ))
+        }
         Op::AuditTail { n } => Value::Array(
             audit::tail(store, (*n).min(10_000))?
                 .iter()
@@ -615,6 +636,7 @@ mod tests {
             created: 0,
             last_seen: chrono::Utc::now().timestamp(),
             expires: chrono::Utc::now().timestamp() + 3600,
+            auth_method: String::new(),
         };
         s.session_put(&rec, 3600).unwrap();
     }

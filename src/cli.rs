@@ -99,6 +99,16 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::secretariat::UsersCmd,
     },
+    /// Local ID/password accounts (事務局): add, list, show, disable, enable, reset, unlock.
+    Accounts {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON output (one object per line).
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: crate::secretariat::AccountsCmd,
+    },
     /// The audit log (consents, applications, links, secretariat actions).
     Audit {
         #[command(flatten)]
@@ -220,6 +230,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
         Command::Idp { cmd } => crate::idp_ops::run(cmd),
+        Command::Accounts { config, json, cmd } => {
+            crate::secretariat::accounts(&config.config, cmd, json)
+        }
         Command::Audit {
             config,
             json,
@@ -652,7 +665,8 @@ fn spawn_sweeper(app: Arc<App>) {
                 let r = app.store.replay_sweep(now).unwrap_or(0);
                 let s = app.store.session_sweep(now, idle).unwrap_or(0);
                 let p = crate::identity::consent::pending_sweep(&*app.store, now).unwrap_or(0)
-                    + crate::saml::authn::sweep(&*app.store, now).unwrap_or(0);
+                    + crate::saml::authn::sweep(&*app.store, now).unwrap_or(0)
+                    + crate::local_login::sweep(&*app.store, now).unwrap_or(0);
                 if r + s + p > 0 {
                     tracing::debug!(
                         replay = r,

@@ -55,6 +55,9 @@ struct RawConfig {
     token: Option<TokenConfig>,
     #[serde(default)]
     support: SupportConfig,
+    /// Local ID/password accounts (issue 13; docs/ACCOUNTS.md).
+    #[serde(default)]
+    local: crate::accounts::account::LocalConfig,
 }
 
 /// `[support]`: who a refused or stuck person contacts. Shown on every refusal and terminal
@@ -635,6 +638,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub token: Option<TokenConfig>,
     pub support: SupportConfig,
+    /// `[local]`: ID/password accounts (password rules, throttle, resets, second factor).
+    pub local: crate::accounts::account::LocalConfig,
 }
 
 impl Config {
@@ -940,6 +945,7 @@ impl Config {
             admin_listen,
             token,
             support: raw.support,
+            local: raw.local,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! The path of one login: `web::acs` (HTTP) -> `saml::acs` (verification) -> `identity`
 //! (profile, policy) -> `store` (replay cache, session) -> `session` (cookie). See DESIGN.md.
 
+pub mod account_ops;
 pub mod accounts;
 pub mod admin;
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod expiry;
 pub mod identity;
 pub mod idp_ops;
 pub mod keys;
+pub mod local_login;
 pub mod rate_limit;
 pub mod reason;
 pub mod reload;

@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::admin::{execute, IdReading, Op};
+use crate::admin::{execute_cfg, IdReading, Op};
 use crate::config::Config;
 use crate::identity::Profile;
 
@@ -136,7 +136,7 @@ pub fn run_op(config: &Path, op: &Op) -> Result<Value, String> {
     }
     let op = &op;
     match crate::store::open(&cfg) {
-        Ok(store) => execute(&*store, &cfg.consent.version, op).map_err(|e| e.to_string()),
+        Ok(store) => execute_cfg(&*store, &cfg, op).map_err(|e| e.to_string()),
         Err(e) if is_lock_error(&e.to_string()) => via_api(&cfg, op),
         Err(e) => Err(e.to_string()),
     }
@@ -510,4 +510,160 @@ fn print_value(v: &Value, json: bool, columns: &[&str]) {
         }
         other => println!("{other}"),
     }
+}
+
+/// `[--role]` of `accounts add`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RoleArg {
+    /// A staff member of a facility (default).
+    Staff,
+    /// 事務局: manages accounts; always needs a second factor (TOTP).
+    Secretariat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountsCmd {
+    /// Create a local ID/password account and print its one-time initial password (changed at
+    /// first login). An existing user with this id (e.g. a G-MIS user) gets the account: one
+    /// person is one user.
+    Add {
+        /// The login id: 1-64 half-width letters, digits and . _ @ -.
+        user_id: String,
+        /// Mail address (for password-reset links).
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Facility code (lets a later G-MIS application find this account).
+        #[arg(long, default_value = "")]
+        facility: String,
+        /// Who creates it (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+        /// The account's role.
+        #[arg(long, value_enum, default_value = "staff")]
+        role: RoleArg,
+    },
+    /// Every account: role, disabled, locked, must change, TOTP enrolled.
+    List,
+    /// One account.
+    Show {
+        /// The login id.
+        user_id: String,
+    },
+    /// Stop the account from logging in and end its sessions.
+    Disable {
+        /// The login id.
+        user_id: String,
+        /// Who disables it (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+        /// Why, recorded in the audit log.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Let a disabled account log in again.
+    Enable {
+        /// The login id.
+        user_id: String,
+        /// Who enables it (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+        /// Why, recorded in the audit log.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Issue a new one-time password (printed; changed at next login); lifts a lock and ends
+    /// the account's sessions.
+    Reset {
+        /// The login id.
+        user_id: String,
+        /// Who resets it (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+        /// Why (e.g. "identity confirmed by phone"), recorded in the audit log.
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Also remove the enrolled authenticator app (lost phone): TOTP is enrolled again.
+        #[arg(long)]
+        remove_totp: bool,
+    },
+    /// Lift a lock after too many failed logins (the password is unchanged).
+    Unlock {
+        /// The login id.
+        user_id: String,
+        /// Who unlocks it (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+        /// Why, recorded in the audit log.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+pub fn accounts(config: &Path, cmd: AccountsCmd, json: bool) -> Result<(), String> {
+    use crate::account_ops::AccountOp as A;
+    use crate::accounts::account::Role;
+    let op = match cmd {
+        AccountsCmd::Add {
+            user_id,
+            email,
+            name,
+            facility,
+            by,
+            role,
+        } => A::AccountsAdd {
+            user_id,
+            email,
+            name,
+            facility_code: facility,
+            role: match role {
+                RoleArg::Staff => Role::Staff,
+                RoleArg::Secretariat => Role::Secretariat,
+            },
+            by,
+        },
+        AccountsCmd::List => A::AccountsList,
+        AccountsCmd::Show { user_id } => A::AccountsShow { user_id },
+        AccountsCmd::Disable { user_id, by, note } => A::AccountsDisable { user_id, by, note },
+        AccountsCmd::Enable { user_id, by, note } => A::AccountsEnable { user_id, by, note },
+        AccountsCmd::Reset {
+            user_id,
+            by,
+            note,
+            remove_totp,
+        } => A::AccountsReset {
+            user_id,
+            by,
+            note,
+            remove_totp,
+        },
+        AccountsCmd::Unlock { user_id, by, note } => A::AccountsUnlock { user_id, by, note },
+    };
+    let v = run_op(config, &Op::Accounts(op))?;
+    print_value(
+        &v,
+        json,
+        &[
+            "user_id",
+            "name",
+            "role",
+            "disabled",
+            "locked",
+            "must_change",
+            "totp",
+            "updated",
+        ],
+    );
+    if !json {
+        for k in ["initial_password", "temporary_password"] {
+            if v.get(k).is_some() {
+                eprintln!(
+                    "Hand this one-time password to the person only (it is shown once and must be changed at first login)."
+                );
+            }
+        }
+    }
+    Ok(())
 }

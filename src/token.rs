@@ -99,6 +99,7 @@ impl TokenSigner {
             "facility_name": p.facility_name,
             "display_name": p.display_name,
             "local_user": rec.local_user_id,
+            "amr": amr(rec),
         });
         let signing_input = format!(
             "{}.{}",
@@ -162,6 +163,17 @@ fn check_ec(keys: &KeySet) -> Result<(), String> {
     Ok(())
 }
 
+/// The JWT `amr` (RFC 8176) of a session: `["ext"]` for a G-MIS (SAML) login, else the
+/// ID/password login's methods.
+fn amr(rec: &SessionRecord) -> Vec<&'static str> {
+    match rec.auth_method.as_str() {
+        "password" => vec!["pwd"],
+        "password+totp" => vec!["pwd", "otp", "mfa"],
+        "password+recovery" => vec!["pwd", "mfa"],
+        _ => vec!["ext"],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +204,7 @@ mod tests {
             created: 0,
             last_seen: 0,
             expires: i64::MAX,
+            auth_method: String::new(),
         };
         let tok = t.sign(&rec, 100, 400).unwrap();
         let parts: Vec<&str> = tok.split('.').collect();

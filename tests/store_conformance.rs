@@ -101,6 +101,7 @@ fn session(id: &str, user: &str, last_seen: i64, expires: i64) -> SessionRecord 
         created: last_seen,
         last_seen,
         expires,
+        auth_method: String::new(),
     }
 }
 
@@ -558,6 +559,95 @@ fn export_import_round_trip(from: &dyn Backend, to: &dyn Backend) {
     assert_eq!(lines(&again), lines(&buf));
 }
 
+/// Local ID/password accounts and their reset tickets (issue 13): an account stored by one
+/// instance is read by the other, its guarded write refuses a stale copy (a lost throttle
+/// count), a ticket is found by its token's hash only, consumed once, and expired ones swept.
+fn accounts_and_reset_tickets(b: &dyn Backend) {
+    use samlgate::accounts::account::{Account, Ctx, LocalConfig, Role};
+    use samlgate::accounts::password::{HashParams, Hasher};
+    use samlgate::accounts::policy::Blocklist;
+    use samlgate::accounts::reset::ResetTicket;
+    use samlgate::identity::local_accounts as la;
+
+    let (s1, s2) = b.pair();
+    let cfg = LocalConfig::default();
+    let hasher = Hasher::new(HashParams {
+        m_kib: 1024,
+        t: 1,
+        p: 1,
+    })
+    .unwrap();
+    let cx = Ctx {
+        cfg: &cfg,
+        hasher: &hasher,
+        blocklist: Blocklist::builtin(),
+        now: 1_000,
+    };
+    let (a, pw) = Account::create("u-local1", Role::Staff, &cx).unwrap();
+    assert!(la::save(&*s1, &a, None, Vec::new()).unwrap());
+    // A second create of the same id loses: the record exists.
+    assert!(!la::save(&*s2, &a, None, Vec::new()).unwrap());
+    let got = la::get(&*s2, "u-local1").unwrap().expect("stored");
+    assert_eq!(got.account, a);
+    assert!(hasher.verify(&pw, &got.account.password).is_ok());
+    assert!(la::get(&*s2, "nobody").unwrap().is_none());
+
+    // Two writers from the same read: the second is refused and writes nothing.
+    let mut first = got.account.clone();
+    first.unlock(2_000);
+    first.set_disabled(true, 2_000);
+    assert!(la::save(&*s1, &first, Some(&got.raw), Vec::new()).unwrap());
+    let mut stale = got.account.clone();
+    stale.unlock(3_000);
+    assert!(!la::save(&*s2, &stale, Some(&got.raw), Vec::new()).unwrap());
+    assert!(la::get(&*s2, "u-local1").unwrap().unwrap().account.disabled);
+    assert_eq!(la::list(&*s2).unwrap().len(), 1);
+
+    // A mailed link: found by the token, stored only as its hash, consumed with the password.
+    let (token, t) = ResetTicket::issue_link("u-local1", 1_000, &cfg.reset);
+    s1.apply(&[la::put_ticket(&t)], None).unwrap();
+    for (k, v) in s2.scan(Table::ResetTickets, b"", false, 10).unwrap() {
+        let (k, v) = (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap());
+        assert!(
+            !k.contains(&token) && !v.contains(&token),
+            "token stored in clear"
+        );
+    }
+    assert!(la::link_ticket(&*s2, "not-the-token").unwrap().is_none());
+    let (key, found) = la::link_ticket(&*s2, &token).unwrap().expect("ticket");
+    assert_eq!(found.clone().redeem(&token, 1_001).unwrap(), "u-local1");
+    let cur = la::get(&*s2, "u-local1").unwrap().unwrap();
+    let consume = |s: &dyn Store| {
+        s.apply(
+            &[la::put(&cur.account), la::delete_ticket(&key)],
+            Some((
+                Table::ResetTickets,
+                key.as_bytes(),
+                Some(&serde_json::to_vec(&found).unwrap()),
+            )),
+        )
+        .unwrap()
+    };
+    assert!(consume(&*s2));
+    assert!(!consume(&*s1), "a ticket is single use across instances");
+    assert!(la::link_ticket(&*s1, &token).unwrap().is_none());
+
+    // A 事務局 code is keyed by user: a new one replaces the old; expired ones are swept.
+    let (_c1, t1) = ResetTicket::issue_code("u-local1", 1_000, &cfg.reset);
+    let (c2, t2) = ResetTicket::issue_code("u-local1", 1_010, &cfg.reset);
+    s1.apply(&[la::put_ticket(&t1)], None).unwrap();
+    s1.apply(&[la::put_ticket(&t2)], None).unwrap();
+    let (_, t) = la::code_ticket(&*s2, "u-local1").unwrap().unwrap();
+    assert_eq!(t.redeem(&c2, 1_011).unwrap(), "u-local1");
+    assert_eq!(la::sweep_tickets(&*s2, 1_010 + 1_800 - 1).unwrap(), 0);
+    assert_eq!(la::sweep_tickets(&*s2, 1_010 + 1_800).unwrap(), 1);
+    assert!(la::code_ticket(&*s1, "u-local1").unwrap().is_none());
+
+    drop(s2);
+    let s1 = b.reopen(s1);
+    assert!(la::get(&*s1, "u-local1").unwrap().unwrap().account.disabled);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sled_backend {
@@ -578,6 +668,7 @@ both!(
     secrets_first_writer_wins,
     durable_across_reopen,
     generation_contract,
+    accounts_and_reset_tickets,
 );
 
 #[test]

@@ -48,6 +48,7 @@ impl Profile {
 pub mod applications;
 pub mod consent;
 pub mod document;
+pub mod local_accounts;
 pub mod users;
 
 use crate::store::{Store, StoreError, Table};

@@ -674,6 +674,7 @@ mod tests {
             created: now,
             last_seen: now,
             expires: now + 3600,
+            auth_method: String::new(),
         }
     }
 }

@@ -64,9 +64,27 @@ pub struct SessionRecord {
     pub last_seen: i64,
     /// Hard end: min(created + absolute lifetime, the IdP's SessionNotOnOrAfter).
     pub expires: i64,
+    /// How the user logged in: empty for SAML (G-MIS), else an ID/password login's
+    /// `X-Samlgate-Auth-Method` value (`password`, `password+totp`, `password+recovery`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub auth_method: String,
 }
 
 impl SessionRecord {
+    /// An ID/password login: the category policy (a G-MIS matter) does not apply to it.
+    pub fn is_local_login(&self) -> bool {
+        !self.auth_method.is_empty()
+    }
+
+    /// The `X-Samlgate-Auth-Method` value.
+    pub fn auth_method_header(&self) -> &str {
+        if self.auth_method.is_empty() {
+            "saml"
+        } else {
+            &self.auth_method
+        }
+    }
+
     /// When this session ends unless it is used again: its hard end, or its idle limit if
     /// sooner. The request path and the sweeper both judge liveness by this.
     pub fn ends_at(&self, idle_seconds: i64) -> i64 {
@@ -95,10 +113,16 @@ pub enum Table {
     Requests,
     /// facility code NUL lowercased mail -> local user id (existing accounts, for linking)
     UserByContact,
+    /// local user id -> ID/password account (accounts::account::Account)
+    Accounts,
+    /// ticket key (token hash for a mail link, user id for a 事務局 code) -> ResetTicket
+    ResetTickets,
+    /// random id -> an ID/password login between its steps (password change, TOTP)
+    LoginSteps,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 11] = [
         Table::Users,
         Table::UserByGmis,
         Table::Consents,
@@ -107,6 +131,9 @@ impl Table {
         Table::Audit,
         Table::Requests,
         Table::UserByContact,
+        Table::Accounts,
+        Table::ResetTickets,
+        Table::LoginSteps,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +146,9 @@ impl Table {
             Table::Audit => "audit",
             Table::Requests => "requests",
             Table::UserByContact => "user_by_contact",
+            Table::Accounts => "accounts",
+            Table::ResetTickets => "reset_tickets",
+            Table::LoginSteps => "login_steps",
         }
     }
 
@@ -130,8 +160,11 @@ impl Table {
             | Table::UserByGmis
             | Table::Consents
             | Table::Applications
-            | Table::UserByContact => true,
-            Table::Pending | Table::Audit | Table::Requests => false,
+            | Table::UserByContact
+            // Disabling an account or resetting its password ends its sessions.
+            | Table::Accounts => true,
+            Table::Pending | Table::Audit | Table::Requests | Table::ResetTickets
+            | Table::LoginSteps => false,
         }
     }
 

@@ -613,6 +613,7 @@ mod tests {
             created: last_seen,
             last_seen,
             expires,
+            auth_method: String::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use sha2::Digest;
 
 use super::pages::{self, Resp};
 use super::App;
-use crate::admin::{execute, AdminError, Op};
+use crate::admin::{execute_cfg, AdminError, Op};
 
 fn json(status: StatusCode, v: serde_json::Value) -> Resp {
     pages::text(status, "application/json", v.to_string())
@@ -60,9 +60,9 @@ pub async fn op(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
         }
     };
     let store = app.store.clone();
-    let version = app.cfg.consent.version.clone();
+    let cfg = app.cfg.clone();
     let op2 = op.clone();
-    let r = tokio::task::spawn_blocking(move || execute(&*store, &version, &op2)).await;
+    let r = tokio::task::spawn_blocking(move || execute_cfg(&*store, &cfg, &op2)).await;
     let r = match r {
         Ok(r) => r,
         Err(e) => {

@@ -48,7 +48,7 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
         let generation = app.store.generation();
         if let Some((facts, live)) = app.live.get(&id, generation) {
             let rec = &live.rec;
-            if rec.ends_at(idle) > now && facts.allows(&app.cfg.policy, &rec.profile) {
+            if rec.ends_at(idle) > now && admits(app, &facts, rec) {
                 if touch(&id, rec.last_seen) {
                     app.live.touched(&id, now);
                 }
@@ -67,7 +67,7 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
         let Ok(facts) = policy::gate_facts(&*app.store, &rec.profile) else {
             continue;
         };
-        if !facts.allows(&app.cfg.policy, &rec.profile) {
+        if !admits(app, &facts, &rec) {
             continue;
         }
         if touch(&id, rec.last_seen) {
@@ -78,6 +78,12 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
         return Some(live);
     }
     None
+}
+
+/// The category policy and G-MIS blocks gate SAML sessions only: an ID/password login is the
+/// 事務局's decision (disabling its account ends its sessions).
+fn admits(app: &App, facts: &policy::GateFacts, rec: &SessionRecord) -> bool {
+    rec.is_local_login() || facts.allows(&app.cfg.policy, &rec.profile)
 }
 
 /// Puts the session's identity on an outgoing header map (the `/auth/verify` answer or the
@@ -199,26 +205,6 @@ pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
         r.headers_mut().insert(SET_COOKIE, v);
     }
     r
-}
-
-pub fn login_page<B>(app: &App, req: &Request<B>) -> Resp {
-    let lang = Lang::of(req);
-    // Keep where the user was going: the G-MIS link carries it to /saml/login.
-    let return_to =
-        super::acs::safe_return_path(super::sso::return_to_param(req.uri().query()).as_deref());
-    let href = if app.gmis_login_url == "/saml/login" && return_to != "/" {
-        let enc: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-        format!("/saml/login?return_to={enc}")
-    } else {
-        app.gmis_login_url.clone()
-    };
-    pages::render(
-        StatusCode::OK,
-        &pages::LoginPage {
-            lang,
-            gmis_href: &href,
-        },
-    )
 }
 
 /// `/` without an upstream: who is signed in, or the login page.

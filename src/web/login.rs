@@ -65,6 +65,7 @@ pub fn finish(
         created: now,
         last_seen: now,
         expires,
+        auth_method: String::new(),
     };
     let idle = app.cfg.session.idle_minutes as i64 * 60;
     let kept =

@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod apply;
 pub mod auth;
 pub mod consent;
+pub mod local;
 pub mod login;
 pub mod metrics;
 pub mod pages;
@@ -66,6 +67,11 @@ pub struct App {
     pub tls: Option<Arc<tls::CertStore>>,
     /// Where "G-MISからのログインはこちら" points (the demo IdP in `samlgate demo`).
     pub gmis_login_url: String,
+    /// ID/password logins: the hasher and the per-IP limit.
+    pub local: crate::local_login::LocalAuth,
+    /// Bounds concurrent argon2 hashes (each 19 MiB, tens of ms): a password flood queues
+    /// here, off the async workers, so `/auth/verify` keeps its cores.
+    pub hash_slots: Semaphore,
 }
 
 impl App {
@@ -117,7 +123,10 @@ impl App {
         } else {
             "/login".to_string()
         };
+        let local = crate::local_login::LocalAuth::new(&cfg.local)?;
         Ok(App {
+            local,
+            hash_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
             verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
             sign_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
             login_limiter: crate::rate_limit::RateLimiter::new(cfg.saml_login_rate_per_minute),
@@ -376,7 +385,11 @@ pub fn is_own_path(path: &str) -> bool {
         "/_samlgate/style.css",
         "/admin/v1/op",
     ];
-    EXACT.contains(&path) || path.starts_with("/saml/") || path.starts_with("/auth/")
+    EXACT.contains(&path)
+        || path.starts_with("/saml/")
+        || path.starts_with("/auth/")
+        || path.starts_with("/login/")
+        || path == "/_samlgate/login.js"
 }
 
 /// The paths `[admin] listen` takes off the main listener.
@@ -407,7 +420,14 @@ fn metrics_page(app: &App) -> Resp {
 fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
     let needs_write = matches!(
         path,
-        "/saml/acs" | "/saml/login" | "/consent" | "/login" | "/_samlgate/apply"
+        "/saml/acs"
+            | "/saml/login"
+            | "/consent"
+            | "/login"
+            | "/_samlgate/apply"
+            | "/login/change"
+            | "/login/totp"
+            | "/login/enrol"
     );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
@@ -452,7 +472,27 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/consent") => consent::post_consent(app, req, rid).await,
         (&Method::POST, "/_samlgate/apply") => apply::post(app, req, rid).await,
         (&Method::GET, "/saml/acs") => acs_get(Lang::of(&req), rid),
-        (&Method::GET, "/login") => auth::login_page(app, &req),
+        (&Method::GET, "/login") => local::login_page(app, &req),
+        (&Method::POST, "/login") => local::post_login(app, req, peer, rid).await,
+        (&Method::GET, "/login/change") => local::change_page(app, &req),
+        (&Method::POST, "/login/change") => local::post_change(app, req, rid).await,
+        (&Method::GET, "/login/totp") => local::totp_page(app, &req),
+        (&Method::POST, "/login/totp") => local::post_totp(app, req, rid).await,
+        (&Method::GET, "/login/forgot") => local::forgot_page(&req),
+        (&Method::GET, "/login/enrol") => local::enrol_page(app, &req),
+        (&Method::POST, "/login/enrol") => local::post_enrol(app, req, rid).await,
+        (&Method::GET, "/_samlgate/login.js") => {
+            let mut r = pages::text(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                local::LOGIN_JS,
+            );
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        }
         (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req),
         (&Method::GET, "/saml/metadata") => {

@@ -144,13 +144,6 @@ pub struct HomePage<'a> {
     pub profile: &'a Profile,
 }
 
-#[derive(Template)]
-#[template(path = "login.html")]
-pub struct LoginPage<'a> {
-    pub lang: Lang,
-    pub gmis_href: &'a str,
-}
-
 pub const STYLE_CSS: &str = include_str!("../../static/style.css");
 
 /// Headers every answer carries. No inline script or style anywhere, so the CSP can forbid both.
@@ -159,7 +152,7 @@ pub fn secure_headers(resp: &mut Resp, https: bool) {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action *; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action *; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(

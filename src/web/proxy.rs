@@ -29,7 +29,11 @@ use crate::config::UpstreamConfig;
 use crate::reason::Reason;
 
 /// The headers we own towards the upstream, in addition to the identity headers.
-const OWNED: [&str; 2] = ["x-samlgate-jwt", "x-samlgate-local-user"];
+const OWNED: [&str; 3] = [
+    "x-samlgate-jwt",
+    "x-samlgate-local-user",
+    "x-samlgate-auth-method",
+];
 
 const HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,

@@ -41,6 +41,10 @@ impl Live {
             HeaderName::from_static("x-samlgate-local-user"),
             super::auth::encode_header_value(&rec.local_user_id),
         ));
+        headers.push((
+            HeaderName::from_static("x-samlgate-auth-method"),
+            super::auth::encode_header_value(rec.auth_method_header()),
+        ));
         Live { rec, headers }
     }
 }
@@ -123,6 +127,7 @@ mod tests {
             created: 0,
             last_seen: 0,
             expires: 100,
+            auth_method: String::new(),
         }
     }
 

@@ -8,11 +8,18 @@ use postgres::GenericClient;
 use crate::store::StoreError;
 
 /// (version, file name, SQL), in order.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../../../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_accounts.sql",
+        include_str!("../../../migrations/0002_accounts.sql"),
+    ),
+];
 
 /// The schema version this build expects.
 pub fn latest() -> i32 {

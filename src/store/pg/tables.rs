@@ -32,6 +32,9 @@ pub fn spec(t: Table) -> Spec {
         Table::Audit => ("audit", "seq", KeyKind::Seq, "doc"),
         Table::Requests => ("authn_requests", "id", KeyKind::Text, "doc"),
         Table::UserByContact => ("user_contacts", "contact", KeyKind::Bytes, "user_id"),
+        Table::Accounts => ("accounts", "user_id", KeyKind::Text, "doc"),
+        Table::ResetTickets => ("reset_tickets", "id", KeyKind::Text, "doc"),
+        Table::LoginSteps => ("login_steps", "id", KeyKind::Text, "doc"),
     };
     Spec {
         table,
