@@ -336,6 +336,30 @@ fn session_lookups(b: &dyn Backend) {
     assert!(s2.session_delete("x1").unwrap());
     assert!(!s.session_delete("x1").unwrap());
     assert!(s.session_get("x1").unwrap().is_none());
+    // A deleted session leaves every lookup; a value that is a prefix of another is its own.
+    s.session_put(&session("x4", "alice2", 0, 1000), 1800)
+        .unwrap();
+    assert_eq!(ids(s2.sessions_by_account("alice").unwrap()), ["x2"]);
+    assert_eq!(ids(s2.sessions_by_name_id("nid-alice").unwrap()), ["x2"]);
+    assert_eq!(
+        ids(s2.sessions_by_local_user("local-alice").unwrap()),
+        ["x2"]
+    );
+    assert_eq!(ids(s2.sessions_by_local_user("local-bob").unwrap()), ["x3"]);
+    assert!(s2.sessions_by_account("nobody").unwrap().is_empty());
+    // A session rewritten under another account moves to it (and its touch keeps it there).
+    let mut moved = session("x2", "carol", 0, 1000);
+    moved.last_seen = 5;
+    s.session_put(&moved, 1800).unwrap();
+    s.session_touch("x2", 7).unwrap();
+    assert!(s2.sessions_by_account("alice").unwrap().is_empty());
+    assert!(s2.sessions_by_local_user("local-alice").unwrap().is_empty());
+    assert_eq!(ids(s2.sessions_by_account("carol").unwrap()), ["x2"]);
+    assert_eq!(ids(s2.sessions_by_name_id("nid-carol").unwrap()), ["x2"]);
+    // Swept sessions leave the lookups too.
+    assert_eq!(s.session_sweep(1000, 1800).unwrap(), 3);
+    assert!(s2.sessions_by_account("carol").unwrap().is_empty());
+    assert!(s2.sessions_by_name_id("nid-bob").unwrap().is_empty());
 }
 
 fn secrets_first_writer_wins(b: &dyn Backend) {

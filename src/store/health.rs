@@ -131,6 +131,9 @@ impl Store for Monitored {
     fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         self.read(self.inner.sessions_by_account(account_id))
     }
+    fn sessions_by_local_user(&self, local_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.read(self.inner.sessions_by_local_user(local_id))
+    }
     fn secret_get_or_create(
         &self,
         name: &str,

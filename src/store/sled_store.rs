@@ -25,6 +25,9 @@ pub struct SledStore {
     replay_due: sled::Tree,
     /// due time (be i64) ++ session id -> (); due = when the session could first be dead
     session_due: sled::Tree,
+    /// [`SessionKey`] byte ++ be u32 length ++ value ++ session id -> (): sessions by NameID,
+    /// G-MIS account and local account (single logout; block, revoke, unlink).
+    session_by: sled::Tree,
     /// Live session records, kept by this process (sled's `len()` is a full scan, and
     /// `/metrics` reads this on every scrape).
     session_n: std::sync::atomic::AtomicI64,
@@ -126,9 +129,11 @@ impl SledStore {
             secrets: db.open_tree("secrets")?,
             replay_due: db.open_tree("replay_due")?,
             session_due: db.open_tree("session_due")?,
+            session_by: db.open_tree("session_by")?,
             db,
         };
         store.build_due_index()?;
+        store.build_session_index()?;
         Ok(store)
     }
 
@@ -152,6 +157,61 @@ impl SledStore {
         self.secrets.insert(MARK, &b"1"[..])?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Stores written before the session lookup index existed get one, once.
+    fn build_session_index(&self) -> Result<(), StoreError> {
+        const MARK: &str = "store.session_index.v1";
+        if self.secrets.get(MARK)?.is_some() {
+            return Ok(());
+        }
+        for item in self.sessions.iter() {
+            let (_, v) = item?;
+            if let Ok(rec) = serde_json::from_slice::<SessionRecord>(&v) {
+                for k in lookup_keys(&rec) {
+                    self.session_by.insert(k, &[])?;
+                }
+            }
+        }
+        self.secrets.insert(MARK, &b"1"[..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Drops the lookup entries of a session record that was removed or replaced, keeping
+    /// those the replacement still has.
+    fn unindex(&self, old: &[u8], new: Option<&SessionRecord>) -> Result<(), StoreError> {
+        let Ok(old) = serde_json::from_slice::<SessionRecord>(old) else {
+            return Ok(());
+        };
+        let keep = new.map(lookup_keys).unwrap_or_default();
+        for k in lookup_keys(&old) {
+            if !keep.contains(&k) {
+                self.session_by.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sessions filed under one value. Entries are hints (written before the record,
+    /// removed after it): each record is read and checked. A stale entry is skipped, not
+    /// dropped here: it may be a `session_put` between its index write and its record write,
+    /// and dropping it would hide that session from a block.
+    fn sessions_by(&self, kind: SessionKey, value: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let prefix = lookup_prefix(kind, value);
+        let mut out = Vec::new();
+        for k in self.session_by.scan_prefix(&prefix).keys() {
+            let k = k?;
+            let id = &k[prefix.len()..];
+            let rec = match self.sessions.get(id)? {
+                Some(v) => serde_json::from_slice::<SessionRecord>(&v).ok(),
+                None => None,
+            };
+            if let Some(r) = rec.filter(|r| kind.of(r) == value) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     fn session_gone(&self) {
@@ -195,6 +255,50 @@ fn due_entries(
         let id = k.get(8..).map(<[u8]>::to_vec).unwrap_or_default();
         Ok((k, id))
     })
+}
+
+/// What a session can be looked up by.
+#[derive(Clone, Copy)]
+enum SessionKey {
+    NameId = 1,
+    Account = 2,
+    LocalUser = 3,
+}
+
+impl SessionKey {
+    const ALL: [SessionKey; 3] = [
+        SessionKey::NameId,
+        SessionKey::Account,
+        SessionKey::LocalUser,
+    ];
+
+    fn of(self, r: &SessionRecord) -> &str {
+        match self {
+            SessionKey::NameId => &r.name_id,
+            SessionKey::Account => &r.profile.account_id,
+            SessionKey::LocalUser => &r.local_user_id,
+        }
+    }
+}
+
+/// Length-prefixed, so a value that is a prefix of another (or holds any byte) cannot match it.
+fn lookup_prefix(kind: SessionKey, value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + value.len());
+    k.push(kind as u8);
+    k.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    k.extend_from_slice(value.as_bytes());
+    k
+}
+
+fn lookup_keys(r: &SessionRecord) -> Vec<Vec<u8>> {
+    SessionKey::ALL
+        .iter()
+        .map(|&kind| {
+            let mut k = lookup_prefix(kind, kind.of(r));
+            k.extend_from_slice(r.id.as_bytes());
+            k
+        })
+        .collect()
 }
 
 fn from_be(v: &[u8]) -> Result<i64, StoreError> {
@@ -257,11 +361,18 @@ impl Store for SledStore {
         let v = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.session_due
             .insert(due_key(rec.ends_at(idle_seconds), rec.id.as_bytes()), &[])?;
-        if self.sessions.insert(rec.id.as_bytes(), v)?.is_none() {
-            self.session_n
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            self.bump();
+        for k in lookup_keys(rec) {
+            self.session_by.insert(k, &[])?;
+        }
+        match self.sessions.insert(rec.id.as_bytes(), v)? {
+            None => {
+                self.session_n
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Some(old) => {
+                self.bump();
+                self.unindex(&old, Some(rec))?;
+            }
         }
         Ok(())
     }
@@ -288,11 +399,12 @@ impl Store for SledStore {
 
     fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
         // Its index entry stays until it comes due and is then dropped.
-        let gone = self.sessions.remove(id.as_bytes())?.is_some();
-        if gone {
+        let old = self.sessions.remove(id.as_bytes())?;
+        if let Some(old) = &old {
             self.session_gone();
+            self.unindex(old, None)?;
         }
-        Ok(gone)
+        Ok(old.is_some())
     }
 
     fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError> {
@@ -311,6 +423,7 @@ impl Store for SledStore {
                         .is_ok()
                     {
                         self.session_gone();
+                        self.unindex(&v, None)?;
                         n += 1;
                     } else {
                         // Changed under us (touched): look again at the next sweep, never
@@ -349,6 +462,18 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_by(SessionKey::NameId, name_id)
+    }
+
+    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_by(SessionKey::Account, account_id)
+    }
+
+    fn sessions_by_local_user(&self, local_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_by(SessionKey::LocalUser, local_id)
     }
 
     fn secret_get_or_create(
@@ -669,6 +794,49 @@ mod tests {
         assert_eq!(s.replay_sweep(100).unwrap(), 1);
         assert_eq!(s.session_sweep(99, 1800).unwrap(), 0);
         assert_eq!(s.session_sweep(100, 1800).unwrap(), 1);
+    }
+
+    #[test]
+    fn session_lookups_come_from_the_index_which_is_built_on_open_and_emptied_on_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path).unwrap();
+            s.session_put(&session("s", 0, 100), 1800).unwrap();
+            // An older store: no lookup index, no mark.
+            s.session_by.clear().unwrap();
+            s.secrets.remove("store.session_index.v1").unwrap();
+            s.flush().unwrap();
+        }
+        let s = reopen(&path);
+        let rec = s.session_get("s").unwrap().unwrap();
+        assert_eq!(
+            s.sessions_by_account(&rec.profile.account_id)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(s.sessions_by_name_id(&rec.name_id).unwrap().len(), 1);
+        assert_eq!(
+            s.sessions_by_local_user(&rec.local_user_id).unwrap().len(),
+            1
+        );
+        // The lookups read the index, not the records: without it they find nothing.
+        let saved: Vec<_> = s.session_by.iter().keys().map(|k| k.unwrap()).collect();
+        s.session_by.clear().unwrap();
+        assert!(s
+            .sessions_by_account(&rec.profile.account_id)
+            .unwrap()
+            .is_empty());
+        for k in saved {
+            s.session_by.insert(k, &[]).unwrap();
+        }
+        assert!(s.session_delete("s").unwrap());
+        assert_eq!(
+            s.session_by.len(),
+            0,
+            "a deleted session leaves no lookup entry"
+        );
     }
 
     #[test]

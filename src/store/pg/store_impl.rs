@@ -229,6 +229,10 @@ impl Store for PgStore {
         self.sessions_where("account_id", account_id)
     }
 
+    fn sessions_by_local_user(&self, local_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_where("local_user_id", local_id)
+    }
+
     fn secret_get_or_create(
         &self,
         name: &str,
