@@ -119,6 +119,9 @@ impl Store for Monitored {
     fn session_count(&self) -> usize {
         self.inner.session_count()
     }
+    fn expired_sweep(&self, t: Table, now: i64) -> Result<usize, StoreError> {
+        self.wrote(self.inner.expired_sweep(t, now))
+    }
     fn sessions_matching(
         &self,
         pred: &dyn Fn(&SessionRecord) -> bool,

@@ -135,6 +135,11 @@ impl Table {
         }
     }
 
+    /// True for tables whose records end at their `expires` field ([`Store::expired_sweep`]).
+    pub fn expires(self) -> bool {
+        matches!(self, Table::Pending | Table::Requests)
+    }
+
     pub fn from_name(name: &str) -> Option<Table> {
         Table::ALL.into_iter().find(|t| t.name() == name)
     }
@@ -173,6 +178,11 @@ pub trait Store: Send + Sync + 'static {
     /// the records that are due, not every live session.
     fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError>;
     fn session_count(&self) -> usize;
+    /// Deletes the records of an expiring table ([`Table::expires`]: pending logins,
+    /// SP-initiated requests) whose `expires` (unix seconds, a top-level JSON field; an
+    /// unreadable record counts as due) is at or before `now`; returns how many. Reads only what
+    /// is due. Other tables: `Ok(0)`.
+    fn expired_sweep(&self, t: Table, now: i64) -> Result<usize, StoreError>;
     /// Every session the predicate selects; linear in the number of sessions. For tests and
     /// tools only: request and admin paths use the indexed lookups below.
     fn sessions_matching(
