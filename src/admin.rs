@@ -120,7 +120,7 @@ impl Op {
 /// session from before the block: the user logs in (and consents) again.
 fn end_sessions(store: &dyn Store, gmis_id: &str) -> Result<usize, AdminError> {
     let mut n = 0;
-    for s in store.sessions_matching(&|s| s.profile.account_id == gmis_id)? {
+    for s in store.sessions_by_account(gmis_id)? {
         if store.session_delete(&s.id)? {
             n += 1;
         }
@@ -144,7 +144,7 @@ fn check_link_target(store: &dyn Store, gmis_id: &str, local: &str) -> Result<()
 /// Ends every session on a local account (whatever G-MIS account it was reached from).
 pub(crate) fn end_local_sessions(store: &dyn Store, local_id: &str) -> Result<usize, AdminError> {
     let mut n = 0;
-    for s in store.sessions_matching(&|s| s.local_user_id == local_id)? {
+    for s in store.sessions_by_local_user(local_id)? {
         if store.session_delete(&s.id)? {
             n += 1;
         }

@@ -310,6 +310,50 @@ fn expiry_sweeps(b: &dyn Backend) {
     assert_eq!(s.session_count(), 0);
 }
 
+/// Pending logins and SP-initiated requests end at their `expires`; one sweep per table
+/// deletes what is due (and what cannot be read), nothing else.
+fn record_expiry_sweep(b: &dyn Backend) {
+    let (s, s2) = b.pair();
+    let rec = |exp: i64| Some(format!(r#"{{"id":"x","expires":{exp}}}"#).into_bytes());
+    let w = |t: Table, k: &str, v: Option<Vec<u8>>| (t, k.as_bytes().to_vec(), v);
+    let batch = vec![
+        w(Table::Pending, "p1", rec(100)),
+        w(Table::Pending, "p2", rec(200)),
+        w(Table::Pending, "bad", Some(b"not json".to_vec())),
+        w(Table::Requests, "r1", rec(100)),
+        w(Table::Audit, "\0\0\0\0\0\0\0\x01", Some(b"{}".to_vec())),
+    ];
+    assert!(s.apply(&batch, None).unwrap());
+    let keys = |st: &Arc<dyn Store>, t: Table| -> Vec<String> {
+        let e = st.scan(t, b"", false, 100).unwrap();
+        e.into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        s2.expired_sweep(Table::Pending, 99).unwrap(),
+        1,
+        "the unreadable one"
+    );
+    assert_eq!(keys(&s, Table::Pending), ["p1", "p2"]);
+    assert_eq!(s2.expired_sweep(Table::Pending, 100).unwrap(), 1);
+    assert_eq!(keys(&s, Table::Pending), ["p2"]);
+    assert_eq!(keys(&s, Table::Requests), ["r1"], "another table's sweep");
+    // Extended before it came due: kept until its new expiry.
+    assert!(s.apply(&[w(Table::Pending, "p2", rec(500))], None).unwrap());
+    assert_eq!(s2.expired_sweep(Table::Pending, 300).unwrap(), 0);
+    assert_eq!(keys(&s, Table::Pending), ["p2"]);
+    assert_eq!(s2.expired_sweep(Table::Pending, 500).unwrap(), 1);
+    assert_eq!(s2.expired_sweep(Table::Requests, 100).unwrap(), 1);
+    assert!(keys(&s, Table::Pending).is_empty() && keys(&s, Table::Requests).is_empty());
+    assert_eq!(s2.expired_sweep(Table::Audit, i64::MAX).unwrap(), 0);
+    assert_eq!(
+        keys(&s, Table::Audit).len(),
+        1,
+        "the audit log does not expire"
+    );
+}
+
 fn session_lookups(b: &dyn Backend) {
     let (s, s2) = b.pair();
     s.session_put(&session("x1", "alice", 0, 1000), 1800)
@@ -337,6 +381,30 @@ fn session_lookups(b: &dyn Backend) {
     assert!(s2.session_delete("x1").unwrap());
     assert!(!s.session_delete("x1").unwrap());
     assert!(s.session_get("x1").unwrap().is_none());
+    // A deleted session leaves every lookup; a value that is a prefix of another is its own.
+    s.session_put(&session("x4", "alice2", 0, 1000), 1800)
+        .unwrap();
+    assert_eq!(ids(s2.sessions_by_account("alice").unwrap()), ["x2"]);
+    assert_eq!(ids(s2.sessions_by_name_id("nid-alice").unwrap()), ["x2"]);
+    assert_eq!(
+        ids(s2.sessions_by_local_user("local-alice").unwrap()),
+        ["x2"]
+    );
+    assert_eq!(ids(s2.sessions_by_local_user("local-bob").unwrap()), ["x3"]);
+    assert!(s2.sessions_by_account("nobody").unwrap().is_empty());
+    // A session rewritten under another account moves to it (and its touch keeps it there).
+    let mut moved = session("x2", "carol", 0, 1000);
+    moved.last_seen = 5;
+    s.session_put(&moved, 1800).unwrap();
+    s.session_touch("x2", 7).unwrap();
+    assert!(s2.sessions_by_account("alice").unwrap().is_empty());
+    assert!(s2.sessions_by_local_user("local-alice").unwrap().is_empty());
+    assert_eq!(ids(s2.sessions_by_account("carol").unwrap()), ["x2"]);
+    assert_eq!(ids(s2.sessions_by_name_id("nid-carol").unwrap()), ["x2"]);
+    // Swept sessions leave the lookups too.
+    assert_eq!(s.session_sweep(1000, 1800).unwrap(), 3);
+    assert!(s2.sessions_by_account("carol").unwrap().is_empty());
+    assert!(s2.sessions_by_name_id("nid-bob").unwrap().is_empty());
 }
 
 fn secrets_first_writer_wins(b: &dyn Backend) {
@@ -664,6 +732,7 @@ both!(
     guarded_apply,
     scans_and_sequences,
     expiry_sweeps,
+    record_expiry_sweep,
     session_lookups,
     secrets_first_writer_wins,
     durable_across_reopen,

@@ -79,13 +79,7 @@ pub fn pending_get(store: &dyn Store, id: &str) -> Result<Option<PendingLogin>, 
     Ok(p.filter(|p| p.expires > chrono::Utc::now().timestamp()))
 }
 
-impl super::Expiring for PendingLogin {
-    fn expires(&self) -> i64 {
-        self.expires
-    }
-}
-
 /// Deletes expired pending logins.
 pub fn pending_sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
-    super::sweep_expired::<PendingLogin>(store, Table::Pending, now)
+    store.expired_sweep(Table::Pending, now)
 }

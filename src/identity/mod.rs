@@ -95,26 +95,3 @@ pub fn put<T: Serialize>(t: Table, key: &str, value: &T) -> crate::store::Write 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
-
-/// A record that ends at a unix time (pending logins, tracked requests).
-pub trait Expiring {
-    fn expires(&self) -> i64;
-}
-
-/// Deletes a table's expired (or unreadable) records; a record rewritten meanwhile is kept.
-pub fn sweep_expired<T: serde::de::DeserializeOwned + Expiring>(
-    store: &dyn Store,
-    t: Table,
-    now: i64,
-) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for (k, v) in store.scan(t, b"", false, usize::MAX)? {
-        let dead = serde_json::from_slice::<T>(&v)
-            .map(|r| r.expires() <= now)
-            .unwrap_or(true);
-        if dead && store.apply(&[(t, k.clone(), None)], Some((t, &k, Some(&v))))? {
-            n += 1;
-        }
-    }
-    Ok(n)
-}

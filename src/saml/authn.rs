@@ -174,15 +174,9 @@ pub fn consume(store: &dyn Store, r: &TrackedRequest) -> Result<bool, StoreError
     )
 }
 
-impl crate::identity::Expiring for TrackedRequest {
-    fn expires(&self) -> i64 {
-        self.expires
-    }
-}
-
 /// Deletes expired tracked requests.
 pub fn sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
-    crate::identity::sweep_expired::<TrackedRequest>(store, Table::Requests, now)
+    store.expired_sweep(Table::Requests, now)
 }
 
 #[cfg(test)]

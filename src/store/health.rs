@@ -119,6 +119,9 @@ impl Store for Monitored {
     fn session_count(&self) -> usize {
         self.inner.session_count()
     }
+    fn expired_sweep(&self, t: Table, now: i64) -> Result<usize, StoreError> {
+        self.wrote(self.inner.expired_sweep(t, now))
+    }
     fn sessions_matching(
         &self,
         pred: &dyn Fn(&SessionRecord) -> bool,
@@ -130,6 +133,9 @@ impl Store for Monitored {
     }
     fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         self.read(self.inner.sessions_by_account(account_id))
+    }
+    fn sessions_by_local_user(&self, local_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.read(self.inner.sessions_by_local_user(local_id))
     }
     fn secret_get_or_create(
         &self,

@@ -168,6 +168,11 @@ impl Table {
         }
     }
 
+    /// True for tables whose records end at their `expires` field ([`Store::expired_sweep`]).
+    pub fn expires(self) -> bool {
+        matches!(self, Table::Pending | Table::Requests)
+    }
+
     pub fn from_name(name: &str) -> Option<Table> {
         Table::ALL.into_iter().find(|t| t.name() == name)
     }
@@ -206,21 +211,25 @@ pub trait Store: Send + Sync + 'static {
     /// the records that are due, not every live session.
     fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError>;
     fn session_count(&self) -> usize;
-    /// Every session the predicate selects (single logout by NameID, ending an account's
-    /// sessions on a block); linear in the number of sessions.
+    /// Deletes the records of an expiring table ([`Table::expires`]: pending logins,
+    /// SP-initiated requests) whose `expires` (unix seconds, a top-level JSON field; an
+    /// unreadable record counts as due) is at or before `now`; returns how many. Reads only what
+    /// is due. Other tables: `Ok(0)`.
+    fn expired_sweep(&self, t: Table, now: i64) -> Result<usize, StoreError>;
+    /// Every session the predicate selects; linear in the number of sessions. For tests and
+    /// tools only: request and admin paths use the indexed lookups below.
     fn sessions_matching(
         &self,
         pred: &dyn Fn(&SessionRecord) -> bool,
     ) -> Result<Vec<SessionRecord>, StoreError>;
-    /// The sessions of one IdP NameID (single logout). PostgreSQL answers from an index.
-    fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        self.sessions_matching(&|s| s.name_id == name_id)
-    }
+    /// The sessions of one IdP NameID (single logout). Indexed on both backends.
+    fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
     /// The sessions of one G-MIS account, `profile.account_id` (block, revoke, unlink: what
-    /// `admin::end_sessions` selects). Indexed on PostgreSQL.
-    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        self.sessions_matching(&|s| s.profile.account_id == account_id)
-    }
+    /// `admin::end_sessions` selects). Indexed on both backends.
+    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+    /// The sessions on one local account, `local_user_id` (unlink, whatever G-MIS account the
+    /// login came from). Indexed on both backends.
+    fn sessions_by_local_user(&self, local_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// A secret the gateway generated for itself (e.g. the cookie MAC key): returned if present,
     /// otherwise created from `make`, stored durably, and returned. First writer wins.

@@ -1,7 +1,7 @@
 //! The embedded store on sled. One tree per kind of record; values are JSON (records) or
 //! big-endian i64 (replay expiry), so a record can be read with any sled tool when debugging.
 //!
-//! Expiring records (replay entries, sessions) have an *expiry index*: a second tree keyed by
+//! Expiring records (replay entries, sessions, pending logins, SP-initiated requests) have an *expiry index*: a second tree keyed by
 //! big-endian due time then the record's key. The sweeper reads only the index entries that
 //! are due, never the live records: a full scan every minute made RSS jump by ~17 MiB at 40,000
 //! sessions (sled caches every page it reads) and cost CPU in proportion to the live set.
@@ -25,6 +25,13 @@ pub struct SledStore {
     replay_due: sled::Tree,
     /// due time (be i64) ++ session id -> (); due = when the session could first be dead
     session_due: sled::Tree,
+    /// due time (be i64) ++ key -> (), for the expiring record tables (pending logins,
+    /// SP-initiated requests), at the record's `expires`.
+    pending_due: sled::Tree,
+    requests_due: sled::Tree,
+    /// [`SessionKey`] byte ++ be u32 length ++ value ++ session id -> (): sessions by NameID,
+    /// G-MIS account and local account (single logout; block, revoke, unlink).
+    session_by: sled::Tree,
     /// Live session records, kept by this process (sled's `len()` is a full scan, and
     /// `/metrics` reads this on every scrape).
     session_n: std::sync::atomic::AtomicI64,
@@ -126,9 +133,14 @@ impl SledStore {
             secrets: db.open_tree("secrets")?,
             replay_due: db.open_tree("replay_due")?,
             session_due: db.open_tree("session_due")?,
+            session_by: db.open_tree("session_by")?,
+            pending_due: db.open_tree("pending_due")?,
+            requests_due: db.open_tree("requests_due")?,
             db,
         };
         store.build_due_index()?;
+        store.build_session_index()?;
+        store.build_record_due_index()?;
         Ok(store)
     }
 
@@ -152,6 +164,87 @@ impl SledStore {
         self.secrets.insert(MARK, &b"1"[..])?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Stores written before the session lookup index existed get one, once.
+    fn build_session_index(&self) -> Result<(), StoreError> {
+        const MARK: &str = "store.session_index.v1";
+        if self.secrets.get(MARK)?.is_some() {
+            return Ok(());
+        }
+        for item in self.sessions.iter() {
+            let (_, v) = item?;
+            if let Ok(rec) = serde_json::from_slice::<SessionRecord>(&v) {
+                for k in lookup_keys(&rec) {
+                    self.session_by.insert(k, &[])?;
+                }
+            }
+        }
+        self.secrets.insert(MARK, &b"1"[..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores written before the record expiry index existed: every pending login and request
+    /// filed at 0, once (the first sweep files each at its real expiry).
+    fn build_record_due_index(&self) -> Result<(), StoreError> {
+        const MARK: &str = "store.record_due_index.v1";
+        if self.secrets.get(MARK)?.is_some() {
+            return Ok(());
+        }
+        for t in Table::ALL.into_iter().filter(|t| t.expires()) {
+            let index = self.due_tree(t).expect("expiring table");
+            for k in self.table(t).iter().keys() {
+                index.insert(due_key(0, &k?), &[])?;
+            }
+        }
+        self.secrets.insert(MARK, &b"1"[..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn due_tree(&self, t: Table) -> Option<&sled::Tree> {
+        match t {
+            Table::Pending => Some(&self.pending_due),
+            Table::Requests => Some(&self.requests_due),
+            _ => None,
+        }
+    }
+
+    /// Drops the lookup entries of a session record that was removed or replaced, keeping
+    /// those the replacement still has.
+    fn unindex(&self, old: &[u8], new: Option<&SessionRecord>) -> Result<(), StoreError> {
+        let Ok(old) = serde_json::from_slice::<SessionRecord>(old) else {
+            return Ok(());
+        };
+        let keep = new.map(lookup_keys).unwrap_or_default();
+        for k in lookup_keys(&old) {
+            if !keep.contains(&k) {
+                self.session_by.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sessions filed under one value. Entries are hints (written before the record,
+    /// removed after it): each record is read and checked. A stale entry is skipped, not
+    /// dropped here: it may be a `session_put` between its index write and its record write,
+    /// and dropping it would hide that session from a block.
+    fn sessions_by(&self, kind: SessionKey, value: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let prefix = lookup_prefix(kind, value);
+        let mut out = Vec::new();
+        for k in self.session_by.scan_prefix(&prefix).keys() {
+            let k = k?;
+            let id = &k[prefix.len()..];
+            let rec = match self.sessions.get(id)? {
+                Some(v) => serde_json::from_slice::<SessionRecord>(&v).ok(),
+                None => None,
+            };
+            if let Some(r) = rec.filter(|r| kind.of(r) == value) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     fn session_gone(&self) {
@@ -195,6 +288,59 @@ fn due_entries(
         let id = k.get(8..).map(<[u8]>::to_vec).unwrap_or_default();
         Ok((k, id))
     })
+}
+
+/// What a session can be looked up by.
+#[derive(Clone, Copy)]
+enum SessionKey {
+    NameId = 1,
+    Account = 2,
+    LocalUser = 3,
+}
+
+impl SessionKey {
+    const ALL: [SessionKey; 3] = [
+        SessionKey::NameId,
+        SessionKey::Account,
+        SessionKey::LocalUser,
+    ];
+
+    fn of(self, r: &SessionRecord) -> &str {
+        match self {
+            SessionKey::NameId => &r.name_id,
+            SessionKey::Account => &r.profile.account_id,
+            SessionKey::LocalUser => &r.local_user_id,
+        }
+    }
+}
+
+/// Length-prefixed, so a value that is a prefix of another (or holds any byte) cannot match it.
+fn lookup_prefix(kind: SessionKey, value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + value.len());
+    k.push(kind as u8);
+    k.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    k.extend_from_slice(value.as_bytes());
+    k
+}
+
+fn lookup_keys(r: &SessionRecord) -> Vec<Vec<u8>> {
+    SessionKey::ALL
+        .iter()
+        .map(|&kind| {
+            let mut k = lookup_prefix(kind, kind.of(r));
+            k.extend_from_slice(r.id.as_bytes());
+            k
+        })
+        .collect()
+}
+
+/// A pending login's or request's `expires`; an unreadable record is due at once.
+fn record_expiry(v: &[u8]) -> i64 {
+    #[derive(serde::Deserialize)]
+    struct Expires {
+        expires: i64,
+    }
+    serde_json::from_slice::<Expires>(v).map_or(0, |e| e.expires)
 }
 
 fn from_be(v: &[u8]) -> Result<i64, StoreError> {
@@ -257,11 +403,18 @@ impl Store for SledStore {
         let v = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.session_due
             .insert(due_key(rec.ends_at(idle_seconds), rec.id.as_bytes()), &[])?;
-        if self.sessions.insert(rec.id.as_bytes(), v)?.is_none() {
-            self.session_n
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            self.bump();
+        for k in lookup_keys(rec) {
+            self.session_by.insert(k, &[])?;
+        }
+        match self.sessions.insert(rec.id.as_bytes(), v)? {
+            None => {
+                self.session_n
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Some(old) => {
+                self.bump();
+                self.unindex(&old, Some(rec))?;
+            }
         }
         Ok(())
     }
@@ -288,11 +441,12 @@ impl Store for SledStore {
 
     fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
         // Its index entry stays until it comes due and is then dropped.
-        let gone = self.sessions.remove(id.as_bytes())?.is_some();
-        if gone {
+        let old = self.sessions.remove(id.as_bytes())?;
+        if let Some(old) = &old {
             self.session_gone();
+            self.unindex(old, None)?;
         }
-        Ok(gone)
+        Ok(old.is_some())
     }
 
     fn session_sweep(&self, now: i64, idle_seconds: i64) -> Result<usize, StoreError> {
@@ -311,6 +465,7 @@ impl Store for SledStore {
                         .is_ok()
                     {
                         self.session_gone();
+                        self.unindex(&v, None)?;
                         n += 1;
                     } else {
                         // Changed under us (touched): look again at the next sweep, never
@@ -335,6 +490,28 @@ impl Store for SledStore {
             .max(0) as usize
     }
 
+    fn expired_sweep(&self, t: Table, now: i64) -> Result<usize, StoreError> {
+        let Some(index) = self.due_tree(t) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for item in due_entries(index, now) {
+            let (ik, key) = item?;
+            if let Some(v) = self.table(t).get(&key)? {
+                let due = record_expiry(&v);
+                if due > now {
+                    // Rewritten with a later expiry, or filed at 0 by the upgrade: refile.
+                    index.insert(due_key(due, &key), &[])?;
+                } else if self.apply(&[(t, key.clone(), None)], Some((t, &key, Some(&v))))? {
+                    n += 1;
+                }
+                // A guard miss means it was rewritten meanwhile, and that write filed it.
+            }
+            index.remove(ik)?;
+        }
+        Ok(n)
+    }
+
     fn sessions_matching(
         &self,
         pred: &dyn Fn(&SessionRecord) -> bool,
@@ -349,6 +526,18 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn sessions_by_name_id(&self, name_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_by(SessionKey::NameId, name_id)
+    }
+
+    fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_by(SessionKey::Account, account_id)
+    }
+
+    fn sessions_by_local_user(&self, local_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_by(SessionKey::LocalUser, local_id)
     }
 
     fn secret_get_or_create(
@@ -417,6 +606,12 @@ impl Store for SledStore {
     }
 
     fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
+        // Expiry index first (see the module doc); a refused batch leaves a harmless entry.
+        for (t, k, v) in writes {
+            if let (Some(index), Some(v)) = (self.due_tree(*t), v) {
+                index.insert(due_key(record_expiry(v), k), &[])?;
+            }
+        }
         let r = self.tables[..].transaction(|views| {
             if let Some((t, k, want)) = expect {
                 let cur = views[t.index()].get(k)?;
@@ -670,6 +865,75 @@ mod tests {
         assert_eq!(s.replay_sweep(100).unwrap(), 1);
         assert_eq!(s.session_sweep(99, 1800).unwrap(), 0);
         assert_eq!(s.session_sweep(100, 1800).unwrap(), 1);
+    }
+
+    #[test]
+    fn session_lookups_come_from_the_index_which_is_built_on_open_and_emptied_on_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path).unwrap();
+            s.session_put(&session("s", 0, 100), 1800).unwrap();
+            // An older store: no lookup index, no mark.
+            s.session_by.clear().unwrap();
+            s.secrets.remove("store.session_index.v1").unwrap();
+            s.flush().unwrap();
+        }
+        let s = reopen(&path);
+        let rec = s.session_get("s").unwrap().unwrap();
+        assert_eq!(
+            s.sessions_by_account(&rec.profile.account_id)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(s.sessions_by_name_id(&rec.name_id).unwrap().len(), 1);
+        assert_eq!(
+            s.sessions_by_local_user(&rec.local_user_id).unwrap().len(),
+            1
+        );
+        // The lookups read the index, not the records: without it they find nothing.
+        let saved: Vec<_> = s.session_by.iter().keys().map(|k| k.unwrap()).collect();
+        s.session_by.clear().unwrap();
+        assert!(s
+            .sessions_by_account(&rec.profile.account_id)
+            .unwrap()
+            .is_empty());
+        for k in saved {
+            s.session_by.insert(k, &[]).unwrap();
+        }
+        assert!(s.session_delete("s").unwrap());
+        assert_eq!(
+            s.session_by.len(),
+            0,
+            "a deleted session leaves no lookup entry"
+        );
+    }
+
+    #[test]
+    fn pending_records_from_before_the_expiry_index_are_swept_after_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let rec = |exp: i64| Some(format!(r#"{{"expires":{exp}}}"#).into_bytes());
+        {
+            let s = SledStore::open(&path).unwrap();
+            let w = vec![
+                (Table::Pending, b"old".to_vec(), rec(100)),
+                (Table::Pending, b"live".to_vec(), rec(900)),
+            ];
+            assert!(s.apply(&w, None).unwrap());
+            // An older store: no record expiry index, no mark.
+            s.pending_due.clear().unwrap();
+            s.secrets.remove("store.record_due_index.v1").unwrap();
+            s.flush().unwrap();
+        }
+        let s = reopen(&path);
+        assert_eq!(s.expired_sweep(Table::Pending, 100).unwrap(), 1);
+        assert!(s.get(Table::Pending, b"live").unwrap().is_some());
+        // "live" was refiled at 900 by that sweep.
+        assert_eq!(s.expired_sweep(Table::Pending, 899).unwrap(), 0);
+        assert_eq!(s.expired_sweep(Table::Pending, 900).unwrap(), 1);
+        assert_eq!(s.pending_due.len(), 0);
     }
 
     #[test]

@@ -241,10 +241,14 @@ fn idp_logout(
     if let Err(e) = check() {
         return refused(lang, &e, rid);
     }
-    let sessions: Vec<SessionRecord> = app
-        .store
-        .sessions_matching(&|s| s.name_id == r.name_id)
-        .unwrap_or_default();
+    // Fail closed: a logout we could not look up is not reported as done.
+    let sessions: Vec<SessionRecord> = match app.store.sessions_by_name_id(&r.name_id) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(target: "samlgate::slo", request_id = rid, reason = "store_unavailable", error = %e, "IdP-initiated logout refused");
+            return pages::refusal_page(lang, crate::reason::Reason::StoreUnavailable, rid, None);
+        }
+    };
     let mut ended = 0;
     for s in sessions {
         let matches = r.session_indexes.is_empty()

@@ -200,6 +200,22 @@ impl Store for PgStore {
         .unwrap_or(0)
     }
 
+    fn expired_sweep(&self, t: Table, now: i64) -> Result<usize, StoreError> {
+        // One indexed DELETE (expires_at is generated from the record's `expires`; NULL when
+        // the record is unreadable, and btree indexes answer IS NULL too).
+        let sql = match t {
+            Table::Pending => {
+                "DELETE FROM pending_logins WHERE expires_at <= $1 OR expires_at IS NULL"
+            }
+            Table::Requests => {
+                "DELETE FROM authn_requests WHERE expires_at <= $1 OR expires_at IS NULL"
+            }
+            _ => return Ok(0),
+        };
+        let n = self.with(|c| c.execute_typed(sql, &[int8(&now)]).map_err(db_error))?;
+        Ok(n as usize)
+    }
+
     fn sessions_matching(
         &self,
         pred: &dyn Fn(&SessionRecord) -> bool,
@@ -227,6 +243,10 @@ impl Store for PgStore {
 
     fn sessions_by_account(&self, account_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         self.sessions_where("account_id", account_id)
+    }
+
+    fn sessions_by_local_user(&self, local_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_where("local_user_id", local_id)
     }
 
     fn secret_get_or_create(
