@@ -19,7 +19,7 @@ use crate::accounts::Message;
 use crate::audit;
 use crate::identity::local_accounts as la;
 use crate::identity::users::{self, User};
-use crate::identity::{put, Expiring};
+use crate::identity::put;
 use crate::store::{Store, StoreError, Table, Write};
 
 /// A login's steps must be finished within this (the change form is typed by hand).
@@ -69,12 +69,6 @@ pub struct LoginSteps {
     /// TOTP enrolment: the secret the page showed, until the first code confirms it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrol_secret: Option<crate::accounts::totp::TotpSecret>,
-}
-
-impl Expiring for LoginSteps {
-    fn expires(&self) -> i64 {
-        self.expires
-    }
 }
 
 pub enum Outcome {
@@ -414,7 +408,19 @@ pub fn enrol_confirm(
     }
 }
 
-/// Deletes expired step records; returns how many.
+/// Deletes expired (or unreadable) step records; returns how many. A scan: step records live
+/// minutes and are few (one per password login in progress); a record rewritten meanwhile is
+/// kept by the guard.
 pub fn sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
-    crate::identity::sweep_expired::<LoginSteps>(store, Table::LoginSteps, now)
+    let mut n = 0;
+    for (k, v) in store.scan(Table::LoginSteps, b"", false, usize::MAX)? {
+        let dead = serde_json::from_slice::<LoginSteps>(&v)
+            .map(|r| r.expires <= now)
+            .unwrap_or(true);
+        let del = [(Table::LoginSteps, k.clone(), None)];
+        if dead && store.apply(&del, Some((Table::LoginSteps, &k, Some(&v))))? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
