@@ -18,8 +18,8 @@ use crate::accounts::throttle::{IpRateLimiter, RateConfig};
 use crate::accounts::Message;
 use crate::audit;
 use crate::identity::local_accounts as la;
-use crate::identity::users::{self, User};
 use crate::identity::put;
+use crate::identity::users::{self, User};
 use crate::store::{Store, StoreError, Table, Write};
 
 /// A login's steps must be finished within this (the change form is typed by hand).
