@@ -28,10 +28,12 @@ pub enum IdpCmd {
     TestResponse {
         #[command(flatten)]
         config: ConfigArg,
+        /// A saved SAMLResponse: the base64 form value as posted, or the decoded XML.
         file: std::path::PathBuf,
         /// The instant to verify at (RFC 3339, e.g. 2026-12-03T09:00:00Z).
         #[arg(long)]
         at: Option<String>,
+        /// One JSON object (every check, the signed elements, the mapped profile).
         #[arg(long)]
         json: bool,
     },
