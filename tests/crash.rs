@@ -365,7 +365,9 @@ fn login_writer(c: &Client, users: &[(String, String, String)], stop: &AtomicBoo
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let decision = if accept { "accept" } else { "reject" };
+        // A reject is the confirmed one (同意しない first shows a confirmation page that records
+        // nothing; tests/consent.rs covers that step): the block is what must survive kill -9.
+        let decision = if accept { "accept" } else { "reject_confirmed" };
         let form = format!("csrf={}&decision={decision}", form_encode(&csrf));
         let Ok(r) = c.request(
             "POST",
