@@ -16,11 +16,10 @@ const ADMIN_TOKEN: &str = "local-login-test-admin-token-0123456789abcdef";
 /// appended to the config.
 fn gateway(extra: &str) -> Gateway {
     let mut gw = Gateway::start();
-    fs::write(
-        gw.dir.path().join("admin.token"),
-        format!("{ADMIN_TOKEN}\n"),
-    )
-    .unwrap();
+    let tok = gw.dir.path().join("admin.token");
+    fs::write(&tok, format!("{ADMIN_TOKEN}\n")).unwrap();
+    // Start-up refuses a token file others can read.
+    fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let cfg = fs::read_to_string(&gw.config).unwrap();
     let cfg = format!("{cfg}\n[admin]\ntoken_file = \"admin.token\"\n{extra}\n");
     fs::write(&gw.config, cfg).unwrap();
