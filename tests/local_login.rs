@@ -334,6 +334,12 @@ fn change_password(b: &mut Browser, new: &str) -> (u16, Vec<(String, String)>, S
     assert_eq!(s, 422, "a blocklisted short password: {page}");
     assert!(page.contains("change-error"), "{page}");
     let csrf = hidden(&page, "csrf");
+    // A step form without its CSRF token is refused and changes nothing.
+    let (s, _, page) = b.post(
+        "/login/change",
+        &[("csrf", "forged"), ("new_password", new), ("confirm", new)],
+    );
+    assert_eq!(s, 403, "a forged CSRF token on the change form: {page}");
     b.post(
         "/login/change",
         &[("csrf", &csrf), ("new_password", new), ("confirm", new)],

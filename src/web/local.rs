@@ -353,6 +353,39 @@ fn steps_of<B>(app: &App, req: &Request<B>, kind: StepKind) -> Option<LoginSteps
         .filter(|r| r.step == kind)
 }
 
+/// A POST to a login step: its form, its language, and the step record named by the login
+/// cookie, which must be of `kind` and carry the form's CSRF token. Otherwise the answer to
+/// send: a refusal for an unreadable form, the login form for a stale or forged one.
+async fn step_post(
+    app: &App,
+    req: Request<Incoming>,
+    kind: StepKind,
+    rid: &str,
+) -> Result<(Lang, Vec<(String, String)>, LoginSteps), Resp> {
+    let lang = Lang::of(&req);
+    let rec = steps_of(app, &req, kind);
+    let Some(f) = form(req).await else {
+        return Err(pages::refusal_page(
+            lang,
+            Reason::BadRequest,
+            rid,
+            Some("/login"),
+        ));
+    };
+    let lang = lang_of_form(&f, lang);
+    match rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) {
+        Some(rec) => Ok((lang, f, rec)),
+        None => Err(login_form(
+            app,
+            lang,
+            StatusCode::FORBIDDEN,
+            "/",
+            "",
+            Some(&stale_form()),
+        )),
+    }
+}
+
 fn lang_of_form(f: &[(String, String)], fallback: Lang) -> Lang {
     match field(f, "lang") {
         "en" => Lang::En,
@@ -402,21 +435,9 @@ pub fn change_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_change(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let lang = Lang::of(&req);
-    let rec = steps_of(app, &req, StepKind::ChangePassword);
-    let Some(f) = form(req).await else {
-        return pages::refusal_page(lang, Reason::BadRequest, rid, Some("/login"));
-    };
-    let lang = lang_of_form(&f, lang);
-    let Some(rec) = rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) else {
-        return login_form(
-            app,
-            lang,
-            StatusCode::FORBIDDEN,
-            "/",
-            "",
-            Some(&stale_form()),
-        );
+    let (lang, f, rec) = match step_post(app, req, StepKind::ChangePassword, rid).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     if field(&f, "new_password") != field(&f, "confirm") {
         let m = Message {
@@ -450,21 +471,9 @@ pub fn totp_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let lang = Lang::of(&req);
-    let rec = steps_of(app, &req, StepKind::Totp);
-    let Some(f) = form(req).await else {
-        return pages::refusal_page(lang, Reason::BadRequest, rid, Some("/login"));
-    };
-    let lang = lang_of_form(&f, lang);
-    let Some(rec) = rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) else {
-        return login_form(
-            app,
-            lang,
-            StatusCode::FORBIDDEN,
-            "/",
-            "",
-            Some(&stale_form()),
-        );
+    let (lang, f, rec) = match step_post(app, req, StepKind::Totp, rid).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let recovery = field(&f, "use_recovery") == "1";
     let code = field(&f, if recovery { "recovery" } else { "code" }).to_string();
@@ -570,21 +579,9 @@ pub fn enrol_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let lang = Lang::of(&req);
-    let rec = steps_of(app, &req, StepKind::EnrolTotp);
-    let Some(f) = form(req).await else {
-        return pages::refusal_page(lang, Reason::BadRequest, rid, Some("/login"));
-    };
-    let lang = lang_of_form(&f, lang);
-    let Some(rec) = rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) else {
-        return login_form(
-            app,
-            lang,
-            StatusCode::FORBIDDEN,
-            "/",
-            "",
-            Some(&stale_form()),
-        );
+    let (lang, f, rec) = match step_post(app, req, StepKind::EnrolTotp, rid).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let code = field(&f, "code").to_string();
     let (a2, r2) = (app.clone(), rec.clone());
