@@ -79,6 +79,10 @@ pub enum Op {
     /// [`crate::account_ops`]; they need the `[local]` config, so run them with [`execute_cfg`].
     #[serde(untagged)]
     Accounts(crate::account_ops::AccountOp),
+    /// The login-page notice and IdP certificate trust (`notice_set`, `idp_trust`, ...): see
+    /// [`crate::notice`].
+    #[serde(untagged)]
+    Operator(crate::notice::OperatorOp),
 }
 
 /// How `users unlink` reads its id.
@@ -113,6 +117,7 @@ impl Op {
                 | Op::UsersImport { .. }
                 | Op::UsersUnlink { .. }
         ) || matches!(self, Op::Accounts(a) if a.changes_state())
+            || matches!(self, Op::Operator(o) if o.changes_state())
     }
 }
 
@@ -497,6 +502,7 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
             store.apply(&writes, None)?;
             json!({"imported": created, "skipped_existing": list.len() - created})
         }
+        Op::Operator(o) => crate::notice::execute(store, o)?,
         Op::Accounts(_) => {
             return Err(AdminError::Invalid(
                 "account operations need the [local] config".into(),

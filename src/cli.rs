@@ -139,6 +139,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::idp_ops::IdpCmd,
     },
+    /// The notice on the login pages, shared by every instance (`set`, `clear`, `show`).
+    Notice {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        cmd: crate::notice::NoticeCmd,
+    },
     /// Start a self-contained demo: the gateway on 127.0.0.1:8080 and a development IdP on
     /// 127.0.0.1:8081 with test users. Files (config, dev certificates, store) go to --dir.
     Demo {
@@ -230,6 +237,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
         Command::Idp { cmd } => crate::idp_ops::run(cmd),
+        Command::Notice { config, cmd } => crate::notice::run_cli(&config.config, cmd),
         Command::Accounts { config, json, cmd } => {
             crate::secretariat::accounts(&config.config, cmd, json)
         }

@@ -241,6 +241,18 @@ struct RawIdp {
     force_authn: bool,
     #[serde(default)]
     allow_sha1: bool,
+    // Issue 15: where the metadata comes from and whether the IdP is up (crate::idp_source).
+    metadata_url: Option<String>,
+    refresh_minutes: Option<u64>,
+    metadata_signing_cert: Option<PathBuf>,
+    #[serde(default)]
+    trusted_fingerprints: Vec<String>,
+    metadata_ca_file: Option<PathBuf>,
+    metadata_timeout_seconds: Option<u64>,
+    metadata_max_kib: Option<u64>,
+    status_url: Option<String>,
+    status_timeout_seconds: Option<u64>,
+    status_cache_seconds: Option<u64>,
 }
 
 fn default_nameid_format() -> String {
@@ -621,6 +633,8 @@ pub struct Config {
     pub force_authn: bool,
     /// `[idp] allow_sha1`: accept RSA-SHA1 / SHA-1 digests from the metadata keys (warned).
     pub allow_sha1: bool,
+    /// `[idp] metadata_url` and its trust, `[idp] status_url` (crate::idp_source).
+    pub idp_source: crate::idp_source::SourceConfig,
     pub store_path: PathBuf,
     /// sled page cache, MiB (`[store] cache_mib`, default 8).
     pub store_cache_mib: u64,
@@ -903,6 +917,19 @@ impl Config {
             })?;
         }
         raw.consent.load_document(&resolve)?;
+        let idp_source = crate::idp_source::SourceConfig::new(crate::idp_source::RawSource {
+            metadata_url: raw.idp.metadata_url.take(),
+            refresh_minutes: raw.idp.refresh_minutes,
+            metadata_signing_cert: raw.idp.metadata_signing_cert.as_deref().map(resolve),
+            trusted_fingerprints: std::mem::take(&mut raw.idp.trusted_fingerprints),
+            metadata_ca_file: raw.idp.metadata_ca_file.as_deref().map(resolve),
+            metadata_timeout_seconds: raw.idp.metadata_timeout_seconds,
+            metadata_max_kib: raw.idp.metadata_max_kib,
+            status_url: raw.idp.status_url.take(),
+            status_timeout_seconds: raw.idp.status_timeout_seconds,
+            status_cache_seconds: raw.idp.status_cache_seconds,
+        })
+        .map_err(|(key, problem, fix)| invalid(key, problem, fix))?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
@@ -932,6 +959,7 @@ impl Config {
             name_id_format: raw.idp.name_id_format,
             force_authn: raw.idp.force_authn,
             allow_sha1: raw.idp.allow_sha1,
+            idp_source,
             store_path,
             store_cache_mib: raw.store.cache_mib,
             store_pg,

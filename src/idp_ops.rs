@@ -37,6 +37,23 @@ pub enum IdpCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Accept a new IdP signing certificate for unsigned metadata fetched from
+    /// `[idp] metadata_url` (check the fingerprint with G-MIS first). Stored in the store, so
+    /// every instance accepts it at its next refresh; audited.
+    Trust {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// SHA-256 fingerprint, as the refusal log line and `idp status` print it.
+        fingerprint: String,
+        /// Who does this (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+    },
+    /// The certificates accepted with `idp trust`.
+    Trusted {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 pub fn run(cmd: IdpCmd) -> Result<(), String> {
@@ -48,6 +65,12 @@ pub fn run(cmd: IdpCmd) -> Result<(), String> {
             at,
             json,
         } => test_response(&config.config, &file, at.as_deref(), json),
+        IdpCmd::Trust {
+            config,
+            fingerprint,
+            by,
+        } => crate::notice::idp_trust_cli(&config.config, Some((fingerprint, by))),
+        IdpCmd::Trusted { config } => crate::notice::idp_trust_cli(&config.config, None),
     }
 }
 

@@ -2,6 +2,10 @@
 //! set and the TLS certificate. Triggered by SIGHUP and by a check every 10 s of the files'
 //! size and mtime; a part whose last reload was refused is tried again at every check.
 //!
+//! With `[idp] metadata_url`, SIGHUP and a timer (`refresh_minutes`, shortened by the
+//! metadata's cacheDuration) first fetch and check the metadata (crate::idp_source), which
+//! replaces the kept copy on disk; the IdP part then reloads from that file like any other.
+//!
 //! Each part is loaded and checked completely before it replaces the current one (an
 //! `Arc` swap): requests in flight finish with the set they started with, and a broken file is
 //! refused with a log line while the old set keeps serving.
@@ -199,11 +203,25 @@ fn check_parts(app: &App, loaded: &Loaded, why: &str, all: bool) {
     }
 }
 
-/// Watches for SIGHUP and for changed files; runs until the process ends.
+/// Fetches `[idp] metadata_url` when configured, then reloads what changed (`all`: everything).
+async fn refresh_and_check(app: &Arc<App>, loaded: &Loaded, why: &'static str, all: bool) -> bool {
+    let ok = match app.cfg.idp_source.fetch {
+        Some(_) => crate::idp_source::refresh::run(app, why).await.is_some(),
+        None => true,
+    };
+    let (a, l) = (app.clone(), loaded.clone());
+    let _ = tokio::task::spawn_blocking(move || check_parts(&a, &l, why, all)).await;
+    ok
+}
+
+/// Watches for SIGHUP and for changed files, refreshes the IdP metadata from its URL, probes
+/// the IdP's status and keeps the login-page notice current; runs until the process ends.
 pub fn spawn(app: Arc<App>) {
     let loaded: Loaded = Arc::new(std::sync::Mutex::new(std::array::from_fn(|i| {
         Some(stamp(&part_files(&app, i)))
     })));
+    crate::idp_source::status::spawn(app.clone());
+    crate::notice::spawn_cache(app.store.clone());
     let (a, l) = (app.clone(), loaded.clone());
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -211,10 +229,19 @@ pub fn spawn(app: Arc<App>) {
             return;
         };
         while hup.recv().await.is_some() {
-            let (a, l) = (a.clone(), l.clone());
-            let _ = tokio::task::spawn_blocking(move || check_parts(&a, &l, "SIGHUP", true)).await;
+            refresh_and_check(&a, &l, "SIGHUP", true).await;
         }
     });
+    if let Some(fc) = app.cfg.idp_source.fetch.clone() {
+        let (a, l) = (app.clone(), loaded.clone());
+        tokio::spawn(async move {
+            let mut failed = false;
+            loop {
+                tokio::time::sleep(a.idp_refresh.next_in(fc.refresh, failed)).await;
+                failed = !refresh_and_check(&a, &l, "refresh timer", false).await;
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {

@@ -119,10 +119,13 @@ pub enum Table {
     ResetTickets,
     /// random id -> an ID/password login between its steps (password change, TOTP)
     LoginSteps,
+    /// operator setting name -> JSON (the login-page notice, IdP certificates trusted with
+    /// `samlgate idp trust`): shared by every instance on one store.
+    Settings,
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Users,
         Table::UserByGmis,
         Table::Consents,
@@ -134,6 +137,7 @@ impl Table {
         Table::Accounts,
         Table::ResetTickets,
         Table::LoginSteps,
+        Table::Settings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -149,6 +153,7 @@ impl Table {
             Table::Accounts => "accounts",
             Table::ResetTickets => "reset_tickets",
             Table::LoginSteps => "login_steps",
+            Table::Settings => "settings",
         }
     }
 
@@ -164,7 +169,8 @@ impl Table {
             // Disabling an account or resetting its password ends its sessions.
             | Table::Accounts => true,
             Table::Pending | Table::Audit | Table::Requests | Table::ResetTickets
-            | Table::LoginSteps => false,
+            | Table::LoginSteps
+            | Table::Settings => false,
         }
     }
 

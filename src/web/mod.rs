@@ -72,6 +72,9 @@ pub struct App {
     /// Bounds concurrent argon2 hashes (each 19 MiB, tens of ms): a password flood queues
     /// here, off the async workers, so `/auth/verify` keeps its cores.
     pub hash_slots: Semaphore,
+    /// `[idp] metadata_url` refreshes (counters for /metrics) and the `[idp] status_url` probe.
+    pub idp_refresh: crate::idp_source::refresh::State,
+    pub idp_status: crate::idp_source::status::Probe,
 }
 
 impl App {
@@ -126,6 +129,8 @@ impl App {
         let local = crate::local_login::LocalAuth::new(&cfg.local)?;
         Ok(App {
             local,
+            idp_refresh: crate::idp_source::refresh::State::new(&cfg.idp_metadata),
+            idp_status: Default::default(),
             hash_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
             verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
             sign_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
@@ -408,9 +413,10 @@ async fn route_admin(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Resp 
 }
 
 fn metrics_page(app: &App) -> Resp {
-    let body = app
-        .metrics
-        .render(app.store.session_count(), &cert_gauges(app));
+    let extra = cert_gauges(app)
+        + &app.idp_refresh.render(app.cfg.idp_source.fetch.is_some())
+        + &app.idp_status.render(app.cfg.idp_source.status.as_ref());
+    let body = app.metrics.render(app.store.session_count(), &extra);
     pages::text(StatusCode::OK, "text/plain; version=0.0.4", body)
 }
 

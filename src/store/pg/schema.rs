@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_accounts.sql",
         include_str!("../../../migrations/0002_accounts.sql"),
     ),
+    (
+        3,
+        "0003_settings.sql",
+        include_str!("../../../migrations/0003_settings.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

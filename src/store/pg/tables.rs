@@ -35,6 +35,7 @@ pub fn spec(t: Table) -> Spec {
         Table::Accounts => ("accounts", "user_id", KeyKind::Text, "doc"),
         Table::ResetTickets => ("reset_tickets", "id", KeyKind::Text, "doc"),
         Table::LoginSteps => ("login_steps", "id", KeyKind::Text, "doc"),
+        Table::Settings => ("settings", "name", KeyKind::Text, "doc"),
     };
     Spec {
         table,
