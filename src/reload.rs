@@ -233,12 +233,18 @@ pub fn spawn(app: Arc<App>) {
         }
     });
     if let Some(fc) = app.cfg.idp_source.fetch.clone() {
+        // Checked every 5 s, so a shorter cacheDuration learnt at a refresh applies at once;
+        // the first refresh runs at start.
         let (a, l) = (app.clone(), loaded.clone());
         tokio::spawn(async move {
-            let mut failed = false;
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
-                tokio::time::sleep(a.idp_refresh.next_in(fc.refresh, failed)).await;
-                failed = !refresh_and_check(&a, &l, "refresh timer", false).await;
+                tick.tick().await;
+                if a.idp_refresh
+                    .due(fc.refresh, chrono::Utc::now().timestamp())
+                {
+                    refresh_and_check(&a, &l, "refresh timer", false).await;
+                }
             }
         });
     }

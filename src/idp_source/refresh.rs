@@ -66,6 +66,12 @@ pub struct State {
     last_success: AtomicI64,
     /// The interval the metadata asked for (cacheDuration), seconds; 0 = none.
     cache_seconds: AtomicU64,
+    /// Unix seconds of the last attempt (0: none yet, so the first comes at start) and whether
+    /// it failed.
+    last_attempt: AtomicI64,
+    last_failed: std::sync::atomic::AtomicBool,
+    /// One refresh at a time (SIGHUP and the timer could meet; both write the same file).
+    busy: tokio::sync::Mutex<()>,
 }
 
 impl State {
@@ -80,18 +86,18 @@ impl State {
         s
     }
 
-    /// How long until the next refresh: `refresh_minutes`, shortened by cacheDuration (not
-    /// below 10 s); after a failure at most 5 minutes.
-    pub fn next_in(&self, refresh: Duration, failed: bool) -> Duration {
+    /// Whether a refresh is due: `refresh_minutes` after the last attempt, sooner when the
+    /// metadata's cacheDuration says so (not below 10 s), at most 5 minutes after a failure.
+    pub fn due(&self, refresh: Duration, now: i64) -> bool {
         let mut d = refresh;
         let c = self.cache_seconds.load(Relaxed);
         if c > 0 {
             d = d.min(Duration::from_secs(c.max(10)));
         }
-        if failed {
+        if self.last_failed.load(Relaxed) {
             d = d.min(Duration::from_secs(300));
         }
-        d
+        now - self.last_attempt.load(Relaxed) >= d.as_secs() as i64
     }
 
     pub fn render(&self, enabled: bool) -> String {
@@ -142,6 +148,7 @@ fn classify(e: &FetchError) -> Failure {
 /// Logs one line either way and counts it.
 pub async fn run(app: &std::sync::Arc<App>, why: &str) -> Option<Outcome> {
     let fc = app.cfg.idp_source.fetch.as_ref()?;
+    let _one = app.idp_refresh.busy.lock().await;
     let result = match fetch::get(
         &fc.url,
         fc.ca_file.as_deref(),
@@ -161,6 +168,10 @@ pub async fn run(app: &std::sync::Arc<App>, why: &str) -> Option<Outcome> {
         }
     };
     let state = &app.idp_refresh;
+    state
+        .last_attempt
+        .store(chrono::Utc::now().timestamp(), Relaxed);
+    state.last_failed.store(result.is_err(), Relaxed);
     match result {
         Ok(o) => {
             state.successes.fetch_add(1, Relaxed);
