@@ -42,10 +42,12 @@ pub enum Reason {
     AccountChanged,
     PathRefused,
     RateLimited,
+    /// `[idp] status_url` says G-MIS is down: the outage page instead of a redirect to it.
+    IdpUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 35] = [
         Reason::BodyTooLarge,
         Reason::BadRequest,
         Reason::BadBase64,
@@ -80,6 +82,7 @@ impl Reason {
         Reason::AccountChanged,
         Reason::PathRefused,
         Reason::RateLimited,
+        Reason::IdpUnavailable,
     ];
 
     pub fn code(self) -> &'static str {
@@ -118,6 +121,7 @@ impl Reason {
             Reason::AccountChanged => "account_changed",
             Reason::PathRefused => "path_refused",
             Reason::RateLimited => "rate_limited",
+            Reason::IdpUnavailable => "idp_unavailable",
         }
     }
 
@@ -130,7 +134,9 @@ impl Reason {
             | Reason::DoctypeForbidden
             | Reason::NotAResponse
             | Reason::AssertionCount => StatusCode::BAD_REQUEST,
-            Reason::Busy | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Busy | Reason::StoreUnavailable | Reason::IdpUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reason::PathRefused => StatusCode::BAD_REQUEST,
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -185,6 +191,10 @@ impl Reason {
             Reason::RateLimited => (
                 "ログインの要求が多すぎます。しばらく待ってから再度お試しください。",
                 "Too many login requests. Please wait a moment and try again.",
+            ),
+            Reason::IdpUnavailable => (
+                "G-MISは現在ご利用いただけません。医療情報ネットのID・パスワードでログインするか、しばらくしてから再度お試しください。",
+                "G-MIS is currently unavailable. Log in with a Medical Information Net ID and password, or try again later.",
             ),
             Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
                 "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",

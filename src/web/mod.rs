@@ -11,6 +11,7 @@ pub mod consent;
 pub mod local;
 pub mod login;
 pub mod metrics;
+pub mod outage;
 pub mod pages;
 pub mod proxy;
 pub mod session_cache;

@@ -89,6 +89,9 @@ pub async fn login<B>(app: &Arc<App>, req: &Request<B>, peer: SocketAddr, rid: &
         return r;
     }
     let return_to = safe_return_path(return_to_param(req.uri().query()).as_deref());
+    if let Some(page) = super::outage::gate(app, lang, &return_to, rid) {
+        return page;
+    }
     let idp = app.idp();
     let Some(sso) = idp.sso_redirect.clone() else {
         tracing::error!(target: "samlgate::sso", request_id = rid, reason = "no_sso_endpoint", "IdP metadata has no HTTP-Redirect SingleSignOnService");
