@@ -331,6 +331,34 @@ fn unsigned_metadata_rotation_follows_the_pins_and_idp_trust() {
     );
     let o = samlgate(&gw, &["idp", "trusted"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains(&fp2));
+
+    // cacheDuration PT10S shortens the 60-minute refresh: the next change arrives by itself.
+    let m3 = metadata(&d.join("m3.xml"), &[&k2, &k1]);
+    srv.serve(&edit(
+        &m3,
+        &d.join("m3c.xml"),
+        &["--cache-duration", "PT10S"],
+    ));
+    refresh_now(&gw);
+    let done = metric(&gw, "samlgate_idp_metadata_refresh_success_total");
+    let m4 = metadata(&d.join("m4.xml"), &[&k1]);
+    srv.serve(&edit(
+        &m4,
+        &d.join("m4c.xml"),
+        &["--cache-duration", "PT10S"],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while metric(&gw, "samlgate_idp_metadata_refresh_success_total") <= done {
+        assert!(
+            Instant::now() < deadline,
+            "no refresh within cacheDuration; {}",
+            gw.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_refused(&gw, &k2, "k2 after the timed refresh dropped it");
+    assert_login(&gw, &k1, "k1 after the timed refresh");
 }
 
 /// Signed metadata (signxml) against a pinned signing certificate, then every failure: each
