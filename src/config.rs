@@ -58,6 +58,8 @@ struct RawConfig {
     /// Local ID/password accounts (issue 13; docs/ACCOUNTS.md).
     #[serde(default)]
     local: crate::accounts::account::LocalConfig,
+    /// Outgoing mail (password-reset links, notices): src/mail.rs.
+    mail: Option<crate::mail::MailConfig>,
 }
 
 /// `[support]`: who a refused or stuck person contacts. Shown on every refusal and terminal
@@ -640,6 +642,8 @@ pub struct Config {
     pub support: SupportConfig,
     /// `[local]`: ID/password accounts (password rules, throttle, resets, second factor).
     pub local: crate::accounts::account::LocalConfig,
+    /// `[mail]`: SMTP; `None` = reset links are not mailed (the 事務局 resets instead).
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl Config {
@@ -903,6 +907,7 @@ impl Config {
             })?;
         }
         raw.consent.load_document(&resolve)?;
+        let mail = raw.mail.map(|m| m.checked(&resolve)).transpose()?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
@@ -946,6 +951,7 @@ impl Config {
             token,
             support: raw.support,
             local: raw.local,
+            mail,
         })
     }
 }

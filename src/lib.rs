@@ -15,6 +15,8 @@ pub mod identity;
 pub mod idp_ops;
 pub mod keys;
 pub mod local_login;
+pub mod mail;
+pub mod password_reset;
 pub mod rate_limit;
 pub mod reason;
 pub mod reload;

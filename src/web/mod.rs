@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod apply;
 pub mod auth;
 pub mod consent;
+pub mod forgot;
 pub mod local;
 pub mod login;
 pub mod metrics;
@@ -72,6 +73,10 @@ pub struct App {
     /// Bounds concurrent argon2 hashes (each 19 MiB, tens of ms): a password flood queues
     /// here, off the async workers, so `/auth/verify` keeps its cores.
     pub hash_slots: Semaphore,
+    /// `[mail]`: the outgoing mail queue (reset links; notices). `None` without `[mail]`.
+    pub mailer: Option<crate::mail::Mailer>,
+    /// `POST /login/forgot` per client address (password_reset::ip_rate).
+    pub forgot_ip: std::sync::Mutex<crate::accounts::throttle::IpRateLimiter>,
 }
 
 impl App {
@@ -124,7 +129,16 @@ impl App {
             "/login".to_string()
         };
         let local = crate::local_login::LocalAuth::new(&cfg.local)?;
+        let mailer = cfg
+            .mail
+            .as_ref()
+            .map(crate::mail::Mailer::start)
+            .transpose()?;
         Ok(App {
+            mailer,
+            forgot_ip: std::sync::Mutex::new(crate::accounts::throttle::IpRateLimiter::new(
+                crate::password_reset::ip_rate(),
+            )),
             local,
             hash_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
             verify_slots: Semaphore::new(cfg.max_concurrent_verifications),
@@ -428,6 +442,8 @@ fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
             | "/login/change"
             | "/login/totp"
             | "/login/enrol"
+            | "/login/forgot"
+            | "/login/reset"
     );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
@@ -478,7 +494,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/login/change") => local::post_change(app, req, rid).await,
         (&Method::GET, "/login/totp") => local::totp_page(app, &req),
         (&Method::POST, "/login/totp") => local::post_totp(app, req, rid).await,
-        (&Method::GET, "/login/forgot") => local::forgot_page(&req),
+        (&Method::GET, "/login/forgot") => forgot::forgot_page(app, &req),
+        (&Method::POST, "/login/forgot") => forgot::post_forgot(app, req, peer, rid).await,
+        (&Method::GET, "/login/reset") => forgot::reset_page(app, req, rid).await,
+        (&Method::POST, "/login/reset") => forgot::post_reset(app, req, rid).await,
         (&Method::GET, "/login/enrol") => local::enrol_page(app, &req),
         (&Method::POST, "/login/enrol") => local::post_enrol(app, req, rid).await,
         (&Method::GET, "/_samlgate/login.js") => {
