@@ -297,7 +297,7 @@ impl MailFailure {
     fn of(e: &lettre::transport::smtp::Error) -> MailFailure {
         if e.is_timeout() {
             MailFailure::Timeout
-        } else if e.is_tls() {
+        } else if e.is_tls() || caused_by_tls(e) {
             MailFailure::Tls
         } else if e.is_permanent() {
             match e.status().map(|c| c.to_string()) {
@@ -318,6 +318,27 @@ impl MailFailure {
             MailFailure::Connect | MailFailure::Timeout | MailFailure::Deferred | MailFailure::Tls
         )
     }
+}
+
+/// lettre reports a handshake failure (an untrusted certificate) as a connection error; the
+/// rustls error inside says what it was.
+fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    use tokio_rustls::rustls;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|i| i.is::<rustls::Error>());
+        if inner {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 struct Job {

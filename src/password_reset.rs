@@ -20,12 +20,11 @@ use crate::local_login::{LocalAuth, LoginSteps, StepKind, STEP_TTL_SECS};
 use crate::mail::{Mail, Mailer};
 use crate::store::{Store, StoreError, Table};
 
-/// Per-IP limit on `POST /login/forgot`: a person needs one or two; a script asking for
-/// every id gets few answers (each the same anyway) and sends few mails.
-pub fn ip_rate() -> crate::accounts::throttle::RateConfig {
+/// The per-IP limit on `POST /login/forgot` (`[local.reset] ip_burst`, `ip_per_minute`).
+pub fn ip_rate(cfg: &LocalConfig) -> crate::accounts::throttle::RateConfig {
     crate::accounts::throttle::RateConfig {
-        burst: 5,
-        per_minute: 2,
+        burst: cfg.reset.ip_burst.max(1),
+        per_minute: cfg.reset.ip_per_minute.max(1),
         max_clients: 10_000,
     }
 }

@@ -24,6 +24,10 @@ pub struct ResetConfig {
     /// Reset links mailed to one account per hour at most: "forgot password" cannot be used
     /// to flood a person's mailbox. Further requests get the same page and no mail.
     pub link_mails_per_hour: u32,
+    /// `POST /login/forgot` per client address: this many at once, then `ip_per_minute`
+    /// (a person needs one or two; a script asking for every id gets few answers).
+    pub ip_burst: u32,
+    pub ip_per_minute: u32,
 }
 
 impl Default for ResetConfig {
@@ -33,6 +37,8 @@ impl Default for ResetConfig {
             code_ttl_secs: 30 * 60,
             initial_ttl_secs: 14 * 86400,
             link_mails_per_hour: 3,
+            ip_burst: 5,
+            ip_per_minute: 2,
         }
     }
 }

@@ -137,7 +137,7 @@ impl App {
         Ok(App {
             mailer,
             forgot_ip: std::sync::Mutex::new(crate::accounts::throttle::IpRateLimiter::new(
-                crate::password_reset::ip_rate(),
+                crate::password_reset::ip_rate(&cfg.local),
             )),
             local,
             hash_slots: Semaphore::new((cfg.max_concurrent_verifications / 2).max(1)),
