@@ -9,86 +9,13 @@ mod common;
 mod local_common;
 
 use std::fs;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use local_common::*;
 use serde_json::Value;
-
-/// aiosmtpd on 127.0.0.1, killed on drop.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl SmtpSink {
-    fn start(tls: &str, cert: Option<(&Path, &Path)>) -> SmtpSink {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut cmd = Command::new(python());
-        cmd.arg(Path::new(ROOT).join("tests/support/smtp_sink.py"))
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--tls")
-            .arg(tls)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some((c, k)) = cert {
-            cmd.arg("--cert").arg(c).arg("--key").arg(k);
-        }
-        let mut child = cmd.spawn().expect(
-            "python smtp_sink.py (needs aiosmtpd: .venv/bin/pip install -r tests/support/requirements.txt)",
-        );
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("ready"),
-            "smtp_sink did not start: {line:?}"
-        );
-        SmtpSink { child, port, dir }
-    }
-
-    fn messages(&self) -> Vec<Value> {
-        let mut names: Vec<PathBuf> = fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|p| serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap())
-            .collect()
-    }
-
-    /// Waits until `n` messages have arrived (mail goes out after the page is answered).
-    fn wait_for(&self, n: usize) -> Vec<Value> {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = self.messages();
-            if m.len() >= n || Instant::now() > end {
-                assert_eq!(m.len(), n, "messages delivered: {m:#?}");
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const FROM: &str = "医療情報ネット事務局 <noreply@iryou.example.jp>";
 
@@ -590,4 +517,34 @@ fn set_mail(gw: &mut Gateway, mail: &str) {
     let i = cfg.find("[mail]").unwrap();
     fs::write(&gw.config, format!("{}{mail}", &cfg[..i])).unwrap();
     gw.restart();
+}
+
+#[test]
+fn without_mail_the_forgot_page_sends_people_to_the_secretariat() {
+    let gw = gateway("");
+    settled(&gw, "hanako");
+    let mut b = Browser::new(&gw);
+    let (s, _, page) = b.get("/login/forgot");
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("事務局にご連絡ください") && page.contains("一時パスワード"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("name=\"user_id\""),
+        "no form without [mail]: {page}"
+    );
+    let (s, _, again) = b.post("/login/forgot", &[("user_id", "hanako")]);
+    assert_eq!(s, 200);
+    assert!(
+        !again.contains("forgot-sent"),
+        "no link is promised without [mail]"
+    );
+    let audit = cli_json(&gw, "audit", &["tail", "-n", "20"]);
+    assert!(
+        !audit
+            .iter()
+            .any(|e| e["action"] == "password_reset.request"),
+        "{audit:?}"
+    );
 }

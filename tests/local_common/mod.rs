@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 use serde_json::Value;
@@ -249,4 +252,76 @@ pub fn change_password(b: &mut Browser, new: &str) -> (u16, Vec<(String, String)
         "/login/change",
         &[("csrf", &csrf), ("new_password", new), ("confirm", new)],
     )
+}
+
+/// aiosmtpd on 127.0.0.1, killed on drop.
+pub struct SmtpSink {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub fn start(tls: &str, cert: Option<(&Path, &Path)>) -> SmtpSink {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(python());
+        cmd.arg(Path::new(ROOT).join("tests/support/smtp_sink.py"))
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--tls")
+            .arg(tls)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some((c, k)) = cert {
+            cmd.arg("--cert").arg(c).arg("--key").arg(k);
+        }
+        let mut child = cmd.spawn().expect(
+            "python smtp_sink.py (needs aiosmtpd: .venv/bin/pip install -r tests/support/requirements.txt)",
+        );
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("ready"),
+            "smtp_sink did not start: {line:?}"
+        );
+        SmtpSink { child, port, dir }
+    }
+
+    pub fn messages(&self) -> Vec<Value> {
+        let mut names: Vec<PathBuf> = fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Waits until `n` messages have arrived (mail goes out after the page is answered).
+    pub fn wait_for(&self, n: usize) -> Vec<Value> {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > end {
+                assert_eq!(m.len(), n, "messages delivered: {m:#?}");
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
