@@ -333,6 +333,46 @@ fn reset(
     Ok(v)
 }
 
+/// The demo's ID/password account (`samlgate demo`; README names it): a staff account whose
+/// first password is fixed, so a person can try the ID/password login, the forced change and
+/// TOTP enrolment by choice without the CLI.
+pub const DEMO_USER_ID: &str = "navii-demo";
+pub const DEMO_FIRST_PASSWORD: &str = "demo-first-password-2026";
+
+/// Creates the demo account once (an existing one, changed or not, is left alone). Returns
+/// whether it was created. Only for the demo: the password is public.
+pub fn seed_demo(store: &dyn Store, cfg: &LocalConfig) -> Result<bool, AdminError> {
+    if la::get(store, DEMO_USER_ID)?.is_some() {
+        return Ok(false);
+    }
+    let op = AccountOp::AccountsAdd {
+        user_id: DEMO_USER_ID.into(),
+        email: "navii-demo@example.jp".into(),
+        name: "デモ 利用者".into(),
+        facility_code: String::new(),
+        role: Role::Staff,
+        by: "demo".into(),
+    };
+    execute(store, cfg, &op)?;
+    let h = hasher(cfg)?;
+    let known = crate::accounts::password::Password::new(DEMO_FIRST_PASSWORD.into());
+    change(
+        store,
+        DEMO_USER_ID,
+        "demo",
+        "account.reset",
+        "demo seed: the README's first password",
+        |a| {
+            a.password = h
+                .hash(&known)
+                .map_err(|e| AdminError::Invalid(format!("hash: {e}")))?;
+            Ok(())
+        },
+    )?;
+    store.flush()?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +478,23 @@ mod tests {
         assert!(
             text.contains("hanako") && !text.contains("argon2"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_demo_account_is_seeded_once_with_the_readme_password() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&d.path().join("db")).unwrap();
+        let c = cfg();
+        assert!(seed_demo(&s, &c).unwrap());
+        assert!(!seed_demo(&s, &c).unwrap(), "a second run leaves it alone");
+        let a = la::get(&s, DEMO_USER_ID).unwrap().unwrap().account;
+        assert!(a.must_change);
+        let pw = crate::accounts::password::Password::new(DEMO_FIRST_PASSWORD.into());
+        assert!(hasher(&c).unwrap().verify(&pw, &a.password).is_ok());
+        assert_eq!(
+            users::get(&s, DEMO_USER_ID).unwrap().unwrap().origin,
+            "local"
         );
     }
 
