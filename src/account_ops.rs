@@ -333,6 +333,62 @@ fn reset(
     Ok(v)
 }
 
+/// Why a person's own TOTP enrolment (`second_factor = "optional"`) did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrolRefusal {
+    /// The code did not match the new secret (or was malformed).
+    Code(crate::accounts::totp::TotpError),
+    /// Already enrolled: a new authenticator replaces the old only through the 事務局
+    /// (`accounts reset --remove-totp`), so a stolen session cannot swap it.
+    AlreadyEnrolled,
+    /// `second_factor = "off"`, or no such account.
+    NotOffered,
+}
+
+/// A person enrols TOTP by choice from their password session: the first code from the app
+/// confirms `secret`; returns the recovery codes to show once. Stored guarded with the audit
+/// line (`account.totp_enrol`, actor `user:<id>`).
+pub fn enrol_by_choice(
+    store: &dyn Store,
+    cfg: &LocalConfig,
+    user_id: &str,
+    secret: crate::accounts::totp::TotpSecret,
+    code: &str,
+) -> Result<Result<Vec<String>, EnrolRefusal>, AdminError> {
+    use crate::accounts::account::SecondFactor;
+    for _ in 0..8 {
+        let Some(l) = la::get(store, user_id)? else {
+            return Ok(Err(EnrolRefusal::NotOffered));
+        };
+        let mut a = l.account.clone();
+        if cfg.second_factor == SecondFactor::Off && a.role != Role::Secretariat {
+            return Ok(Err(EnrolRefusal::NotOffered));
+        }
+        if a.totp.is_some() {
+            return Ok(Err(EnrolRefusal::AlreadyEnrolled));
+        }
+        let codes = match a.enrol_totp(secret.clone(), code, now()) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(EnrolRefusal::Code(e))),
+        };
+        let line = audit::entry(
+            store,
+            &format!("user:{user_id}"),
+            "account.totp_enrol",
+            user_id,
+            "by choice",
+            None,
+        )?;
+        if la::save(store, &a, Some(&l.raw), vec![line])? {
+            store.flush()?;
+            return Ok(Ok(codes));
+        }
+    }
+    Err(AdminError::Invalid(format!(
+        "account {user_id} kept changing; try again"
+    )))
+}
+
 /// The demo's ID/password account (`samlgate demo`; README names it): a staff account whose
 /// first password is fixed, so a person can try the ID/password login, the forced change and
 /// TOTP enrolment by choice without the CLI.

@@ -489,3 +489,80 @@ fn one_client_is_rate_limited_before_any_hash() {
         "{statuses:?}"
     );
 }
+
+#[test]
+fn optional_totp_is_set_up_by_choice_from_a_password_session() {
+    let gw = gateway("");
+    let pw = add(&gw, "saburo");
+    let mut b = Browser::new(&gw);
+    // Not logged in: to the login page, coming back here.
+    let (s, h, _) = b.get("/login/totp-setup");
+    assert_eq!(s, 303);
+    assert_eq!(
+        header(&h, "location"),
+        Some("/login?return_to=/login/totp-setup")
+    );
+    assert_eq!(b.login("saburo", &pw).0, 303);
+    assert_eq!(change_password(&mut b, NEW_PASSWORD).0, 303);
+    assert_eq!(
+        header(&b.verify().1, "x-samlgate-auth-method"),
+        Some("password"),
+        "optional: not asked before setting it up"
+    );
+
+    let (s, _, page) = b.get("/login/totp-setup");
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("<svg") && page.contains("次回からのログイン"),
+        "{page}"
+    );
+    let secret = element_text(&page, "<code id=\"secret\">", "</code>").to_string();
+    let token = hidden(&page, "csrf");
+    // A wrong code: the form again with a new secret; the old token still names the old one.
+    let (s, _, again) = b.post("/login/totp-setup", &[("csrf", &token), ("code", "000000")]);
+    assert_eq!(s, 422, "{again}");
+    assert!(again.contains("enrol-error"));
+    // Another session cannot use this page's token (it is bound to the session).
+    let mut other = Browser::new(&gw);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(other.login("saburo", NEW_PASSWORD).0, 303);
+    let (s, _, _) = other.post(
+        "/login/totp-setup",
+        &[("csrf", &token), ("code", &pyotp(&secret, 0))],
+    );
+    assert_eq!(s, 422, "a token from another session");
+    // The right code from pyotp: recovery codes, once.
+    let (s, _, page) = b.post(
+        "/login/totp-setup",
+        &[("csrf", &token), ("code", &pyotp(&secret, 0))],
+    );
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("id=\"recovery-codes\""), "{page}");
+    let (_, _, page) = b.get("/login/totp-setup");
+    assert!(page.contains("すでに設定されています"), "{page}");
+    assert!(!page.contains("<svg"), "no second enrolment over the first");
+
+    // From now on the password alone is not enough.
+    let mut n = Browser::new(&gw);
+    let (s, h, _) = n.login("saburo", NEW_PASSWORD);
+    assert_eq!((s, header(&h, "location")), (303, Some("/login/totp")));
+    let audit = cli_json(&gw, "audit", &["tail", "-n", "30"]);
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "account.totp_enrol" && e["actor"] == "user:saburo"),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn totp_setup_is_not_offered_when_the_second_factor_is_off() {
+    let gw = gateway("[local]\nsecond_factor = \"off\"\n");
+    let pw = add(&gw, "shiro");
+    let mut b = Browser::new(&gw);
+    assert_eq!(b.login("shiro", &pw).0, 303);
+    assert_eq!(change_password(&mut b, NEW_PASSWORD).0, 303);
+    let (s, _, page) = b.get("/login/totp-setup");
+    assert_eq!(s, 404, "{page}");
+    assert!(!page.contains("<svg"));
+}

@@ -515,20 +515,23 @@ pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &
 
 #[derive(Template)]
 #[template(path = "totp_enrol.html")]
-struct EnrolPage<'a> {
-    lang: Lang,
-    csrf: &'a str,
-    qr_svg: &'a str,
-    secret: &'a str,
-    error: Option<&'a str>,
+pub(super) struct EnrolPage<'a> {
+    pub lang: Lang,
+    /// Where the form posts: the login step, or the settings page (by choice).
+    pub action: &'a str,
+    pub by_choice: bool,
+    pub csrf: &'a str,
+    pub qr_svg: &'a str,
+    pub secret: &'a str,
+    pub error: Option<&'a str>,
 }
 
 #[derive(Template)]
 #[template(path = "recovery_codes.html")]
-struct RecoveryPage<'a> {
-    lang: Lang,
-    codes: &'a [String],
-    next: &'a str,
+pub(super) struct RecoveryPage<'a> {
+    pub lang: Lang,
+    pub codes: &'a [String],
+    pub next: &'a str,
 }
 
 fn enrol_form(
@@ -548,6 +551,8 @@ fn enrol_form(
             let qr = crate::accounts::totp::qr_svg(&uri);
             let page = EnrolPage {
                 lang,
+                action: "/login/enrol",
+                by_choice: false,
                 csrf: &r.csrf,
                 qr_svg: &qr,
                 secret: &secret,

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod session_cache;
+pub mod settings;
 pub mod slo;
 pub mod sso;
 pub mod tls;
@@ -444,6 +445,7 @@ fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
             | "/login/enrol"
             | "/login/forgot"
             | "/login/reset"
+            | "/login/totp-setup"
     );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
@@ -498,6 +500,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/login/forgot") => forgot::post_forgot(app, req, peer, rid).await,
         (&Method::GET, "/login/reset") => forgot::reset_page(app, req, rid).await,
         (&Method::POST, "/login/reset") => forgot::post_reset(app, req, rid).await,
+        (&Method::GET, "/login/totp-setup") => settings::setup_page(app, &req),
+        (&Method::POST, "/login/totp-setup") => settings::post_setup(app, req, rid).await,
         (&Method::GET, "/login/enrol") => local::enrol_page(app, &req),
         (&Method::POST, "/login/enrol") => local::post_enrol(app, req, rid).await,
         (&Method::GET, "/_samlgate/login.js") => {
