@@ -333,6 +333,102 @@ fn reset(
     Ok(v)
 }
 
+/// Why a person's own TOTP enrolment (`second_factor = "optional"`) did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrolRefusal {
+    /// The code did not match the new secret (or was malformed).
+    Code(crate::accounts::totp::TotpError),
+    /// Already enrolled: a new authenticator replaces the old only through the 事務局
+    /// (`accounts reset --remove-totp`), so a stolen session cannot swap it.
+    AlreadyEnrolled,
+    /// `second_factor = "off"`, or no such account.
+    NotOffered,
+}
+
+/// A person enrols TOTP by choice from their password session: the first code from the app
+/// confirms `secret`; returns the recovery codes to show once. Stored guarded with the audit
+/// line (`account.totp_enrol`, actor `user:<id>`).
+pub fn enrol_by_choice(
+    store: &dyn Store,
+    cfg: &LocalConfig,
+    user_id: &str,
+    secret: crate::accounts::totp::TotpSecret,
+    code: &str,
+) -> Result<Result<Vec<String>, EnrolRefusal>, AdminError> {
+    use crate::accounts::account::SecondFactor;
+    for _ in 0..8 {
+        let Some(l) = la::get(store, user_id)? else {
+            return Ok(Err(EnrolRefusal::NotOffered));
+        };
+        let mut a = l.account.clone();
+        if cfg.second_factor == SecondFactor::Off && a.role != Role::Secretariat {
+            return Ok(Err(EnrolRefusal::NotOffered));
+        }
+        if a.totp.is_some() {
+            return Ok(Err(EnrolRefusal::AlreadyEnrolled));
+        }
+        let codes = match a.enrol_totp(secret.clone(), code, now()) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(EnrolRefusal::Code(e))),
+        };
+        let line = audit::entry(
+            store,
+            &format!("user:{user_id}"),
+            "account.totp_enrol",
+            user_id,
+            "by choice",
+            None,
+        )?;
+        if la::save(store, &a, Some(&l.raw), vec![line])? {
+            store.flush()?;
+            return Ok(Ok(codes));
+        }
+    }
+    Err(AdminError::Invalid(format!(
+        "account {user_id} kept changing; try again"
+    )))
+}
+
+/// The demo's ID/password account (`samlgate demo`; README names it): a staff account whose
+/// first password is fixed, so a person can try the ID/password login, the forced change and
+/// TOTP enrolment by choice without the CLI.
+pub const DEMO_USER_ID: &str = "navii-demo";
+pub const DEMO_FIRST_PASSWORD: &str = "demo-first-password-2026";
+
+/// Creates the demo account once (an existing one, changed or not, is left alone). Returns
+/// whether it was created. Only for the demo: the password is public.
+pub fn seed_demo(store: &dyn Store, cfg: &LocalConfig) -> Result<bool, AdminError> {
+    if la::get(store, DEMO_USER_ID)?.is_some() {
+        return Ok(false);
+    }
+    let op = AccountOp::AccountsAdd {
+        user_id: DEMO_USER_ID.into(),
+        email: "navii-demo@example.jp".into(),
+        name: "デモ 利用者".into(),
+        facility_code: String::new(),
+        role: Role::Staff,
+        by: "demo".into(),
+    };
+    execute(store, cfg, &op)?;
+    let h = hasher(cfg)?;
+    let known = crate::accounts::password::Password::new(DEMO_FIRST_PASSWORD.into());
+    change(
+        store,
+        DEMO_USER_ID,
+        "demo",
+        "account.reset",
+        "demo seed: the README's first password",
+        |a| {
+            a.password = h
+                .hash(&known)
+                .map_err(|e| AdminError::Invalid(format!("hash: {e}")))?;
+            Ok(())
+        },
+    )?;
+    store.flush()?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +534,23 @@ mod tests {
         assert!(
             text.contains("hanako") && !text.contains("argon2"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_demo_account_is_seeded_once_with_the_readme_password() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&d.path().join("db")).unwrap();
+        let c = cfg();
+        assert!(seed_demo(&s, &c).unwrap());
+        assert!(!seed_demo(&s, &c).unwrap(), "a second run leaves it alone");
+        let a = la::get(&s, DEMO_USER_ID).unwrap().unwrap().account;
+        assert!(a.must_change);
+        let pw = crate::accounts::password::Password::new(DEMO_FIRST_PASSWORD.into());
+        assert!(hasher(&c).unwrap().verify(&pw, &a.password).is_ok());
+        assert_eq!(
+            users::get(&s, DEMO_USER_ID).unwrap().unwrap().origin,
+            "local"
         );
     }
 

@@ -674,7 +674,8 @@ fn spawn_sweeper(app: Arc<App>) {
                 let s = app.store.session_sweep(now, idle).unwrap_or(0);
                 let p = crate::identity::consent::pending_sweep(&*app.store, now).unwrap_or(0)
                     + crate::saml::authn::sweep(&*app.store, now).unwrap_or(0)
-                    + crate::local_login::sweep(&*app.store, now).unwrap_or(0);
+                    + crate::local_login::sweep(&*app.store, now).unwrap_or(0)
+                    + crate::identity::local_accounts::sweep_tickets(&*app.store, now).unwrap_or(0);
                 if r + s + p > 0 {
                     tracing::debug!(
                         replay = r,

@@ -58,6 +58,8 @@ struct RawConfig {
     /// Local ID/password accounts (issue 13; docs/ACCOUNTS.md).
     #[serde(default)]
     local: crate::accounts::account::LocalConfig,
+    /// Outgoing mail (password-reset links, notices): src/mail.rs.
+    mail: Option<crate::mail::MailConfig>,
 }
 
 /// `[support]`: who a refused or stuck person contacts. Shown on every refusal and terminal
@@ -654,6 +656,8 @@ pub struct Config {
     pub support: SupportConfig,
     /// `[local]`: ID/password accounts (password rules, throttle, resets, second factor).
     pub local: crate::accounts::account::LocalConfig,
+    /// `[mail]`: SMTP; `None` = reset links are not mailed (the 事務局 resets instead).
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl Config {
@@ -930,6 +934,7 @@ impl Config {
             status_cache_seconds: raw.idp.status_cache_seconds,
         })
         .map_err(|(key, problem, fix)| invalid(key, problem, fix))?;
+        let mail = raw.mail.map(|m| m.checked(&resolve)).transpose()?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
@@ -974,6 +979,7 @@ impl Config {
             token,
             support: raw.support,
             local: raw.local,
+            mail,
         })
     }
 }

@@ -75,6 +75,7 @@ pub fn run(dir: &Path, port: u16) -> Result<(), String> {
     let idp_port = port.checked_add(1).ok_or("--port too high")?;
     let cfg_path = prepare(dir, port, idp_port)?;
     let loaded = crate::cli::load(&cfg_path)?;
+    seed_password_account(&loaded.cfg)?;
     let idp_key = read_key(&dir.join("idp/idp.key"))?;
     let idp_cert_b64 = cert_b64(&dir.join("idp/idp.crt"))?;
     let idp = Arc::new(DemoIdp {
@@ -99,6 +100,19 @@ pub fn run(dir: &Path, port: u16) -> Result<(), String> {
         let idp_task = Box::pin(serve_idp(idp, listener));
         crate::cli::serve_loaded(loaded, Some(idp_task)).await
     })
+}
+
+/// The ID/password account README names (account_ops::seed_demo), made on the first run.
+fn seed_password_account(cfg: &crate::config::Config) -> Result<(), String> {
+    let store = crate::store::open(cfg).map_err(|e| e.to_string())?;
+    if crate::account_ops::seed_demo(&*store, &cfg.local).map_err(|e| e.to_string())? {
+        println!(
+            "  ID/password    {} / first password {} (changed at first login)",
+            crate::account_ops::DEMO_USER_ID,
+            crate::account_ops::DEMO_FIRST_PASSWORD
+        );
+    }
+    Ok(())
 }
 
 fn prepare(dir: &Path, port: u16, idp_port: u16) -> Result<PathBuf, String> {

@@ -17,6 +17,8 @@ pub mod idp_source;
 pub mod keys;
 pub mod local_login;
 pub mod notice;
+pub mod mail;
+pub mod password_reset;
 pub mod rate_limit;
 pub mod reason;
 pub mod reload;

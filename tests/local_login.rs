@@ -3,100 +3,12 @@
 //! sled, directly on PostgreSQL), audited without passwords.
 
 mod common;
+mod local_common;
 
-use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
-use serde_json::Value;
-
-const ADMIN_TOKEN: &str = "local-login-test-admin-token-0123456789abcdef";
-
-/// The harness's gateway with `[admin]` (so the CLI reaches it while it runs) and `extra`
-/// appended to the config.
-fn gateway(extra: &str) -> Gateway {
-    let mut gw = Gateway::start();
-    let tok = gw.dir.path().join("admin.token");
-    fs::write(&tok, format!("{ADMIN_TOKEN}\n")).unwrap();
-    // Start-up refuses a token file others can read.
-    fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let cfg = fs::read_to_string(&gw.config).unwrap();
-    let cfg = format!("{cfg}\n[admin]\ntoken_file = \"admin.token\"\n{extra}\n");
-    fs::write(&gw.config, cfg).unwrap();
-    gw.restart();
-    gw
-}
-
-/// `samlgate GROUP --config CFG ARGS...` -> (success, stdout, stderr).
-fn cli(gw: &Gateway, group: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg(group)
-        .arg("--config")
-        .arg(&gw.config)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn samlgate CLI");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The JSON lines of a successful `samlgate GROUP ... --json`.
-fn cli_json(gw: &Gateway, group: &str, args: &[&str]) -> Vec<Value> {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let (ok, out, err) = cli(gw, group, &a);
-    assert!(
-        ok,
-        "`samlgate {group} {}` failed:\n{out}\n{err}\nlog:\n{}",
-        a.join(" "),
-        gw.log_tail(40)
-    );
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn one(gw: &Gateway, group: &str, args: &[&str]) -> Value {
-    let v = cli_json(gw, group, args);
-    assert_eq!(
-        v.len(),
-        1,
-        "`{group} {}`: one object expected: {v:?}",
-        args.join(" ")
-    );
-    v.into_iter().next().unwrap()
-}
-
-/// `accounts add` through the running gateway: the one-time password, once, as
-/// `initial_password`.
-fn add(gw: &Gateway, id: &str) -> String {
-    let v = one(
-        gw,
-        "accounts",
-        &[
-            "add",
-            id,
-            "--email",
-            "hanako@example.jp",
-            "--name",
-            "山田 花子",
-            "--by",
-            "suzuki",
-        ],
-    );
-    let pw = v["initial_password"]
-        .as_str()
-        .expect("initial_password")
-        .to_string();
-    assert_eq!(pw.len(), 24, "{v}");
-    pw
-}
+use local_common::*;
 
 #[test]
 fn secretariat_manages_accounts_with_the_cli_and_every_action_is_audited() {
@@ -194,157 +106,6 @@ fn secretariat_manages_accounts_with_the_cli_and_every_action_is_audited() {
 
 // ------------------------------------------------------------------------------------------
 // the login pages, as a browser without JavaScript uses them
-
-/// A cookie jar over the gateway (no redirects followed).
-struct Browser<'a> {
-    gw: &'a Gateway,
-    jar: std::collections::BTreeMap<String, String>,
-    agent: ureq::Agent,
-}
-
-impl<'a> Browser<'a> {
-    fn new(gw: &'a Gateway) -> Self {
-        Browser {
-            gw,
-            jar: Default::default(),
-            agent: ureq::AgentBuilder::new().redirects(0).build(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep(&mut self, r: &ureq::Response) {
-        for c in r.all("set-cookie") {
-            let pair = c.split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            if v.is_empty() || c.contains("Max-Age=0") {
-                self.jar.remove(k);
-            } else {
-                self.jar.insert(k.into(), v.into());
-            }
-        }
-    }
-
-    fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        form: Option<&[(&str, &str)]>,
-    ) -> (u16, Vec<(String, String)>, String) {
-        let req = self
-            .agent
-            .request(method, &self.gw.url(path))
-            .set("Cookie", &self.cookie_header());
-        let res = match form {
-            Some(f) => {
-                let body: String = f
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                req.set("Content-Type", "application/x-www-form-urlencoded")
-                    .send_string(&body)
-            }
-            None => req.call(),
-        };
-        let r = match res {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        self.keep(&r);
-        let status = r.status();
-        let headers = r
-            .headers_names()
-            .into_iter()
-            .flat_map(|n| {
-                r.all(&n)
-                    .into_iter()
-                    .map(move |v| (n.to_ascii_lowercase(), v.to_string()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        (status, headers, r.into_string().unwrap_or_default())
-    }
-
-    fn get(&mut self, path: &str) -> (u16, Vec<(String, String)>, String) {
-        self.send("GET", path, None)
-    }
-
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
-        self.send("POST", path, Some(form))
-    }
-
-    /// GET /login, then POST the ID/password form with its CSRF token.
-    fn login(&mut self, id: &str, pw: &str) -> (u16, Vec<(String, String)>, String) {
-        let (s, _, page) = self.get("/login");
-        assert_eq!(s, 200);
-        let csrf = hidden(&page, "csrf");
-        self.post(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("return_to", "/"),
-                ("user_id", id),
-                ("password", pw),
-            ],
-        )
-    }
-
-    fn verify(&mut self) -> (u16, Vec<(String, String)>, String) {
-        self.get("/auth/verify")
-    }
-}
-
-fn header<'h>(h: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-fn hidden(page: &str, name: &str) -> String {
-    let pat = format!("name=\"{name}\" value=\"");
-    let i = page
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no hidden {name} in:\n{page}"))
-        + pat.len();
-    page[i..].split('"').next().unwrap().to_string()
-}
-
-const NEW_PASSWORD: &str = "correct horse battery staple 2026";
-
-/// Forced change: the form, a refused weak password (with the reason in both languages), then
-/// a good one, which ends in a session.
-fn change_password(b: &mut Browser, new: &str) -> (u16, Vec<(String, String)>, String) {
-    let (s, _, page) = b.get("/login/change");
-    assert_eq!(s, 200, "{page}");
-    assert!(page.contains("パスワード変更"), "{page}");
-    let csrf = hidden(&page, "csrf");
-    let (s, _, page) = b.post(
-        "/login/change",
-        &[
-            ("csrf", &csrf),
-            ("new_password", "password"),
-            ("confirm", "password"),
-        ],
-    );
-    assert_eq!(s, 422, "a blocklisted short password: {page}");
-    assert!(page.contains("change-error"), "{page}");
-    let csrf = hidden(&page, "csrf");
-    // A step form without its CSRF token is refused and changes nothing.
-    let (s, _, page) = b.post(
-        "/login/change",
-        &[("csrf", "forged"), ("new_password", new), ("confirm", new)],
-    );
-    assert_eq!(s, 403, "a forged CSRF token on the change form: {page}");
-    b.post(
-        "/login/change",
-        &[("csrf", &csrf), ("new_password", new), ("confirm", new)],
-    )
-}
 
 #[test]
 fn first_login_forces_a_change_then_verify_carries_the_identity() {
@@ -727,4 +488,81 @@ fn one_client_is_rate_limited_before_any_hash() {
         (429, Some("rate_limited")),
         "{statuses:?}"
     );
+}
+
+#[test]
+fn optional_totp_is_set_up_by_choice_from_a_password_session() {
+    let gw = gateway("");
+    let pw = add(&gw, "saburo");
+    let mut b = Browser::new(&gw);
+    // Not logged in: to the login page, coming back here.
+    let (s, h, _) = b.get("/login/totp-setup");
+    assert_eq!(s, 303);
+    assert_eq!(
+        header(&h, "location"),
+        Some("/login?return_to=/login/totp-setup")
+    );
+    assert_eq!(b.login("saburo", &pw).0, 303);
+    assert_eq!(change_password(&mut b, NEW_PASSWORD).0, 303);
+    assert_eq!(
+        header(&b.verify().1, "x-samlgate-auth-method"),
+        Some("password"),
+        "optional: not asked before setting it up"
+    );
+
+    let (s, _, page) = b.get("/login/totp-setup");
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("<svg") && page.contains("次回からのログイン"),
+        "{page}"
+    );
+    let secret = element_text(&page, "<code id=\"secret\">", "</code>").to_string();
+    let token = hidden(&page, "csrf");
+    // A wrong code: the form again with a new secret; the old token still names the old one.
+    let (s, _, again) = b.post("/login/totp-setup", &[("csrf", &token), ("code", "000000")]);
+    assert_eq!(s, 422, "{again}");
+    assert!(again.contains("enrol-error"));
+    // Another session cannot use this page's token (it is bound to the session).
+    let mut other = Browser::new(&gw);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(other.login("saburo", NEW_PASSWORD).0, 303);
+    let (s, _, _) = other.post(
+        "/login/totp-setup",
+        &[("csrf", &token), ("code", &pyotp(&secret, 0))],
+    );
+    assert_eq!(s, 422, "a token from another session");
+    // The right code from pyotp: recovery codes, once.
+    let (s, _, page) = b.post(
+        "/login/totp-setup",
+        &[("csrf", &token), ("code", &pyotp(&secret, 0))],
+    );
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("id=\"recovery-codes\""), "{page}");
+    let (_, _, page) = b.get("/login/totp-setup");
+    assert!(page.contains("すでに設定されています"), "{page}");
+    assert!(!page.contains("<svg"), "no second enrolment over the first");
+
+    // From now on the password alone is not enough.
+    let mut n = Browser::new(&gw);
+    let (s, h, _) = n.login("saburo", NEW_PASSWORD);
+    assert_eq!((s, header(&h, "location")), (303, Some("/login/totp")));
+    let audit = cli_json(&gw, "audit", &["tail", "-n", "30"]);
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "account.totp_enrol" && e["actor"] == "user:saburo"),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn totp_setup_is_not_offered_when_the_second_factor_is_off() {
+    let gw = gateway("[local]\nsecond_factor = \"off\"\n");
+    let pw = add(&gw, "shiro");
+    let mut b = Browser::new(&gw);
+    assert_eq!(b.login("shiro", &pw).0, 303);
+    assert_eq!(change_password(&mut b, NEW_PASSWORD).0, 303);
+    let (s, _, page) = b.get("/login/totp-setup");
+    assert_eq!(s, 404, "{page}");
+    assert!(!page.contains("<svg"));
 }

@@ -672,7 +672,7 @@ fn accounts_and_reset_tickets(b: &dyn Backend) {
     assert_eq!(la::list(&*s2).unwrap().len(), 1);
 
     // A mailed link: found by the token, stored only as its hash, consumed with the password.
-    let (token, t) = ResetTicket::issue_link("u-local1", 1_000, &cfg.reset);
+    let (token, t) = ResetTicket::issue_link("u-local1", 0, 1_000, &cfg.reset);
     s1.apply(&[la::put_ticket(&t)], None).unwrap();
     for (k, v) in s2.scan(Table::ResetTickets, b"", false, 10).unwrap() {
         let (k, v) = (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap());

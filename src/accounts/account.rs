@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::password::{HashError, Hasher, Password, PhcHash};
 use super::policy::{Blocklist, Context, PolicyConfig, Refusal};
-use super::reset::{initial_password, ResetConfig};
+use super::reset::{initial_password, ResetConfig, ResetMailRate};
 use super::throttle::{AccountThrottle, ThrottleConfig};
 use super::totp::{self, RecoveryCodes, TotpError, TotpSecret};
 use super::Message;
@@ -74,6 +74,10 @@ pub struct Account {
     pub password: PhcHash,
     /// The password was issued by the 事務局 (initial or reset): change before anything else.
     pub must_change: bool,
+    /// Goes up with every new password (chosen or issued): a mailed reset link is bound to the
+    /// version it was issued for, so a password change makes every older link useless.
+    #[serde(default)]
+    pub password_version: u64,
     /// When an issued one-time password stops working (unix seconds).
     #[serde(default)]
     pub temp_expires_at: Option<i64>,
@@ -84,6 +88,9 @@ pub struct Account {
     pub throttle: AccountThrottle,
     #[serde(default)]
     pub totp: Option<TotpEnrolment>,
+    /// Reset links mailed lately (the per-account limit of `[local.reset]`).
+    #[serde(default)]
+    pub reset_mail: ResetMailRate,
     pub created: String,
     pub updated: String,
 }
@@ -109,11 +116,13 @@ impl Account {
             user_id: user_id.to_string(),
             password: cx.hasher.hash(&pw)?,
             must_change: true,
+            password_version: 0,
             temp_expires_at: Some(cx.now + cx.cfg.reset.initial_ttl_secs as i64),
             role,
             disabled: false,
             throttle: AccountThrottle::default(),
             totp: None,
+            reset_mail: ResetMailRate::default(),
             created: rfc3339(cx.now),
             updated: rfc3339(cx.now),
         };
@@ -138,6 +147,7 @@ impl Account {
         let pw = initial_password();
         self.password = cx.hasher.hash(&pw)?;
         self.must_change = true;
+        self.password_version += 1;
         self.temp_expires_at = Some(cx.now + cx.cfg.reset.initial_ttl_secs as i64);
         self.throttle = AccountThrottle::default();
         self.touch(cx.now);
@@ -190,6 +200,7 @@ impl Account {
         }
         self.password = cx.hasher.hash(new).map_err(ChangeError::Hash)?;
         self.must_change = false;
+        self.password_version += 1;
         self.temp_expires_at = None;
         self.throttle = AccountThrottle::default();
         self.touch(cx.now);

@@ -21,6 +21,13 @@ pub struct ResetConfig {
     /// Life of an initial (or reset-by-事務局) one-time password before first use: it travels
     /// by letter or mail to a facility and may wait some days.
     pub initial_ttl_secs: u64,
+    /// Reset links mailed to one account per hour at most: "forgot password" cannot be used
+    /// to flood a person's mailbox. Further requests get the same page and no mail.
+    pub link_mails_per_hour: u32,
+    /// `POST /login/forgot` per client address: this many at once, then `ip_per_minute`
+    /// (a person needs one or two; a script asking for every id gets few answers).
+    pub ip_burst: u32,
+    pub ip_per_minute: u32,
 }
 
 impl Default for ResetConfig {
@@ -29,6 +36,9 @@ impl Default for ResetConfig {
             link_ttl_secs: 30 * 60,
             code_ttl_secs: 30 * 60,
             initial_ttl_secs: 14 * 86400,
+            link_mails_per_hour: 3,
+            ip_burst: 5,
+            ip_per_minute: 2,
         }
     }
 }
@@ -51,6 +61,9 @@ pub struct ResetTicket {
     token_hash: String,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// A link is good only while the account's `password_version` is still this one.
+    #[serde(default)]
+    pub password_version: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -85,11 +98,18 @@ pub fn token_hash(presented: &str, kind: ResetKind) -> String {
 impl ResetTicket {
     /// A mailed-link ticket: returns the token for the URL (43 base64url chars) and the
     /// ticket to store.
-    pub fn issue_link(user_id: &str, now: i64, cfg: &ResetConfig) -> (String, ResetTicket) {
+    /// `password_version` is the account's now: a later password change voids the link.
+    pub fn issue_link(
+        user_id: &str,
+        password_version: u64,
+        now: i64,
+        cfg: &ResetConfig,
+    ) -> (String, ResetTicket) {
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        let t = Self::new(user_id, ResetKind::MailLink, &token, now, cfg.link_ttl_secs);
+        let mut t = Self::new(user_id, ResetKind::MailLink, &token, now, cfg.link_ttl_secs);
+        t.password_version = password_version;
         (token, t)
     }
 
@@ -108,6 +128,7 @@ impl ResetTicket {
             token_hash: token_hash(secret, kind),
             issued_at: now,
             expires_at: now.saturating_add(ttl as i64),
+            password_version: 0,
         }
     }
 
@@ -127,6 +148,31 @@ impl ResetTicket {
             return Err(ResetError::Expired);
         }
         Ok(self.user_id)
+    }
+}
+
+/// The reset links mailed to one account in the current hour (stored on the account, so every
+/// gateway instance counts the same mails).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetMailRate {
+    pub window_start: i64,
+    pub sent: u32,
+}
+
+impl ResetMailRate {
+    /// Counts one more mail if the hour's allowance has room; `false`: send none.
+    pub fn allow(&mut self, now: i64, per_hour: u32) -> bool {
+        if now - self.window_start >= 3600 || now < self.window_start {
+            *self = ResetMailRate {
+                window_start: now,
+                sent: 0,
+            };
+        }
+        if self.sent >= per_hour {
+            return false;
+        }
+        self.sent += 1;
+        true
     }
 }
 
@@ -154,7 +200,7 @@ mod tests {
     #[test]
     fn link_token_redeems_once_before_expiry() {
         let cfg = ResetConfig::default();
-        let (token, t) = ResetTicket::issue_link("u1", NOW, &cfg);
+        let (token, t) = ResetTicket::issue_link("u1", 0, NOW, &cfg);
         assert_eq!(token.len(), 43);
         assert_eq!(t.expires_at, NOW + 1800);
         assert_eq!(t.key(), token_hash(&token, ResetKind::MailLink));
@@ -174,8 +220,8 @@ mod tests {
     #[test]
     fn link_tokens_are_random() {
         let cfg = ResetConfig::default();
-        let (a, _) = ResetTicket::issue_link("u1", NOW, &cfg);
-        let (b, _) = ResetTicket::issue_link("u1", NOW, &cfg);
+        let (a, _) = ResetTicket::issue_link("u1", 0, NOW, &cfg);
+        let (b, _) = ResetTicket::issue_link("u1", 0, NOW, &cfg);
         assert_ne!(a, b);
     }
 
@@ -216,6 +262,23 @@ mod tests {
             assert!(r.is_empty(), "{}: {r:?}", p.expose());
             assert!(seen.insert(p.expose().to_string()));
         }
+    }
+
+    #[test]
+    fn link_mails_per_account_are_limited_per_hour() {
+        let mut r = ResetMailRate::default();
+        assert!(r.allow(NOW, 3));
+        assert!(r.allow(NOW + 10, 3));
+        assert!(r.allow(NOW + 20, 3));
+        assert!(!r.allow(NOW + 3599, 3), "a 4th mail within the hour");
+        assert!(r.allow(NOW + 3600, 3), "a new hour");
+        assert!(!ResetMailRate::default().allow(NOW, 0));
+    }
+
+    #[test]
+    fn a_link_carries_the_password_version_it_was_issued_for() {
+        let (_, t) = ResetTicket::issue_link("u1", 7, NOW, &ResetConfig::default());
+        assert_eq!(t.password_version, 7);
     }
 
     #[test]

@@ -44,6 +44,8 @@ struct ChangePage<'a> {
     csrf: &'a str,
     errors: Vec<&'a str>,
     min_len: usize,
+    /// Came by a mailed reset link, not the 事務局's one-time password.
+    via_link: bool,
 }
 
 #[derive(Template)]
@@ -54,15 +56,9 @@ struct TotpPage<'a> {
     error: Option<&'a str>,
 }
 
-#[derive(Template)]
-#[template(path = "forgot.html")]
-struct ForgotPage {
-    lang: Lang,
-}
-
 pub const LOGIN_JS: &str = include_str!("../../static/login.js");
 
-fn csrf_cookie_name(app: &App) -> &'static str {
+pub(super) fn csrf_cookie_name(app: &App) -> &'static str {
     if app.cfg.https {
         "__Host-samlgate-csrf"
     } else {
@@ -70,7 +66,7 @@ fn csrf_cookie_name(app: &App) -> &'static str {
     }
 }
 
-fn steps_cookie_name(app: &App) -> &'static str {
+pub(super) fn steps_cookie_name(app: &App) -> &'static str {
     if app.cfg.https {
         "__Host-samlgate-login"
     } else {
@@ -78,7 +74,7 @@ fn steps_cookie_name(app: &App) -> &'static str {
     }
 }
 
-fn set_cookie(r: &mut Resp, c: &str) {
+pub(super) fn set_cookie(r: &mut Resp, c: &str) {
     if let Ok(v) = HeaderValue::from_str(c) {
         r.headers_mut().append(SET_COOKIE, v);
     }
@@ -131,22 +127,13 @@ pub fn login_page<B>(app: &App, req: &Request<B>) -> Resp {
     login_form(app, Lang::of(req), StatusCode::OK, &return_to, "", None)
 }
 
-pub fn forgot_page<B>(req: &Request<B>) -> Resp {
-    pages::render(
-        StatusCode::OK,
-        &ForgotPage {
-            lang: Lang::of(req),
-        },
-    )
-}
-
-fn ct_eq(a: &str, b: &str) -> bool {
+pub(super) fn ct_eq(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// The form's fields; `None` when the body is too large or not a form.
-async fn form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
+pub(super) async fn form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
     let body: Bytes = Limited::new(req.into_body(), 8192)
         .collect()
         .await
@@ -155,7 +142,7 @@ async fn form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
     Some(form_urlencoded::parse(&body).into_owned().collect())
 }
 
-fn field<'a>(f: &'a [(String, String)], k: &str) -> &'a str {
+pub(super) fn field<'a>(f: &'a [(String, String)], k: &str) -> &'a str {
     f.iter()
         .find(|(n, _)| n == k)
         .map_or("", |(_, v)| v.as_str())
@@ -217,7 +204,7 @@ pub async fn post_login(
     outcome(app, lang, rid, &user_id, &return_to, replaces, r)
 }
 
-fn stale_form() -> Message {
+pub(super) fn stale_form() -> Message {
     Message {
         ja: "画面の有効期限が切れました。もう一度入力してください。".into(),
         en: "This form has expired. Please enter your details again.".into(),
@@ -282,7 +269,7 @@ fn outcome(
     }
 }
 
-fn next_step(app: &App, rec: &LoginSteps) -> Resp {
+pub(super) fn next_step(app: &App, rec: &LoginSteps) -> Resp {
     let to = match rec.step {
         StepKind::ChangePassword => "/login/change",
         StepKind::Totp => "/login/totp",
@@ -386,7 +373,7 @@ async fn step_post(
     }
 }
 
-fn lang_of_form(f: &[(String, String)], fallback: Lang) -> Lang {
+pub(super) fn lang_of_form(f: &[(String, String)], fallback: Lang) -> Lang {
     match field(f, "lang") {
         "en" => Lang::En,
         "ja" => Lang::Ja,
@@ -423,6 +410,7 @@ fn change_form(
         } else {
             app.cfg.local.password.min_single_factor
         },
+        via_link: rec.proven.is_reset(),
     };
     pages::render(status, &page)
 }
@@ -527,20 +515,23 @@ pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &
 
 #[derive(Template)]
 #[template(path = "totp_enrol.html")]
-struct EnrolPage<'a> {
-    lang: Lang,
-    csrf: &'a str,
-    qr_svg: &'a str,
-    secret: &'a str,
-    error: Option<&'a str>,
+pub(super) struct EnrolPage<'a> {
+    pub lang: Lang,
+    /// Where the form posts: the login step, or the settings page (by choice).
+    pub action: &'a str,
+    pub by_choice: bool,
+    pub csrf: &'a str,
+    pub qr_svg: &'a str,
+    pub secret: &'a str,
+    pub error: Option<&'a str>,
 }
 
 #[derive(Template)]
 #[template(path = "recovery_codes.html")]
-struct RecoveryPage<'a> {
-    lang: Lang,
-    codes: &'a [String],
-    next: &'a str,
+pub(super) struct RecoveryPage<'a> {
+    pub lang: Lang,
+    pub codes: &'a [String],
+    pub next: &'a str,
 }
 
 fn enrol_form(
@@ -560,6 +551,8 @@ fn enrol_form(
             let qr = crate::accounts::totp::qr_svg(&uri);
             let page = EnrolPage {
                 lang,
+                action: "/login/enrol",
+                by_choice: false,
                 csrf: &r.csrf,
                 qr_svg: &qr,
                 secret: &secret,

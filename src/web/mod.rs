@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod apply;
 pub mod auth;
 pub mod consent;
+pub mod forgot;
 pub mod local;
 pub mod login;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod outage;
 pub mod pages;
 pub mod proxy;
 pub mod session_cache;
+pub mod settings;
 pub mod slo;
 pub mod sso;
 pub mod tls;
@@ -76,6 +78,10 @@ pub struct App {
     /// `[idp] metadata_url` refreshes (counters for /metrics) and the `[idp] status_url` probe.
     pub idp_refresh: crate::idp_source::refresh::State,
     pub idp_status: crate::idp_source::status::Probe,
+    /// `[mail]`: the outgoing mail queue (reset links; notices). `None` without `[mail]`.
+    pub mailer: Option<crate::mail::Mailer>,
+    /// `POST /login/forgot` per client address (password_reset::ip_rate).
+    pub forgot_ip: std::sync::Mutex<crate::accounts::throttle::IpRateLimiter>,
 }
 
 impl App {
@@ -128,7 +134,16 @@ impl App {
             "/login".to_string()
         };
         let local = crate::local_login::LocalAuth::new(&cfg.local)?;
+        let mailer = cfg
+            .mail
+            .as_ref()
+            .map(crate::mail::Mailer::start)
+            .transpose()?;
         Ok(App {
+            mailer,
+            forgot_ip: std::sync::Mutex::new(crate::accounts::throttle::IpRateLimiter::new(
+                crate::password_reset::ip_rate(&cfg.local),
+            )),
             local,
             idp_refresh: crate::idp_source::refresh::State::new(&cfg.idp_metadata),
             idp_status: Default::default(),
@@ -435,6 +450,9 @@ fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
             | "/login/change"
             | "/login/totp"
             | "/login/enrol"
+            | "/login/forgot"
+            | "/login/reset"
+            | "/login/totp-setup"
     );
     let needs_read = matches!(path, "/auth/verify" | "/auth/userinfo" | "/");
     let down = (needs_write && !app.store.writable())
@@ -485,7 +503,12 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/login/change") => local::post_change(app, req, rid).await,
         (&Method::GET, "/login/totp") => local::totp_page(app, &req),
         (&Method::POST, "/login/totp") => local::post_totp(app, req, rid).await,
-        (&Method::GET, "/login/forgot") => local::forgot_page(&req),
+        (&Method::GET, "/login/forgot") => forgot::forgot_page(app, &req),
+        (&Method::POST, "/login/forgot") => forgot::post_forgot(app, req, peer, rid).await,
+        (&Method::GET, "/login/reset") => forgot::reset_page(app, req, rid).await,
+        (&Method::POST, "/login/reset") => forgot::post_reset(app, req, rid).await,
+        (&Method::GET, "/login/totp-setup") => settings::setup_page(app, &req),
+        (&Method::POST, "/login/totp-setup") => settings::post_setup(app, req, rid).await,
         (&Method::GET, "/login/enrol") => local::enrol_page(app, &req),
         (&Method::POST, "/login/enrol") => local::post_enrol(app, req, rid).await,
         (&Method::GET, "/_samlgate/login.js") => {

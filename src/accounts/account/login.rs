@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Account, ChangeError, Ctx, Message};
 use crate::accounts::password::{HashError, Password};
+use crate::accounts::reset::{ResetError, ResetKind, ResetTicket};
 use crate::accounts::throttle::Blocked;
 use crate::accounts::totp::{self, Enrolment, TotpError, TotpSecret};
 
@@ -53,11 +54,24 @@ enum SecondVia {
 pub struct Proven {
     user_id: String,
     second: Option<SecondVia>,
+    /// Came by a mailed reset link instead of the password: a new password must be set
+    /// before the login is done, whatever `must_change` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    reset: bool,
+    /// With `reset`: the account's password version the link was bound to. Any password
+    /// change meanwhile (another link, the 事務局) makes this login stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pw_version: Option<u64>,
 }
 
 impl Proven {
     pub fn user_id(&self) -> &str {
         &self.user_id
+    }
+
+    /// This login came by a mailed reset link (and has not set the new password yet).
+    pub fn is_reset(&self) -> bool {
+        self.reset
     }
 }
 
@@ -193,8 +207,72 @@ pub fn login(
     let proven = Proven {
         user_id: a.user_id.clone(),
         second: None,
+        reset: false,
+        pw_version: None,
     };
     Ok(advance(proven, a, cx))
+}
+
+/// Why a mailed reset link does not lead on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// Not a ticket of this account, or wrong token.
+    Invalid,
+    Expired,
+    /// The password changed after the link was mailed (the link was used, or the 事務局 reset
+    /// it, or the person changed it): a link works once, for the password it replaced.
+    Superseded,
+    Refused(LoginRefusal),
+}
+
+impl LinkRefusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LinkRefusal::Invalid => "local_reset_link_invalid",
+            LinkRefusal::Expired => "local_reset_link_expired",
+            LinkRefusal::Superseded => "local_reset_link_superseded",
+            LinkRefusal::Refused(r) => r.code(),
+        }
+    }
+
+    /// One message for the first three: the way forward is the same.
+    pub fn message(&self) -> Message {
+        match self {
+            LinkRefusal::Refused(r) => r.message(),
+            _ => super::super::reset::ResetError::Expired.message(),
+        }
+    }
+}
+
+/// A mailed reset link, presented: the ticket stored under the token's hash and the account
+/// it names. Leads into the forced change (after the TOTP code, if the account has one: the
+/// mailbox replaces the password, not the second factor). The caller deletes the ticket in
+/// the write that stores the next step.
+pub fn redeem_link(
+    ticket: ResetTicket,
+    token: &str,
+    a: &mut Account,
+    cx: &Ctx,
+) -> Result<LoginStep, LinkRefusal> {
+    if ticket.user_id != a.user_id || ticket.kind != ResetKind::MailLink {
+        return Err(LinkRefusal::Invalid);
+    }
+    let version = ticket.password_version;
+    match ticket.redeem(token, cx.now) {
+        Ok(_) => {}
+        Err(ResetError::Wrong) => return Err(LinkRefusal::Invalid),
+        Err(ResetError::Expired) => return Err(LinkRefusal::Expired),
+    }
+    if version != a.password_version {
+        return Err(LinkRefusal::Superseded);
+    }
+    let proven = Proven {
+        user_id: a.user_id.clone(),
+        second: None,
+        reset: true,
+        pw_version: Some(version),
+    };
+    LoginStep::resume(proven, a, cx).map_err(LinkRefusal::Refused)
 }
 
 /// The one place that orders the steps. Throttle state is cleared only here, at `Done`: a
@@ -204,7 +282,7 @@ fn advance(proven: Proven, a: &mut Account, cx: &Ctx) -> LoginStep {
     if a.second_factor_applies(mode) && a.totp.is_some() && proven.second.is_none() {
         return LoginStep::TotpNeeded(TotpNeeded(proven));
     }
-    if a.must_change {
+    if a.must_change || proven.reset {
         return LoginStep::ChangePassword(ChangePassword(proven));
     }
     if a.second_factor_required(mode) && a.totp.is_none() {
@@ -226,6 +304,9 @@ impl LoginStep {
     /// Picks a pending login up again with the account as it is now.
     pub fn resume(proven: Proven, a: &mut Account, cx: &Ctx) -> Result<LoginStep, LoginRefusal> {
         if proven.user_id != a.user_id {
+            return Err(LoginRefusal::Stale);
+        }
+        if proven.pw_version.is_some_and(|v| v != a.password_version) {
             return Err(LoginRefusal::Stale);
         }
         if a.disabled {
@@ -311,7 +392,13 @@ impl ChangePassword {
         cx: &Ctx,
     ) -> Result<LoginStep, (Self, ChangeError)> {
         match a.set_password(new, cx) {
-            Ok(()) => Ok(advance(self.0, a, cx)),
+            Ok(()) => {
+                let mut p = self.0;
+                // The reset is done: the new password is the one this login now stands on.
+                p.reset = false;
+                p.pw_version = None;
+                Ok(advance(p, a, cx))
+            }
             Err(e) => Err((self, e)),
         }
     }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::accounts::password::HashParams;
+use crate::accounts::reset::ResetTicket;
 use crate::accounts::throttle::Blocked;
 use crate::accounts::totp::{code_at, step_at};
 
@@ -370,4 +371,105 @@ fn config_defaults_and_names() {
     assert!(toml::from_str::<LocalConfig>("second_factr = \"off\"").is_err());
     assert_eq!(AuthMethod::Password.header_value(), "password");
     assert_eq!(AuthMethod::PasswordTotp.header_value(), "password+totp");
+}
+
+fn link(a: &Account, now: i64) -> (String, ResetTicket) {
+    ResetTicket::issue_link(
+        &a.user_id,
+        a.password_version,
+        now,
+        &crate::accounts::reset::ResetConfig::default(),
+    )
+}
+
+#[test]
+fn a_reset_link_leads_into_the_change_and_works_for_one_password_only() {
+    let w = World::new(SecondFactor::Optional);
+    let mut a = settled(&w, Role::Staff);
+    let (token, t) = link(&a, T0 + 10);
+    let (_, older) = link(&a, T0 + 11);
+    // The link stands in for the password and leads into the change, though the account
+    // has no must_change.
+    let c = change(redeem_link(t.clone(), &token, &mut a, &w.at(T0 + 20)).unwrap());
+    let d = done(
+        c.submit(&mut a, &pw("another long phrase of mine"), &w.at(T0 + 30))
+            .unwrap(),
+    );
+    assert_eq!(d.method, AuthMethod::Password);
+    assert!(login(
+        Some(&mut a),
+        &pw("another long phrase of mine"),
+        &w.at(T0 + 40)
+    )
+    .is_ok());
+    // Every link issued before the change is now void, even unused ones.
+    assert_eq!(
+        redeem_link(older, "whatever", &mut a, &w.at(T0 + 50)).unwrap_err(),
+        LinkRefusal::Invalid
+    );
+    assert_eq!(
+        redeem_link(t, &token, &mut a, &w.at(T0 + 50)).unwrap_err(),
+        LinkRefusal::Superseded
+    );
+}
+
+#[test]
+fn a_reset_link_refuses_expired_wrong_and_other_accounts_tokens() {
+    let w = World::new(SecondFactor::Optional);
+    let mut a = settled(&w, Role::Staff);
+    let (token, t) = link(&a, T0);
+    let ttl = w.cfg.reset.link_ttl_secs as i64;
+    let e = redeem_link(t.clone(), &token, &mut a, &w.at(T0 + ttl)).unwrap_err();
+    assert_eq!(e, LinkRefusal::Expired);
+    let e = redeem_link(t.clone(), "x", &mut a, &w.at(T0)).unwrap_err();
+    assert_eq!(e, LinkRefusal::Invalid);
+    let mut b = settled(&w, Role::Staff);
+    b.user_id = "u2".into();
+    let e = redeem_link(t.clone(), &token, &mut b, &w.at(T0)).unwrap_err();
+    assert_eq!(e, LinkRefusal::Invalid);
+    // Same words for all three: the page says nothing about which it was.
+    assert_eq!(
+        LinkRefusal::Invalid.message(),
+        LinkRefusal::Expired.message()
+    );
+    assert_eq!(
+        LinkRefusal::Invalid.message(),
+        LinkRefusal::Superseded.message()
+    );
+    a.set_disabled(true, T0);
+    let e = redeem_link(t, &token, &mut a, &w.at(T0)).unwrap_err();
+    assert_eq!(e, LinkRefusal::Refused(LoginRefusal::Disabled));
+}
+
+#[test]
+fn a_reset_link_does_not_skip_the_second_factor() {
+    let w = World::new(SecondFactor::Optional);
+    let mut a = settled(&w, Role::Staff);
+    let (secret, _) = with_totp(&mut a, T0);
+    let (token, t) = link(&a, T0 + 100);
+    let step = redeem_link(t, &token, &mut a, &w.at(T0 + 100)).unwrap();
+    let code = code_at(&secret, step_at(T0 + 130));
+    let c = change(
+        totp_needed(step)
+            .code(&mut a, &code, &w.at(T0 + 130))
+            .unwrap(),
+    );
+    let d = done(
+        c.submit(&mut a, &pw("another long phrase of mine"), &w.at(T0 + 140))
+            .unwrap(),
+    );
+    assert_eq!(d.method, AuthMethod::PasswordTotp);
+}
+
+#[test]
+fn a_reset_login_goes_stale_when_the_password_changes_meanwhile() {
+    let w = World::new(SecondFactor::Optional);
+    let mut a = settled(&w, Role::Staff);
+    let (token, t) = link(&a, T0);
+    let step = redeem_link(t, &token, &mut a, &w.at(T0)).unwrap();
+    let proven = step.proven().unwrap().clone();
+    // The 事務局 issues a one-time password before the person submits the change form.
+    a.issue_temporary(&w.at(T0 + 5)).unwrap();
+    let e = LoginStep::resume(proven, &mut a, &w.at(T0 + 10)).unwrap_err();
+    assert_eq!(e, LoginRefusal::Stale);
 }
