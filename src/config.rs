@@ -58,6 +58,9 @@ struct RawConfig {
     /// Local ID/password accounts (issue 13; docs/ACCOUNTS.md).
     #[serde(default)]
     local: crate::accounts::account::LocalConfig,
+    /// The 事務局's console at /console/ (issue 14; crate::console).
+    #[serde(default)]
+    console: crate::console::ConsoleConfig,
 }
 
 /// `[support]`: who a refused or stuck person contacts. Shown on every refusal and terminal
@@ -640,6 +643,8 @@ pub struct Config {
     pub support: SupportConfig,
     /// `[local]`: ID/password accounts (password rules, throttle, resets, second factor).
     pub local: crate::accounts::account::LocalConfig,
+    /// `[console]`: the 事務局's console (idle timeout).
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl Config {
@@ -946,6 +951,7 @@ impl Config {
             token,
             support: raw.support,
             local: raw.local,
+            console: raw.console.checked()?,
         })
     }
 }
