@@ -1,0 +1,693 @@
+//! The 事務局's console at /console/ (issue 14, item 6), end to end against `samlgate serve`:
+//! a refused 保健所 user applies from the refusal page; an operator (a local account of role
+//! secretariat, TOTP codes from python pyotp) logs into the console, finds the application
+//! with full-width input, approves it, and the user's next login reaches the consent page;
+//! 同意しない (confirmed) puts the person in the console's queue with contact details, and the
+//! console reopens. Also: CSV exports read by python's csv module, CSRF, the idle timeout, a
+//! non-secretariat account refused, the console on the admin listener only.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+const ADMIN_TOKEN: &str = "console-test-admin-token-0123456789abcdef0123";
+const NEW_PASSWORD: &str = "correct horse battery staple 2026";
+const HC: &str = "GM7000001";
+
+/// The harness gateway with consent required, `[support]`, the admin API (for the CLI) and
+/// `extra` appended.
+fn gateway(extra: &str) -> Gateway {
+    let mut gw = Gateway::start();
+    let tok = gw.dir.path().join("admin.token");
+    fs::write(&tok, format!("{ADMIN_TOKEN}\n")).unwrap();
+    fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cfg = fs::read_to_string(&gw.config)
+        .unwrap()
+        .replace("[consent]\nrequired = false", "[consent]\nrequired = true");
+    let cfg = format!(
+        "{cfg}\n[support]\nname = \"テスト事務局\"\nphone = \"03-1234-5678\"\nemail = \"help@example.jp\"\n\n[admin]\ntoken_file = \"admin.token\"\n{extra}\n"
+    );
+    fs::write(&gw.config, cfg).unwrap();
+    gw.restart();
+    gw
+}
+
+/// `samlgate GROUP ARGS... --config CFG --json` through the running gateway: its JSON lines.
+fn cli_json(gw: &Gateway, group: &str, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .arg(group)
+        .args(args)
+        .arg("--config")
+        .arg(&gw.config)
+        .arg("--json")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn samlgate CLI");
+    assert!(
+        out.status.success(),
+        "`samlgate {group} {}`: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn application_status(gw: &Gateway, gmis: &str) -> Option<String> {
+    cli_json(gw, "applications", &["list"])
+        .into_iter()
+        .find(|a| a["gmis_id"] == gmis)
+        .and_then(|a| a["status"].as_str().map(str::to_string))
+}
+
+fn audit(gw: &Gateway) -> Vec<Value> {
+    cli_json(gw, "audit", &["tail", "-n", "500"])
+}
+
+/// A browser: a cookie jar (path-blind; fine for one origin), no redirects followed.
+struct Browser {
+    base: String,
+    jar: BTreeMap<String, String>,
+    agent: ureq::Agent,
+}
+
+struct Page {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+    fn hidden(&self, name: &str) -> String {
+        hidden(&self.body, name)
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            base: base.to_string(),
+            jar: BTreeMap::new(),
+            agent: ureq::AgentBuilder::new().redirects(0).build(),
+        }
+    }
+
+    fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let cookies = self
+            .jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let req = self
+            .agent
+            .request(method, &format!("{}{path}", self.base))
+            .set("Cookie", &cookies);
+        let res = match form {
+            Some(f) => {
+                let body: String = f
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                req.set("Content-Type", "application/x-www-form-urlencoded")
+                    .send_string(&body)
+            }
+            None => req.call(),
+        };
+        let r = match res {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        for c in r.all("set-cookie") {
+            let pair = c.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || c.contains("Max-Age=0") {
+                self.jar.remove(k);
+            } else {
+                self.jar.insert(k.into(), v.into());
+            }
+        }
+        let headers = r
+            .headers_names()
+            .into_iter()
+            .flat_map(|n| {
+                r.all(&n)
+                    .into_iter()
+                    .map(move |v| (n.to_ascii_lowercase(), v.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let status = r.status();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes).unwrap();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(form))
+    }
+}
+
+fn hidden(page: &str, name: &str) -> String {
+    let pat = format!("name=\"{name}\" value=\"");
+    let i = page
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no hidden {name} in:\n{page}"))
+        + pat.len();
+    page[i..].split('"').next().unwrap().to_string()
+}
+
+/// pyotp's code for `secret` (base32) at now + `offset` seconds.
+fn pyotp(secret: &str, offset: i64) -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(time.time() + int(sys.argv[2])))",
+            secret,
+            &offset.to_string(),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "pyotp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn between<'p>(page: &'p str, open: &str, close: &str) -> &'p str {
+    let i = page
+        .find(open)
+        .unwrap_or_else(|| panic!("no {open} in:\n{page}"))
+        + open.len();
+    &page[i..i + page[i..].find(close).unwrap()]
+}
+
+/// `accounts add ID --role ROLE` through the running gateway: the one-time password.
+fn add_account(gw: &Gateway, id: &str, role: &str) -> String {
+    let v = cli_json(
+        gw,
+        "accounts",
+        &[
+            "add",
+            id,
+            "--email",
+            "ops@example.jp",
+            "--name",
+            "鈴木 一郎",
+            "--by",
+            "setup",
+            "--role",
+            role,
+        ],
+    );
+    v[0]["initial_password"].as_str().unwrap().to_string()
+}
+
+/// A secretariat operator, set up as a new one is: the first login on the normal login pages
+/// (forced change, TOTP enrolment with pyotp). Returns the TOTP secret; the enrolment used the
+/// current time step, so the next code to use is `pyotp(secret, 30)`.
+fn operator(gw: &Gateway, id: &str) -> String {
+    let pw = add_account(gw, id, "secretariat");
+    let mut b = Browser::new(&gw.public_url());
+    let p = b.get("/login");
+    let csrf = p.hidden("csrf");
+    let p = b.post(
+        "/login",
+        &[
+            ("csrf", &csrf),
+            ("return_to", "/"),
+            ("user_id", id),
+            ("password", &pw),
+        ],
+    );
+    assert_eq!(p.location(), Some("/login/change"), "{}", p.body);
+    let csrf = b.get("/login/change").hidden("csrf");
+    let p = b.post(
+        "/login/change",
+        &[
+            ("csrf", &csrf),
+            ("new_password", NEW_PASSWORD),
+            ("confirm", NEW_PASSWORD),
+        ],
+    );
+    assert_eq!(
+        p.location(),
+        Some("/login/enrol"),
+        "secretariat must enrol TOTP: {}",
+        p.body
+    );
+    let page = b.get("/login/enrol");
+    let secret = between(&page.body, "<code id=\"secret\">", "</code>").to_string();
+    let code = pyotp(&secret, 0);
+    let p = b.post(
+        "/login/enrol",
+        &[("csrf", &page.hidden("csrf")), ("code", &code)],
+    );
+    assert_eq!(p.status, 200, "enrolment: {}", p.body);
+    secret
+}
+
+/// Password, then TOTP, at `base`/console/. Returns the browser, logged in.
+fn console_login(base: &str, id: &str, secret: &str, offset: i64) -> Browser {
+    let mut b = Browser::new(base);
+    let p = b.get("/console/");
+    assert_eq!((p.status, p.location()), (303, Some("/console/login")));
+    let p = b.get("/console/login");
+    assert_eq!(p.status, 200, "{}", p.body);
+    let p = b.post(
+        "/console/login",
+        &[
+            ("csrf", &p.hidden("csrf")),
+            ("user_id", id),
+            ("password", NEW_PASSWORD),
+        ],
+    );
+    assert_eq!(
+        (p.status, p.location()),
+        (303, Some("/console/totp")),
+        "{}",
+        p.body
+    );
+    assert!(
+        !b.jar.keys().any(|k| k == "samlgate-console"),
+        "logged in before TOTP"
+    );
+    let p = b.get("/console/totp");
+    let csrf = p.hidden("csrf");
+    let p = b.post(
+        "/console/totp",
+        &[("csrf", &csrf), ("code", &pyotp(secret, offset))],
+    );
+    assert_eq!(
+        (p.status, p.location()),
+        (303, Some("/console/")),
+        "{}",
+        p.body
+    );
+    let cookie = p
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("samlgate-console="))
+        .map(|(_, v)| v.clone())
+        .expect("console cookie");
+    for want in ["Path=/console/", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(want), "{want} missing: {cookie}");
+    }
+    b
+}
+
+/// The refused 保健所 user: the ACS refuses with the application form; it is filed.
+fn apply_from_refusal(gw: &Gateway, b64: &str) {
+    let r = gw.post_acs(b64, Some("/menu"));
+    assert_eq!(r.reason(), Some("application_needed"), "{}", r.summary());
+    let token = hidden(&r.text(), "token");
+    let body = format!(
+        "token={}&phone={}&reason={}",
+        form_encode(&token),
+        form_encode("０３－１１１１－２２２２"),
+        form_encode("保健所の感染症対策業務で使用します")
+    );
+    let r = gw.post_raw(
+        "/_samlgate/apply",
+        "application/x-www-form-urlencoded",
+        body.into_bytes(),
+    );
+    assert_eq!(r.status, 200, "apply: {}", r.summary());
+}
+
+fn hc_responses(gw: &Gateway, n: usize) -> Vec<String> {
+    let case = vec![
+        "--nameid",
+        HC,
+        "--attr",
+        "accountCategory=保健所",
+        "--attr",
+        "displayName=保健 太郎",
+        "--attr",
+        "mail=taro@hc.example.jp",
+        "--attr",
+        "facilityName=千代田保健所",
+        "--attr",
+        "facilityCode=1310000001",
+    ];
+    gw.make_responses(&vec![case; n])
+}
+
+/// python's csv module on `bytes` (utf-8-sig: the BOM is required and removed): the rows.
+fn python_csv(bytes: &[u8]) -> Vec<Vec<String>> {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    fs::write(f.path(), bytes).unwrap();
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import csv, json, sys\nraw = open(sys.argv[1], 'rb').read()\nassert raw.startswith(b'\\xef\\xbb\\xbf'), 'no BOM'\nwith open(sys.argv[1], newline='', encoding='utf-8-sig') as f:\n    print(json.dumps(list(csv.reader(f)), ensure_ascii=False))",
+        ])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python csv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The account page's action form for `action`: (csrf).
+fn action(b: &mut Browser, id: &str, action: &str, note: &str) -> Page {
+    let page = b.get(&format!("/console/account?id={id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("value=\"{action}\"")),
+        "no {action} form on:\n{}",
+        page.body
+    );
+    let csrf = page.hidden("csrf");
+    b.post(
+        "/console/action",
+        &[
+            ("csrf", &csrf),
+            ("id", id),
+            ("action", action),
+            ("note", note),
+        ],
+    )
+}
+
+#[test]
+fn a_refused_health_centre_user_applies_and_the_console_approves_rejects_and_reopens() {
+    let gw = gateway("");
+    let rs = hc_responses(&gw, 4);
+    apply_from_refusal(&gw, &rs[0]);
+    assert_eq!(application_status(&gw, HC).as_deref(), Some("pending"));
+
+    let secret = operator(&gw, "suzuki");
+    let mut b = console_login(&gw.public_url(), "suzuki", &secret, 30);
+
+    // The queue: newest first, with the verified profile, contact and reason.
+    let home = b.get("/console/");
+    assert_eq!(home.status, 200);
+    let pending = between(&home.body, "id=\"h-pending\"", "</section>");
+    for want in [
+        HC,
+        "保健 太郎",
+        "千代田保健所",
+        "taro@hc.example.jp",
+        "03-1111-2222",
+        "感染症対策業務",
+    ] {
+        assert!(
+            pending.contains(want),
+            "{want} not in the pending queue:\n{pending}"
+        );
+    }
+    assert!(home.body.contains("lang=\"ja\""), "Japanese first");
+
+    // Search with full-width input; by facility and by mail in upper case; a miss.
+    for q in [
+        "ｇｍ７０００００１",
+        "ｇｍ７００",
+        "千代田",
+        "TARO@HC",
+        "１３１００００００１",
+    ] {
+        let p = b.get(&format!("/console/search?q={}", form_encode(q)));
+        assert!(
+            p.body.contains(&format!("/console/account?id={HC}")),
+            "search {q} did not find {HC}:\n{}",
+            p.body
+        );
+    }
+    let miss = b.get(&format!("/console/search?q={}", form_encode("ＧＭ７９")));
+    assert!(!miss.body.contains(&format!("id={HC}")), "{}", miss.body);
+
+    // Refused: no note; a forged CSRF token. Nothing changes.
+    let p = action(&mut b, HC, "approve", "  ");
+    assert_eq!(p.status, 422, "{}", p.body);
+    let p = b.post(
+        "/console/action",
+        &[
+            ("csrf", "forged"),
+            ("id", HC),
+            ("action", "approve"),
+            ("note", "x"),
+        ],
+    );
+    assert_eq!(p.status, 403, "a forged CSRF token: {}", p.body);
+    assert_eq!(application_status(&gw, HC).as_deref(), Some("pending"));
+
+    // Approve; the audit log names the operator and the note.
+    let p = action(&mut b, HC, "approve", "電話で本人確認済み");
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(
+        p.location(),
+        Some(&*format!("/console/account?id={HC}&done=approve"))
+    );
+    assert_eq!(application_status(&gw, HC).as_deref(), Some("approved"));
+    let a = audit(&gw);
+    assert!(
+        a.iter()
+            .any(|e| e["action"] == "application.approve" && e["actor"] == "secretariat:suzuki"),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|e| e["action"] == "console.approve"
+            && e["actor"] == "secretariat:suzuki"
+            && e["detail"].as_str().unwrap().contains("電話で本人確認済み")),
+        "{a:?}"
+    );
+    assert!(
+        gw.log().contains("action mail prepared") && gw.log().contains("taro@hc.example.jp"),
+        "the approval mail was not prepared"
+    );
+
+    // The user's next login reaches the consent page; 同意しない, confirmed.
+    let r = gw.post_acs(&rs[1], Some("/menu"));
+    assert_eq!(
+        (r.status, r.location()),
+        (303, Some("/consent")),
+        "{}",
+        r.summary()
+    );
+    let pending = r
+        .headers_all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("samlgate-consent="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let c = gw.get("/consent", Some(&pending));
+    let csrf = hidden(&c.text(), "csrf");
+    let form = format!("csrf={}&decision=reject_confirmed", form_encode(&csrf));
+    let r = request_post(&gw, "/consent", &pending, &form);
+    assert_eq!(r.0, 403, "{}", r.1);
+    let reference = between(&r.1, "class=\"refno nowrap\">", "<").to_string();
+
+    // The console: the rejected queue, with contact details; the detail page; the reference.
+    let home = b.get("/console/");
+    let rejected = between(&home.body, "id=\"h-rejected\"", "</section>");
+    for want in [HC, "保健 太郎", "taro@hc.example.jp", "千代田保健所"] {
+        assert!(
+            rejected.contains(want),
+            "{want} not in the rejected queue:\n{rejected}"
+        );
+    }
+    let d = b.get(&format!("/console/account?id={HC}"));
+    for want in [
+        "taro@hc.example.jp",
+        "03-1111-2222",
+        "consent.reject",
+        "value=\"reopen\"",
+    ] {
+        assert!(
+            d.body.contains(want),
+            "{want} not on the account page:\n{}",
+            d.body
+        );
+    }
+    let s = b.get(&format!("/console/support?ref={}", form_encode(&reference)));
+    assert!(
+        s.body.contains("blocked_consent_rejected"),
+        "reference {reference} not found:\n{}",
+        s.body
+    );
+
+    // CSV exports, read by python's csv module.
+    let apps = b.get("/console/export/applications.csv");
+    assert_eq!(apps.header("content-type"), Some("text/csv; charset=utf-8"));
+    let rows = python_csv(apps.body.as_bytes());
+    assert_eq!(rows[0][0], "gmis_id");
+    let row = rows
+        .iter()
+        .find(|r| r[0] == HC)
+        .expect("the application row");
+    let col = |n: &str| rows[0].iter().position(|h| h == n).unwrap();
+    assert_eq!(row[col("status")], "approved");
+    assert_eq!(row[col("phone")], "03-1111-2222");
+    assert_eq!(row[col("facility_name")], "千代田保健所");
+    let cons = python_csv(b.get("/console/export/consents.csv").body.as_bytes());
+    assert!(
+        cons.iter().any(|r| r[0] == HC
+            && r[1] == "rejected"
+            && r.contains(&"taro@hc.example.jp".to_string())),
+        "{cons:?}"
+    );
+
+    // Reopen: the next login asks for consent again.
+    let p = action(&mut b, HC, "reopen", "本人と電話で確認、誤操作とのこと");
+    assert_eq!(p.status, 303, "{}", p.body);
+    let r = gw.post_acs(&rs[2], Some("/menu"));
+    assert_eq!(
+        (r.status, r.location()),
+        (303, Some("/consent")),
+        "after reopen: {}",
+        r.summary()
+    );
+    assert!(audit(&gw).iter().any(|e| e["action"] == "console.reopen"));
+
+    // Log out: the cookie is gone and the console asks for a login.
+    let csrf = b.get("/console/").hidden("csrf");
+    let p = b.post("/console/logout", &[("csrf", &csrf)]);
+    assert_eq!(p.location(), Some("/console/login?why=out"));
+    assert_eq!(b.get("/console/").location(), Some("/console/login"));
+}
+
+/// POST a form with one cookie: (status, body).
+fn request_post(gw: &Gateway, path: &str, cookie: &str, form: &str) -> (u16, String) {
+    let r = ureq::AgentBuilder::new()
+        .redirects(0)
+        .build()
+        .post(&gw.url(path))
+        .set("Cookie", cookie)
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .send_string(form);
+    let r = match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    (r.status(), r.into_string().unwrap())
+}
+
+#[test]
+fn only_secretariat_accounts_get_in_and_forms_need_their_csrf_token() {
+    let gw = gateway("");
+    // A staff account with the right password: refused for its role (403), while a wrong
+    // password is just a wrong password (401): the role is not told to a guesser.
+    let pw = add_account(&gw, "staff1", "staff");
+    let mut b = Browser::new(&gw.public_url());
+    let csrf = b.get("/console/login").hidden("csrf");
+    let p = b.post(
+        "/console/login",
+        &[("csrf", &csrf), ("user_id", "staff1"), ("password", &pw)],
+    );
+    assert_eq!(
+        (p.status, p.header("x-samlgate-reason")),
+        (403, Some("console_not_secretariat")),
+        "{}",
+        p.body
+    );
+    let csrf = p.hidden("csrf");
+    let p = b.post(
+        "/console/login",
+        &[
+            ("csrf", &csrf),
+            ("user_id", "staff1"),
+            ("password", "wrong password 123"),
+        ],
+    );
+    assert_eq!(
+        (p.status, p.header("x-samlgate-reason")),
+        (401, Some("local_wrong_password")),
+        "{}",
+        p.body
+    );
+    assert!(
+        !b.jar.contains_key("samlgate-console-step") && !b.jar.contains_key("samlgate-console")
+    );
+
+    // The login form without its CSRF cookie's token.
+    let mut c = Browser::new(&gw.public_url());
+    let p = c.post(
+        "/console/login",
+        &[("csrf", "x"), ("user_id", "staff1"), ("password", &pw)],
+    );
+    assert_eq!(p.status, 403, "{}", p.body);
+
+    // A forged console cookie.
+    let mut f = Browser::new(&gw.public_url());
+    f.jar
+        .insert("samlgate-console".into(), "console-v1.eyJ9.AAAA".into());
+    assert_eq!(f.get("/console/").location(), Some("/console/login"));
+
+    // A secretariat whose account is disabled meanwhile is let go at the next page.
+    let secret = operator(&gw, "tanaka");
+    let mut t = console_login(&gw.public_url(), "tanaka", &secret, 30);
+    assert_eq!(t.get("/console/").status, 200);
+    cli_json(
+        &gw,
+        "accounts",
+        &["disable", "tanaka", "--by", "setup", "--note", "left"],
+    );
+    assert_eq!(
+        t.get("/console/").location(),
+        Some("/console/login?why=denied")
+    );
+}
+
+#[test]
+fn the_console_lives_on_the_admin_listener_and_times_out_when_idle() {
+    let admin_port = free_port();
+    let gw = gateway(&format!(
+        "listen = \"127.0.0.1:{admin_port}\"\n\n[console]\nidle_timeout_seconds = 4\n"
+    ));
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    // Not on the main listener.
+    let mut m = Browser::new(&gw.public_url());
+    assert_eq!(m.get("/console/login").status, 404);
+    let secret = operator(&gw, "sato");
+    let mut b = console_login(&admin, "sato", &secret, 30);
+    // Activity keeps the login alive past the timeout ...
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(2000));
+        let p = b.get("/console/");
+        assert_eq!(p.status, 200, "{:?}", p.location());
+    }
+    // ... idleness ends it.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let p = b.get("/console/");
+    assert_eq!(p.location(), Some("/console/login?why=idle"));
+    let p = b.get("/console/login?why=idle");
+    assert!(p.body.contains("一定時間操作がなかった"), "{}", p.body);
+}
