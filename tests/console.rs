@@ -544,6 +544,21 @@ fn a_refused_health_centre_user_applies_and_the_console_approves_rejects_and_reo
         s.body
     );
 
+    // And from the log, with the CLI: the refusal's lines, by request id.
+    let out = Command::new(BIN)
+        .args(["support", "lookup", &reference.replace('-', " "), "--log"])
+        .arg(&gw.log_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("support_ref=")
+            && text.contains("blocked_consent_rejected"),
+        "support lookup {reference}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // CSV exports, read by python's csv module.
     let apps = b.get("/console/export/applications.csv");
     assert_eq!(apps.header("content-type"), Some("text/csv; charset=utf-8"));

@@ -74,6 +74,24 @@ pub fn find(reference: &str) -> Vec<SupportEvent> {
         .collect()
 }
 
+/// `s` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' && it.peek() == Some(&'[') {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The request id in a log line (text or JSON format).
 fn request_id_of(line: &str) -> Option<String> {
     let i = line.find("request_id")? + "request_id".len();
@@ -91,7 +109,11 @@ pub fn lookup_in_log(log: impl BufRead, reference: &str) -> std::io::Result<Vec<
     let Some(r) = normalise(reference) else {
         return Ok(Vec::new());
     };
-    let lines: Vec<String> = log.lines().collect::<Result<_, _>>()?;
+    // Terminal colours (the text format writes them) would split `request_id=` apart.
+    let lines: Vec<String> = log
+        .lines()
+        .map(|l| l.map(|l| strip_ansi(&l)))
+        .collect::<Result<_, _>>()?;
     let ids: Vec<String> = lines
         .iter()
         .filter(|l| l.contains(&r) && l.contains("support_ref"))
@@ -104,6 +126,48 @@ pub fn lookup_in_log(log: impl BufRead, reference: &str) -> std::io::Result<Vec<
                 || (l.contains(&r) && l.contains("support_ref"))
         })
         .collect())
+}
+
+/// `samlgate support ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum SupportCmd {
+    /// Print every log line of the request that showed REFERENCE (e.g. `4821-7730`): its
+    /// `samlgate::support` line and the lines with the same request id. Reads the --log
+    /// files, or standard input (`journalctl -u samlgate -o cat | samlgate support lookup REF`).
+    Lookup {
+        /// The reference as the person read it (digits; any separators, full-width is fine).
+        reference: String,
+        /// A log file to read (repeatable); without one, standard input.
+        #[arg(long)]
+        log: Vec<std::path::PathBuf>,
+    },
+}
+
+pub fn run(cmd: SupportCmd) -> Result<(), String> {
+    let SupportCmd::Lookup { reference, log } = cmd;
+    let r = normalise(&reference).ok_or_else(|| {
+        format!("{reference:?} is not a support reference (8 digits, e.g. 4821-7730)")
+    })?;
+    let mut found = Vec::new();
+    if log.is_empty() {
+        found = lookup_in_log(std::io::stdin().lock(), &r).map_err(|e| e.to_string())?;
+    }
+    for f in &log {
+        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        found.extend(
+            lookup_in_log(std::io::BufReader::new(file), &r)
+                .map_err(|e| format!("{}: {e}", f.display()))?,
+        );
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "support reference {r} is not in the log given (it may be in an older or another instance's log)"
+        ));
+    }
+    for l in found {
+        println!("{l}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -126,11 +190,13 @@ mod tests {
 2026-12-03T01:00:00Z  WARN samlgate::acs: refused request_id=\"abcDEF123456\" reason=\"replay\" account=GM1\n\
 2026-12-03T01:00:00Z  INFO samlgate::support: support reference shown request_id=\"abcDEF123456\" support_ref=4821-7730 status=403\n\
 2026-12-03T01:00:01Z  INFO samlgate::acs: ok request_id=\"other0000000\"\n\
+\u{1b}[2m2026\u{1b}[0m INFO samlgate::support: \u{1b}[3mrequest_id\u{1b}[0m\u{1b}[2m=\u{1b}[0m\"ansiREQ00001\" \u{1b}[3msupport_ref\u{1b}[0m\u{1b}[2m=\u{1b}[0m4821-7730\n\
 {\"fields\":{\"request_id\":\"jsonREQ00001\",\"support_ref\":\"4821-7730\"}}\n";
         let got = lookup_in_log(log.as_bytes(), "4821 7730").unwrap();
-        assert_eq!(got.len(), 3, "{got:#?}");
+        assert_eq!(got.len(), 4, "{got:#?}");
         assert!(got[0].contains("account=GM1"));
-        assert!(got[2].contains("jsonREQ00001"));
+        assert!(got[2].contains("request_id=\"ansiREQ00001\""), "{}", got[2]);
+        assert!(got[3].contains("jsonREQ00001"));
         remember("1111-2222", "rid1", 403, "replay");
         assert_eq!(find("１１１１２２２２")[0].request_id, "rid1");
         assert!(find("1111-2223").is_empty());
