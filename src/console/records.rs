@@ -114,7 +114,12 @@ pub fn consent_row(c: &ConsentState) -> Row {
             ConsentDecision::Rejected => Status::ConsentRejected,
             ConsentDecision::BlockedBySecretariat => Status::Blocked,
         },
-        note: c.detail.clone(),
+        // A secretariat block's detail is its reason; a person's decision's detail names the
+        // assertion, which tells the secretariat nothing.
+        note: match c.decision {
+            ConsentDecision::BlockedBySecretariat => c.detail.clone(),
+            _ => String::new(),
+        },
         at: super::local_time(&c.at),
         sort_at: c.at.clone(),
     }
