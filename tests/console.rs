@@ -351,8 +351,8 @@ fn the_console_lives_on_the_admin_listener_and_times_out_when_idle() {
         let p = b.get("/console/");
         assert_eq!(p.status, 200, "{:?}", p.location());
     }
-    // ... idleness ends it.
-    std::thread::sleep(std::time::Duration::from_millis(4500));
+    // ... idleness ends it (times are whole seconds: more than 4 s means at least 5.x s).
+    std::thread::sleep(std::time::Duration::from_millis(5600));
     let p = b.get("/console/");
     assert_eq!(p.location(), Some("/console/login?why=idle"));
     let p = b.get("/console/login?why=idle");

@@ -238,7 +238,7 @@ pub async fn route(
                 "out" => Some(Lang::of(&req).t("ログアウトしました。", "You have logged out.")),
                 _ => None,
             };
-            login_form(&req, secure, StatusCode::OK, "", None, info)
+            login_form(&app.sessions, &req, secure, StatusCode::OK, "", None, info)
         }
         (&Method::POST, "/console/login") => post_login(app, req, peer, secure, rid).await,
         (&Method::GET, "/console/totp") => totp_page(app, &req, secure),
@@ -328,6 +328,7 @@ fn to_login(secure: bool, why: &str) -> Resp {
 }
 
 fn login_form<B>(
+    codec: &crate::session::SessionCodec,
     req: &Request<B>,
     secure: bool,
     status: StatusCode,
@@ -352,7 +353,9 @@ fn login_form<B>(
         info,
     };
     let mut r = pages::render(status, &page);
-    set_cookie(&mut r, secure, CSRF_COOKIE, &csrf, 3600);
+    // Double submit: the form carries the token, the cookie the same sealed (a cookie planted
+    // by a sibling host cannot match a form value without the key).
+    set_cookie(&mut r, secure, CSRF_COOKIE, &codec.seal(&csrf), 3600);
     r
 }
 
@@ -371,11 +374,22 @@ async fn post_login(
     rid: &str,
 ) -> Resp {
     let client = super::client_ip(app, req.headers(), peer);
-    let csrf_cookie = cookies(&req, secure, CSRF_COOKIE);
+    let csrf_cookie: Vec<String> = cookies(&req, secure, CSRF_COOKIE)
+        .iter()
+        .filter_map(|t| app.sessions.open(t))
+        .collect();
     let (head, body) = req.into_parts();
     let req_head = Request::from_parts(head, ());
     let Some(f) = form(Request::new(body)).await else {
-        return login_form(&req_head, secure, StatusCode::BAD_REQUEST, "", None, None);
+        return login_form(
+            &app.sessions,
+            &req_head,
+            secure,
+            StatusCode::BAD_REQUEST,
+            "",
+            None,
+            None,
+        );
     };
     let user_id = field(&f, "user_id").trim().to_string();
     if !csrf_cookie.iter().any(|c| ct_eq(c, field(&f, "csrf"))) {
@@ -385,6 +399,7 @@ async fn post_login(
             "This form has expired. Please enter your details again.",
         );
         return login_form(
+            &app.sessions,
             &req_head,
             secure,
             StatusCode::FORBIDDEN,
@@ -399,6 +414,7 @@ async fn post_login(
             "Too many attempts. Please wait a while and try again.",
         );
         return login_form(
+            &app.sessions,
             &req_head,
             secure,
             StatusCode::TOO_MANY_REQUESTS,
@@ -423,6 +439,7 @@ async fn post_login(
                 "Logging in is not possible right now. Please try again later.",
             );
             return login_form(
+                &app.sessions,
                 &req_head,
                 secure,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -439,6 +456,7 @@ async fn post_login(
                 _ => StatusCode::UNAUTHORIZED,
             };
             let mut r = login_form(
+                &app.sessions,
                 &req_head,
                 secure,
                 status,
@@ -461,6 +479,7 @@ async fn post_login(
                 "This account cannot use the secretariat console. Please log in with a secretariat account.",
             );
             let mut r = login_form(
+                &app.sessions,
                 &req_head,
                 secure,
                 StatusCode::FORBIDDEN,
@@ -495,6 +514,7 @@ async fn post_login(
                 &format!("Your first-login setup (password change and authenticator app) is not finished. Log in at {login} first to complete it, then try again."),
             );
             let mut r = login_form(
+                &app.sessions,
                 &req_head,
                 secure,
                 StatusCode::FORBIDDEN,
@@ -562,7 +582,15 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
             "画面の有効期限が切れました。もう一度ログインしてください。",
             "This form has expired. Please log in again.",
         );
-        return login_form(&req_head, secure, StatusCode::FORBIDDEN, "", Some(&m), None);
+        return login_form(
+            &app.sessions,
+            &req_head,
+            secure,
+            StatusCode::FORBIDDEN,
+            "",
+            Some(&m),
+            None,
+        );
     };
     let code = field(&f, "code").to_string();
     let (a2, r2) = (app.clone(), rec.clone());
@@ -630,6 +658,7 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
                 )
             });
             let mut r = login_form(
+                &app.sessions,
                 &req_head,
                 secure,
                 StatusCode::UNAUTHORIZED,
