@@ -151,15 +151,7 @@ fn a_refused_health_centre_user_applies_and_the_console_approves_rejects_and_reo
         "{}",
         r.summary()
     );
-    let pending = r
-        .headers_all("set-cookie")
-        .into_iter()
-        .find(|c| c.starts_with("samlgate-consent="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let pending = consent_cookie(&r);
     let c = gw.get("/consent", Some(&pending));
     let csrf = hidden(&c.text(), "csrf");
     let form = format!("csrf={}&decision=reject_confirmed", form_encode(&csrf));
@@ -244,11 +236,59 @@ fn a_refused_health_centre_user_applies_and_the_console_approves_rejects_and_reo
     );
     assert!(audit(&gw).iter().any(|e| e["action"] == "console.reopen"));
 
+    // Agree this time: a session; the console ends it (no admin op does that alone).
+    let pending = consent_cookie(&r);
+    let csrf = hidden(&gw.get("/consent", Some(&pending)).text(), "csrf");
+    let form = format!("csrf={}&decision=accept", form_encode(&csrf));
+    let accepted = ureq::AgentBuilder::new()
+        .redirects(0)
+        .build()
+        .post(&gw.url("/consent"))
+        .set("Cookie", &pending)
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .send_string(&form)
+        .unwrap();
+    let session = accepted
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("samlgate="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw.verify(Some(&session)).status, 200);
+    let d = b.get(&format!("/console/account?id={HC}"));
+    assert!(d.body.contains("id=\"h-sessions\""), "{}", d.body);
+    let p = action(&mut b, HC, "end_sessions", "端末の紛失の連絡");
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(
+        gw.verify(Some(&session)).status,
+        401,
+        "the session survived"
+    );
+    assert!(audit(&gw)
+        .iter()
+        .any(|e| e["action"] == "console.end_sessions"
+            && e["detail"].as_str().unwrap().contains("sessions ended: 1")));
+
     // Log out: the cookie is gone and the console asks for a login.
     let csrf = b.get("/console/").hidden("csrf");
     let p = b.post("/console/logout", &[("csrf", &csrf)]);
     assert_eq!(p.location(), Some("/console/login?why=out"));
     assert_eq!(b.get("/console/").location(), Some("/console/login"));
+}
+
+/// The pending-consent cookie pair the ACS set.
+fn consent_cookie(r: &Resp) -> String {
+    r.headers_all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("samlgate-consent="))
+        .expect("a pending consent cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// POST a form with one cookie: (status, body).
