@@ -146,6 +146,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::notice::NoticeCmd,
     },
+    /// Support references (`4821-7730`, shown on error pages): `lookup` finds the request
+    /// behind one in the gateway's log.
+    Support {
+        #[command(subcommand)]
+        cmd: crate::console::support::SupportCmd,
+    },
     /// Start a self-contained demo: the gateway on 127.0.0.1:8080 and a development IdP on
     /// 127.0.0.1:8081 with test users. Files (config, dev certificates, store) go to --dir.
     Demo {
@@ -238,6 +244,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
         Command::Idp { cmd } => crate::idp_ops::run(cmd),
         Command::Notice { config, cmd } => crate::notice::run_cli(&config.config, cmd),
+        Command::Support { cmd } => crate::console::support::run(cmd),
         Command::Accounts { config, json, cmd } => {
             crate::secretariat::accounts(&config.config, cmd, json)
         }

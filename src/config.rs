@@ -60,6 +60,9 @@ struct RawConfig {
     local: crate::accounts::account::LocalConfig,
     /// Outgoing mail (password-reset links, notices): src/mail.rs.
     mail: Option<crate::mail::MailConfig>,
+    /// The 事務局's console at /console/ (issue 14; crate::console).
+    #[serde(default)]
+    console: crate::console::ConsoleConfig,
 }
 
 /// `[support]`: who a refused or stuck person contacts. Shown on every refusal and terminal
@@ -658,6 +661,8 @@ pub struct Config {
     pub local: crate::accounts::account::LocalConfig,
     /// `[mail]`: SMTP; `None` = reset links are not mailed (the 事務局 resets instead).
     pub mail: Option<crate::mail::MailConfig>,
+    /// `[console]`: the 事務局's console (idle timeout).
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl Config {
@@ -980,6 +985,7 @@ impl Config {
             support: raw.support,
             local: raw.local,
             mail,
+            console: raw.console.checked()?,
         })
     }
 }

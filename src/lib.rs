@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod expiry;
 pub mod identity;

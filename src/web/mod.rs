@@ -9,6 +9,7 @@ pub mod apply;
 pub mod auth;
 pub mod consent;
 pub mod forgot;
+pub mod console;
 pub mod local;
 pub mod login;
 pub mod metrics;
@@ -338,7 +339,7 @@ async fn handle(
     let mut resp = match (&app.upstream, own_path) {
         _ if role == Listener::Admin || admin_elsewhere => {
             let mut r = match role {
-                Listener::Admin => route_admin(&app, req, &request_id).await,
+                Listener::Admin => route_admin(&app, req, peer, &request_id).await,
                 Listener::Main => not_found(Lang::of(&req), &request_id),
             };
             pages::secure_headers(&mut r, app.cfg.https);
@@ -381,6 +382,8 @@ fn log_support_ref(resp: &hyper::Response<OutBody>, request_id: &str) {
     // Error pages, and 200 pages that carry a reason (the application filed).
     let shows_ref = !resp.status().is_success() || !reason.is_empty();
     if ours && page && shows_ref && !resp.status().is_redirection() {
+        let reference = pages::support_ref(request_id);
+        crate::console::support::remember(&reference, request_id, resp.status().as_u16(), reason);
         tracing::info!(
             target: "samlgate::support",
             request_id,
@@ -411,15 +414,25 @@ pub fn is_own_path(path: &str) -> bool {
         || path.starts_with("/auth/")
         || path.starts_with("/login/")
         || path == "/_samlgate/login.js"
+        || is_console_path(path)
+}
+
+/// The 事務局's console (web/console.rs): on the admin listener when `[admin] listen` is set.
+fn is_console_path(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
 }
 
 /// The paths `[admin] listen` takes off the main listener.
 fn is_admin_path(path: &str) -> bool {
-    path == "/metrics" || path == "/admin/v1/op"
+    path == "/metrics" || path == "/admin/v1/op" || is_console_path(path)
 }
 
 /// The admin listener: the secretariat API, `/metrics` and `/healthz`, nothing else.
-async fn route_admin(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
+async fn route_admin(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &str) -> Resp {
+    if is_console_path(req.uri().path()) {
+        // The admin listener is plain HTTP: its cookies cannot be Secure.
+        return console::route(app, req, peer, false, rid).await;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/admin/v1/op") => admin::op(app, req, rid).await,
         (&Method::GET, "/metrics") => metrics_page(app),
@@ -485,6 +498,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         return r;
     }
     match (req.method(), path.as_str()) {
+        _ if is_console_path(&path) => console::route(app, req, peer, app.cfg.https, rid).await,
         (&Method::POST, "/saml/acs") => acs::post_acs(app, req, peer, rid).await,
         (&Method::GET, "/auth/verify") => auth::verify(app, &req),
         (&Method::GET, "/auth/userinfo") => auth::userinfo(app, &req),

@@ -1,0 +1,82 @@
+//! The 事務局's console at `/console/` (issue 14, item 6): queues, search, account detail,
+//! actions, CSV exports and support-reference lookup, for secretariat staff who are not
+//! engineers. On the admin listener when `[admin] listen` is set, else on the main one.
+//!
+//! The console decides nothing itself: every change is an [`crate::admin::Op`] run through
+//! [`crate::admin::execute_cfg`], the same path as the CLI and the admin API. What lives here:
+//! - [`operator`]: who may use it (local accounts of role `secretariat`, password + TOTP), the
+//!   console's own sealed cookie with its idle timeout and CSRF token;
+//! - [`records`]: the read side (queues, search, one account in one place);
+//! - [`actions`]: the action forms mapped to admin ops, each with the operator's audit line;
+//! - [`notice`]: the mail text for each action (JA first, then EN), ready for `crate::mail`;
+//! - [`export`]: CSV of applications and consents (UTF-8 with a BOM, for Excel);
+//! - [`support`]: finding the event behind a support reference (`4821-7730`).
+//!
+//! `crate::web::console` translates HTTP to these and back.
+
+pub mod actions;
+pub mod export;
+pub mod notice;
+pub mod operator;
+pub mod records;
+pub mod support;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+/// `[console]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// An operator idle this long is logged out (default 900 s = 15 min).
+    pub idle_timeout_seconds: u64,
+    /// A console login ends after this however busy (default 8 h).
+    pub max_hours: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            idle_timeout_seconds: 900,
+            max_hours: 8,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn checked(self) -> Result<ConsoleConfig, ConfigError> {
+        if !(1..=3600).contains(&self.idle_timeout_seconds) {
+            return Err(ConfigError::Invalid {
+                key: "console.idle_timeout_seconds",
+                problem: format!("{} is out of range", self.idle_timeout_seconds),
+                fix: "use 1-3600 seconds (the console is an administrative tool: keep it short)"
+                    .into(),
+            });
+        }
+        if !(1..=24).contains(&self.max_hours) {
+            return Err(ConfigError::Invalid {
+                key: "console.max_hours",
+                problem: format!("{} is out of range", self.max_hours),
+                fix: "use 1-24 hours".into(),
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// A stored RFC 3339 UTC time as the secretariat's clock shows it (`2026-12-03 18:40`, JST).
+pub fn local_time(s: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) else {
+        return s.to_string();
+    };
+    let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("fixed offset");
+    t.with_timezone(&jst).format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// Unix seconds as [`local_time`].
+pub fn local_time_unix(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| local_time(&t.to_rfc3339()))
+        .unwrap_or_default()
+}
