@@ -60,6 +60,20 @@ impl Action {
         }
     }
 
+    /// The mail log's purpose label (`crate::mail::Mail::purpose`).
+    pub fn mail_purpose(self) -> &'static str {
+        match self {
+            Action::Approve => "console.approve",
+            Action::Reject => "console.reject",
+            Action::Reopen => "console.reopen",
+            Action::Block => "console.block",
+            Action::Unlink => "console.unlink",
+            Action::EndSessions => "console.end_sessions",
+            Action::ResetPassword => "console.reset_password",
+            Action::Unlock => "console.unlock",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.name() == s)
     }

@@ -859,10 +859,23 @@ async fn export(app: &Arc<App>, applications: bool) -> Resp {
     r
 }
 
-/// Hands a prepared mail to `crate::mail` (wired when `[mail]` exists; until then the message
-/// is only logged as ready, without its body).
-fn hand_to_mail(_app: &App, m: &ActionMail, rid: &str) {
-    tracing::info!(target: "samlgate::console", request_id = rid, to = %m.to, subject = %m.subject, "action mail prepared");
+/// Queues the action's mail to the person when `[mail]` is configured (delivery and failures
+/// are logged by `crate::mail` with a reason code, never the body).
+fn hand_to_mail(app: &App, m: &ActionMail, action: Action, about: &str, rid: &str) {
+    let Some(mailer) = &app.mailer else {
+        tracing::info!(target: "samlgate::console", request_id = rid, action = action.name(), subject = %about, "action mail not sent: no [mail] configured");
+        return;
+    };
+    let mail = crate::mail::Mail {
+        to: m.to.clone(),
+        about: about.to_string(),
+        purpose: action.mail_purpose(),
+        subject: m.subject.clone(),
+        body: m.body.clone(),
+    };
+    if let Err(f) = mailer.send(mail) {
+        tracing::warn!(target: "samlgate::console", request_id = rid, action = action.name(), subject = %about, reason = f.code(), "action mail not queued");
+    }
 }
 
 async fn post_action(
@@ -936,7 +949,7 @@ async fn post_action(
     };
     tracing::info!(target: "samlgate::console", request_id = rid, operator = %l.operator, action = action.name(), subject = %id, "console action");
     if let Some(m) = &done.mail {
-        hand_to_mail(app, m, rid);
+        hand_to_mail(app, m, action, &id, rid);
     }
     if let Some(pw) = done.temporary_password {
         let page = DonePage {
