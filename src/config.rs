@@ -907,7 +907,11 @@ impl Config {
             })?;
         }
         raw.consent.load_document(&resolve)?;
-        let mail = raw.mail.map(|m| m.checked(&resolve)).transpose()?;
+        let mail = raw
+            .mail
+            .map(|m| m.checked(&resolve))
+            .transpose()
+            .map_err(|e| invalid(e.key, e.problem, e.fix))?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
