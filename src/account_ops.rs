@@ -65,6 +65,43 @@ pub enum AccountOp {
         #[serde(default)]
         note: String,
     },
+    /// Accounts from another system (JSON lines for the CLI): each with an argon2id hash (its
+    /// current password, kept), or an initial password (changed at first login), or neither
+    /// (a one-time password is issued and returned once). Checked whole before anything is
+    /// written; existing ids are skipped.
+    AccountsImport {
+        accounts: Vec<ImportedAccount>,
+        by: String,
+    },
+}
+
+/// One line of `accounts import`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImportedAccount {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    #[serde(default)]
+    pub facility_code: String,
+    #[serde(default)]
+    pub role: Role,
+    /// argon2id PHC string (`$argon2id$v=19$m=...`); nothing else is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_password: Option<Secret>,
+}
+
+/// A string that Debug never shows (an op may be printed; its passwords must not be).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl AccountOp {
@@ -170,6 +207,7 @@ pub fn execute(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<V
             note,
             remove_totp,
         } => reset(store, cfg, user_id, by, note, *remove_totp)?,
+        AccountOp::AccountsImport { accounts, by } => import(store, cfg, accounts, by)?,
     };
     if op.changes_state() {
         store.flush()?;
@@ -331,6 +369,91 @@ fn reset(
     v["temporary_password"] = json!(pw.expose());
     v["sessions_ended"] = json!(ended);
     Ok(v)
+}
+
+/// What an imported line brings for the password.
+enum Given {
+    Hash(crate::accounts::password::PhcHash),
+    Initial(crate::accounts::password::Password),
+    Issue,
+}
+
+fn given(a: &ImportedAccount) -> Result<Given, AdminError> {
+    let bad = |why: &str| AdminError::Invalid(format!("import {}: {why}", a.user_id));
+    match (&a.password_hash, &a.initial_password) {
+        (Some(_), Some(_)) => Err(bad("give password_hash or initial_password, not both")),
+        (Some(h), None) => crate::accounts::password::PhcHash::imported(&h.0)
+            .map(Given::Hash)
+            .map_err(|_| bad("password_hash is not an argon2id PHC string")),
+        (None, Some(p)) if p.0.chars().count() < crate::accounts::policy::FLOOR => {
+            Err(bad("initial_password is shorter than 8 characters"))
+        }
+        (None, Some(p)) => Ok(Given::Initial(crate::accounts::password::Password::new(
+            p.0.clone(),
+        ))),
+        (None, None) => Ok(Given::Issue),
+    }
+}
+
+/// `accounts import`: every line is checked before the first account is written.
+fn import(
+    store: &dyn Store,
+    cfg: &LocalConfig,
+    list: &[ImportedAccount],
+    by: &str,
+) -> Result<Value, AdminError> {
+    need("by", by)?;
+    let mut plan = Vec::new();
+    for a in list {
+        valid_user_id(&a.user_id)?;
+        need("email", &a.email)?;
+        need("name", &a.name)?;
+        plan.push((a, given(a)?));
+    }
+    let h = hasher(cfg)?;
+    let (mut imported, mut skipped, mut issued) = (0, Vec::new(), Vec::new());
+    for (a, g) in plan {
+        if la::get(store, &a.user_id)?.is_some() {
+            skipped.push(a.user_id.clone());
+            continue;
+        }
+        let add_op = AccountOp::AccountsAdd {
+            user_id: a.user_id.clone(),
+            email: a.email.clone(),
+            name: a.name.clone(),
+            facility_code: a.facility_code.clone(),
+            role: a.role,
+            by: by.to_string(),
+        };
+        let added = add(store, cfg, &add_op)?;
+        let detail = match &g {
+            Given::Hash(_) => "password hash kept",
+            Given::Initial(_) => "initial password, change at first login",
+            Given::Issue => "one-time password issued",
+        };
+        change(store, &a.user_id, by, "account.import", detail, |acc| {
+            match &g {
+                Given::Hash(ph) => {
+                    acc.password = ph.clone();
+                    acc.must_change = false;
+                    acc.temp_expires_at = None;
+                }
+                Given::Initial(pw) => {
+                    acc.password = h
+                        .hash(pw)
+                        .map_err(|e| AdminError::Invalid(format!("hash: {e}")))?;
+                }
+                Given::Issue => {}
+            }
+            Ok(())
+        })?;
+        if matches!(g, Given::Issue) {
+            issued
+                .push(json!({"user_id": a.user_id, "initial_password": added["initial_password"]}));
+        }
+        imported += 1;
+    }
+    Ok(json!({"imported": imported, "skipped_existing": skipped, "issued": issued}))
 }
 
 /// Why a person's own TOTP enrolment (`second_factor = "optional"`) did not happen.

@@ -939,7 +939,11 @@ impl Config {
             status_cache_seconds: raw.idp.status_cache_seconds,
         })
         .map_err(|(key, problem, fix)| invalid(key, problem, fix))?;
-        let mail = raw.mail.map(|m| m.checked(&resolve)).transpose()?;
+        let mail = raw
+            .mail
+            .map(|m| m.checked(&resolve))
+            .transpose()
+            .map_err(|e| invalid(e.key, e.problem, e.fix))?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),

@@ -24,7 +24,24 @@ use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsPar
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+/// A `[mail]` key that is wrong, and how to fix it (config.rs turns it into its error; kept
+/// here so mail does not depend on config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "config key `{}`: {}\n  fix: {}",
+            self.key, self.problem, self.fix
+        )
+    }
+}
 
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -90,8 +107,8 @@ fn default_queue() -> usize {
     256
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(key: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigProblem {
+    ConfigProblem {
         key,
         problem: problem.into(),
         fix: fix.into(),
@@ -109,7 +126,7 @@ fn is_loopback(host: &str) -> bool {
 impl MailConfig {
     /// Checks every key (so `check-config` finds a bad CA file or sender before a person
     /// does) and resolves the paths.
-    pub fn checked(mut self, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Self, ConfigError> {
+    pub fn checked(mut self, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Self, ConfigProblem> {
         if self.host.trim().is_empty() {
             return Err(invalid(
                 "mail.host",
@@ -514,7 +531,7 @@ fn build(from: &Mailbox, mail: &Mail) -> Result<Message, MailFailure> {
 mod tests {
     use super::*;
 
-    fn cfg(toml_text: &str) -> Result<MailConfig, ConfigError> {
+    fn cfg(toml_text: &str) -> Result<MailConfig, ConfigProblem> {
         let c: MailConfig = toml::from_str(toml_text).unwrap();
         c.checked(&|p: &Path| Path::new("/etc/samlgate").join(p))
     }

@@ -600,6 +600,33 @@ pub enum AccountsCmd {
         #[arg(long, default_value = "")]
         note: String,
     },
+    /// Create accounts from a JSON-lines file ({"user_id", "email", "name", "facility_code",
+    /// "role", and "password_hash" (argon2id PHC, kept) or "initial_password" (changed at first
+    /// login) or neither (a one-time password is issued and printed)). Checked whole first.
+    Import {
+        /// The JSON-lines file to read.
+        file: std::path::PathBuf,
+        /// Who imports them (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+    },
+}
+
+/// The lines of an `accounts import` file.
+fn import_lines(file: &Path) -> Result<Vec<crate::account_ops::ImportedAccount>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        out.push(
+            serde_json::from_str(line)
+                .map_err(|e| format!("{} line {}: {e}", file.display(), i + 1))?,
+        );
+    }
+    Ok(out)
 }
 
 pub fn accounts(config: &Path, cmd: AccountsCmd, json: bool) -> Result<(), String> {
@@ -640,8 +667,26 @@ pub fn accounts(config: &Path, cmd: AccountsCmd, json: bool) -> Result<(), Strin
             remove_totp,
         },
         AccountsCmd::Unlock { user_id, by, note } => A::AccountsUnlock { user_id, by, note },
+        AccountsCmd::Import { file, by } => A::AccountsImport {
+            accounts: import_lines(&file)?,
+            by,
+        },
     };
     let v = run_op(config, &Op::Accounts(op))?;
+    if v.get("imported").is_some() && !json {
+        println!(
+            "imported {}, skipped (existing) {}",
+            v["imported"], v["skipped_existing"]
+        );
+        for i in v["issued"].as_array().into_iter().flatten() {
+            println!(
+                "{}\t{}",
+                i["user_id"].as_str().unwrap_or(""),
+                i["initial_password"].as_str().unwrap_or("")
+            );
+        }
+        return Ok(());
+    }
     print_value(
         &v,
         json,

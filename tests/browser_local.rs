@@ -153,6 +153,7 @@ fn forgot_and_reset_pages_in_chromium() {
         "reset-ja",
         "change-reset-ja",
         "reset-invalid-ja",
+        "totp-setup-ja",
         "forgot-en",
         "forgot-sent-en",
     ] {

@@ -566,3 +566,97 @@ fn totp_setup_is_not_offered_when_the_second_factor_is_off() {
     assert_eq!(s, 404, "{page}");
     assert!(!page.contains("<svg"));
 }
+
+/// An argon2id hash of `pw` made by the reference C implementation (python argon2-cffi).
+fn reference_argon2(pw: &str, m_kib: u32) -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import sys, argon2; print(argon2.PasswordHasher(time_cost=2, memory_cost=int(sys.argv[2]), parallelism=1).hash(sys.argv[1]))",
+            pw,
+            &m_kib.to_string(),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "argon2-cffi (pip install -r tests/support/requirements.txt): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn accounts_import_keeps_argon2id_hashes_takes_initial_passwords_and_issues_the_rest() {
+    let gw = gateway("");
+    const KEPT: &str = "the password from the old system";
+    // A weaker hash than ours (m=8 MiB): it logs in, and is redone at our cost on login.
+    let hash = reference_argon2(KEPT, 8192);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts.jsonl");
+    let line = |v: serde_json::Value| v.to_string();
+    let good = [
+        line(
+            serde_json::json!({"user_id": "kept", "email": "k@example.jp", "name": "保持 一郎", "password_hash": hash}),
+        ),
+        line(
+            serde_json::json!({"user_id": "initial", "email": "i@example.jp", "name": "初期 二郎", "initial_password": "first-time-only-99"}),
+        ),
+        line(
+            serde_json::json!({"user_id": "issued", "email": "s@example.jp", "name": "発行 三郎"}),
+        ),
+    ];
+    // One bad line (a bcrypt hash) refuses the whole file: nothing is written.
+    let bad = line(
+        serde_json::json!({"user_id": "bcrypt", "email": "b@example.jp", "name": "x", "password_hash": "$2b$12$abcdefghijklmnopqrstuuxLrZ2Wk9ZFVf6b7X6VqnZ5P3p0yq6Oa"}),
+    );
+    std::fs::write(&file, format!("{}\n{bad}\n", good.join("\n"))).unwrap();
+    let (ok, _, err) = cli(
+        &gw,
+        "accounts",
+        &["import", file.to_str().unwrap(), "--by", "suzuki"],
+    );
+    assert!(!ok && err.contains("argon2id"), "{err}");
+    assert!(
+        cli_json(&gw, "accounts", &["list"]).is_empty(),
+        "a refused file wrote accounts"
+    );
+
+    std::fs::write(&file, good.join("\n") + "\n").unwrap();
+    let v = one(
+        &gw,
+        "accounts",
+        &["import", file.to_str().unwrap(), "--by", "suzuki"],
+    );
+    assert_eq!(v["imported"], 3, "{v}");
+    let issued = v["issued"][0]["initial_password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(v["issued"][0]["user_id"], "issued");
+    // The kept hash is the person's current password: straight in, no change asked.
+    let (s, h, _) = Browser::new(&gw).login("kept", KEPT);
+    assert_eq!((s, header(&h, "location")), (303, Some("/")));
+    // The given initial and the issued one-time password both lead to the change first.
+    let (s, h, _) = Browser::new(&gw).login("initial", "first-time-only-99");
+    assert_eq!((s, header(&h, "location")), (303, Some("/login/change")));
+    let (s, h, _) = Browser::new(&gw).login("issued", &issued);
+    assert_eq!((s, header(&h, "location")), (303, Some("/login/change")));
+    // Again: existing ids are skipped.
+    let v = one(
+        &gw,
+        "accounts",
+        &["import", file.to_str().unwrap(), "--by", "suzuki"],
+    );
+    assert_eq!(v["imported"], 0);
+    assert_eq!(v["skipped_existing"].as_array().unwrap().len(), 3);
+    let audit = cli_json(&gw, "audit", &["tail", "-n", "40"]);
+    let all = serde_json::to_string(&audit).unwrap() + &gw.log();
+    assert!(
+        !all.contains("first-time-only-99") && !all.contains(&issued) && !all.contains(KEPT),
+        "a password reached the audit log or the log"
+    );
+    assert!(audit
+        .iter()
+        .any(|e| e["action"] == "account.import" && e["subject"] == "kept"));
+}

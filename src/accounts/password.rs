@@ -82,6 +82,18 @@ impl PhcHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A hash brought from another system (`accounts import`): only an argon2id PHC string
+    /// whose parameters parse is taken, so an import cannot plant a hash that fails open or
+    /// that no login can ever verify.
+    pub fn imported(s: &str) -> Result<PhcHash, HashError> {
+        let parsed = PasswordHash::new(s.trim()).map_err(|_| HashError::Malformed)?;
+        if parsed.algorithm != Algorithm::Argon2id.ident() || parsed.hash.is_none() {
+            return Err(HashError::Malformed);
+        }
+        Params::try_from(&parsed).map_err(|_| HashError::Malformed)?;
+        Ok(PhcHash(s.trim().to_string()))
+    }
 }
 
 /// Shows only the algorithm and parameters: even a hash is not for logs.

@@ -133,7 +133,14 @@ pub async fn post_forgot(
     }
     let user_id: String = field(&f, "user_id").trim().chars().take(64).collect();
     let (a2, rid2) = (app.clone(), rid.to_string());
+    // Bounded like everything else a request starts: a spray from many addresses queues no
+    // more than this many lookups; beyond it the request is dropped (the page is the same).
+    let Ok(slot) = REQUEST_SLOTS.try_acquire() else {
+        tracing::warn!(target: "samlgate::local", request_id = rid, reason = Reason::Busy.code(), "password reset request dropped: too many in progress");
+        return sent_page(app, lang);
+    };
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let now = chrono::Utc::now().timestamp();
         let r = pr::request(
             &*a2.store,
@@ -152,6 +159,14 @@ pub async fn post_forgot(
             }
         }
     });
+    sent_page(app, lang)
+}
+
+/// Reset requests being looked up at once (each a few store reads and one write).
+static REQUEST_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
+/// The answer every id gets.
+fn sent_page(app: &App, lang: Lang) -> Resp {
     let page = SentPage {
         lang,
         minutes: app.cfg.local.reset.link_ttl_secs.div_ceil(60),

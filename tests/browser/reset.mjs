@@ -7,7 +7,8 @@
 // writes each message to --maildir as JSON; the link is taken from there.
 // 1. ja, keyboard only: the login page's link -> /login/forgot (forgot-ja.png) -> the id, Enter
 //    -> the same answer for every id (forgot-sent-ja.png) -> the mailed link (reset-ja.png) ->
-//    Continue -> パスワード変更 after a reset (change-reset-ja.png) -> new password -> logged in.
+//    Continue -> パスワード変更 after a reset (change-reset-ja.png) -> new password -> logged in
+//    -> TOTP set up by choice (totp-setup-ja.png, the QR code visible).
 // 2. The same link again: the invalid-link page with its way forward (reset-invalid-ja.png).
 // 3. en: the English forgot page (forgot-en.png) and the sent page.
 // Every page: axe-core serious/critical clean and no sideways scroll at 1000px and 390px;
@@ -132,6 +133,12 @@ try {
     await page.waitForURL(BASE + "/");
     const me = await context.request.get(BASE + "/auth/verify");
     check(me.status() === 200 && me.headers()["x-samlgate-local-user"] === USER, `logged in after the reset (${me.status()})`);
+    // TOTP by choice (second_factor = "optional"), from this password session.
+    await page.goto(BASE + "/login/totp-setup");
+    const box = await page.locator("#qr svg").boundingBox();
+    check(box && box.width >= 120 && box.height >= 120, `setup QR code visible (${JSON.stringify(box)})`);
+    check((await body(page)).includes("次回からのログイン"), "the setup page says what it changes");
+    await axeBothWidths(page, "totp-setup-ja");
     await context.close();
   }
   // 2. the same link again
