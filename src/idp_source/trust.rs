@@ -288,7 +288,7 @@ mod tests {
             fresh.as_bytes(),
             &pinned(vec![]),
             &current,
-            &[fp_b.clone()],
+            std::slice::from_ref(&fp_b),
             now
         )
         .is_ok());
