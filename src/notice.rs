@@ -164,6 +164,7 @@ pub enum NoticeCmd {
     /// Show TEXT on the login pages of every instance (within 5 s), e.g.
     /// "G-MISは現在メンテナンス中です".
     Set {
+        /// The notice (at most 500 characters), as it should read on the page.
         text: String,
         /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
@@ -171,6 +172,7 @@ pub enum NoticeCmd {
     },
     /// Remove the notice.
     Clear {
+        /// Who does this (your name), recorded in the audit log.
         #[arg(long)]
         by: String,
     },

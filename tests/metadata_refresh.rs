@@ -514,3 +514,79 @@ fn cert_body(pem: &Path) -> String {
         .filter(|l| !l.starts_with("-----"))
         .collect()
 }
+
+/// The swap is invisible to logins: refreshes that replace the metadata (both certificates
+/// listed, order flipped each time, so every fetch writes and reloads) while logins signed by
+/// either key run back to back: none fails.
+#[test]
+fn logins_during_refreshes_never_fail() {
+    let mut gw = Gateway::start();
+    let d = gw.dir.path().to_path_buf();
+    let (k0, k1) = (
+        gw.idp[0].clone(),
+        keygen(&d.join("idp-k1"), "gmis-idp-2027.test"),
+    );
+    let srv = MdServer::start(&d.join("mdsrv"));
+    let a = metadata(&d.join("a.xml"), &[&k0, &k1]);
+    let b = metadata(&d.join("b.xml"), &[&k1, &k0]);
+    srv.serve(&a);
+    let fp1 = openssl_fingerprint(&k1.cert);
+    reconfigure(
+        &mut gw,
+        &format!(
+            "metadata_url = \"{}\"\nmetadata_ca_file = \"mdsrv/ca.crt\"\ntrusted_fingerprints = [\"{fp1}\"]",
+            srv.url()
+        ),
+    );
+    wait_first_refresh(&gw);
+    let cases: Vec<Vec<&str>> = (0..40)
+        .map(|i| {
+            let k = if i % 2 == 0 { &k0 } else { &k1 };
+            vec![
+                "--key",
+                k.key.to_str().unwrap(),
+                "--cert",
+                k.cert.to_str().unwrap(),
+            ]
+        })
+        .collect();
+    let responses = gw.make_responses(&cases);
+    let replaced_before = gw.log().matches("Replaced").count();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, bad) = std::thread::scope(|s| {
+        let logins = s.spawn(|| {
+            let (mut ok, mut bad) = (0, Vec::new());
+            for r in &responses {
+                let resp = gw.post_acs(r, None);
+                if (resp.status == 302 || resp.status == 303) && resp.session_cookie().is_some() {
+                    ok += 1;
+                } else {
+                    bad.push(resp.summary());
+                }
+                // Spread over several refreshes (each takes about half a second).
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            (ok, bad)
+        });
+        let mut flip = false;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            flip = !flip;
+            srv.serve(if flip { &b } else { &a });
+            refresh_now(&gw);
+        }
+        logins.join().unwrap()
+    });
+    let replaced = gw.log().matches("Replaced").count() - replaced_before;
+    println!("{ok} logins during {replaced} metadata replacements");
+    assert!(
+        bad.is_empty(),
+        "{} logins failed during refreshes: {bad:?}",
+        bad.len()
+    );
+    assert_eq!(ok, 40);
+    assert!(
+        replaced >= 2,
+        "only {replaced} replacements happened during the logins"
+    );
+}

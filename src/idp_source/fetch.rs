@@ -105,7 +105,8 @@ async fn get_inner(
     let fail = |what: &str, e: &dyn std::fmt::Display| FetchError::Failed(format!("{what}: {e}"));
     let uri: hyper::Uri = url.parse().map_err(|e| fail("URL", &e))?;
     let https = uri.scheme_str() == Some("https");
-    if !https && !(plain_ok && uri.scheme_str() == Some("http")) {
+    let plain = plain_ok && uri.scheme_str() == Some("http");
+    if !(https || plain) {
         return Err(FetchError::Failed(format!("{url}: not an https:// URL")));
     }
     let host = uri

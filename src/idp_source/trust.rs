@@ -236,6 +236,95 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    fn cert_b64() -> String {
+        use base64::Engine;
+        let (_k, c) = crate::keys::self_signed("idp.test", 10).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(c.to_der().unwrap())
+    }
+
+    fn md(entity: &str, cert: &str, attrs: &str) -> String {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity}"{attrs}><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        )
+    }
+
+    fn pinned(fps: Vec<String>) -> FetchConfig {
+        FetchConfig {
+            url: "https://idp.test/md.xml".into(),
+            refresh: Duration::from_secs(3600),
+            trust: Trust::Pinned { fingerprints: fps },
+            ca_file: None,
+            timeout: Duration::from_secs(5),
+            max_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn pinned_checks() {
+        let (a, b) = (cert_b64(), cert_b64());
+        let e = "https://idp.test/idp";
+        let current = IdpMetadata::parse(&md(e, &a, "")).unwrap();
+        let now = Utc::now();
+        let fresh = md(e, &b, r#" cacheDuration="PT2H""#);
+        let fp_b = IdpMetadata::parse(&fresh).unwrap().signing_certs[0]
+            .fingerprint
+            .clone();
+        // b unknown: refused, and named.
+        match check(fresh.as_bytes(), &pinned(vec![]), &current, &[], now) {
+            Err(CheckError::Untrusted(v)) => assert!(v[0].contains(&fp_b), "{v:?}"),
+            other => panic!("{:?}", other.err()),
+        }
+        // Pinned in config, or trusted in the store: accepted, cacheDuration read.
+        let ok = check(
+            fresh.as_bytes(),
+            &pinned(vec![fp_b.clone()]),
+            &current,
+            &[],
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.cache_duration, Some(Duration::from_secs(7200)));
+        assert!(check(
+            fresh.as_bytes(),
+            &pinned(vec![]),
+            &current,
+            std::slice::from_ref(&fp_b),
+            now
+        )
+        .is_ok());
+        // The certificate in use needs no pin.
+        assert!(check(
+            md(e, &a, "").as_bytes(),
+            &pinned(vec![]),
+            &current,
+            &[],
+            now
+        )
+        .is_ok());
+        // Another entityID, a past validUntil, a DOCTYPE: refused whatever the pins.
+        let other = md("https://evil.test/idp", &b, "");
+        let r = check(
+            other.as_bytes(),
+            &pinned(vec![fp_b.clone()]),
+            &current,
+            &[],
+            now,
+        );
+        assert!(matches!(r, Err(CheckError::Invalid(ref m)) if m.contains("entityID changed")));
+        let old = md(e, &b, r#" validUntil="2020-01-01T00:00:00Z""#);
+        let r = check(
+            old.as_bytes(),
+            &pinned(vec![fp_b.clone()]),
+            &current,
+            &[],
+            now,
+        );
+        assert!(matches!(r, Err(CheckError::Expired(_))));
+        let dtd = format!("<!DOCTYPE x>{}", md(e, &b, ""));
+        let r = check(dtd.as_bytes(), &pinned(vec![fp_b]), &current, &[], now);
+        assert!(matches!(r, Err(CheckError::Invalid(_))));
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("PT1H"), Some(Duration::from_secs(3600)));
