@@ -310,13 +310,12 @@ mod tests {
         assert!(matches!(r, Err(HashError::Params(_))));
     }
 
-    fn median(mut v: Vec<Duration>) -> Duration {
-        v.sort();
-        v[v.len() / 2]
+    fn fastest(v: Vec<Duration>) -> Duration {
+        v.into_iter().min().expect("samples")
     }
 
-    /// Unknown id vs known id with a wrong password, at the default (OWASP) cost: the medians
-    /// must be within a factor of 1.5 of each other (they measure ~1.0 here, see the printout).
+    /// Unknown id vs known id with a wrong password, at the default (OWASP) cost: the fastest runs
+    /// fastest runs must be within a factor of 1.5 of each other (they measure ~1.0 here, see the printout).
     /// Without `dummy_verify` the unknown-id path takes microseconds and this fails by ~1000x.
     #[test]
     fn dummy_verify_costs_the_same_as_a_wrong_password() {
@@ -324,7 +323,9 @@ mod tests {
         let stored = h.hash(&pw("the real password of someone")).unwrap();
         let wrong = pw("a guess that is wrong");
         let (mut known, mut unknown) = (vec![], vec![]);
-        for _ in 0..5 {
+        // Interleaved, and compared by their fastest run: other load on the machine only ever
+        // adds time, so the minimum is the cost of the work itself.
+        for _ in 0..7 {
             let t = Instant::now();
             assert_eq!(h.verify(&wrong, &stored), Err(HashError::Mismatch));
             known.push(t.elapsed());
@@ -332,7 +333,7 @@ mod tests {
             assert_eq!(h.dummy_verify(&wrong), HashError::Mismatch);
             unknown.push(t.elapsed());
         }
-        let (k, u) = (median(known), median(unknown));
+        let (k, u) = (fastest(known), fastest(unknown));
         let ratio = u.as_secs_f64() / k.as_secs_f64();
         eprintln!(
             "argon2id m=19456 t=2 p=1: wrong password {k:?}, unknown id {u:?}, ratio {ratio:.2}"
