@@ -314,8 +314,8 @@ mod tests {
         v.into_iter().min().expect("samples")
     }
 
-    /// Unknown id vs known id with a wrong password, at the default (OWASP) cost: the fastest runs
-    /// fastest runs must be within a factor of 1.5 of each other (they measure ~1.0 here, see the printout).
+    /// Unknown id vs known id with a wrong password, at the default (OWASP) cost: the fastest
+    /// runs must be within a factor of 1.5 of each other (~1.0 here, see the printout).
     /// Without `dummy_verify` the unknown-id path takes microseconds and this fails by ~1000x.
     #[test]
     fn dummy_verify_costs_the_same_as_a_wrong_password() {
