@@ -147,6 +147,19 @@ fn a_database_outage_gives_503_and_readyz_red_then_recovers_without_restart() {
         a.get("/readyz", None).status == 503
     });
     eprintln!("/readyz red {red:?} after the database stopped");
+    // The session cache may answer from memory until the generation listener notices the
+    // loss (the contract's bound, < 1 s); then /auth/verify asks the database and fails closed.
+    let mut seen = Vec::new();
+    let closed = wait_for("/auth/verify 503", Duration::from_secs(1), || {
+        let s = a.verify(Some(&cookie)).status;
+        seen.push(s);
+        s == 503
+    });
+    assert!(
+        seen.iter().all(|s| matches!(s, 200 | 503)),
+        "/auth/verify while the database goes away: {seen:?}"
+    );
+    eprintln!("/auth/verify 503 {closed:?} after /readyz went red");
     let t = Instant::now();
     let v = a.verify(Some(&cookie));
     assert_eq!(v.status, 503, "/auth/verify fails closed: {}", v.summary());
