@@ -673,7 +673,7 @@ fn kill_9_of_a_mid_traffic_loses_no_acknowledged_login_and_b_keeps_serving() {
         ha.login_with_consent(&ha.response(id), a);
     }
     let acs = ha.acs();
-    let cases: Vec<Vec<&str>> = (0..60)
+    let cases: Vec<Vec<&str>> = (0..40)
         .map(|i| vec!["--nameid", ids[i % 2], "--acs", acs.as_str()])
         .collect();
     let responses = ha.a.make_responses(&cases);
@@ -710,7 +710,7 @@ fn kill_9_of_a_mid_traffic_loses_no_acknowledged_login_and_b_keeps_serving() {
             .iter()
             .filter(|p| p.1.is_some())
             .count()
-            < 15
+            < 10
             && !done.load(SeqCst)
         {
             std::thread::sleep(Duration::from_millis(2));
@@ -739,7 +739,7 @@ fn kill_9_of_a_mid_traffic_loses_no_acknowledged_login_and_b_keeps_serving() {
         posts.len(),
         after.len()
     );
-    assert!(after.len() >= 20, "logins after the kill: {}", after.len());
+    assert!(after.len() >= 15, "logins after the kill: {}", after.len());
     assert!(
         lost <= 1,
         "posts lost after the kill: {:?}",
