@@ -102,7 +102,7 @@ wrk_rps() {
 
 # acs_rate NAME: ACS first logins/s through nginx with a fresh response pool; prints the JSON.
 acs_rate() {
-    local n=$(((ACS_SECONDS + 2) * 800))
+    local n=$(((ACS_SECONDS + 1) * 400))
     "$PY" gen_responses.py --sp-entity "$SG_ENTITY" --acs "$SG_ACS" --count "$n" --sign both \
         --vary --nameid "$2" --jobs 2 --out "out/ha-$1.b64" 2>/dev/null
     "$PY" bench_acs.py --label "$1" --acs "http://127.0.0.1:$LB_PORT/saml/acs" \
