@@ -26,6 +26,8 @@ if ! command -v callgrind_control >/dev/null || ! command -v valgrind >/dev/null
     SAMLGATE_SKIP_BROWSER=1 SAMLGATE_SKIP_SSP=1 SAMLGATE_SKIP_VENV=1 SAMLGATE_EXTRA_PKGS=valgrind \
         "$REPO/scripts/install-deps.sh" >&2
 fi
+# Another gateway on the port would take the logins instead of the profiled one.
+! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$SG_PORT/" || bdie "port $SG_PORT is in use (set SG_PORT)"
 ensure_binary
 peers_copy
 pgdir=""
@@ -110,6 +112,8 @@ print("|---|---|---|---|---|---|---|---|")
 for phase, path in (("first", sys.argv[4]), ("returning", sys.argv[5])):
     ok = json.load(open(os.path.join(out, phase + ".json")))["success"] or 1
     total, verify, dsig = split(path)
+    if verify == 0:
+        sys.exit("no %s in the %s profile: the logins did not reach the profiled gateway" % (fn, phase))
     print("| %s | %d/%d | %s | %.2f M | %.2f M | %.0f %% | **%.2f M** | %.2f M |" % (
         phase, ok, n, format(total, ","), total / ok / 1e6, verify / ok / 1e6,
         100.0 * verify / total, (total - verify) / ok / 1e6, dsig / ok / 1e6))

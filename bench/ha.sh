@@ -2,7 +2,7 @@
 # The PostgreSQL deployment's figures (issue 17 §4) in one run, about a minute of load in all:
 #   verify  GET /auth/verify req/s with a live session (wrk -t2 -c8, VERIFY_SECONDS each) on
 #           sled, on PostgreSQL, and nginx's static file (the ceiling), in that order;
-#   pair    one nginx (1 worker, round-robin, keepalive) in front of ONE gateway on PostgreSQL,
+#   pair    one nginx (worker_processes auto, round-robin, keepalive) in front of ONE gateway on PostgreSQL,
 #           then in front of TWO on the same database: ACS first logins/s (the peers'
 #           bench_acs.py, c=ACS_CONC, ACS_SECONDS) and /auth/verify req/s (wrk -c8) through it.
 # PostgreSQL is a throwaway cluster on this machine (scripts/pg.sh): it shares the cores.
@@ -25,6 +25,10 @@ STATIC_PORT=$((SG_PORT + 3))
 B_DIR="$BENCH_WORK/samlgate-b"
 NG="$BENCH_WORK/nginx"
 
+for p in "$SG_PORT" "$B_PORT" "$LB_PORT" "$STATIC_PORT"; do
+    # sg_start only waits for an answer: another bench on the port would be measured instead.
+    ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || bdie "port $p is in use (set SG_PORT)"
+done
 ensure_binary
 peers_copy
 pgdir=$(mktemp -d /tmp/samlgate-pg-ha.XXXXXX)
@@ -53,7 +57,7 @@ nginx_start() {
     local s ups=""
     for s in "$@"; do ups+="        server 127.0.0.1:$s;"$'\n'; done
     cat > "$NG/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes auto;
 user root;
 pid $NG/nginx.pid;
 error_log $NG/error.log warn;
