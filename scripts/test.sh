@@ -18,7 +18,8 @@ fi
 echo "== cargo test" >&2
 cargo test --all-targets 2>&1
 # The behaviour suites once more with every gateway on PostgreSQL (tests/common: a fresh
-# database per gateway). The conformance suite and tests/two_instances.rs ran on it above.
+# database per gateway). The conformance suite, tests/two_instances.rs and tests/nginx_ha.rs
+# (two instances behind nginx) ran on it above.
 echo "== cargo test (consent, crash, proxy) on PostgreSQL" >&2
 SAMLGATE_TEST_STORE=pg cargo test --test consent --test crash --test proxy 2>&1
 if [ "${1:-}" != "--quick" ]; then

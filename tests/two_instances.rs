@@ -123,36 +123,6 @@ fn a_logout_on_a_ends_the_session_on_b_within_a_second() {
     eprintln!("logout on A seen on B after {:?}", t.elapsed());
 }
 
-/// A private cluster (this test stops it), started and removed here.
-struct OwnCluster(String);
-
-impl OwnCluster {
-    fn start() -> (OwnCluster, String) {
-        let dir = format!("/tmp/samlgate-pg-outage.{}", std::process::id());
-        let url = pg(&["start", &dir]);
-        (OwnCluster(dir), url)
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        pg(&["stop", &self.0]);
-    }
-}
-
-fn pg(args: &[&str]) -> String {
-    let out = std::process::Command::new(format!("{}/scripts/pg.sh", env!("CARGO_MANIFEST_DIR")))
-        .args(args)
-        .output()
-        .expect("scripts/pg.sh");
-    assert!(
-        out.status.success(),
-        "pg.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
     while !ok() {
@@ -164,24 +134,32 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Durati
 
 #[test]
 fn a_database_outage_gives_503_and_readyz_red_then_recovers_without_restart() {
-    let (cluster, url) = OwnCluster::start();
-    // A fresh cluster: migrate first (serve refuses an unmigrated schema).
-    let o = samlgate::store::PgOptions::new(&url);
-    samlgate::store::PgStore::connect_unchecked(&o)
-        .unwrap()
-        .migrate()
-        .unwrap();
+    let cluster = pgtest::OwnCluster::start("outage");
+    let url = cluster.url.clone();
     let mut a = Gateway::start();
     use_pg(&mut a, &url, None);
     let cookie = login(&a, &a, "GM0000301");
     assert_eq!(a.verify(Some(&cookie)).status, 200);
     let b64 = a.make_response(&["--nameid", "GM0000302"]);
 
-    pg(&["down", &cluster.0]);
+    cluster.down();
     let red = wait_for("/readyz red", Duration::from_secs(10), || {
         a.get("/readyz", None).status == 503
     });
     eprintln!("/readyz red {red:?} after the database stopped");
+    // The session cache may answer from memory until the generation listener notices the
+    // loss (the contract's bound, < 1 s); then /auth/verify asks the database and fails closed.
+    let mut seen = Vec::new();
+    let closed = wait_for("/auth/verify 503", Duration::from_secs(1), || {
+        let s = a.verify(Some(&cookie)).status;
+        seen.push(s);
+        s == 503
+    });
+    assert!(
+        seen.iter().all(|s| matches!(s, 200 | 503)),
+        "/auth/verify while the database goes away: {seen:?}"
+    );
+    eprintln!("/auth/verify 503 {closed:?} after /readyz went red");
     let t = Instant::now();
     let v = a.verify(Some(&cookie));
     assert_eq!(v.status, 503, "/auth/verify fails closed: {}", v.summary());
@@ -200,7 +178,7 @@ fn a_database_outage_gives_503_and_readyz_red_then_recovers_without_restart() {
         t.elapsed()
     );
 
-    pg(&["up", &cluster.0]);
+    cluster.up();
     let green = wait_for("/readyz green again", Duration::from_secs(15), || {
         a.get("/readyz", None).status == 200
     });

@@ -599,11 +599,12 @@ pub fn client_ip(app: &App, headers: &hyper::HeaderMap, peer: SocketAddr) -> std
 
 fn readyz(app: &App) -> Resp {
     // Ready when the store answers, its last write succeeded (store::health), and a signing
-    // certificate is loaded.
+    // certificate is loaded. The flags first: while the store is known down, the probe read
+    // would wait for the pool's connect timeout (5 s) before answering.
     let ok = !app.idp().certs_der.is_empty()
-        && app.store.session_get("readyz-probe").is_ok()
         && app.store.writable()
-        && app.store.readable();
+        && app.store.readable()
+        && app.store.session_get("readyz-probe").is_ok();
     if !ok {
         return pages::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
     }

@@ -774,6 +774,11 @@ absolute_hours = 8
         self.spawn();
     }
 
+    /// The running gateway's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGHUP to the running gateway: reload metadata and keys now.
     pub fn sighup(&self) {
         let pid = self.child.as_ref().expect("gateway running").id();

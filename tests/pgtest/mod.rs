@@ -82,3 +82,57 @@ pub fn fresh_db() -> String {
 pub fn open(url: &str) -> PgStore {
     PgStore::open(&PgOptions::new(url)).unwrap()
 }
+
+/// A private cluster (a test that stops and starts its database needs its own), started with
+/// scripts/pg.sh and removed on drop.
+pub struct OwnCluster {
+    pub dir: String,
+    pub url: String,
+}
+
+impl OwnCluster {
+    /// Started and migrated (serve refuses an unmigrated schema).
+    pub fn start(tag: &str) -> OwnCluster {
+        let dir = format!(
+            "/tmp/samlgate-pg-{tag}.{}.{}",
+            std::process::id(),
+            rand_suffix()
+        );
+        let url = pg(&["start", &dir]);
+        PgStore::connect_unchecked(&PgOptions::new(&url))
+            .unwrap()
+            .migrate()
+            .unwrap();
+        OwnCluster { dir, url }
+    }
+
+    /// Stops the server, keeps the data (an outage).
+    pub fn down(&self) {
+        pg(&["down", &self.dir]);
+    }
+
+    /// Starts it again on the same port.
+    pub fn up(&self) {
+        pg(&["up", &self.dir]);
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        pg(&["stop", &self.dir]);
+    }
+}
+
+/// Runs scripts/pg.sh ARGS; returns its stdout, panics with its stderr on failure.
+pub fn pg(args: &[&str]) -> String {
+    let out = std::process::Command::new(script())
+        .args(args)
+        .output()
+        .expect("scripts/pg.sh");
+    assert!(
+        out.status.success(),
+        "pg.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
