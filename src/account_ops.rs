@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::accounts::account::{Account, Ctx, LocalConfig, Role};
 use crate::accounts::password::Hasher;
 use crate::accounts::policy::Blocklist;
-use crate::admin::AdminError;
+use crate::admin::error::AdminError;
 use crate::audit;
 use crate::identity::local_accounts as la;
 use crate::identity::users::{self, User};
@@ -156,7 +156,7 @@ pub fn execute(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<V
                 Ok(())
             })?;
             let ended = if end {
-                crate::admin::end_local_sessions(store, user_id)?
+                crate::admin::sessions::end_local_sessions(store, user_id)?
             } else {
                 0
             };
@@ -322,7 +322,7 @@ fn reset(
         Ok(())
     })?;
     // The old password may be known to someone else: its sessions end.
-    let ended = crate::admin::end_local_sessions(store, user_id)?;
+    let ended = crate::admin::sessions::end_local_sessions(store, user_id)?;
     let pw = issued
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())

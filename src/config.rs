@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// `--config FILE`, shared by the subcommands that read the config.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// The TOML config file (README.md "Configuration" lists every key).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SAMLGATE_CONFIG",
+        default_value = "samlgate.toml"
+    )]
+    pub config: PathBuf,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}\n  fix: pass an existing file with --config FILE (or set SAMLGATE_CONFIG)")]

@@ -93,11 +93,7 @@ pub fn insert_identity(app: &App, live: &Live, h: &mut hyper::HeaderMap) {
     for (k, v) in &live.headers {
         h.insert(k, v.clone());
     }
-    if let Some(jwt) = app
-        .tokens
-        .as_ref()
-        .and_then(|t| t.token_for(app, &live.rec))
-    {
+    if let Some(jwt) = app.tokens.as_ref().and_then(|t| t.token_for(&live.rec)) {
         if let Ok(v) = HeaderValue::from_str(&jwt) {
             h.insert("x-samlgate-jwt", v);
         }
