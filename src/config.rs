@@ -433,6 +433,51 @@ impl Default for AttributeMap {
 }
 
 impl AttributeMap {
+    /// `[attributes]` at load: required fields, transform tables, mapped names, the pattern.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for f in &self.required {
+            if !PROFILE_FIELDS.contains(&f.as_str()) {
+                return Err(invalid(
+                    "attributes.required",
+                    format!("`{f}` is not a profile field"),
+                    format!("use only: {}", PROFILE_FIELDS.join(", ")),
+                ));
+            }
+        }
+        if !self.required.iter().any(|f| f == "account_id") {
+            return Err(invalid(
+                "attributes.required",
+                "does not include account_id",
+                "account_id identifies the user; keep it in the list",
+            ));
+        }
+        self.check_transform()?;
+        for (field, name) in self.pairs() {
+            if name.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "attributes",
+                    problem: format!("field `{field}` maps to an empty attribute name"),
+                    fix: "give the SAML attribute Name, or \"NameID\" for the subject".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checked after `[support]`, as before the split (the order errors are reported in).
+    fn validate_pattern(&self) -> Result<(), ConfigError> {
+        if let Some(p) = &self.account_id_pattern {
+            regex::Regex::new(p).map_err(|e| {
+                invalid(
+                    "attributes.account_id_pattern",
+                    format!("`{p}` is not a regular expression: {e}"),
+                    "e.g. \"^GM[0-9]{7}$\"",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// `[attributes.transform]`: only profile fields other than account_id (the identity is
     /// the signed value, never rewritten), each a non-empty table of non-empty strings.
     fn check_transform(&self) -> Result<(), ConfigError> {
@@ -679,6 +724,7 @@ impl Config {
         Self::from_toml(&text, path, &base)
     }
 
+    /// Parses the file, then checks each section (each says what it yields), then assembles.
     pub fn from_toml(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: file.to_path_buf(),
@@ -691,133 +737,13 @@ impl Config {
                 base.join(p)
             }
         };
-
         let (store_path, store_pg) = store_backend(&raw.store, &resolve)?;
-        let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
-            invalid(
-                "server.listen",
-                format!("`{}` is not an address:port", raw.server.listen),
-                "write it as \"127.0.0.1:8080\" or \"[::1]:8080\"",
-            )
-        })?;
-        let public_url = raw.server.public_url.trim_end_matches('/').to_string();
-        let https = if public_url.starts_with("https://") {
-            true
-        } else if public_url.starts_with("http://") {
-            false
-        } else {
-            return Err(invalid(
-                "server.public_url",
-                format!("`{public_url}` is not an http(s) URL"),
-                "give the URL browsers and the IdP use, e.g. \"https://gw.example.jp\"",
-            ));
-        };
-        if public_url[public_url.find("://").unwrap_or(0) + 3..].contains('/') {
-            return Err(invalid(
-                "server.public_url",
-                format!("`{public_url}` has a path"),
-                "samlgate serves at the root of its origin; give scheme://host[:port] only",
-            ));
-        }
-        let mut trusted_proxies = Vec::new();
-        for p in &raw.server.trusted_proxies {
-            trusted_proxies.push(p.parse().map_err(|_| {
-                invalid(
-                    "server.trusted_proxies",
-                    format!("`{p}` is not an IP address"),
-                    "list proxy IP addresses, e.g. [\"127.0.0.1\"]",
-                )
-            })?);
-        }
-        if raw.server.max_body_bytes < 4096 || raw.server.max_body_bytes > 16 * 1024 * 1024 {
-            return Err(invalid(
-                "server.max_body_bytes",
-                format!("{} is out of range", raw.server.max_body_bytes),
-                "use a value between 4096 and 16777216 (default 262144)",
-            ));
-        }
-        if raw.server.max_connections == 0 {
-            return Err(invalid(
-                "server.max_connections",
-                "must be at least 1",
-                "leave it out for the default (10000)",
-            ));
-        }
-        if !(1..=4096).contains(&raw.store.cache_mib) {
-            return Err(invalid(
-                "store.cache_mib",
-                format!("{} is out of range", raw.store.cache_mib),
-                "use 1 to 4096 (MiB); the default 8 suits a single gateway",
-            ));
-        }
-        if !(1..=300).contains(&raw.server.header_read_timeout_seconds) {
-            return Err(invalid(
-                "server.header_read_timeout_seconds",
-                format!("{} is out of range", raw.server.header_read_timeout_seconds),
-                "use 1..=300 (default 10)",
-            ));
-        }
-        if !(1..=1_000_000).contains(&raw.server.saml_login_rate_per_minute) {
-            return Err(invalid(
-                "server.saml_login_rate_per_minute",
-                format!("{} is out of range", raw.server.saml_login_rate_per_minute),
-                "use 1..=1000000 (default 60 per client address and minute)",
-            ));
-        }
-        if raw.server.max_concurrent_verifications == 0 {
-            return Err(invalid(
-                "server.max_concurrent_verifications",
-                "must be at least 1",
-                "leave it out for the default (4 x CPU cores)",
-            ));
-        }
-        if raw.sp.entity_id.trim().is_empty() {
-            return Err(invalid(
-                "sp.entity_id",
-                "is empty",
-                "set the SP entityID the IdP knows, e.g. \"https://gw.example.jp/saml/metadata\"",
-            ));
-        }
-        if !(0..=600).contains(&raw.idp.clock_skew_seconds) {
-            return Err(invalid(
-                "idp.clock_skew_seconds",
-                format!("{} is out of range", raw.idp.clock_skew_seconds),
-                "use 0..=600 seconds (default 60); fix the clocks (NTP) rather than widening it",
-            ));
-        }
-        if !(10..=3600).contains(&raw.idp.max_issue_delay_seconds) {
-            return Err(invalid(
-                "idp.max_issue_delay_seconds",
-                format!("{} is out of range", raw.idp.max_issue_delay_seconds),
-                "use 10..=3600 seconds (default 300)",
-            ));
-        }
-        for f in &raw.attributes.required {
-            if !PROFILE_FIELDS.contains(&f.as_str()) {
-                return Err(invalid(
-                    "attributes.required",
-                    format!("`{f}` is not a profile field"),
-                    format!("use only: {}", PROFILE_FIELDS.join(", ")),
-                ));
-            }
-        }
-        if !raw.attributes.required.iter().any(|f| f == "account_id") {
-            return Err(invalid(
-                "attributes.required",
-                "does not include account_id",
-                "account_id identifies the user; keep it in the list",
-            ));
-        }
-        raw.attributes.check_transform()?;
-        for (field, name) in raw.attributes.pairs() {
-            if name.trim().is_empty() {
-                return Err(ConfigError::Invalid {
-                    key: "attributes",
-                    problem: format!("field `{field}` maps to an empty attribute name"),
-                    fix: "give the SAML attribute Name, or \"NameID\" for the subject".into(),
-                });
-            }
-        }
+        let server = raw.server.validate()?;
+        raw.store.validate_cache()?;
+        raw.server.validate_limits()?;
+        raw.sp.validate()?;
+        raw.idp.validate()?;
+        raw.attributes.validate()?;
         if raw.consent.version.trim().is_empty() {
             return Err(invalid(
                 "consent.version",
@@ -825,110 +751,30 @@ impl Config {
                 "name the consent text's version, e.g. \"2023-04\"",
             ));
         }
-        if raw.session.idle_minutes == 0 || raw.session.absolute_hours == 0 {
-            return Err(invalid(
-                "session",
-                "idle_minutes and absolute_hours must be at least 1",
-                "defaults are idle_minutes = 30, absolute_hours = 8",
-            ));
-        }
-        if let Some(up) = &raw.upstream {
-            if !up.url.starts_with("http://") || up.url.parse::<hyper::Uri>().is_err() {
-                return Err(invalid(
-                    "upstream.url",
-                    format!("`{}` is not an http:// URL", up.url),
-                    "e.g. \"http://127.0.0.1:9000\" (the staff menu beside the gateway; TLS to it is not supported)",
-                ));
-            }
-            for p in &up.public_paths {
-                if !p.starts_with('/') {
-                    return Err(invalid(
-                        "upstream.public_paths",
-                        format!("`{p}` does not start with /"),
-                        "e.g. [\"/static/\"]",
-                    ));
-                }
-            }
-        }
-        let (admin_token_sha256, admin_token_file) = match &raw.admin {
-            None => (None, None),
-            Some(a) => {
-                let path = resolve(&a.token_file);
-                let tok = std::fs::read_to_string(&path).map_err(|e| {
-                    invalid(
-                        "admin.token_file",
-                        format!("cannot read {}: {e}", path.display()),
-                        "create it with `openssl rand -hex 32 > FILE; chmod 600 FILE`, or remove [admin]",
-                    )
-                })?;
-                let tok = tok.trim();
-                if tok.len() < 32 {
-                    return Err(invalid(
-                        "admin.token_file",
-                        "the token is shorter than 32 characters",
-                        "use `openssl rand -hex 32` to make one",
-                    ));
-                }
-                (Some(sha2_256(tok.as_bytes())), Some(path))
-            }
+        raw.session.validate()?;
+        raw.upstream
+            .as_ref()
+            .map(UpstreamConfig::validate)
+            .transpose()?;
+        let admin = match &raw.admin {
+            None => AdminSection::default(),
+            Some(a) => a.validate(server.listen, &resolve)?,
         };
-        let admin_listen = match raw.admin.as_ref().and_then(|a| a.listen.as_deref()) {
-            None => None,
-            Some(l) => {
-                let addr: SocketAddr = l.parse().map_err(|_| {
-                    invalid(
-                        "admin.listen",
-                        format!("`{l}` is not an address:port"),
-                        "write it as \"127.0.0.1:9090\" (keep it off the internet)",
-                    )
-                })?;
-                if addr == listen {
-                    return Err(invalid(
-                        "admin.listen",
-                        format!("{addr} is also [server] listen"),
-                        "give the admin listener its own port, or remove admin.listen",
-                    ));
-                }
-                Some(addr)
-            }
-        };
-        let token = match raw.token {
-            None => None,
-            Some(mut t) => {
-                if !(30..=3600).contains(&t.lifetime_seconds) {
-                    return Err(invalid(
-                        "token.lifetime_seconds",
-                        format!("{} is out of range", t.lifetime_seconds),
-                        "use 30..=3600 (default 300): a token cannot be revoked before it expires",
-                    ));
-                }
-                t.keys_dir = resolve(&t.keys_dir);
-                Some(t)
-            }
-        };
+        let token = raw.token.map(|t| t.validate(&resolve)).transpose()?;
         raw.support.validate()?;
-        if let Some(p) = &raw.attributes.account_id_pattern {
-            regex::Regex::new(p).map_err(|e| {
-                invalid(
-                    "attributes.account_id_pattern",
-                    format!("`{p}` is not a regular expression: {e}"),
-                    "e.g. \"^GM[0-9]{7}$\"",
-                )
-            })?;
-        }
+        raw.attributes.validate_pattern()?;
         raw.consent.load_document(&resolve)?;
         let tls = raw.server.tls.map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
         });
-
         Ok(Config {
             file: file.to_path_buf(),
-            listen,
-            public_url,
-            https,
+            listen: server.listen,
+            public_url: server.public_url,
+            https: server.https,
             tls,
-            trusted_proxies,
+            trusted_proxies: server.trusted_proxies,
             max_body_bytes: raw.server.max_body_bytes,
             max_concurrent_verifications: raw.server.max_concurrent_verifications,
             max_connections: raw.server.max_connections,
@@ -954,13 +800,267 @@ impl Config {
             policy: raw.policy,
             session: raw.session,
             upstream: raw.upstream,
-            admin_token_sha256,
-            admin_token_file,
-            admin_listen,
+            admin_token_sha256: admin.token_sha256,
+            admin_token_file: admin.token_file,
+            admin_listen: admin.listen,
             token,
             support: raw.support,
             local: raw.local,
         })
+    }
+}
+
+/// `[server]` checked: the parts of [`Config`] it yields.
+struct ServerSection {
+    listen: SocketAddr,
+    public_url: String,
+    https: bool,
+    trusted_proxies: Vec<IpAddr>,
+}
+
+impl RawServer {
+    fn validate(&self) -> Result<ServerSection, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("`{}` is not an address:port", self.listen),
+                "write it as \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            )
+        })?;
+        let (public_url, https) = self.public_url()?;
+        let mut trusted_proxies = Vec::new();
+        for p in &self.trusted_proxies {
+            trusted_proxies.push(p.parse().map_err(|_| {
+                invalid(
+                    "server.trusted_proxies",
+                    format!("`{p}` is not an IP address"),
+                    "list proxy IP addresses, e.g. [\"127.0.0.1\"]",
+                )
+            })?);
+        }
+        if self.max_body_bytes < 4096 || self.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                format!("{} is out of range", self.max_body_bytes),
+                "use a value between 4096 and 16777216 (default 262144)",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid(
+                "server.max_connections",
+                "must be at least 1",
+                "leave it out for the default (10000)",
+            ));
+        }
+        Ok(ServerSection {
+            listen,
+            public_url,
+            https,
+            trusted_proxies,
+        })
+    }
+
+    /// `public_url` without its trailing slash, and whether it is https.
+    fn public_url(&self) -> Result<(String, bool), ConfigError> {
+        let public_url = self.public_url.trim_end_matches('/').to_string();
+        let https = if public_url.starts_with("https://") {
+            true
+        } else if public_url.starts_with("http://") {
+            false
+        } else {
+            return Err(invalid(
+                "server.public_url",
+                format!("`{public_url}` is not an http(s) URL"),
+                "give the URL browsers and the IdP use, e.g. \"https://gw.example.jp\"",
+            ));
+        };
+        if public_url[public_url.find("://").unwrap_or(0) + 3..].contains('/') {
+            return Err(invalid(
+                "server.public_url",
+                format!("`{public_url}` has a path"),
+                "samlgate serves at the root of its origin; give scheme://host[:port] only",
+            ));
+        }
+        Ok((public_url, https))
+    }
+
+    /// The limits checked after `[store] cache_mib` (the order errors are reported in).
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        if !(1..=300).contains(&self.header_read_timeout_seconds) {
+            return Err(invalid(
+                "server.header_read_timeout_seconds",
+                format!("{} is out of range", self.header_read_timeout_seconds),
+                "use 1..=300 (default 10)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.saml_login_rate_per_minute) {
+            return Err(invalid(
+                "server.saml_login_rate_per_minute",
+                format!("{} is out of range", self.saml_login_rate_per_minute),
+                "use 1..=1000000 (default 60 per client address and minute)",
+            ));
+        }
+        if self.max_concurrent_verifications == 0 {
+            return Err(invalid(
+                "server.max_concurrent_verifications",
+                "must be at least 1",
+                "leave it out for the default (4 x CPU cores)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RawStore {
+    fn validate_cache(&self) -> Result<(), ConfigError> {
+        if !(1..=4096).contains(&self.cache_mib) {
+            return Err(invalid(
+                "store.cache_mib",
+                format!("{} is out of range", self.cache_mib),
+                "use 1 to 4096 (MiB); the default 8 suits a single gateway",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RawSp {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.entity_id.trim().is_empty() {
+            return Err(invalid(
+                "sp.entity_id",
+                "is empty",
+                "set the SP entityID the IdP knows, e.g. \"https://gw.example.jp/saml/metadata\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RawIdp {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0..=600).contains(&self.clock_skew_seconds) {
+            return Err(invalid(
+                "idp.clock_skew_seconds",
+                format!("{} is out of range", self.clock_skew_seconds),
+                "use 0..=600 seconds (default 60); fix the clocks (NTP) rather than widening it",
+            ));
+        }
+        if !(10..=3600).contains(&self.max_issue_delay_seconds) {
+            return Err(invalid(
+                "idp.max_issue_delay_seconds",
+                format!("{} is out of range", self.max_issue_delay_seconds),
+                "use 10..=3600 seconds (default 300)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SessionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.idle_minutes == 0 || self.absolute_hours == 0 {
+            return Err(invalid(
+                "session",
+                "idle_minutes and absolute_hours must be at least 1",
+                "defaults are idle_minutes = 30, absolute_hours = 8",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl UpstreamConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.url.starts_with("http://") || self.url.parse::<hyper::Uri>().is_err() {
+            return Err(invalid(
+                "upstream.url",
+                format!("`{}` is not an http:// URL", self.url),
+                "e.g. \"http://127.0.0.1:9000\" (the staff menu beside the gateway; TLS to it is not supported)",
+            ));
+        }
+        for p in &self.public_paths {
+            if !p.starts_with('/') {
+                return Err(invalid(
+                    "upstream.public_paths",
+                    format!("`{p}` does not start with /"),
+                    "e.g. [\"/static/\"]",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[admin]` checked: the token's hash, its file and the admin listener.
+#[derive(Default)]
+struct AdminSection {
+    token_sha256: Option<[u8; 32]>,
+    token_file: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+}
+
+impl AdminConfig {
+    fn validate(
+        &self,
+        server_listen: SocketAddr,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<AdminSection, ConfigError> {
+        let path = resolve(&self.token_file);
+        let tok = std::fs::read_to_string(&path).map_err(|e| {
+            invalid(
+                "admin.token_file",
+                format!("cannot read {}: {e}", path.display()),
+                "create it with `openssl rand -hex 32 > FILE; chmod 600 FILE`, or remove [admin]",
+            )
+        })?;
+        let tok = tok.trim();
+        if tok.len() < 32 {
+            return Err(invalid(
+                "admin.token_file",
+                "the token is shorter than 32 characters",
+                "use `openssl rand -hex 32` to make one",
+            ));
+        }
+        let listen = match self.listen.as_deref() {
+            None => None,
+            Some(l) => {
+                let addr: SocketAddr = l.parse().map_err(|_| {
+                    invalid(
+                        "admin.listen",
+                        format!("`{l}` is not an address:port"),
+                        "write it as \"127.0.0.1:9090\" (keep it off the internet)",
+                    )
+                })?;
+                if addr == server_listen {
+                    return Err(invalid(
+                        "admin.listen",
+                        format!("{addr} is also [server] listen"),
+                        "give the admin listener its own port, or remove admin.listen",
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        Ok(AdminSection {
+            token_sha256: Some(sha2_256(tok.as_bytes())),
+            token_file: Some(path),
+            listen,
+        })
+    }
+}
+
+impl TokenConfig {
+    fn validate(mut self, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Self, ConfigError> {
+        if !(30..=3600).contains(&self.lifetime_seconds) {
+            return Err(invalid(
+                "token.lifetime_seconds",
+                format!("{} is out of range", self.lifetime_seconds),
+                "use 30..=3600 (default 300): a token cannot be revoked before it expires",
+            ));
+        }
+        self.keys_dir = resolve(&self.keys_dir);
+        Ok(self)
     }
 }
 
