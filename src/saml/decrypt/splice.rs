@@ -66,9 +66,9 @@ pub(super) fn note_free_prefixes(
     Ok(())
 }
 
-/// The plaintext must be one balanced element named `Assertion` (any prefix), optionally
-/// surrounded by whitespace, with no DOCTYPE or XML declaration anywhere.
-pub(super) fn check_plaintext(text: &str) -> Result<PlainRoot, String> {
+/// The length of the whitespace before the plaintext's first element; refuses a DOCTYPE or
+/// XML declaration anywhere, and anything but an element first.
+fn leading_whitespace(text: &str) -> Result<usize, String> {
     let lower = text.to_ascii_lowercase();
     if lower.contains("<!doctype") {
         return Err("plaintext contains a DOCTYPE".into());
@@ -81,6 +81,14 @@ pub(super) fn check_plaintext(text: &str) -> Result<PlainRoot, String> {
     if !body.starts_with('<') || body[1..].starts_with(['!', '?', '/']) {
         return Err("plaintext does not start with an element".into());
     }
+    Ok(lead)
+}
+
+/// The plaintext must be one balanced element named `Assertion` (any prefix), optionally
+/// surrounded by whitespace, with no DOCTYPE or XML declaration anywhere.
+pub(super) fn check_plaintext(text: &str) -> Result<PlainRoot, String> {
+    let lead = leading_whitespace(text)?;
+    let body = &text[lead..];
     let mut r = Reader::from_str(body);
     r.config_mut().check_end_names = true;
     let mut depth = 0usize;

@@ -108,19 +108,9 @@ pub(super) fn element(ns: Option<String>, e: &BytesStart) -> Result<El, DecryptE
 /// One pass over the whole document: finds the EncryptedAssertion (exactly one, a direct child
 /// of the Response root, no plain Assertion anywhere) and builds its subtree.
 pub(super) fn scan(doc: &str) -> Result<Scan, DecryptError> {
-    let bad = |m: String| DecryptError::Malformed(m);
     let mut r = NsReader::from_str(doc);
     r.config_mut().check_end_names = true;
-
-    let mut depth = 0usize;
-    let mut root_seen = false;
-    let mut root_decls = Vec::new();
-    let mut ea_decls = Vec::new();
-    let mut stack: Vec<El> = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut found: Option<(usize, El)> = None;
-    let mut elements = 0usize;
-
+    let mut w = Walk::default();
     loop {
         let pos = usize::try_from(r.buffer_position()).map_err(|_| bad("offset".into()))?;
         let (res, ev) = r
@@ -138,110 +128,162 @@ pub(super) fn scan(doc: &str) -> Result<Scan, DecryptError> {
         };
         match ev {
             Event::DocType(_) => return Err(bad("DOCTYPE".into())),
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let is_start = matches!(ev, Event::Start(_));
-                let local = e.local_name();
-                let local = local.as_ref();
-                if !root_seen {
-                    if !(ns.as_deref().map(str::as_bytes) == Some(NS_PROTOCOL)
-                        && local == b"Response")
-                    {
-                        return Err(bad("the root element is not samlp:Response".into()));
-                    }
-                    root_seen = true;
-                    root_decls = decls_of(e)?;
-                } else if depth == 0 {
-                    return Err(bad("content after the root element".into()));
-                } else if ns.as_deref().map(str::as_bytes) == Some(NS_ASSERTION)
-                    && (local == b"Assertion" || local == b"EncryptedAssertion")
-                {
-                    if local == b"Assertion" {
-                        return Err(bad("a plain Assertion is present".into()));
-                    }
-                    if start.is_some() {
-                        return Err(bad("more than one EncryptedAssertion".into()));
-                    }
-                    if depth != 1 {
-                        return Err(bad(
-                            "the EncryptedAssertion is not a direct child of the Response".into(),
-                        ));
-                    }
-                    if !is_start {
-                        return Err(bad("empty EncryptedAssertion".into()));
-                    }
-                    start = Some(pos);
-                    ea_decls = decls_of(e)?;
-                    stack.push(element(ns, e)?);
-                } else if !stack.is_empty() {
-                    elements += 1;
-                    if elements > MAX_ELEMENTS {
-                        return Err(bad(format!(
-                            "more than {MAX_ELEMENTS} elements in the EncryptedAssertion"
-                        )));
-                    }
-                    let el = element(ns, e)?;
-                    if is_start {
-                        stack.push(el);
-                    } else if let Some(top) = stack.last_mut() {
-                        top.children.push(el);
-                    }
-                }
-                if is_start {
-                    depth += 1;
-                    if depth > MAX_DEPTH {
-                        return Err(bad(format!("nesting deeper than {MAX_DEPTH}")));
-                    }
-                }
-            }
+            Event::Start(ref e) => w.element(ns, e, true, pos)?,
+            Event::Empty(ref e) => w.element(ns, e, false, pos)?,
             Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                if let Some(el) = stack.pop() {
-                    match stack.last_mut() {
-                        Some(top) => top.children.push(el),
-                        None => {
-                            let end = usize::try_from(r.buffer_position())
-                                .map_err(|_| bad("offset".into()))?;
-                            found = Some((end, el));
-                        }
-                    }
-                }
+                let end = usize::try_from(r.buffer_position()).map_err(|_| bad("offset".into()));
+                w.end(end)?;
             }
-            Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = t.decode().map_err(|x| bad(format!("text: {x}")))?;
-                    top.text.push_str(&s);
-                }
+            // Text counts only inside the EncryptedAssertion (prescan checked the rest).
+            Event::Text(t) if w.inside() => {
+                w.text(&t.decode().map_err(|x| bad(format!("text: {x}")))?)
             }
-            Event::CData(c) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = c.decode().map_err(|x| bad(format!("CDATA: {x}")))?;
-                    top.text.push_str(&s);
-                }
+            Event::CData(c) if w.inside() => {
+                w.text(&c.decode().map_err(|x| bad(format!("CDATA: {x}")))?)
             }
             Event::GeneralRef(g) => {
                 let name = g.decode().map_err(|x| bad(format!("reference: {x}")))?;
                 let v = resolve_predefined(&name)
                     .ok_or_else(|| bad(format!("unknown entity &{name};")))?;
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&v);
-                }
+                w.text(&v);
             }
             Event::Eof => break,
             _ => {}
         }
     }
-    if !root_seen || depth != 0 {
-        return Err(bad("incomplete document".into()));
+    w.finish(doc.len())
+}
+
+fn bad(m: String) -> DecryptError {
+    DecryptError::Malformed(m)
+}
+
+/// The state of [`scan`].
+#[derive(Default)]
+struct Walk {
+    depth: usize,
+    root_seen: bool,
+    root_decls: Vec<(String, String)>,
+    ea_decls: Vec<(String, String)>,
+    /// Open elements of the EncryptedAssertion subtree.
+    stack: Vec<El>,
+    start: Option<usize>,
+    found: Option<(usize, El)>,
+    elements: usize,
+}
+
+impl Walk {
+    /// A start (`is_start`) or empty element at byte `pos`.
+    fn element(
+        &mut self,
+        ns: Option<String>,
+        e: &BytesStart,
+        is_start: bool,
+        pos: usize,
+    ) -> Result<(), DecryptError> {
+        let local = e.local_name();
+        let local = local.as_ref();
+        if !self.root_seen {
+            if !(ns.as_deref().map(str::as_bytes) == Some(NS_PROTOCOL) && local == b"Response") {
+                return Err(bad("the root element is not samlp:Response".into()));
+            }
+            self.root_seen = true;
+            self.root_decls = decls_of(e)?;
+        } else if self.depth == 0 {
+            return Err(bad("content after the root element".into()));
+        } else if ns.as_deref().map(str::as_bytes) == Some(NS_ASSERTION)
+            && (local == b"Assertion" || local == b"EncryptedAssertion")
+        {
+            self.assertion(ns, e, local == b"Assertion", is_start, pos)?;
+        } else if !self.stack.is_empty() {
+            self.elements += 1;
+            if self.elements > MAX_ELEMENTS {
+                return Err(bad(format!(
+                    "more than {MAX_ELEMENTS} elements in the EncryptedAssertion"
+                )));
+            }
+            let el = element(ns, e)?;
+            if is_start {
+                self.stack.push(el);
+            } else if let Some(top) = self.stack.last_mut() {
+                top.children.push(el);
+            }
+        }
+        if is_start {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(bad(format!("nesting deeper than {MAX_DEPTH}")));
+            }
+        }
+        Ok(())
     }
-    match (start, found) {
-        (Some(start), Some((end, ea))) if start < end && end <= doc.len() => Ok(Scan {
-            start,
-            end,
-            ea,
-            root_decls,
-            ea_decls,
-        }),
-        _ => Err(bad("no EncryptedAssertion".into())),
+
+    /// A `saml:Assertion` (refused) or the one `saml:EncryptedAssertion`, in place.
+    fn assertion(
+        &mut self,
+        ns: Option<String>,
+        e: &BytesStart,
+        plain: bool,
+        is_start: bool,
+        pos: usize,
+    ) -> Result<(), DecryptError> {
+        if plain {
+            return Err(bad("a plain Assertion is present".into()));
+        }
+        if self.start.is_some() {
+            return Err(bad("more than one EncryptedAssertion".into()));
+        }
+        if self.depth != 1 {
+            return Err(bad(
+                "the EncryptedAssertion is not a direct child of the Response".into(),
+            ));
+        }
+        if !is_start {
+            return Err(bad("empty EncryptedAssertion".into()));
+        }
+        self.start = Some(pos);
+        self.ea_decls = decls_of(e)?;
+        self.stack.push(element(ns, e)?);
+        Ok(())
+    }
+
+    /// An end tag; `end` is the byte after it (needed only when it closes the
+    /// EncryptedAssertion).
+    fn end(&mut self, end: Result<usize, DecryptError>) -> Result<(), DecryptError> {
+        self.depth = self.depth.saturating_sub(1);
+        if let Some(el) = self.stack.pop() {
+            match self.stack.last_mut() {
+                Some(top) => top.children.push(el),
+                None => self.found = Some((end?, el)),
+            }
+        }
+        Ok(())
+    }
+
+    fn inside(&self) -> bool {
+        !self.stack.is_empty()
+    }
+
+    fn text(&mut self, s: &str) {
+        if let Some(top) = self.stack.last_mut() {
+            top.text.push_str(s);
+        }
+    }
+
+    fn finish(self, doc_len: usize) -> Result<Scan, DecryptError> {
+        if !self.root_seen || self.depth != 0 {
+            return Err(bad("incomplete document".into()));
+        }
+        match (self.start, self.found) {
+            (Some(start), Some((end, ea))) if start < end && end <= doc_len => Ok(Scan {
+                start,
+                end,
+                ea,
+                root_decls: self.root_decls,
+                ea_decls: self.ea_decls,
+            }),
+            _ => Err(bad("no EncryptedAssertion".into())),
+        }
     }
 }
 
@@ -415,60 +457,7 @@ pub(super) fn read_structure(ea: &El, doc_len: usize) -> Result<Plan, DecryptErr
         }
     }
 
-    // EncryptedKeys: referenced siblings first, then those inside KeyInfo, then other siblings.
-    let siblings: Vec<&El> = ea.kids(NS_XENC, "EncryptedKey").collect();
-    let mut chosen: Vec<&El> = Vec::new();
-    let mut inner: Vec<&El> = Vec::new();
-    if let Some(ki) = ed.kid(NS_DS, "KeyInfo")? {
-        for rm in ki.kids(NS_DS, "RetrievalMethod") {
-            if let Some(t) = rm.attr("Type") {
-                if t != TYPE_ENCRYPTED_KEY {
-                    return Err(DecryptError::Unsupported {
-                        what: "RetrievalMethod Type",
-                        uri: t.to_string(),
-                    });
-                }
-            }
-            if rm.children.iter().any(|c| c.is(NS_DS, "Transforms")) {
-                return Err(DecryptError::Unsupported {
-                    what: "RetrievalMethod with Transforms",
-                    uri: format!("{NS_DS}Transforms"),
-                });
-            }
-            let uri = rm.attr("URI").unwrap_or_default();
-            let Some(id) = uri.strip_prefix('#') else {
-                return Err(DecryptError::Unsupported {
-                    what: "RetrievalMethod URI (only same-document #id)",
-                    uri: uri.to_string(),
-                });
-            };
-            match siblings.iter().find(|s| s.attr("Id") == Some(id)) {
-                Some(s) => {
-                    if !chosen.iter().any(|c| std::ptr::eq(*c, *s)) {
-                        chosen.push(s)
-                    }
-                }
-                None => {
-                    return malformed(format!(
-                        "RetrievalMethod names #{id}, which is not an EncryptedKey here"
-                    ))
-                }
-            }
-        }
-        inner.extend(ki.kids(NS_XENC, "EncryptedKey"));
-        if ki.children.iter().any(|c| c.is(NS_XENC, "AgreementMethod")) {
-            return Err(DecryptError::Unsupported {
-                what: "key agreement",
-                uri: format!("{NS_XENC}AgreementMethod"),
-            });
-        }
-    }
-    chosen.extend(inner);
-    for s in siblings {
-        if !chosen.iter().any(|c| std::ptr::eq(*c, s)) {
-            chosen.push(s);
-        }
-    }
+    let chosen = choose_encrypted_keys(ea, ed)?;
     if chosen.is_empty() {
         return malformed("no EncryptedKey (only RSA-OAEP key transport is supported)");
     }
@@ -504,4 +493,65 @@ pub(super) fn read_structure(ea: &El, doc_len: usize) -> Result<Plan, DecryptErr
         ));
     }
     Ok(Plan { data, cipher, keys })
+}
+
+/// The EncryptedKeys to try, in order: siblings the EncryptedData's KeyInfo references (same
+/// document, `#id` only), then those inside its KeyInfo, then the other siblings.
+fn choose_encrypted_keys<'e>(ea: &'e El, ed: &'e El) -> Result<Vec<&'e El>, DecryptError> {
+    let siblings: Vec<&El> = ea.kids(NS_XENC, "EncryptedKey").collect();
+    let mut chosen: Vec<&El> = Vec::new();
+    let mut inner: Vec<&El> = Vec::new();
+    if let Some(ki) = ed.kid(NS_DS, "KeyInfo")? {
+        for rm in ki.kids(NS_DS, "RetrievalMethod") {
+            let s = retrieved(rm, &siblings)?;
+            if !chosen.iter().any(|c| std::ptr::eq(*c, s)) {
+                chosen.push(s)
+            }
+        }
+        inner.extend(ki.kids(NS_XENC, "EncryptedKey"));
+        if ki.children.iter().any(|c| c.is(NS_XENC, "AgreementMethod")) {
+            return Err(DecryptError::Unsupported {
+                what: "key agreement",
+                uri: format!("{NS_XENC}AgreementMethod"),
+            });
+        }
+    }
+    chosen.extend(inner);
+    for s in siblings {
+        if !chosen.iter().any(|c| std::ptr::eq(*c, s)) {
+            chosen.push(s);
+        }
+    }
+    Ok(chosen)
+}
+
+/// A `ds:RetrievalMethod` in the EncryptedData's KeyInfo: the sibling EncryptedKey it names.
+fn retrieved<'e>(rm: &El, siblings: &[&'e El]) -> Result<&'e El, DecryptError> {
+    if let Some(t) = rm.attr("Type") {
+        if t != TYPE_ENCRYPTED_KEY {
+            return Err(DecryptError::Unsupported {
+                what: "RetrievalMethod Type",
+                uri: t.to_string(),
+            });
+        }
+    }
+    if rm.children.iter().any(|c| c.is(NS_DS, "Transforms")) {
+        return Err(DecryptError::Unsupported {
+            what: "RetrievalMethod with Transforms",
+            uri: format!("{NS_DS}Transforms"),
+        });
+    }
+    let uri = rm.attr("URI").unwrap_or_default();
+    let Some(id) = uri.strip_prefix('#') else {
+        return Err(DecryptError::Unsupported {
+            what: "RetrievalMethod URI (only same-document #id)",
+            uri: uri.to_string(),
+        });
+    };
+    match siblings.iter().find(|s| s.attr("Id") == Some(id)) {
+        Some(s) => Ok(s),
+        None => malformed(format!(
+            "RetrievalMethod names #{id}, which is not an EncryptedKey here"
+        )),
+    }
 }
