@@ -744,13 +744,7 @@ impl Config {
         raw.sp.validate()?;
         raw.idp.validate()?;
         raw.attributes.validate()?;
-        if raw.consent.version.trim().is_empty() {
-            return Err(invalid(
-                "consent.version",
-                "is empty",
-                "name the consent text's version, e.g. \"2023-04\"",
-            ));
-        }
+        raw.consent.validate_version()?;
         raw.session.validate()?;
         raw.upstream
             .as_ref()
@@ -951,6 +945,19 @@ impl RawIdp {
                 "idp.max_issue_delay_seconds",
                 format!("{} is out of range", self.max_issue_delay_seconds),
                 "use 10..=3600 seconds (default 300)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ConsentConfig {
+    fn validate_version(&self) -> Result<(), ConfigError> {
+        if self.version.trim().is_empty() {
+            return Err(invalid(
+                "consent.version",
+                "is empty",
+                "name the consent text's version, e.g. \"2023-04\"",
             ));
         }
         Ok(())
