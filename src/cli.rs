@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::keys::{self, KeySet};
-use crate::server::{self, Loaded};
+use crate::server::{self, Loaded, StartupError};
 use crate::web;
 
 #[derive(Parser, Debug)]
@@ -201,9 +201,9 @@ pub enum KeysCmd {
 pub fn run(cli: Cli) -> ExitCode {
     init_tracing(&cli.log_format);
     let r = match cli.command {
-        Command::Serve(c) => server::serve(&c.config),
-        Command::CheckConfig(c) => check_config(&c.config),
-        Command::Metadata(c) => metadata(&c.config),
+        Command::Serve(c) => server::serve(&c.config).map_err(|e| e.to_string()),
+        Command::CheckConfig(c) => check_config(&c.config).map_err(|e| e.to_string()),
+        Command::Metadata(c) => metadata(&c.config).map_err(|e| e.to_string()),
         Command::Keys { token, cmd } => keys_cmd(cmd, token),
         Command::Demo { dir, port } => crate::demo::run(&dir, port),
         Command::Consent { config, json, cmd } => {
@@ -248,7 +248,7 @@ fn init_tracing(format: &str) {
     };
 }
 
-fn check_config(config: &Path) -> Result<(), String> {
+fn check_config(config: &Path) -> Result<(), StartupError> {
     let l = server::load(config)?;
     // A running gateway holds the store's lock; that is fine (and proves the path).
     let store_line = match crate::store::open(&l.cfg) {
@@ -266,7 +266,7 @@ fn check_config(config: &Path) -> Result<(), String> {
                 l.cfg.store_path.display()
             )
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     println!("config        {} ok", l.cfg.file.display());
     println!(
@@ -306,16 +306,16 @@ fn check_config(config: &Path) -> Result<(), String> {
 
 /// Every certificate 30 days ahead (crate::expiry): a warning line each; an expired one in
 /// use fails the check, as it turns `/readyz` red.
-fn check_cert_expiry(l: &Loaded) -> Result<(), String> {
+fn check_cert_expiry(l: &Loaded) -> Result<(), StartupError> {
     use crate::expiry::{self, Kind};
     let mut certs = expiry::from_idp(&l.idp);
     certs.extend(expiry::from_keys(Kind::Sp, &l.keys));
     if let Some(t) = &l.cfg.token {
-        let set = KeySet::load(&t.keys_dir).map_err(|e| format!("[token] keys_dir: {e}"))?;
+        let set = KeySet::load(&t.keys_dir).map_err(StartupError::TokenKeys)?;
         certs.extend(expiry::from_keys(Kind::Token, &set));
     }
     if let Some(t) = &l.cfg.tls {
-        let store = web::tls::CertStore::load(&t.cert, &t.key)?;
+        let store = web::tls::CertStore::load(&t.cert, &t.key).map_err(StartupError::Tls)?;
         certs.push(expiry::tls(store.fingerprint(), store.not_after()));
     }
     let now = chrono::Utc::now().timestamp();
@@ -326,13 +326,13 @@ fn check_cert_expiry(l: &Loaded) -> Result<(), String> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(format!("expired: {}", failures.join("; ")))
+        Err(StartupError::Expired(failures))
     }
 }
 
-fn metadata(config: &Path) -> Result<(), String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    let keys = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+fn metadata(config: &Path) -> Result<(), StartupError> {
+    let cfg = Config::load(config)?;
+    let keys = KeySet::load(&cfg.keys_dir)?;
     print!("{}", crate::saml::metadata::sp_metadata(&cfg, &keys));
     Ok(())
 }

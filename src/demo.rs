@@ -74,7 +74,7 @@ pub const USERS: [DemoUser; 4] = [
 pub fn run(dir: &Path, port: u16) -> Result<(), String> {
     let idp_port = port.checked_add(1).ok_or("--port too high")?;
     let cfg_path = prepare(dir, port, idp_port)?;
-    let loaded = crate::server::load(&cfg_path)?;
+    let loaded = crate::server::load(&cfg_path).map_err(|e| e.to_string())?;
     let idp_key = read_key(&dir.join("idp/idp.key"))?;
     let idp_cert_b64 = cert_b64(&dir.join("idp/idp.crt"))?;
     let idp = Arc::new(DemoIdp {
@@ -97,7 +97,9 @@ pub fn run(dir: &Path, port: u16) -> Result<(), String> {
             .await
             .map_err(|e| format!("demo IdP cannot listen on {idp_addr}: {e}"))?;
         let idp_task = Box::pin(serve_idp(idp, listener));
-        crate::server::serve_loaded(loaded, Some(idp_task)).await
+        crate::server::serve_loaded(loaded, Some(idp_task))
+            .await
+            .map_err(|e| e.to_string())
     })
 }
 

@@ -197,15 +197,39 @@ fn read_state(dir: &Path) -> Result<StateFile, KeyError> {
     }
 }
 
+/// A secret that others can read, or whose mode cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPrivate {
+    #[error("{what} {}: {source}", path.display())]
+    Unreadable {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {} is accessible by group or others (mode {mode:03o}); only the service's user may read it\n  fix: {fix}", path.display())]
+    Exposed {
+        what: String,
+        path: PathBuf,
+        mode: u32,
+        fix: String,
+    },
+}
+
 /// Refuses a secret (a private key file, the store directory) that group or others can
 /// access; the message gives the `chmod` that fixes it. A missing path passes (the store is
 /// created private; a missing key is reported by whoever loads it).
-pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
+pub fn ensure_private(path: &Path, what: &str) -> Result<(), NotPrivate> {
     use std::os::unix::fs::PermissionsExt;
     let m = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("{what} {}: {e}", path.display())),
+        Err(source) => {
+            return Err(NotPrivate::Unreadable {
+                what: what.into(),
+                path: path.into(),
+                source,
+            })
+        }
     };
     let mode = m.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
@@ -216,10 +240,17 @@ pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
     } else {
         format!("chmod 600 {}", path.display())
     };
-    Err(format!(
-        "{what} {} is accessible by group or others (mode {mode:03o}); only the service's user may read it\n  fix: {fix}",
-        path.display()
-    ))
+    Err(NotPrivate::Exposed {
+        what: what.into(),
+        path: path.into(),
+        mode,
+        fix,
+    })
+}
+
+/// [`ensure_private`] with the message as a string (for callers that report strings).
+pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
+    ensure_private(path, what).map_err(|e| e.to_string())
 }
 
 /// The private key files (`*.key`) of a key-set directory.

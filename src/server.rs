@@ -4,11 +4,48 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::keys::{self, KeySet};
-use crate::saml::idp::IdpMetadata;
-use crate::store::Store;
+use std::net::SocketAddr;
+
+use crate::config::{Config, ConfigError};
+use crate::keys::{self, KeyError, KeySet, NotPrivate};
+use crate::saml::idp::{IdpMetadata, MetadataError};
+use crate::store::{Store, StoreError};
 use crate::web::{self, App};
+
+/// Why the gateway did not start (or `check-config` failed): each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    NotPrivate(#[from] NotPrivate),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The tokio runtime could not be built.
+    #[error(transparent)]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {addr}: {source}\n  fix: change [{section}] listen or stop what uses the port")]
+    Listen {
+        addr: SocketAddr,
+        section: &'static str,
+        source: std::io::Error,
+    },
+    /// `[server] tls` certificate or key (the message names the file).
+    #[error("{0}")]
+    Tls(String),
+    /// `check-config`: certificates past their end.
+    #[error("expired: {}", .0.join("; "))]
+    Expired(Vec<String>),
+    #[error("[token] keys_dir: {0}")]
+    TokenKeys(KeyError),
+    /// The gateway's state could not be set up (session key, token keys).
+    #[error("{0}")]
+    App(String),
+}
 
 /// Everything `serve` and `check-config` load, checked.
 pub struct Loaded {
@@ -17,18 +54,18 @@ pub struct Loaded {
     pub keys: KeySet,
 }
 
-pub fn load(config: &Path) -> Result<Loaded, String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+pub fn load(config: &Path) -> Result<Loaded, StartupError> {
+    let cfg = Config::load(config)?;
     check_secrets_private(&cfg)?;
-    let idp = IdpMetadata::load(&cfg.idp_metadata).map_err(|e| e.to_string())?;
-    let keys = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+    let idp = IdpMetadata::load(&cfg.idp_metadata)?;
+    let keys = KeySet::load(&cfg.keys_dir)?;
     Ok(Loaded { cfg, idp, keys })
 }
 
 /// `serve` and `check-config` refuse a store directory or private key file that group or
 /// others can read: the store holds the session MAC key, the keys sign and decrypt.
-fn check_secrets_private(cfg: &Config) -> Result<(), String> {
-    keys::check_private(&cfg.store_path, "the store directory")?;
+fn check_secrets_private(cfg: &Config) -> Result<(), NotPrivate> {
+    keys::ensure_private(&cfg.store_path, "the store directory")?;
     let mut key_files = keys::private_key_files(&cfg.keys_dir);
     if let Some(t) = &cfg.token {
         key_files.extend(keys::private_key_files(&t.keys_dir));
@@ -37,14 +74,14 @@ fn check_secrets_private(cfg: &Config) -> Result<(), String> {
         key_files.push(t.key.clone());
     }
     for f in key_files {
-        keys::check_private(&f, "the private key file")?;
+        keys::ensure_private(&f, "the private key file")?;
     }
     // The admin token opens the secretariat API; a PostgreSQL password opens the store.
     if let Some(f) = &cfg.admin_token_file {
-        keys::check_private(f, "[admin] token_file")?;
+        keys::ensure_private(f, "[admin] token_file")?;
     }
     if cfg.store_pg.as_ref().is_some_and(|pg| pg.has_password()) {
-        keys::check_private(
+        keys::ensure_private(
             &cfg.file,
             "the config file (its [store] url has a password)",
         )?;
@@ -90,12 +127,12 @@ fn listen_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpL
 }
 
 /// Starts the gateway and blocks until SIGTERM/SIGINT.
-pub fn serve(config: &Path) -> Result<(), String> {
+pub fn serve(config: &Path) -> Result<(), StartupError> {
     let l = load(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(StartupError::Runtime)?;
     rt.block_on(serve_loaded(l, None))
 }
 
@@ -103,17 +140,24 @@ pub fn serve(config: &Path) -> Result<(), String> {
 pub async fn serve_loaded(
     l: Loaded,
     extra: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
-) -> Result<(), String> {
-    let store: Arc<dyn Store> = crate::store::open(&l.cfg).map_err(|e| e.to_string())?;
+) -> Result<(), StartupError> {
+    let store: Arc<dyn Store> = crate::store::open(&l.cfg)?;
     let listen = l.cfg.listen;
     let certs = match &l.cfg.tls {
-        Some(t) => Some(web::tls::CertStore::load(&t.cert, &t.key)?),
+        Some(t) => Some(web::tls::CertStore::load(&t.cert, &t.key).map_err(StartupError::Tls)?),
         None => None,
     };
-    let tls = certs.clone().map(web::tls::acceptor).transpose()?;
-    let app = Arc::new(App::new(l.cfg, store.clone(), l.idp, l.keys, certs)?);
-    let listener = listen_socket(listen).map_err(|e| {
-        format!("cannot listen on {listen}: {e}\n  fix: change [server] listen or stop what uses the port")
+    let tls = certs
+        .clone()
+        .map(web::tls::acceptor)
+        .transpose()
+        .map_err(StartupError::Tls)?;
+    let app = App::new(l.cfg, store.clone(), l.idp, l.keys, certs).map_err(StartupError::App)?;
+    let app = Arc::new(app);
+    let listener = listen_socket(listen).map_err(|source| StartupError::Listen {
+        addr: listen,
+        section: "server",
+        source,
     })?;
     tracing::info!(
         listen = %listen, public_url = %app.cfg.public_url, acs = %app.cfg.acs_url(),
@@ -124,8 +168,10 @@ pub async fn serve_loaded(
         tracing::warn!(target: "samlgate::config", "{}", crate::config::SHA1_WARNING);
     }
     if let Some(addr) = app.cfg.admin_listen {
-        let l = listen_socket(addr).map_err(|e| {
-            format!("cannot listen on {addr}: {e}\n  fix: change [admin] listen or stop what uses the port")
+        let l = listen_socket(addr).map_err(|source| StartupError::Listen {
+            addr,
+            section: "admin",
+            source,
         })?;
         tracing::info!(admin_listen = %addr, "admin API and /metrics only on the admin listener");
         tokio::spawn(web::serve_admin(app.clone(), l, shutdown_signal()));
@@ -137,7 +183,7 @@ pub async fn serve_loaded(
         tokio::spawn(x);
     }
     web::serve(app, listener, tls, shutdown_signal()).await;
-    store.flush().map_err(|e| e.to_string())?;
+    store.flush()?;
     Ok(())
 }
 
@@ -226,14 +272,14 @@ token_file = "admin.token"
             chmod(&file, 0o644);
             let got = check_secrets_private(&cfg);
             if config_secret {
-                let e = got.unwrap_err();
+                let e = got.unwrap_err().to_string();
                 assert!(e.contains(&format!("chmod 600 {}", file.display())), "{e}");
             } else {
                 got.unwrap();
             }
             chmod(&file, 0o600);
             chmod(&token, 0o640);
-            let e = check_secrets_private(&cfg).unwrap_err();
+            let e = check_secrets_private(&cfg).unwrap_err().to_string();
             assert!(
                 e.contains("[admin] token_file")
                     && e.contains(&format!("chmod 600 {}", token.display())),
