@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::error::{nonempty, to_json, AdminError};
 use super::sessions::{end_local_sessions, end_sessions};
 use super::users::unlink;
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::identity::applications::{self, Application, ApplicationStatus};
 use crate::identity::now_rfc3339;
 use crate::identity::users;
@@ -81,10 +81,10 @@ impl Add<'_> {
             reason: String::new(),
         };
         let detail = format!("status={:?} link_to={}", app.status, link_to.unwrap_or("-"));
-        let a = audit::entry(
+        let a = audit::record(
             store,
             &format!("secretariat:{by}"),
-            "application.add",
+            AuditAction::ApplicationAdd,
             gmis_id,
             &detail,
             None,
@@ -125,14 +125,14 @@ impl Decide<'_> {
         };
         app.updated = now_rfc3339();
         let action = if approve {
-            "application.approve"
+            AuditAction::ApplicationApprove
         } else {
-            "application.revoke"
+            AuditAction::ApplicationRevoke
         };
         let _registry = users::registry_lock();
         let mut writes = vec![
             applications::write(&app),
-            audit::entry(
+            audit::record(
                 store,
                 &format!("secretariat:{by}"),
                 action,

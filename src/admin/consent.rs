@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::error::{nonempty, to_json, AdminError};
 use super::sessions::end_sessions;
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::identity::applications;
 use crate::identity::consent::{self, ConsentDecision, ConsentState};
 use crate::identity::now_rfc3339;
@@ -63,10 +63,10 @@ impl Reopen<'_> {
                 c.decision
             )));
         }
-        let a = audit::entry(
+        let a = audit::record(
             store,
             &format!("secretariat:{by}"),
-            "consent.reopen",
+            AuditAction::ConsentReopen,
             gmis_id,
             note,
             Some(&c.version),
@@ -112,10 +112,10 @@ impl Block<'_> {
             // Keep the contact details of an earlier 同意しない.
             profile: consent::get(store, gmis_id)?.and_then(|c| c.profile),
         };
-        let a = audit::entry(
+        let a = audit::record(
             store,
             &format!("secretariat:{by}"),
-            "consent.block",
+            AuditAction::ConsentBlock,
             gmis_id,
             note,
             None,

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::error::{nonempty, to_json, AdminError};
 use super::sessions::{end_local_sessions, end_sessions};
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::identity::applications::{self, ApplicationStatus};
 use crate::identity::now_rfc3339;
 use crate::identity::users::{self, User};
@@ -56,10 +56,10 @@ pub(super) fn unlink(
 ) -> Result<Vec<Write>, AdminError> {
     let g = u.gmis_id.as_deref().unwrap_or("-");
     let mut w = users::unlink_writes(u);
-    w.push(audit::entry(
+    w.push(audit::record(
         store,
         &format!("secretariat:{by}"),
-        "user.unlink",
+        AuditAction::UserUnlink,
         &u.id,
         &format!(
             "local account {} unlinked from G-MIS account {g}; {why}",
@@ -167,10 +167,10 @@ impl Import<'_> {
             writes.extend(users::local_account_writes(&u));
             created += 1;
         }
-        writes.push(audit::entry(
+        writes.push(audit::record(
             store,
             &format!("secretariat:{}", self.by),
-            "users.import",
+            AuditAction::UsersImport,
             "-",
             &format!("{created} local accounts"),
             None,
