@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::model::ProfileField;
+
 /// `--config FILE`, shared by the subcommands that read the config.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConfigArg {
@@ -405,14 +407,8 @@ pub struct AttributeMap {
     pub account_id_pattern: Option<String>,
 }
 
-pub const PROFILE_FIELDS: [&str; 6] = [
-    "account_id",
-    "category",
-    "facility_code",
-    "facility_name",
-    "display_name",
-    "email",
-];
+/// The profile field names `[attributes]` accepts (`required`, `transform`).
+pub const PROFILE_FIELDS: [&str; 6] = ProfileField::NAMES;
 
 impl Default for AttributeMap {
     fn default() -> Self {
@@ -526,15 +522,23 @@ impl AttributeMap {
     }
 
     /// (profile field, SAML attribute name) pairs, in profile order.
-    pub fn pairs(&self) -> [(&'static str, &str); 6] {
+    pub fn pairs(&self) -> [(ProfileField, &str); 6] {
         [
-            ("account_id", &self.account_id),
-            ("category", &self.category),
-            ("facility_code", &self.facility_code),
-            ("facility_name", &self.facility_name),
-            ("display_name", &self.display_name),
-            ("email", &self.email),
+            (ProfileField::AccountId, &self.account_id),
+            (ProfileField::Category, &self.category),
+            (ProfileField::FacilityCode, &self.facility_code),
+            (ProfileField::FacilityName, &self.facility_name),
+            (ProfileField::DisplayName, &self.display_name),
+            (ProfileField::Email, &self.email),
         ]
+    }
+
+    /// `required`, typed (names were checked at load; an unknown one is skipped).
+    pub fn required_fields(&self) -> Vec<ProfileField> {
+        self.required
+            .iter()
+            .filter_map(|f| ProfileField::from_name(f))
+            .collect()
     }
 }
 

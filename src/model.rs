@@ -16,28 +16,85 @@ pub struct Profile {
     pub email: String,
 }
 
-impl Profile {
-    pub fn field_mut(&mut self, field: &str) -> Option<&mut String> {
-        Some(match field {
-            "account_id" => &mut self.account_id,
-            "category" => &mut self.category,
-            "facility_code" => &mut self.facility_code,
-            "facility_name" => &mut self.facility_name,
-            "display_name" => &mut self.display_name,
-            "email" => &mut self.email,
-            _ => return None,
-        })
+/// A profile field: what `[attributes]` maps, `required` names and the identity headers carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProfileField {
+    AccountId,
+    Category,
+    FacilityCode,
+    FacilityName,
+    DisplayName,
+    Email,
+}
+
+impl ProfileField {
+    /// In profile order.
+    pub const ALL: [ProfileField; 6] = [
+        Self::AccountId,
+        Self::Category,
+        Self::FacilityCode,
+        Self::FacilityName,
+        Self::DisplayName,
+        Self::Email,
+    ];
+    /// The names config files use, in profile order.
+    pub const NAMES: [&'static str; 6] = [
+        "account_id",
+        "category",
+        "facility_code",
+        "facility_name",
+        "display_name",
+        "email",
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 
-    pub fn field(&self, field: &str) -> Option<&str> {
-        Some(match field {
-            "account_id" => &self.account_id,
-            "category" => &self.category,
-            "facility_code" => &self.facility_code,
-            "facility_name" => &self.facility_name,
-            "display_name" => &self.display_name,
-            "email" => &self.email,
-            _ => return None,
-        })
+    pub fn from_name(name: &str) -> Option<ProfileField> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl std::fmt::Display for ProfileField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Profile {
+    pub fn field_mut(&mut self, field: ProfileField) -> &mut String {
+        match field {
+            ProfileField::AccountId => &mut self.account_id,
+            ProfileField::Category => &mut self.category,
+            ProfileField::FacilityCode => &mut self.facility_code,
+            ProfileField::FacilityName => &mut self.facility_name,
+            ProfileField::DisplayName => &mut self.display_name,
+            ProfileField::Email => &mut self.email,
+        }
+    }
+
+    pub fn field(&self, field: ProfileField) -> &str {
+        match field {
+            ProfileField::AccountId => &self.account_id,
+            ProfileField::Category => &self.category,
+            ProfileField::FacilityCode => &self.facility_code,
+            ProfileField::FacilityName => &self.facility_name,
+            ProfileField::DisplayName => &self.display_name,
+            ProfileField::Email => &self.email,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProfileField;
+
+    #[test]
+    fn field_names_round_trip() {
+        for f in ProfileField::ALL {
+            assert_eq!(ProfileField::from_name(f.name()), Some(f));
+        }
+        assert_eq!(ProfileField::from_name("phone"), None);
     }
 }
