@@ -260,7 +260,7 @@ fn add(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<Value, Ad
             },
             created: now_s.clone(),
             updated: now_s,
-            origin: "local".into(),
+            origin: crate::model::UserOrigin::Local,
         };
         writes.extend(users::local_account_writes(&u));
     }
@@ -371,7 +371,10 @@ mod tests {
         assert_eq!(pw.len(), 24);
         assert_eq!(v["must_change"], json!(true));
         // One person is one user: the account's user exists under the same id.
-        assert_eq!(users::get(&s, "hanako").unwrap().unwrap().origin, "local");
+        assert_eq!(
+            users::get(&s, "hanako").unwrap().unwrap().origin,
+            crate::model::UserOrigin::Local
+        );
         assert!(matches!(
             execute(&s, &c, &add_op("hanako")),
             Err(AdminError::Invalid(_))

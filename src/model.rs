@@ -16,6 +16,16 @@ pub struct Profile {
     pub email: String,
 }
 
+/// Where a registered user came from (stored as "gmis" / "local").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserOrigin {
+    /// Created by a G-MIS SSO login.
+    Gmis,
+    /// Existed before (imported, or a local ID/password account).
+    Local,
+}
+
 /// A profile field: what `[attributes]` maps, `required` names and the identity headers carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProfileField {

@@ -9,7 +9,7 @@ use crate::audit::{self, AuditAction};
 use crate::identity::applications::{self, ApplicationStatus};
 use crate::identity::now_rfc3339;
 use crate::identity::users::{self, User};
-use crate::model::Profile;
+use crate::model::{Profile, UserOrigin};
 use crate::store::{Store, Table, Write};
 
 /// How `users unlink` reads its id.
@@ -162,7 +162,7 @@ impl Import<'_> {
                 profile: p.clone(),
                 created: now.clone(),
                 updated: now,
-                origin: "local".into(),
+                origin: UserOrigin::Local,
             };
             writes.extend(users::local_account_writes(&u));
             created += 1;
