@@ -242,7 +242,7 @@ pub async fn forward(
             return Proxied::Own(path_refused(lang, rid));
         }
     };
-    if let Err(r) = identify(app, up, &mut req, &path) {
+    if let Some(r) = identify(app, up, &mut req, &path) {
         return Proxied::Own(r);
     }
     to_upstream(app, up, &mut req, peer, rid, is_upgrade);
@@ -303,8 +303,8 @@ fn strip_incoming(h: &mut hyper::HeaderMap) {
 }
 
 /// The session's identity headers on the request; without a session, a public path passes
-/// as is, a browser's GET goes to the login and anything else gets 401.
-fn identify(app: &App, up: &Upstream, req: &mut Request<Incoming>, path: &str) -> Result<(), Resp> {
+/// as is, a browser's GET goes to the login and anything else gets 401 (the answer, if any).
+fn identify(app: &App, up: &Upstream, req: &mut Request<Incoming>, path: &str) -> Option<Resp> {
     let session = live_session(app, req);
     // The session cookie is ours; the staff menu does not need it.
     strip_cookie(req.headers_mut(), app.sessions.cookie_name);
@@ -325,19 +325,19 @@ fn identify(app: &App, up: &Upstream, req: &mut Request<Incoming>, path: &str) -
                     .unwrap_or("/");
                 let ret = super::acs::safe_return_path(Some(target));
                 let enc: String = form_urlencoded::byte_serialize(ret.as_bytes()).collect();
-                return Err(pages::redirect(
+                return Some(pages::redirect(
                     StatusCode::FOUND,
                     &format!("/login?return_to={enc}"),
                 ));
             }
-            return Err(pages::text(
+            return Some(pages::text(
                 StatusCode::UNAUTHORIZED,
                 "text/plain; charset=utf-8",
                 "login required\n",
             ));
         }
     }
-    Ok(())
+    None
 }
 
 /// Our forwarding headers, the request id, the upgrade headers, origin form, HTTP/1.1 and
