@@ -1117,6 +1117,100 @@ metadata = "metadata/idp.xml"
 path = "data/samlgate"
 "#;
 
+    /// Every section's check after the parse-then-validate split (issue 16): one bad value
+    /// each, refused with its key and a fix, in the order the checks run.
+    #[test]
+    fn each_section_validates_its_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let short = d.path().join("short.token");
+        std::fs::write(&short, "abc").unwrap();
+        let good = d.path().join("good.token");
+        std::fs::write(&good, "0123456789abcdef0123456789abcdef").unwrap();
+        let (short, good) = (short.display(), good.display());
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "[server]\nmax_body_bytes = 1".into(),
+                "server.max_body_bytes",
+            ),
+            (
+                "[server]\nmax_connections = 0".into(),
+                "server.max_connections",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"x\"]".into(),
+                "server.trusted_proxies",
+            ),
+            ("[store]\ncache_mib = 0".into(), "store.cache_mib"),
+            (
+                "[server]\nheader_read_timeout_seconds = 0".into(),
+                "server.header_read_timeout_seconds",
+            ),
+            (
+                "[server]\nsaml_login_rate_per_minute = 0".into(),
+                "server.saml_login_rate_per_minute",
+            ),
+            (
+                "[server]\nmax_concurrent_verifications = 0".into(),
+                "server.max_concurrent_verifications",
+            ),
+            (
+                "[idp]\nmax_issue_delay_seconds = 5".into(),
+                "idp.max_issue_delay_seconds",
+            ),
+            ("[consent]\nversion = \" \"".into(), "consent.version"),
+            ("[session]\nidle_minutes = 0".into(), "session"),
+            ("[upstream]\nurl = \"ftp://x\"".into(), "upstream.url"),
+            (
+                "[upstream]\nurl = \"http://127.0.0.1:9\"\npublic_paths = [\"x\"]".into(),
+                "upstream.public_paths",
+            ),
+            (
+                "[admin]\ntoken_file = \"/nonexistent/t\"".into(),
+                "admin.token_file",
+            ),
+            (
+                format!("[admin]\ntoken_file = \"{short}\""),
+                "admin.token_file",
+            ),
+            (
+                format!("[admin]\ntoken_file = \"{good}\"\nlisten = \"x\""),
+                "admin.listen",
+            ),
+            (
+                format!("[admin]\ntoken_file = \"{good}\"\nlisten = \"127.0.0.1:8080\""),
+                "admin.listen",
+            ),
+            (
+                "[token]\nkeys_dir = \"t\"\nlifetime_seconds = 5".into(),
+                "token.lifetime_seconds",
+            ),
+        ];
+        for (extra, key) in cases {
+            // A section already in MIN gets the key added to it; others are appended.
+            let (section, body) = extra.split_once('\n').unwrap();
+            let text = if MIN.contains(&format!("{section}\n")) {
+                MIN.replace(&format!("{section}\n"), &format!("{section}\n{body}\n"))
+            } else {
+                format!("{MIN}{extra}\n")
+            };
+            let msg = Config::from_toml(&text, Path::new("x.toml"), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(&format!("config key `{key}`")) && msg.contains("fix:"),
+                "{key}: {msg}"
+            );
+        }
+        let text = MIN.replace(
+            "entity_id = \"http://127.0.0.1:8080/saml/metadata\"",
+            "entity_id = \" \"",
+        );
+        let msg = Config::from_toml(&text, Path::new("x.toml"), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("config key `sp.entity_id`"), "{msg}");
+    }
+
     #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::from_toml(MIN, Path::new("x.toml"), Path::new("/etc/samlgate")).unwrap();
