@@ -18,7 +18,7 @@
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"
-PEERS="${PEERS:-/work/shared/peers}"
+PEERS="${PEERS:-$(cd "$REPO/../shared/peers" 2>/dev/null && pwd || echo "$REPO/../shared/peers")}"
 PY="${PY:-$REPO/.venv/bin/python}"
 SECONDS_RUN="${SECONDS_RUN:-20}"
 VERIFY_CONNS="${VERIFY_CONNS:-8}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time setup for the samlgate benchmarks:
-#  - a private copy of the peers harness (/work/shared/peers) with its venv and Debian packages
+#  - a private copy of the peers harness (../shared/peers beside the repository) with its venv and Debian packages
 #    (wrk, xmlsec1, ...), in $BENCH_WORK (default /tmp/samlgate-bench)
 #  - criterion fixtures in bench/fixtures/: one Response per signature layout, signed by the
 #    peers' gen_responses.py (signxml, the fixed test IdP key), for samlgate's bench SP identity.

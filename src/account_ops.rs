@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::accounts::account::{Account, Ctx, LocalConfig, Role};
 use crate::accounts::password::Hasher;
 use crate::accounts::policy::Blocklist;
-use crate::admin::AdminError;
+use crate::admin::error::AdminError;
 use crate::audit;
 use crate::identity::local_accounts as la;
 use crate::identity::users::{self, User};
@@ -193,7 +193,7 @@ pub fn execute(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<V
                 Ok(())
             })?;
             let ended = if end {
-                crate::admin::end_local_sessions(store, user_id)?
+                crate::admin::sessions::end_local_sessions(store, user_id)?
             } else {
                 0
             };
@@ -298,7 +298,7 @@ fn add(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<Value, Ad
             },
             created: now_s.clone(),
             updated: now_s,
-            origin: "local".into(),
+            origin: crate::model::UserOrigin::Local,
         };
         writes.extend(users::local_account_writes(&u));
     }
@@ -360,7 +360,7 @@ fn reset(
         Ok(())
     })?;
     // The old password may be known to someone else: its sessions end.
-    let ended = crate::admin::end_local_sessions(store, user_id)?;
+    let ended = crate::admin::sessions::end_local_sessions(store, user_id)?;
     let pw = issued
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
@@ -590,7 +590,10 @@ mod tests {
         assert_eq!(pw.len(), 24);
         assert_eq!(v["must_change"], json!(true));
         // One person is one user: the account's user exists under the same id.
-        assert_eq!(users::get(&s, "hanako").unwrap().unwrap().origin, "local");
+        assert_eq!(
+            users::get(&s, "hanako").unwrap().unwrap().origin,
+            crate::model::UserOrigin::Local
+        );
         assert!(matches!(
             execute(&s, &c, &add_op("hanako")),
             Err(AdminError::Invalid(_))
@@ -673,7 +676,7 @@ mod tests {
         assert!(hasher(&c).unwrap().verify(&pw, &a.password).is_ok());
         assert_eq!(
             users::get(&s, DEMO_USER_ID).unwrap().unwrap().origin,
-            "local"
+            crate::model::UserOrigin::Local
         );
     }
 

@@ -3,17 +3,25 @@
 //! through the running gateway's admin API (`POST /admin/v1/op`, bearer token) when the
 //! gateway holds the store's lock; both paths run [`execute`], so they cannot drift apart.
 //!
-//! Every change is one atomic batch with its audit line, flushed before the answer.
+//! An [`Op`] is the parsed request (its JSON shape is the API); [`execute`] hands it to the
+//! struct of that operation (in `admin/`), whose `apply` does it. Every change is one atomic
+//! batch with its audit line, flushed before the answer.
+
+pub mod applications;
+pub mod consent;
+pub mod error;
+pub mod sessions;
+pub mod users;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
+
+pub use error::AdminError;
+pub use users::IdReading;
 
 use crate::audit;
-use crate::identity::applications::{self, Application, ApplicationStatus};
-use crate::identity::consent::{self, ConsentDecision, ConsentState};
-use crate::identity::users::{self, User};
-use crate::identity::{now_rfc3339, Profile};
-use crate::store::{Store, StoreError, Table};
+use crate::model::Profile;
+use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -85,26 +93,6 @@ pub enum Op {
     Operator(crate::notice::OperatorOp),
 }
 
-/// How `users unlink` reads its id.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum IdReading {
-    /// A local account id.
-    Local,
-    /// A G-MIS account id.
-    Gmis,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-}
-
 impl Op {
     pub fn changes_state(&self) -> bool {
         matches!(
@@ -121,140 +109,6 @@ impl Op {
     }
 }
 
-/// Ends every session of a G-MIS account, so a later reopen or re-approval cannot revive a
-/// session from before the block: the user logs in (and consents) again.
-fn end_sessions(store: &dyn Store, gmis_id: &str) -> Result<usize, AdminError> {
-    let mut n = 0;
-    for s in store.sessions_by_account(gmis_id)? {
-        if store.session_delete(&s.id)? {
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-/// A linking application may name only an existing local account that is not linked to
-/// another G-MIS account.
-fn check_link_target(store: &dyn Store, gmis_id: &str, local: &str) -> Result<(), AdminError> {
-    let u = users::get(store, local)?
-        .ok_or_else(|| AdminError::NotFound(format!("local account {local} does not exist")))?;
-    match u.gmis_id {
-        Some(g) if g != gmis_id => Err(AdminError::Invalid(format!(
-            "local account {local} is already linked to {g}"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Ends every session on a local account (whatever G-MIS account it was reached from).
-pub(crate) fn end_local_sessions(store: &dyn Store, local_id: &str) -> Result<usize, AdminError> {
-    let mut n = 0;
-    for s in store.sessions_by_local_user(local_id)? {
-        if store.session_delete(&s.id)? {
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-/// The writes that undo `u`'s G-MIS link, with the `user.unlink` audit line.
-fn unlink(
-    store: &dyn Store,
-    u: &User,
-    by: &str,
-    why: &str,
-) -> Result<Vec<crate::store::Write>, AdminError> {
-    let g = u.gmis_id.as_deref().unwrap_or("-");
-    let mut w = users::unlink_writes(u);
-    w.push(audit::entry(
-        store,
-        &format!("secretariat:{by}"),
-        "user.unlink",
-        &u.id,
-        &format!(
-            "local account {} unlinked from G-MIS account {g}; {why}",
-            u.id
-        ),
-        None,
-    )?);
-    Ok(w)
-}
-
-/// The linked account `id` names. Without a reading, an id that is a linked local id and also
-/// the G-MIS id of another account is refused: guessing would undo the wrong person's link.
-fn unlink_target(
-    store: &dyn Store,
-    id: &str,
-    reading: Option<IdReading>,
-) -> Result<User, AdminError> {
-    let local = users::get(store, id)?.filter(|u| u.gmis_id.is_some());
-    let gmis = users::by_gmis(store, id)?;
-    match (reading, local, gmis) {
-        (Some(IdReading::Local), l, _) => {
-            l.ok_or_else(|| AdminError::NotFound(format!("no linked account with local id {id}")))
-        }
-        (Some(IdReading::Gmis), _, g) => {
-            g.ok_or_else(|| AdminError::NotFound(format!("no linked account for G-MIS id {id}")))
-        }
-        (None, Some(l), Some(g)) if l.id != g.id => Err(AdminError::Invalid(format!(
-            "{id} is ambiguous: as a local id it is account {} (linked to G-MIS account {}); \
-             as a G-MIS id it is linked to local account {}; say --local or --gmis",
-            l.id,
-            l.gmis_id.as_deref().unwrap_or("-"),
-            g.id
-        ))),
-        (None, Some(u), _) | (None, None, Some(u)) => Ok(u),
-        (None, None, None) => Err(AdminError::NotFound(format!(
-            "no linked account {id} (local id or G-MIS id)"
-        ))),
-    }
-}
-
-/// `users unlink`: the account stays, without its link; an approved application that names
-/// it is revoked too (else the next login would link it again); its sessions end.
-fn users_unlink(
-    store: &dyn Store,
-    id: &str,
-    reading: Option<IdReading>,
-    by: &str,
-    note: &str,
-) -> Result<Value, AdminError> {
-    nonempty("by", by)?;
-    let _registry = users::registry_lock();
-    let u = unlink_target(store, id, reading)?;
-    let gmis = u.gmis_id.clone().unwrap_or_default();
-    let mut why = format!("note: {note}");
-    let mut writes = Vec::new();
-    if let Some(mut app) = applications::get(store, &gmis)?
-        .filter(|a| a.status == ApplicationStatus::Approved && a.link_to.as_deref() == Some(&u.id))
-    {
-        app.status = ApplicationStatus::Revoked;
-        app.updated = now_rfc3339();
-        writes.push(applications::write(&app));
-        why.push_str("; its linking application was revoked");
-    }
-    writes.extend(unlink(store, &u, by, &why)?);
-    let prev = serde_json::to_vec(&u).expect("serialize");
-    if !store.apply(&writes, Some((Table::Users, u.id.as_bytes(), Some(&prev))))? {
-        return Err(AdminError::Invalid(
-            "the account changed meanwhile; try again".into(),
-        ));
-    }
-    let ended = end_sessions(store, &gmis)? + end_local_sessions(store, &u.id)?;
-    Ok(json!({"id": u.id, "gmis_id": gmis, "unlinked": true, "sessions_ended": ended}))
-}
-
-fn to_json<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("records serialize")
-}
-
-fn nonempty(what: &str, v: &str) -> Result<(), AdminError> {
-    if v.trim().is_empty() {
-        return Err(AdminError::Invalid(format!("{what} is empty")));
-    }
-    Ok(())
-}
-
 /// Runs any operation with the gateway's config (the CLI and the admin API call this).
 pub fn execute_cfg(
     store: &dyn Store,
@@ -269,239 +123,66 @@ pub fn execute_cfg(
 
 pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Value, AdminError> {
     let v = match op {
-        Op::ConsentList => Value::Array(consent::list(store)?.iter().map(to_json).collect()),
-        Op::ConsentShow { gmis_id } => {
-            let c = consent::get(store, gmis_id)?;
-            let app = applications::get(store, gmis_id)?;
-            let user = users::by_gmis(store, gmis_id)?;
-            if c.is_none() && app.is_none() && user.is_none() {
-                return Err(AdminError::NotFound(format!(
-                    "no consent, application or user for {gmis_id}"
-                )));
-            }
-            json!({"gmis_id": gmis_id, "consent": c, "application": app, "user": user, "current_version": consent_version})
+        Op::ConsentList => consent::List.apply(store)?,
+        Op::ConsentShow { gmis_id } => consent::Show {
+            gmis_id,
+            current_version: consent_version,
         }
+        .apply(store)?,
         Op::ConsentReopen { gmis_id, by, note } => {
-            nonempty("by (who reopens)", by)?;
-            let c = consent::get(store, gmis_id)?.ok_or_else(|| {
-                AdminError::NotFound(format!("{gmis_id} has no consent decision"))
-            })?;
-            if !c.blocks() {
-                return Err(AdminError::Invalid(format!(
-                    "{gmis_id} is not blocked (decision: {:?})",
-                    c.decision
-                )));
-            }
-            let a = audit::entry(
-                store,
-                &format!("secretariat:{by}"),
-                "consent.reopen",
-                gmis_id,
-                note,
-                Some(&c.version),
-            )?;
-            let prev = serde_json::to_vec(&c).expect("serialize");
-            let ok = store.apply(
-                &[(Table::Consents, gmis_id.as_bytes().to_vec(), None), a],
-                Some((Table::Consents, gmis_id.as_bytes(), Some(&prev))),
-            )?;
-            if !ok {
-                return Err(AdminError::Invalid(
-                    "the consent changed meanwhile; try again".into(),
-                ));
-            }
-            // No session exists while blocked; one that slipped in beside the block (a login
-            // finishing as it landed) must not come to life now.
-            let ended = end_sessions(store, gmis_id)?;
-            json!({"gmis_id": gmis_id, "reopened": true, "previous": c, "sessions_ended": ended})
+            consent::Reopen { gmis_id, by, note }.apply(store)?
         }
-        Op::ConsentBlock { gmis_id, by, note } => {
-            nonempty("by", by)?;
-            nonempty("note (the reason)", note)?;
-            let st = ConsentState {
-                gmis_id: gmis_id.clone(),
-                decision: ConsentDecision::BlockedBySecretariat,
-                version: consent_version.into(),
-                at: now_rfc3339(),
-                detail: note.clone(),
-                // Keep the contact details of an earlier 同意しない.
-                profile: consent::get(store, gmis_id)?.and_then(|c| c.profile),
-            };
-            let a = audit::entry(
-                store,
-                &format!("secretariat:{by}"),
-                "consent.block",
-                gmis_id,
-                note,
-                None,
-            )?;
-            store.apply(&[consent::write(&st), a], None)?;
-            let ended = end_sessions(store, gmis_id)?;
-            json!({"consent": st, "sessions_ended": ended})
+        Op::ConsentBlock { gmis_id, by, note } => consent::Block {
+            gmis_id,
+            by,
+            note,
+            consent_version,
         }
+        .apply(store)?,
         Op::ApplicationAdd {
             gmis_id,
             link_to,
             note,
             by,
             approve,
-        } => {
-            nonempty("gmis_id", gmis_id)?;
-            nonempty("by", by)?;
-            if let Some(l) = link_to {
-                check_link_target(store, gmis_id, l)?;
-            }
-            if applications::get(store, gmis_id)?
-                .is_some_and(|a| a.status != ApplicationStatus::Revoked)
-            {
-                return Err(AdminError::Invalid(format!(
-                    "{gmis_id} already has an application; approve or revoke it"
-                )));
-            }
-            let now = now_rfc3339();
-            let app = Application {
-                gmis_id: gmis_id.clone(),
-                status: if *approve {
-                    ApplicationStatus::Approved
-                } else {
-                    ApplicationStatus::Pending
-                },
-                link_to: link_to.clone(),
-                note: note.clone(),
-                created: now.clone(),
-                updated: now,
-                profile: None,
-                phone: String::new(),
-                reason: String::new(),
-            };
-            let detail = format!(
-                "status={:?} link_to={}",
-                app.status,
-                link_to.as_deref().unwrap_or("-")
-            );
-            let a = audit::entry(
-                store,
-                &format!("secretariat:{by}"),
-                "application.add",
-                gmis_id,
-                &detail,
-                None,
-            )?;
-            store.apply(&[applications::write(&app), a], None)?;
-            to_json(&app)
+        } => applications::Add {
+            gmis_id,
+            link_to: link_to.as_deref(),
+            note,
+            by,
+            approve: *approve,
         }
-        Op::ApplicationApprove { gmis_id, by } | Op::ApplicationRevoke { gmis_id, by, .. } => {
-            nonempty("by", by)?;
-            let approve = matches!(op, Op::ApplicationApprove { .. });
-            let mut app = applications::get(store, gmis_id)?
-                .ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no application")))?;
-            if let (true, Some(l)) = (approve, &app.link_to) {
-                // Another application may have linked the account since this one was filed.
-                check_link_target(store, gmis_id, l)?;
-            }
-            let prev = serde_json::to_vec(&app).expect("serialize");
-            app.status = if approve {
-                ApplicationStatus::Approved
-            } else {
-                ApplicationStatus::Revoked
-            };
-            app.updated = now_rfc3339();
-            let note = match op {
-                Op::ApplicationRevoke { note, .. } => note.as_str(),
-                _ => "",
-            };
-            let action = if approve {
-                "application.approve"
-            } else {
-                "application.revoke"
-            };
-            let _registry = users::registry_lock();
-            let mut writes = vec![
-                applications::write(&app),
-                audit::entry(
-                    store,
-                    &format!("secretariat:{by}"),
-                    action,
-                    gmis_id,
-                    note,
-                    None,
-                )?,
-            ];
-            // Revoking a linking application removes the link it made, in the same batch.
-            let unlinked = match (&app.link_to, users::by_gmis(store, gmis_id)?) {
-                (Some(l), Some(u)) if !approve && &u.id == l => {
-                    let why = format!("application revoked: {note}");
-                    writes.extend(unlink(store, &u, by, &why)?);
-                    Some(u.id)
-                }
-                _ => None,
-            };
-            let ok = store.apply(
-                &writes,
-                Some((Table::Applications, gmis_id.as_bytes(), Some(&prev))),
-            )?;
-            if !ok {
-                return Err(AdminError::Invalid(
-                    "the application changed meanwhile; try again".into(),
-                ));
-            }
-            if approve {
-                to_json(&app)
-            } else {
-                let ended = end_sessions(store, gmis_id)?
-                    + unlinked
-                        .as_deref()
-                        .map_or(Ok(0), |l| end_local_sessions(store, l))?;
-                json!({"application": app, "unlinked": unlinked, "sessions_ended": ended})
-            }
+        .apply(store)?,
+        Op::ApplicationApprove { gmis_id, by } => applications::Decide {
+            gmis_id,
+            by,
+            approve: true,
+            note: "",
         }
-        Op::ApplicationList => {
-            Value::Array(applications::list(store)?.iter().map(to_json).collect())
+        .apply(store)?,
+        Op::ApplicationRevoke { gmis_id, by, note } => applications::Decide {
+            gmis_id,
+            by,
+            approve: false,
+            note,
         }
-        Op::UsersList => Value::Array(users::list(store)?.iter().map(to_json).collect()),
-        Op::UsersShow { id } => {
-            let u = users::get(store, id)?.or(users::by_gmis(store, id)?);
-            to_json(&u.ok_or_else(|| AdminError::NotFound(format!("no user {id}")))?)
-        }
+        .apply(store)?,
+        Op::ApplicationList => applications::List.apply(store)?,
+        Op::UsersList => users::List.apply(store)?,
+        Op::UsersShow { id } => users::Show { id }.apply(store)?,
         Op::UsersUnlink {
             id,
             by,
             note,
             reading,
-        } => users_unlink(store, id, *reading, by, note)?,
-        Op::UsersImport { users: list, by } => {
-            nonempty("by", by)?;
-            let _registry = users::registry_lock();
-            let mut writes = Vec::new();
-            let mut created = 0;
-            for p in list {
-                nonempty("account_id of an imported user", &p.account_id)?;
-                if users::get(store, &p.account_id)?.is_some() {
-                    continue;
-                }
-                let now = now_rfc3339();
-                let u = User {
-                    id: p.account_id.clone(),
-                    gmis_id: None,
-                    profile: p.clone(),
-                    created: now.clone(),
-                    updated: now,
-                    origin: "local".into(),
-                };
-                writes.extend(users::local_account_writes(&u));
-                created += 1;
-            }
-            writes.push(audit::entry(
-                store,
-                &format!("secretariat:{by}"),
-                "users.import",
-                "-",
-                &format!("{created} local accounts"),
-                None,
-            )?);
-            store.apply(&writes, None)?;
-            json!({"imported": created, "skipped_existing": list.len() - created})
+        } => users::Unlink {
+            id,
+            reading: *reading,
+            by,
+            note,
         }
+        .apply(store)?,
+        Op::UsersImport { users: list, by } => users::Import { users: list, by }.apply(store)?,
         Op::Operator(o) => crate::notice::execute(store, o)?,
         Op::Accounts(_) => {
             return Err(AdminError::Invalid(
@@ -511,7 +192,7 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
         Op::AuditTail { n } => Value::Array(
             audit::tail(store, (*n).min(10_000))?
                 .iter()
-                .map(to_json)
+                .map(error::to_json)
                 .collect(),
         ),
     };
@@ -524,6 +205,10 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::applications::{self, ApplicationStatus};
+    use crate::identity::consent::{self, ConsentDecision, ConsentState};
+    use crate::identity::now_rfc3339;
+    use crate::identity::users;
     use crate::store::SledStore;
 
     #[test]

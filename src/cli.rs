@@ -2,15 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::keys::{self, KeySet};
-use crate::saml::idp::IdpMetadata;
-use crate::store::Store;
-use crate::web::{self, App};
+use crate::server::{self, Loaded, StartupError};
+use crate::web;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,18 +37,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct ConfigArg {
-    /// The TOML config file (README.md "Configuration" lists every key).
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "SAMLGATE_CONFIG",
-        default_value = "samlgate.toml"
-    )]
-    pub config: PathBuf,
-}
+pub use crate::config::ConfigArg;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -227,9 +214,9 @@ pub enum KeysCmd {
 pub fn run(cli: Cli) -> ExitCode {
     init_tracing(&cli.log_format);
     let r = match cli.command {
-        Command::Serve(c) => serve(&c.config),
-        Command::CheckConfig(c) => check_config(&c.config),
-        Command::Metadata(c) => metadata(&c.config),
+        Command::Serve(c) => server::serve(&c.config).map_err(|e| e.to_string()),
+        Command::CheckConfig(c) => check_config(&c.config).map_err(|e| e.to_string()),
+        Command::Metadata(c) => metadata(&c.config).map_err(|e| e.to_string()),
         Command::Keys { token, cmd } => keys_cmd(cmd, token),
         Command::Demo { dir, port } => crate::demo::run(&dir, port),
         Command::Consent { config, json, cmd } => {
@@ -276,58 +263,8 @@ fn init_tracing(format: &str) {
     };
 }
 
-/// Everything `serve` and `check-config` load, checked.
-pub struct Loaded {
-    pub cfg: Config,
-    pub idp: IdpMetadata,
-    pub keys: KeySet,
-}
-
-pub fn load(config: &Path) -> Result<Loaded, String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    check_secrets_private(&cfg)?;
-    let idp = IdpMetadata::load(&cfg.idp_metadata).map_err(|e| e.to_string())?;
-    let keys = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
-    Ok(Loaded { cfg, idp, keys })
-}
-
-/// `serve` and `check-config` refuse a store directory or private key file that group or
-/// others can read: the store holds the session MAC key, the keys sign and decrypt.
-fn check_secrets_private(cfg: &Config) -> Result<(), String> {
-    keys::check_private(&cfg.store_path, "the store directory")?;
-    let mut key_files = keys::private_key_files(&cfg.keys_dir);
-    if let Some(t) = &cfg.token {
-        key_files.extend(keys::private_key_files(&t.keys_dir));
-    }
-    if let Some(t) = &cfg.tls {
-        key_files.push(t.key.clone());
-    }
-    for f in key_files {
-        keys::check_private(&f, "the private key file")?;
-    }
-    // The admin token opens the secretariat API; a PostgreSQL password opens the store.
-    if let Some(f) = &cfg.admin_token_file {
-        keys::check_private(f, "[admin] token_file")?;
-    }
-    if cfg.store_pg.as_ref().is_some_and(|pg| pg.has_password()) {
-        keys::check_private(
-            &cfg.file,
-            "the config file (its [store] url has a password)",
-        )?;
-    }
-    Ok(())
-}
-
-/// Everything samlgate creates (store, keys, audit files) is for its own user only.
-pub fn private_umask() {
-    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
-    unsafe {
-        libc::umask(0o077);
-    }
-}
-
-fn check_config(config: &Path) -> Result<(), String> {
-    let l = load(config)?;
+fn check_config(config: &Path) -> Result<(), StartupError> {
+    let l = server::load(config)?;
     // A running gateway holds the store's lock; that is fine (and proves the path).
     let store_line = match crate::store::open(&l.cfg) {
         Ok(store) => format!(
@@ -344,7 +281,7 @@ fn check_config(config: &Path) -> Result<(), String> {
                 l.cfg.store_path.display()
             )
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     println!("config        {} ok", l.cfg.file.display());
     println!(
@@ -384,16 +321,16 @@ fn check_config(config: &Path) -> Result<(), String> {
 
 /// Every certificate 30 days ahead (crate::expiry): a warning line each; an expired one in
 /// use fails the check, as it turns `/readyz` red.
-fn check_cert_expiry(l: &Loaded) -> Result<(), String> {
+fn check_cert_expiry(l: &Loaded) -> Result<(), StartupError> {
     use crate::expiry::{self, Kind};
     let mut certs = expiry::from_idp(&l.idp);
     certs.extend(expiry::from_keys(Kind::Sp, &l.keys));
     if let Some(t) = &l.cfg.token {
-        let set = KeySet::load(&t.keys_dir).map_err(|e| format!("[token] keys_dir: {e}"))?;
+        let set = KeySet::load(&t.keys_dir).map_err(StartupError::TokenKeys)?;
         certs.extend(expiry::from_keys(Kind::Token, &set));
     }
     if let Some(t) = &l.cfg.tls {
-        let store = web::tls::CertStore::load(&t.cert, &t.key)?;
+        let store = web::tls::CertStore::load(&t.cert, &t.key).map_err(StartupError::Tls)?;
         certs.push(expiry::tls(store.fingerprint(), store.not_after()));
     }
     let now = chrono::Utc::now().timestamp();
@@ -404,13 +341,13 @@ fn check_cert_expiry(l: &Loaded) -> Result<(), String> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(format!("expired: {}", failures.join("; ")))
+        Err(StartupError::Expired(failures))
     }
 }
 
-fn metadata(config: &Path) -> Result<(), String> {
-    let cfg = Config::load(config).map_err(|e| e.to_string())?;
-    let keys = KeySet::load(&cfg.keys_dir).map_err(|e| e.to_string())?;
+fn metadata(config: &Path) -> Result<(), StartupError> {
+    let cfg = Config::load(config)?;
+    let keys = KeySet::load(&cfg.keys_dir)?;
     print!("{}", crate::saml::metadata::sp_metadata(&cfg, &keys));
     Ok(())
 }
@@ -576,127 +513,6 @@ fn keys_status(config: &Path, token: bool) -> Result<(), String> {
         ))
     }
 }
-
-/// At most 2 glibc malloc arenas (unless `MALLOC_ARENA_MAX` is set). Call before any thread
-/// starts. Why: glibc gives each of the ~26 threads (tokio workers, blocking verification and
-/// store threads) its own arena up to 8 x cores, and each keeps the memory it freed; RSS after
-/// 50,000 logins was 91.9 MiB with the default and 60.9 MiB with 2 arenas, at the same login
-/// rate (bench/RESULTS.md §0).
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator tuning; called before other threads exist.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
-/// The listening socket, with a backlog for bursts: `TcpListener::bind` uses 128, and 1,000
-/// browsers connecting at once overflowed it (SYNs dropped and retried after 1 s). The kernel
-/// caps it at `net.core.somaxconn`.
-fn listen_socket(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.bind(addr)?;
-    sock.listen(4096)
-}
-
-/// Starts the gateway and blocks until SIGTERM/SIGINT.
-pub fn serve(config: &Path) -> Result<(), String> {
-    let l = load(config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(serve_loaded(l, None))
-}
-
-/// Starts the gateway from loaded parts; `extra` runs beside it (the demo IdP).
-pub async fn serve_loaded(
-    l: Loaded,
-    extra: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
-) -> Result<(), String> {
-    let store: Arc<dyn Store> = crate::store::open(&l.cfg).map_err(|e| e.to_string())?;
-    let listen = l.cfg.listen;
-    let certs = match &l.cfg.tls {
-        Some(t) => Some(web::tls::CertStore::load(&t.cert, &t.key)?),
-        None => None,
-    };
-    let tls = certs.clone().map(web::tls::acceptor).transpose()?;
-    let app = Arc::new(App::new(l.cfg, store.clone(), l.idp, l.keys, certs)?);
-    let listener = listen_socket(listen).map_err(|e| {
-        format!("cannot listen on {listen}: {e}\n  fix: change [server] listen or stop what uses the port")
-    })?;
-    tracing::info!(
-        listen = %listen, public_url = %app.cfg.public_url, acs = %app.cfg.acs_url(),
-        idp = %app.idp().entity_id, idp_certs = app.idp().signing_certs.len(),
-        tls = tls.is_some(), "samlgate serving"
-    );
-    if app.cfg.allow_sha1 {
-        tracing::warn!(target: "samlgate::config", "{}", crate::config::SHA1_WARNING);
-    }
-    if let Some(addr) = app.cfg.admin_listen {
-        let l = listen_socket(addr).map_err(|e| {
-            format!("cannot listen on {addr}: {e}\n  fix: change [admin] listen or stop what uses the port")
-        })?;
-        tracing::info!(admin_listen = %addr, "admin API and /metrics only on the admin listener");
-        tokio::spawn(web::serve_admin(app.clone(), l, shutdown_signal()));
-    }
-    spawn_sweeper(app.clone());
-    crate::store::health::spawn_probe(store.clone());
-    crate::reload::spawn(app.clone());
-    if let Some(x) = extra {
-        tokio::spawn(x);
-    }
-    web::serve(app, listener, tls, shutdown_signal()).await;
-    store.flush().map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-}
-
-/// Deletes expired replay entries and sessions once a minute.
-fn spawn_sweeper(app: Arc<App>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let app = app.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let now = chrono::Utc::now().timestamp();
-                let idle = app.cfg.session.idle_minutes as i64 * 60;
-                let r = app.store.replay_sweep(now).unwrap_or(0);
-                let s = app.store.session_sweep(now, idle).unwrap_or(0);
-                let p = crate::identity::consent::pending_sweep(&*app.store, now).unwrap_or(0)
-                    + crate::saml::authn::sweep(&*app.store, now).unwrap_or(0)
-                    + crate::local_login::sweep(&*app.store, now).unwrap_or(0)
-                    + crate::identity::local_accounts::sweep_tickets(&*app.store, now).unwrap_or(0);
-                if r + s + p > 0 {
-                    tracing::debug!(
-                        replay = r,
-                        sessions = s,
-                        pending = p,
-                        "swept expired records"
-                    );
-                }
-            })
-            .await;
-        }
-    });
-}
-
 #[cfg(test)]
 mod help_tests {
     /// Every subcommand and every flag or argument says what it is for (issue 14), and
@@ -739,70 +555,6 @@ mod help_tests {
             vec!["samlgate", "applications", "--config", "x.toml", "list"],
         ] {
             super::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    const CFG: &str = r#"
-[server]
-listen = "127.0.0.1:8080"
-public_url = "http://127.0.0.1:8080/"
-[sp]
-entity_id = "http://127.0.0.1:8080/saml/metadata"
-keys_dir = "keys"
-[idp]
-metadata = "idp.xml"
-[admin]
-token_file = "admin.token"
-"#;
-
-    fn chmod(p: &Path, m: u32) {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
-    }
-
-    /// Review of the issue-12 fixes, finding 5: the admin token file, and the config file when
-    /// its `[store] url` carries a password, are refused like a private key when others can
-    /// read them.
-    #[test]
-    fn the_admin_token_and_a_config_with_a_store_password_must_be_private() {
-        let d = tempfile::tempdir().unwrap();
-        let token = d.path().join("admin.token");
-        std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
-        let file = d.path().join("samlgate.toml");
-        for (store, config_secret) in [
-            ("[store]\npath = \"db\"\n", false),
-            ("[store]\nurl = \"postgresql://sg@127.0.0.1/sg\"\n", false),
-            ("[store]\nurl = \"postgresql://sg:pw@127.0.0.1/sg\"\n", true),
-            (
-                "[store]\nurl = \"postgresql://sg@127.0.0.1/sg?password=pw\"\n",
-                true,
-            ),
-        ] {
-            let text = format!("{CFG}{store}");
-            std::fs::write(&file, &text).unwrap();
-            let cfg = Config::from_toml(&text, &file, d.path()).unwrap();
-            chmod(&token, 0o600);
-            chmod(&file, 0o644);
-            let got = check_secrets_private(&cfg);
-            if config_secret {
-                let e = got.unwrap_err();
-                assert!(e.contains(&format!("chmod 600 {}", file.display())), "{e}");
-            } else {
-                got.unwrap();
-            }
-            chmod(&file, 0o600);
-            chmod(&token, 0o640);
-            let e = check_secrets_private(&cfg).unwrap_err();
-            assert!(
-                e.contains("[admin] token_file")
-                    && e.contains(&format!("chmod 600 {}", token.display())),
-                "{e}"
-            );
         }
     }
 }

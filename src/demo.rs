@@ -74,7 +74,7 @@ pub const USERS: [DemoUser; 4] = [
 pub fn run(dir: &Path, port: u16) -> Result<(), String> {
     let idp_port = port.checked_add(1).ok_or("--port too high")?;
     let cfg_path = prepare(dir, port, idp_port)?;
-    let loaded = crate::cli::load(&cfg_path)?;
+    let loaded = crate::server::load(&cfg_path).map_err(|e| e.to_string())?;
     seed_password_account(&loaded.cfg)?;
     let idp_key = read_key(&dir.join("idp/idp.key"))?;
     let idp_cert_b64 = cert_b64(&dir.join("idp/idp.crt"))?;
@@ -98,7 +98,9 @@ pub fn run(dir: &Path, port: u16) -> Result<(), String> {
             .await
             .map_err(|e| format!("demo IdP cannot listen on {idp_addr}: {e}"))?;
         let idp_task = Box::pin(serve_idp(idp, listener));
-        crate::cli::serve_loaded(loaded, Some(idp_task)).await
+        crate::server::serve_loaded(loaded, Some(idp_task))
+            .await
+            .map_err(|e| e.to_string())
     })
 }
 
@@ -411,77 +413,8 @@ button{background:#5a2d82;color:#fff;border:0;border-radius:4px;padding:.6rem 1.
 
 async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/") | (&Method::GET, "/sso") => {
-            // An SP-initiated login brings SAMLRequest (deflated AuthnRequest) and RelayState;
-            // the answer carries InResponseTo and the RelayState back unchanged.
-            let params: Vec<(String, String)> = req
-                .uri()
-                .query()
-                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-                .unwrap_or_default();
-            let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let relay = get("RelayState").unwrap_or_else(|| "/".into());
-            let request_id = get("SAMLRequest")
-                .and_then(|r| authn_request_id(&r))
-                .unwrap_or_default();
-            let mut users = String::new();
-            for (i, u) in USERS.iter().enumerate() {
-                users.push_str(&format!(
-                    "<label><input type=\"radio\" name=\"user\" value=\"{i}\"{}> {} ({}) — {} / {}</label>\n",
-                    if i == 0 { " checked" } else { "" },
-                    u.display_name, u.account_id, u.category, u.facility_name
-                ));
-            }
-            let solicited = if request_id.is_empty() {
-                "IdP-initiated（G-MISのメニューから） / IdP-initiated"
-            } else {
-                "SP-initiated（医療情報ネットからの要求に応答） / answering the gateway's AuthnRequest"
-            };
-            page(StatusCode::OK, format!(
-                "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style></head><body>\
-<p class=\"banner\">開発用のデモIdPです。本番のG-MISではありません。 / Development IdP, not the real G-MIS.</p>\
-<h1>G-MIS（デモ）</h1><p>ログインする利用者を選び、「医療情報ネットへ」を押してください。 / Choose a test user and press the button.</p><p>{solicited}</p>\
-<form method=\"post\" action=\"/login\"><fieldset><legend>テスト利用者 / Test user</legend>{users}</fieldset>\
-<input type=\"hidden\" name=\"RelayState\" value=\"{}\"><input type=\"hidden\" name=\"InResponseTo\" value=\"{}\"><button type=\"submit\">医療情報ネットへ（SSO） / Go to 医療情報ネット</button></form></body></html>",
-                xml_escape(&relay), xml_escape(&request_id)
-            ))
-        }
-        (&Method::POST, "/login") => {
-            let body = match Limited::new(req.into_body(), 8192).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return page(StatusCode::BAD_REQUEST, "bad form".into()),
-            };
-            let mut user = 0usize;
-            let mut relay = "/".to_string();
-            let mut in_response_to = String::new();
-            for (k, v) in form_urlencoded::parse(&body) {
-                match k.as_ref() {
-                    "user" => user = v.parse().unwrap_or(0),
-                    "RelayState" => relay = v.into_owned(),
-                    "InResponseTo" => in_response_to = v.into_owned(),
-                    _ => {}
-                }
-            }
-            let u = &USERS[user.min(USERS.len() - 1)];
-            let irt = Some(in_response_to.as_str()).filter(|s| !s.is_empty());
-            match idp.signed_response(u, irt) {
-                Ok(xml) => {
-                    use base64::Engine;
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(xml.as_bytes());
-                    page(StatusCode::OK, format!(
-                        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style><script src=\"/autopost.js\" defer></script></head><body>\
-<p class=\"banner\">デモIdP / Development IdP</p><p>{} さんとして医療情報ネットへ移動します。 / Signing in as {}.</p>\
-<form id=\"post\" method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"SAMLResponse\" value=\"{b64}\"><input type=\"hidden\" name=\"RelayState\" value=\"{}\">\
-<button type=\"submit\">続ける / Continue</button></form></body></html>",
-                        xml_escape(u.display_name), xml_escape(u.account_id), xml_escape(&idp.acs), xml_escape(&relay)
-                    ))
-                }
-                Err(e) => page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("signing failed: {}", xml_escape(&e)),
-                ),
-            }
-        }
+        (&Method::GET, "/") | (&Method::GET, "/sso") => login_page(&req),
+        (&Method::POST, "/login") => post_login(idp, req).await,
         (&Method::GET, "/autopost.js") => {
             let mut r = Response::new(Full::new(Bytes::from_static(
                 b"document.getElementById('post').submit();\n",
@@ -491,5 +424,79 @@ async fn idp_route(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes
             r
         }
         _ => page(StatusCode::NOT_FOUND, "not found".into()),
+    }
+}
+
+/// The user picker. An SP-initiated login brings SAMLRequest (deflated AuthnRequest) and
+/// RelayState; the answer carries InResponseTo and the RelayState back unchanged.
+fn login_page(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let params: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let relay = get("RelayState").unwrap_or_else(|| "/".into());
+    let request_id = get("SAMLRequest")
+        .and_then(|r| authn_request_id(&r))
+        .unwrap_or_default();
+    let mut users = String::new();
+    for (i, u) in USERS.iter().enumerate() {
+        users.push_str(&format!(
+            "<label><input type=\"radio\" name=\"user\" value=\"{i}\"{}> {} ({}) — {} / {}</label>\n",
+            if i == 0 { " checked" } else { "" },
+            u.display_name, u.account_id, u.category, u.facility_name
+        ));
+    }
+    let solicited = if request_id.is_empty() {
+        "IdP-initiated（G-MISのメニューから） / IdP-initiated"
+    } else {
+        "SP-initiated（医療情報ネットからの要求に応答） / answering the gateway's AuthnRequest"
+    };
+    page(StatusCode::OK, format!(
+        "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style></head><body>\
+<p class=\"banner\">開発用のデモIdPです。本番のG-MISではありません。 / Development IdP, not the real G-MIS.</p>\
+<h1>G-MIS（デモ）</h1><p>ログインする利用者を選び、「医療情報ネットへ」を押してください。 / Choose a test user and press the button.</p><p>{solicited}</p>\
+<form method=\"post\" action=\"/login\"><fieldset><legend>テスト利用者 / Test user</legend>{users}</fieldset>\
+<input type=\"hidden\" name=\"RelayState\" value=\"{}\"><input type=\"hidden\" name=\"InResponseTo\" value=\"{}\"><button type=\"submit\">医療情報ネットへ（SSO） / Go to 医療情報ネット</button></form></body></html>",
+        xml_escape(&relay), xml_escape(&request_id)
+    ))
+}
+
+/// The picked user's signed Response, auto-posted to the gateway's ACS.
+async fn post_login(idp: &DemoIdp, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match Limited::new(req.into_body(), 8192).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return page(StatusCode::BAD_REQUEST, "bad form".into()),
+    };
+    let mut user = 0usize;
+    let mut relay = "/".to_string();
+    let mut in_response_to = String::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "user" => user = v.parse().unwrap_or(0),
+            "RelayState" => relay = v.into_owned(),
+            "InResponseTo" => in_response_to = v.into_owned(),
+            _ => {}
+        }
+    }
+    let u = &USERS[user.min(USERS.len() - 1)];
+    let irt = Some(in_response_to.as_str()).filter(|s| !s.is_empty());
+    match idp.signed_response(u, irt) {
+        Ok(xml) => {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(xml.as_bytes());
+            page(StatusCode::OK, format!(
+                "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>G-MIS（デモ）</title><style>{DEMO_STYLE}</style><script src=\"/autopost.js\" defer></script></head><body>\
+<p class=\"banner\">デモIdP / Development IdP</p><p>{} さんとして医療情報ネットへ移動します。 / Signing in as {}.</p>\
+<form id=\"post\" method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"SAMLResponse\" value=\"{b64}\"><input type=\"hidden\" name=\"RelayState\" value=\"{}\">\
+<button type=\"submit\">続ける / Continue</button></form></body></html>",
+                xml_escape(u.display_name), xml_escape(u.account_id), xml_escape(&idp.acs), xml_escape(&relay)
+            ))
+        }
+        Err(e) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("signing failed: {}", xml_escape(&e)),
+        ),
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::cli::ConfigArg;
 use crate::config::Config;
+use crate::config::ConfigArg;
 use crate::expiry::{self, Level};
 use crate::saml::idp::IdpMetadata;
 

@@ -16,7 +16,10 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
+
 use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditAction;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -197,15 +200,39 @@ fn read_state(dir: &Path) -> Result<StateFile, KeyError> {
     }
 }
 
+/// A secret that others can read, or whose mode cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPrivate {
+    #[error("{what} {}: {source}", path.display())]
+    Unreadable {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {} is accessible by group or others (mode {mode:03o}); only the service's user may read it\n  fix: {fix}", path.display())]
+    Exposed {
+        what: String,
+        path: PathBuf,
+        mode: u32,
+        fix: String,
+    },
+}
+
 /// Refuses a secret (a private key file, the store directory) that group or others can
 /// access; the message gives the `chmod` that fixes it. A missing path passes (the store is
 /// created private; a missing key is reported by whoever loads it).
-pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
+pub fn ensure_private(path: &Path, what: &str) -> Result<(), NotPrivate> {
     use std::os::unix::fs::PermissionsExt;
     let m = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("{what} {}: {e}", path.display())),
+        Err(source) => {
+            return Err(NotPrivate::Unreadable {
+                what: what.into(),
+                path: path.into(),
+                source,
+            })
+        }
     };
     let mode = m.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
@@ -216,10 +243,17 @@ pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
     } else {
         format!("chmod 600 {}", path.display())
     };
-    Err(format!(
-        "{what} {} is accessible by group or others (mode {mode:03o}); only the service's user may read it\n  fix: {fix}",
-        path.display()
-    ))
+    Err(NotPrivate::Exposed {
+        what: what.into(),
+        path: path.into(),
+        mode,
+        fix,
+    })
+}
+
+/// [`ensure_private`] with the message as a string (for callers that report strings).
+pub fn check_private(path: &Path, what: &str) -> Result<(), String> {
+    ensure_private(path, what).map_err(|e| e.to_string())
 }
 
 /// The private key files (`*.key`) of a key-set directory.
@@ -318,7 +352,7 @@ pub fn new_key_of(
     });
     let json = serde_json::to_vec_pretty(&state).map_err(|e| io(e.to_string()))?;
     write_atomic(&dir.join("keyset.json"), &json, 0o644).map_err(|e| io(e.to_string()))?;
-    audit_key_change(dir, "keys.new", &id, &format!("state={st:?}"))?;
+    audit_key_change(dir, AuditAction::KeysNew, &id, &format!("state={st:?}"))?;
     Ok((id, st))
 }
 
@@ -342,12 +376,17 @@ fn lock_dir(dir: &Path) -> Result<fs::File, KeyError> {
 
 /// Key changes are audited in `keys_dir/audit.jsonl` (append, fsync): the gateway's store is
 /// locked by the running process, and rotation happens while it runs.
-fn audit_key_change(dir: &Path, action: &str, id: &str, detail: &str) -> Result<(), KeyError> {
+fn audit_key_change(
+    dir: &Path,
+    action: AuditAction,
+    id: &str,
+    detail: &str,
+) -> Result<(), KeyError> {
     use std::os::unix::fs::OpenOptionsExt;
     let line = serde_json::json!({
         "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "actor": std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()),
-        "action": action,
+        "action": action.name(),
         "key": id,
         "detail": detail,
     });
@@ -408,7 +447,7 @@ pub fn transition(dir: &Path, id: &str, t: Transition) -> Result<String, KeyErro
                 }
             }
             state.keys[idx].state = KeyState::Active;
-            ("keys.promote", format!("{id} is active; {old} is now next (still published and decrypting) until retired"))
+            (AuditAction::KeysPromote, format!("{id} is active; {old} is now next (still published and decrypting) until retired"))
         }
         Transition::Retire => {
             if cur != KeyState::Next {
@@ -419,7 +458,7 @@ pub fn transition(dir: &Path, id: &str, t: Transition) -> Result<String, KeyErro
             state.keys[idx].state = KeyState::Retired;
             state.keys[idx].retired_at = Some(chrono::Utc::now().to_rfc3339());
             (
-                "keys.retire",
+                AuditAction::KeysRetire,
                 format!("{id} is retired: no longer published; still decrypts until removed"),
             )
         }
@@ -444,12 +483,12 @@ pub fn transition(dir: &Path, id: &str, t: Transition) -> Result<String, KeyErro
                 }
             }
             state.keys.remove(idx);
-            ("keys.remove", format!("{id} removed"))
+            (AuditAction::KeysRemove, format!("{id} removed"))
         }
     };
     let json = serde_json::to_vec_pretty(&state).map_err(|e| err(e.to_string()))?;
     write_atomic(&dir.join("keyset.json"), &json, 0o644).map_err(|e| err(e.to_string()))?;
-    if action == "keys.remove" {
+    if action == AuditAction::KeysRemove {
         // The state no longer names the files; delete them after the state is durable.
         let _ = fs::remove_file(dir.join(format!("{id}.key")));
         let _ = fs::remove_file(dir.join(format!("{id}.crt")));

@@ -56,7 +56,7 @@ impl TokenSigner {
     }
 
     /// A token for this session, from the cache while it has more than half its life left.
-    pub fn token_for(&self, _app: &crate::web::App, rec: &SessionRecord) -> Option<String> {
+    pub fn token_for(&self, rec: &SessionRecord) -> Option<String> {
         let now = chrono::Utc::now().timestamp();
         if let Some((exp, t)) = self.cache.lock().ok()?.get(&rec.id) {
             if exp - now > self.lifetime / 2 {

@@ -205,7 +205,7 @@ fn end_sessions(store: &dyn Store, d: &Detail) -> Result<usize, AdminError> {
         }
     }
     if let Some(l) = &d.local_id {
-        n += crate::admin::end_local_sessions(store, l)?;
+        n += crate::admin::sessions::end_local_sessions(store, l)?;
     }
     Ok(n)
 }

@@ -2,6 +2,7 @@
 
 use super::Profile;
 use crate::config::AttributeMap;
+use crate::model::ProfileField;
 use crate::reason::{Reason, Refusal};
 
 /// Maps a verified assertion's NameID and attributes to a profile.
@@ -31,7 +32,7 @@ pub fn map_profile(
                 .flat_map(|(_, vs)| vs.iter().map(String::as_str))
                 .collect()
         };
-        if values.len() > 1 && (field == "account_id" || field == "category") {
+        if values.len() > 1 && matches!(field, ProfileField::AccountId | ProfileField::Category) {
             return Err(Refusal::new(
                 Reason::AttributeMissing,
                 format!(
@@ -46,18 +47,18 @@ pub fn map_profile(
         // on the raw value (an unknown code is in no open category: fails closed).
         let v = map
             .transform
-            .get(field)
+            .get(field.name())
             .and_then(|t| t.get(v))
             .map(String::as_str)
             .unwrap_or(v);
-        *p.field_mut(field).expect("known field") = v.to_string();
+        *p.field_mut(field) = v.to_string();
     }
-    for field in &map.required {
-        if p.field(field).is_none_or(str::is_empty) {
+    for field in map.required_fields() {
+        if p.field(field).is_empty() {
             let attr = map
                 .pairs()
                 .iter()
-                .find(|(f, _)| f == field)
+                .find(|(f, _)| *f == field)
                 .map(|(_, a)| a.to_string());
             return Err(Refusal::new(
                 Reason::AttributeMissing,

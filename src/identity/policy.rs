@@ -375,7 +375,7 @@ mod tests {
             },
             created: now_rfc3339(),
             updated: now_rfc3339(),
-            origin: "local".into(),
+            origin: crate::model::UserOrigin::Local,
         };
         s.apply(&users::local_account_writes(&local), None).unwrap();
         assert_eq!(
@@ -410,7 +410,7 @@ mod tests {
             },
             created: "2020-01-01T00:00:00Z".into(),
             updated: "2020-01-01T00:00:00Z".into(),
-            origin: "local".into(),
+            origin: crate::model::UserOrigin::Local,
         }
     }
 

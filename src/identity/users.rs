@@ -19,7 +19,7 @@ pub struct User {
     pub created: String,
     pub updated: String,
     /// "gmis" (created by SSO) or "local" (existed before, e.g. imported).
-    pub origin: String,
+    pub origin: crate::model::UserOrigin,
 }
 
 pub fn get(store: &dyn Store, id: &str) -> Result<Option<User>, StoreError> {
@@ -173,7 +173,7 @@ pub fn register_writes(
             profile: p.clone(),
             created: now.clone(),
             updated: now.clone(),
-            origin: "gmis".into(),
+            origin: crate::model::UserOrigin::Gmis,
         };
         (u, how)
     };

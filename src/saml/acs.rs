@@ -22,7 +22,7 @@ use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::NsReader;
 use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoError, CryptoProvider, ReduceMode};
-use samael::schema::{Assertion, Response};
+use samael::schema::{Assertion, Conditions, Response, Subject, SubjectConfirmation};
 
 use super::decrypt::DecryptError;
 use super::idp::IdpMetadata;
@@ -552,15 +552,54 @@ fn check_assertion(
     signed: SignedPart,
     exp: &Expectations,
 ) -> Result<Verified, Refusal> {
-    let now = exp.now;
-    let skew = exp.skew;
     if a.version != "2.0" {
         return refuse(Reason::BadXml, format!("Assertion Version {:?}", a.version));
     }
     check_issuer(a.issuer.value.as_deref(), exp, "Assertion")?;
     check_issue_instant(a.issue_instant, exp, "Assertion")?;
+    let cond = check_conditions(a, exp)?;
+    let subject = a
+        .subject
+        .as_ref()
+        .ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no Subject"))?;
+    let name_id = subject
+        .name_id
+        .as_ref()
+        .map(|n| n.value.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no NameID"))?;
+    let name_id_format = subject.name_id.as_ref().and_then(|n| n.format.clone());
+    let (confirm_noa, confirm_irt) = bearer_confirmation(subject, exp)?;
+    let in_response_to = signed_in_response_to(response_in_response_to, confirm_irt, signed)?;
+    check_in_response_to(in_response_to.as_deref(), exp)?;
+    let (session_index, session_not_on_or_after) = authn_session(a, exp)?;
 
-    // Conditions: required, with a time window and our audience.
+    // Keep the IDs until nothing carrying them could still be accepted.
+    let latest = [cond.not_on_or_after, Some(confirm_noa)]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(exp.now);
+    let floor = a.issue_instant + exp.max_issue_delay;
+    let replay_until = latest.max(floor) + exp.skew;
+
+    Ok(Verified {
+        assertion_id: a.id.clone(),
+        in_response_to,
+        name_id,
+        name_id_format,
+        session_index,
+        session_not_on_or_after,
+        attributes: collect_attributes(a),
+        replay_until,
+        signed,
+        sha1: false,
+    })
+}
+
+/// Conditions: required, with a time window and our audience.
+fn check_conditions<'a>(a: &'a Assertion, exp: &Expectations) -> Result<&'a Conditions, Refusal> {
+    let (now, skew) = (exp.now, exp.skew);
     let cond = a.conditions.as_ref().ok_or_else(|| {
         Refusal::new(
             Reason::AudienceMismatch,
@@ -605,19 +644,15 @@ fn check_assertion(
             );
         }
     }
+    Ok(cond)
+}
 
-    // Subject: a NameID and a bearer confirmation for our ACS, still valid.
-    let subject = a
-        .subject
-        .as_ref()
-        .ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no Subject"))?;
-    let name_id = subject
-        .name_id
-        .as_ref()
-        .map(|n| n.value.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| Refusal::new(Reason::SubjectMissing, "no NameID"))?;
-    let name_id_format = subject.name_id.as_ref().and_then(|n| n.format.clone());
+/// The first bearer SubjectConfirmation for our ACS that is valid now: its NotOnOrAfter and
+/// InResponseTo. When none is, the refusal of the first one tried.
+fn bearer_confirmation(
+    subject: &Subject,
+    exp: &Expectations,
+) -> Result<(DateTime<Utc>, Option<String>), Refusal> {
     let bearers: Vec<_> = subject
         .subject_confirmations
         .iter()
@@ -628,61 +663,64 @@ fn check_assertion(
         return refuse(Reason::BearerMissing, "no bearer SubjectConfirmation");
     }
     let mut first_err: Option<Refusal> = None;
-    let mut confirmed: Option<(DateTime<Utc>, Option<String>)> = None;
     for c in bearers {
-        let Some(d) = c.subject_confirmation_data.as_ref() else {
-            first_err.get_or_insert(Refusal::new(
-                Reason::BearerMissing,
-                "bearer without SubjectConfirmationData",
-            ));
-            continue;
-        };
-        if d.recipient.as_deref() != Some(exp.acs_url) {
-            first_err.get_or_insert(Refusal::new(
-                Reason::RecipientMismatch,
-                format!(
-                    "Recipient: expected {:?}, received {:?}",
-                    exp.acs_url, d.recipient
-                ),
-            ));
-            continue;
-        }
-        let Some(noa) = d.not_on_or_after else {
-            first_err.get_or_insert(Refusal::new(
-                Reason::BearerMissing,
-                "bearer SubjectConfirmationData without NotOnOrAfter",
-            ));
-            continue;
-        };
-        if noa + skew <= now {
-            first_err.get_or_insert(Refusal::new(
-                Reason::Expired,
-                format!("SubjectConfirmationData NotOnOrAfter {noa}, now {now}"),
-            ));
-            continue;
-        }
-        if let Some(nb) = d.not_before {
-            if now + skew < nb {
-                first_err.get_or_insert(Refusal::new(
-                    Reason::NotYetValid,
-                    format!("SubjectConfirmationData NotBefore {nb}, now {now}"),
-                ));
-                continue;
+        match check_bearer(c, exp) {
+            Ok(found) => return Ok(found),
+            Err(e) => {
+                first_err.get_or_insert(e);
             }
         }
-        confirmed = Some((noa, d.in_response_to.clone()));
-        break;
     }
-    let Some((confirm_noa, confirm_irt)) = confirmed else {
-        return Err(first_err.unwrap_or_else(|| {
-            Refusal::new(Reason::BearerMissing, "no usable bearer confirmation")
-        }));
+    Err(first_err
+        .unwrap_or_else(|| Refusal::new(Reason::BearerMissing, "no usable bearer confirmation")))
+}
+
+fn check_bearer(
+    c: &SubjectConfirmation,
+    exp: &Expectations,
+) -> Result<(DateTime<Utc>, Option<String>), Refusal> {
+    let (now, skew) = (exp.now, exp.skew);
+    let Some(d) = c.subject_confirmation_data.as_ref() else {
+        return refuse(
+            Reason::BearerMissing,
+            "bearer without SubjectConfirmationData",
+        );
     };
+    if d.recipient.as_deref() != Some(exp.acs_url) {
+        return refuse(
+            Reason::RecipientMismatch,
+            format!(
+                "Recipient: expected {:?}, received {:?}",
+                exp.acs_url, d.recipient
+            ),
+        );
+    }
+    let Some(noa) = d.not_on_or_after else {
+        return refuse(
+            Reason::BearerMissing,
+            "bearer SubjectConfirmationData without NotOnOrAfter",
+        );
+    };
+    if noa + skew <= now {
+        return refuse(
+            Reason::Expired,
+            format!("SubjectConfirmationData NotOnOrAfter {noa}, now {now}"),
+        );
+    }
+    if let Some(nb) = d.not_before {
+        if now + skew < nb {
+            return refuse(
+                Reason::NotYetValid,
+                format!("SubjectConfirmationData NotBefore {nb}, now {now}"),
+            );
+        }
+    }
+    Ok((noa, d.in_response_to.clone()))
+}
 
-    let in_response_to = signed_in_response_to(response_in_response_to, confirm_irt, signed)?;
-    check_in_response_to(in_response_to.as_deref(), exp)?;
-    let (session_index, session_not_on_or_after) = authn_session(a, exp)?;
-
+/// Attribute values by Name, in document order; statements naming one attribute twice are
+/// merged.
+fn collect_attributes(a: &Assertion) -> Vec<(String, Vec<String>)> {
     let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
     for st in a.attribute_statements.iter().flatten() {
         for attr in &st.attributes {
@@ -696,28 +734,7 @@ fn check_assertion(
             }
         }
     }
-
-    // Keep the IDs until nothing carrying them could still be accepted.
-    let latest = [cond.not_on_or_after, Some(confirm_noa)]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(now);
-    let floor = a.issue_instant + exp.max_issue_delay;
-    let replay_until = latest.max(floor) + skew;
-
-    Ok(Verified {
-        assertion_id: a.id.clone(),
-        in_response_to,
-        name_id,
-        name_id_format,
-        session_index,
-        session_not_on_or_after,
-        attributes,
-        replay_until,
-        signed,
-        sha1: false,
-    })
+    attributes
 }
 
 #[cfg(test)]

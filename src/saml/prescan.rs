@@ -9,7 +9,7 @@
 //! The envelope values collected here are *unsigned* when only the Assertion is signed: they are
 //! used only to refuse (a Destination naming someone else), never to accept.
 
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::NsReader;
 
@@ -41,173 +41,210 @@ pub struct Envelope {
 }
 
 pub fn prescan(doc: &str) -> Result<Envelope, PrescanError> {
-    let bad = |m: String| PrescanError::BadXml(m);
     let mut r = NsReader::from_str(doc);
     r.config_mut().check_end_names = true;
-
-    let mut env = Envelope::default();
-    let mut depth = 0usize;
-    let mut root_done = false;
-    let mut root_seen = false;
-    let mut assertions = 0usize;
-    let mut misplaced = false;
-    // Path of local names from the root, for Issuer/Status at depth 1..2.
-    let mut path: Vec<(bool, Vec<u8>)> = Vec::new();
-    let mut issuer_text: Option<String> = None;
-
+    let mut scan = Scan::default();
     loop {
         let pos = r.buffer_position();
         let (ns, ev) = r
             .read_resolved_event()
             .map_err(|e| bad(format!("after byte {pos}: {e}")))?;
-        let is_start = matches!(ev, Event::Start(_));
         match ev {
             Event::DocType(_) => return Err(PrescanError::Doctype),
-            Event::Decl(d) => {
-                if let Some(Ok(enc)) = d.encoding() {
-                    if !enc.eq_ignore_ascii_case(b"utf-8") {
-                        return Err(bad(format!(
-                            "encoding {} declared; only UTF-8 is accepted",
-                            String::from_utf8_lossy(&enc)
-                        )));
-                    }
-                }
-            }
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                if root_done {
-                    return Err(bad("content after the root element".into()));
-                }
-                if matches!(ns, ResolveResult::Unknown(_)) {
-                    return Err(bad(format!(
-                        "undeclared namespace prefix in <{}>",
-                        String::from_utf8_lossy(e.name().as_ref())
-                    )));
-                }
-                let local = e.local_name().as_ref().to_vec();
-                let in_ns =
-                    |want: &[u8]| matches!(ns, ResolveResult::Bound(Namespace(n)) if n == want);
-                if !root_seen {
-                    if !(in_ns(NS_PROTOCOL) && local == b"Response") {
-                        return Err(PrescanError::NotAResponse(format!(
-                            "root element is {}",
-                            String::from_utf8_lossy(e.name().as_ref())
-                        )));
-                    }
-                    root_seen = true;
-                    for a in e.attributes() {
-                        let a = a.map_err(|x| bad(format!("attribute: {x}")))?;
-                        let v = a
-                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                            .map_err(|x| bad(format!("attribute: {x}")))?
-                            .into_owned();
-                        match a.key.as_ref() {
-                            b"ID" => env.id = Some(v),
-                            b"Destination" => env.destination = Some(v),
-                            b"InResponseTo" => env.in_response_to = Some(v),
-                            _ => {}
-                        }
-                    }
-                } else {
-                    if in_ns(NS_ASSERTION)
-                        && (local == b"Assertion" || local == b"EncryptedAssertion")
-                    {
-                        assertions += 1;
-                        if depth != 1 {
-                            misplaced = true;
-                        }
-                        env.encrypted = local == b"EncryptedAssertion";
-                    }
-                    // The top-level StatusCode: Response/Status/StatusCode.
-                    if depth == 2
-                        && local == b"StatusCode"
-                        && in_ns(NS_PROTOCOL)
-                        && path.last().is_some_and(|(p, n)| *p && n == b"Status")
-                    {
-                        for a in e.attributes().flatten() {
-                            if a.key.as_ref() == b"Value" {
-                                env.status_code = a
-                                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                                    .ok()
-                                    .map(|v| v.into_owned());
-                            }
-                        }
-                    }
-                }
-                if is_start {
-                    depth += 1;
-                    if depth > MAX_DEPTH {
-                        return Err(bad(format!("nesting deeper than {MAX_DEPTH}")));
-                    }
-                    let is_protocol = in_ns(NS_PROTOCOL);
-                    if depth == 2 && local == b"Issuer" && in_ns(NS_ASSERTION) {
-                        issuer_text = Some(String::new());
-                    }
-                    path.push((is_protocol, local));
-                } else if depth == 0 {
-                    root_done = true;
-                }
-            }
-            Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                if let Some((_, name)) = path.pop() {
-                    if depth == 1 && name == b"Issuer" {
-                        if let Some(t) = issuer_text.take() {
-                            env.issuer = Some(t.trim().to_string());
-                        }
-                    }
-                }
-                if depth == 0 {
-                    root_done = true;
-                }
-            }
-            Event::Text(t) => {
-                let s = t.decode().map_err(|x| bad(format!("text: {x}")))?;
-                if root_done || !root_seen {
-                    if !s.trim().is_empty() {
-                        return Err(bad("text outside the root element".into()));
-                    }
-                } else if let Some(buf) = issuer_text.as_mut() {
-                    buf.push_str(&s);
-                }
-            }
+            Event::Decl(d) => check_decl(&d)?,
+            Event::Start(ref e) => scan.element(&ns, e, true)?,
+            Event::Empty(ref e) => scan.element(&ns, e, false)?,
+            Event::End(_) => scan.end(),
+            Event::Text(t) => scan.text(&t.decode().map_err(|x| bad(format!("text: {x}")))?)?,
             Event::GeneralRef(g) => {
-                if let Some(buf) = issuer_text.as_mut() {
-                    let name = g.decode().map_err(|x| bad(format!("reference: {x}")))?;
-                    buf.push_str(
-                        &resolve_predefined(&name)
-                            .ok_or_else(|| bad(format!("unknown entity &{name};")))?,
-                    );
-                } else {
-                    let name = g.decode().map_err(|x| bad(format!("reference: {x}")))?;
-                    if resolve_predefined(&name).is_none() {
-                        return Err(bad(format!("unknown entity &{name};")));
-                    }
-                }
+                let name = g.decode().map_err(|x| bad(format!("reference: {x}")))?;
+                scan.reference(&name)?;
             }
-            Event::CData(_) if root_done || !root_seen => {
+            Event::CData(_) if scan.outside_root() => {
                 return Err(bad("CDATA outside the root element".into()));
             }
             Event::Eof => break,
             _ => {}
         }
     }
-    if !root_seen {
-        return Err(bad("no root element".into()));
+    scan.finish()
+}
+
+fn bad(m: String) -> PrescanError {
+    PrescanError::BadXml(m)
+}
+
+/// Only UTF-8 is accepted (a declared other encoding is refused, not converted).
+fn check_decl(d: &quick_xml::events::BytesDecl) -> Result<(), PrescanError> {
+    if let Some(Ok(enc)) = d.encoding() {
+        if !enc.eq_ignore_ascii_case(b"utf-8") {
+            return Err(bad(format!(
+                "encoding {} declared; only UTF-8 is accepted",
+                String::from_utf8_lossy(&enc)
+            )));
+        }
     }
-    if depth != 0 {
-        return Err(bad("unclosed element".into()));
+    Ok(())
+}
+
+/// What the scan has seen so far.
+#[derive(Default)]
+struct Scan {
+    env: Envelope,
+    depth: usize,
+    root_done: bool,
+    root_seen: bool,
+    assertions: usize,
+    misplaced: bool,
+    /// Path of (in the protocol namespace, local name) from the root, for Issuer/Status at
+    /// depth 1..2.
+    path: Vec<(bool, Vec<u8>)>,
+    issuer_text: Option<String>,
+}
+
+impl Scan {
+    fn outside_root(&self) -> bool {
+        self.root_done || !self.root_seen
     }
-    match (assertions, misplaced) {
-        (1, false) => Ok(env),
-        (0, _) => Err(PrescanError::AssertionCount(
-            "no Assertion or EncryptedAssertion".into(),
-        )),
-        (1, true) => Err(PrescanError::AssertionCount(
-            "the Assertion is not a direct child of the Response".into(),
-        )),
-        (n, _) => Err(PrescanError::AssertionCount(format!(
-            "{n} Assertion/EncryptedAssertion elements"
-        ))),
+
+    /// A start (`is_start`) or empty element.
+    fn element(
+        &mut self,
+        ns: &ResolveResult,
+        e: &BytesStart,
+        is_start: bool,
+    ) -> Result<(), PrescanError> {
+        if self.root_done {
+            return Err(bad("content after the root element".into()));
+        }
+        if matches!(ns, ResolveResult::Unknown(_)) {
+            return Err(bad(format!(
+                "undeclared namespace prefix in <{}>",
+                String::from_utf8_lossy(e.name().as_ref())
+            )));
+        }
+        let local = e.local_name().as_ref().to_vec();
+        let in_ns = |want: &[u8]| matches!(ns, ResolveResult::Bound(Namespace(n)) if *n == want);
+        if !self.root_seen {
+            self.root(e, in_ns(NS_PROTOCOL) && local == b"Response")?;
+        } else {
+            if in_ns(NS_ASSERTION) && (local == b"Assertion" || local == b"EncryptedAssertion") {
+                self.assertions += 1;
+                if self.depth != 1 {
+                    self.misplaced = true;
+                }
+                self.env.encrypted = local == b"EncryptedAssertion";
+            }
+            // The top-level StatusCode: Response/Status/StatusCode.
+            if self.depth == 2
+                && local == b"StatusCode"
+                && in_ns(NS_PROTOCOL)
+                && self.path.last().is_some_and(|(p, n)| *p && n == b"Status")
+            {
+                for a in e.attributes().flatten() {
+                    if a.key.as_ref() == b"Value" {
+                        self.env.status_code = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .ok()
+                            .map(|v| v.into_owned());
+                    }
+                }
+            }
+        }
+        if is_start {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(bad(format!("nesting deeper than {MAX_DEPTH}")));
+            }
+            if self.depth == 2 && local == b"Issuer" && in_ns(NS_ASSERTION) {
+                self.issuer_text = Some(String::new());
+            }
+            self.path.push((in_ns(NS_PROTOCOL), local));
+        } else if self.depth == 0 {
+            self.root_done = true;
+        }
+        Ok(())
+    }
+
+    /// The root must be a protocol `Response`; its ID, Destination and InResponseTo are kept.
+    fn root(&mut self, e: &BytesStart, is_response: bool) -> Result<(), PrescanError> {
+        if !is_response {
+            return Err(PrescanError::NotAResponse(format!(
+                "root element is {}",
+                String::from_utf8_lossy(e.name().as_ref())
+            )));
+        }
+        self.root_seen = true;
+        for a in e.attributes() {
+            let a = a.map_err(|x| bad(format!("attribute: {x}")))?;
+            let v = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|x| bad(format!("attribute: {x}")))?
+                .into_owned();
+            match a.key.as_ref() {
+                b"ID" => self.env.id = Some(v),
+                b"Destination" => self.env.destination = Some(v),
+                b"InResponseTo" => self.env.in_response_to = Some(v),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        if let Some((_, name)) = self.path.pop() {
+            if self.depth == 1 && name == b"Issuer" {
+                if let Some(t) = self.issuer_text.take() {
+                    self.env.issuer = Some(t.trim().to_string());
+                }
+            }
+        }
+        if self.depth == 0 {
+            self.root_done = true;
+        }
+    }
+
+    fn text(&mut self, s: &str) -> Result<(), PrescanError> {
+        if self.outside_root() {
+            if !s.trim().is_empty() {
+                return Err(bad("text outside the root element".into()));
+            }
+        } else if let Some(buf) = self.issuer_text.as_mut() {
+            buf.push_str(s);
+        }
+        Ok(())
+    }
+
+    /// `&name;`: only the predefined entities and character references exist.
+    fn reference(&mut self, name: &str) -> Result<(), PrescanError> {
+        let resolved =
+            resolve_predefined(name).ok_or_else(|| bad(format!("unknown entity &{name};")))?;
+        if let Some(buf) = self.issuer_text.as_mut() {
+            buf.push_str(&resolved);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Envelope, PrescanError> {
+        if !self.root_seen {
+            return Err(bad("no root element".into()));
+        }
+        if self.depth != 0 {
+            return Err(bad("unclosed element".into()));
+        }
+        match (self.assertions, self.misplaced) {
+            (1, false) => Ok(self.env),
+            (0, _) => Err(PrescanError::AssertionCount(
+                "no Assertion or EncryptedAssertion".into(),
+            )),
+            (1, true) => Err(PrescanError::AssertionCount(
+                "the Assertion is not a direct child of the Response".into(),
+            )),
+            (n, _) => Err(PrescanError::AssertionCount(format!(
+                "{n} Assertion/EncryptedAssertion elements"
+            ))),
+        }
     }
 }
 

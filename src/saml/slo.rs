@@ -254,6 +254,25 @@ pub fn verify_post(b64: &str, idp: &IdpMetadata, allow_sha1: bool) -> Result<Str
     }
 }
 
+/// The root's attributes, into both readings (which one applies is known by its name).
+fn read_root(
+    attr: &dyn Fn(&[u8]) -> Option<String>,
+    req: &mut LogoutRequestIn,
+    resp: &mut LogoutResponseIn,
+) {
+    let when = |v: Option<String>| {
+        v.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    req.id = attr(b"ID").unwrap_or_default();
+    req.destination = attr(b"Destination");
+    req.issue_instant = when(attr(b"IssueInstant"));
+    req.not_on_or_after = when(attr(b"NotOnOrAfter"));
+    resp.id = req.id.clone();
+    resp.destination = req.destination.clone();
+    resp.in_response_to = attr(b"InResponseTo");
+}
+
 /// Parses a (verified) LogoutRequest or LogoutResponse.
 pub fn parse(xml: &str) -> Result<SloMessage, SloError> {
     let mut r = NsReader::from_str(xml);
@@ -289,17 +308,7 @@ pub fn parse(xml: &str) -> Result<SloMessage, SloError> {
                         (true, b"LogoutResponse") => Some("response"),
                         _ => return Err(mal("not a LogoutRequest or LogoutResponse")),
                     };
-                    let when = |v: Option<String>| {
-                        v.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                            .map(|t| t.with_timezone(&chrono::Utc))
-                    };
-                    req.id = attr(b"ID").unwrap_or_default();
-                    req.destination = attr(b"Destination");
-                    req.issue_instant = when(attr(b"IssueInstant"));
-                    req.not_on_or_after = when(attr(b"NotOnOrAfter"));
-                    resp.id = req.id.clone();
-                    resp.destination = req.destination.clone();
-                    resp.in_response_to = attr(b"InResponseTo");
+                    read_root(&attr, &mut req, &mut resp);
                 } else if depth == 1 {
                     text_target = match (local, in_ns(NS_ASSERTION), in_ns(NS_PROTOCOL)) {
                         (b"Issuer", true, _) => Some("issuer"),

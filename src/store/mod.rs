@@ -16,7 +16,7 @@ pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Profile;
+use crate::model::Profile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

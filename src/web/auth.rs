@@ -11,19 +11,20 @@ use super::pages::{self, Lang, Resp};
 use super::session_cache::Live;
 use super::App;
 use crate::identity::{policy, Profile};
+use crate::model::ProfileField;
 use crate::store::SessionRecord;
 
 /// Non-ASCII and these are percent-encoded in identity headers; `%` itself so decoding is exact.
 const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
 
 /// Identity headers, DESIGN.md "Identity headers".
-pub const IDENTITY_HEADERS: [(&str, &str); 6] = [
-    ("x-auth-request-user", "account_id"),
-    ("x-auth-request-email", "email"),
-    ("x-samlgate-category", "category"),
-    ("x-samlgate-facility-code", "facility_code"),
-    ("x-samlgate-facility-name", "facility_name"),
-    ("x-samlgate-display-name", "display_name"),
+pub const IDENTITY_HEADERS: [(&str, ProfileField); 6] = [
+    ("x-auth-request-user", ProfileField::AccountId),
+    ("x-auth-request-email", ProfileField::Email),
+    ("x-samlgate-category", ProfileField::Category),
+    ("x-samlgate-facility-code", ProfileField::FacilityCode),
+    ("x-samlgate-facility-name", ProfileField::FacilityName),
+    ("x-samlgate-display-name", ProfileField::DisplayName),
 ];
 
 /// Only idle-time updates older than this are written, so `/auth/verify` is a read.
@@ -93,11 +94,7 @@ pub fn insert_identity(app: &App, live: &Live, h: &mut hyper::HeaderMap) {
     for (k, v) in &live.headers {
         h.insert(k, v.clone());
     }
-    if let Some(jwt) = app
-        .tokens
-        .as_ref()
-        .and_then(|t| t.token_for(app, &live.rec))
-    {
+    if let Some(jwt) = app.tokens.as_ref().and_then(|t| t.token_for(&live.rec)) {
         if let Ok(v) = HeaderValue::from_str(&jwt) {
             h.insert("x-samlgate-jwt", v);
         }
@@ -127,7 +124,7 @@ pub fn identity_headers(p: &Profile) -> impl Iterator<Item = (HeaderName, Header
     IDENTITY_HEADERS.iter().map(move |(h, field)| {
         (
             HeaderName::from_static(h),
-            encode_header_value(p.field(field).unwrap_or("")),
+            encode_header_value(p.field(*field)),
         )
     })
 }

@@ -208,6 +208,8 @@ fn path_refused(lang: Lang, rid: &str) -> Resp {
     r
 }
 
+/// Checks the request (target, path, session), rewrites it for the upstream, sends it and
+/// relays the answer; every refusal is our own page.
 pub async fn forward(
     app: &App,
     up: &Upstream,
@@ -217,41 +219,14 @@ pub async fn forward(
     affinity: Option<&Affinity>,
 ) -> Proxied {
     let lang = Lang::of(&req);
-    // Only origin-form targets (`/path?query`; an absolute-form one is cut to that) are
-    // forwarded: `*` and CONNECT's authority form name no resource of the staff menu, and
-    // pasted into an upstream URI they could change where the request goes.
-    let origin_form = req
-        .uri()
-        .path_and_query()
-        .is_some_and(|pq| pq.as_str().starts_with('/'));
-    if req.method() == hyper::Method::CONNECT || !origin_form {
-        return Proxied::Own(pages::text(
-            StatusCode::BAD_REQUEST,
-            "text/plain; charset=utf-8",
-            "bad request target\n",
-        ));
+    if let Some(r) = refuse_target(&req) {
+        return Proxied::Own(r);
     }
-    // 0. Hop-by-hop headers stay on this hop. First, before we add ours: a client must not be
-    // able to name our headers in `Connection` and have them removed on the way out.
-    let is_upgrade = req
-        .headers()
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let is_upgrade = is_websocket_upgrade(&req);
     // HTTP/1 clients send one request at a time: their own upstream connection fits. HTTP/2
     // clients multiplex, and upgrades leave the connection: both use the shared pool.
     let affinity = affinity.filter(|_| req.version() < hyper::Version::HTTP_2 && !is_upgrade);
-    strip_hop_by_hop(req.headers_mut());
-    // 1. Strip what only we may set, before looking at the session.
-    let names: Vec<HeaderName> = req
-        .headers()
-        .keys()
-        .filter(|k| is_identity_header(k.as_str()))
-        .cloned()
-        .collect();
-    for n in names {
-        req.headers_mut().remove(&n);
-    }
+    strip_incoming(req.headers_mut());
     // Decided on the path as the staff menu's framework will read it; what upstreams disagree
     // about is refused (request_target.rs).
     let path = match crate::request_target::canonical_path(req.uri().path()) {
@@ -267,12 +242,75 @@ pub async fn forward(
             return Proxied::Own(path_refused(lang, rid));
         }
     };
-    let session = live_session(app, &req);
+    if let Some(r) = identify(app, up, &mut req, &path) {
+        return Proxied::Own(r);
+    }
+    to_upstream(app, up, &mut req, peer, rid, is_upgrade);
+    let server_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let resp = match tokio::time::timeout(up.timeout, up.send(affinity, req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_error", error = %e, "upstream request failed");
+            return Proxied::Own(bad_gateway(lang, rid, StatusCode::BAD_GATEWAY));
+        }
+        Err(_) => {
+            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_timeout", "upstream did not answer in time");
+            return Proxied::Own(bad_gateway(lang, rid, StatusCode::GATEWAY_TIMEOUT));
+        }
+    };
+    relay(resp, server_upgrade)
+}
+
+/// Only origin-form targets (`/path?query`; an absolute-form one is cut to that) are
+/// forwarded: `*` and CONNECT's authority form name no resource of the staff menu, and
+/// pasted into an upstream URI they could change where the request goes.
+fn refuse_target(req: &Request<Incoming>) -> Option<Resp> {
+    let origin_form = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().starts_with('/'));
+    if req.method() == hyper::Method::CONNECT || !origin_form {
+        return Some(pages::text(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "bad request target\n",
+        ));
+    }
+    None
+}
+
+fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Removes what the client may not pass on, before we add ours or look at the session.
+fn strip_incoming(h: &mut hyper::HeaderMap) {
+    // 0. Hop-by-hop headers stay on this hop. First, before we add ours: a client must not be
+    // able to name our headers in `Connection` and have them removed on the way out.
+    strip_hop_by_hop(h);
+    // 1. Strip what only we may set, before looking at the session.
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| is_identity_header(k.as_str()))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(&n);
+    }
+}
+
+/// The session's identity headers on the request; without a session, a public path passes
+/// as is, a browser's GET goes to the login and anything else gets 401 (the answer, if any).
+fn identify(app: &App, up: &Upstream, req: &mut Request<Incoming>, path: &str) -> Option<Resp> {
+    let session = live_session(app, req);
     // The session cookie is ours; the staff menu does not need it.
     strip_cookie(req.headers_mut(), app.sessions.cookie_name);
     match &session {
         Some(live) => insert_identity(app, live, req.headers_mut()),
-        None if up.is_public(&path) => {}
+        None if up.is_public(path) => {}
         None => {
             let wants_html = req
                 .headers()
@@ -287,27 +325,37 @@ pub async fn forward(
                     .unwrap_or("/");
                 let ret = super::acs::safe_return_path(Some(target));
                 let enc: String = form_urlencoded::byte_serialize(ret.as_bytes()).collect();
-                return Proxied::Own(pages::redirect(
+                return Some(pages::redirect(
                     StatusCode::FOUND,
                     &format!("/login?return_to={enc}"),
                 ));
             }
-            return Proxied::Own(pages::text(
+            return Some(pages::text(
                 StatusCode::UNAUTHORIZED,
                 "text/plain; charset=utf-8",
                 "login required\n",
             ));
         }
     }
+    None
+}
 
+/// Our forwarding headers, the request id, the upgrade headers, origin form, HTTP/1.1 and
+/// the upstream's Host.
+fn to_upstream(
+    app: &App,
+    up: &Upstream,
+    req: &mut Request<Incoming>,
+    peer: SocketAddr,
+    rid: &str,
+    is_upgrade: bool,
+) {
     // 2. Forwarding headers: ours (forwarding_headers says which a trusted proxy may add to).
     forwarding_headers(app, up, req.headers_mut(), peer);
-    let h = req.headers_mut();
-    h.insert(
+    req.headers_mut().insert(
         "x-request-id",
         HeaderValue::from_str(rid).unwrap_or(HeaderValue::from_static("-")),
     );
-
     // 3. A WebSocket upgrade is forwarded (its hop-by-hop headers were removed in step 0).
     if is_upgrade {
         req.headers_mut()
@@ -327,20 +375,14 @@ pub async fn forward(
     if let Ok(v) = HeaderValue::from_str(&up.authority) {
         req.headers_mut().insert(HOST, v);
     }
-    let server_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+}
 
-    let resp = match tokio::time::timeout(up.timeout, up.send(affinity, req)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_error", error = %e, "upstream request failed");
-            return Proxied::Own(bad_gateway(lang, rid, StatusCode::BAD_GATEWAY));
-        }
-        Err(_) => {
-            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_timeout", "upstream did not answer in time");
-            return Proxied::Own(bad_gateway(lang, rid, StatusCode::GATEWAY_TIMEOUT));
-        }
-    };
-    let mut resp = resp;
+/// The upstream's answer to the client: a 101 joins the two upgraded connections; otherwise
+/// its hop-by-hop headers stay here.
+fn relay(
+    mut resp: Response<Incoming>,
+    server_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Proxied {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(server_side) = server_upgrade {
             let upstream_side = hyper::upgrade::on(&mut resp);

@@ -3,7 +3,7 @@
 
 Signs SAML 2.0 Responses with signxml (lxml + cryptography), an XML-DSig implementation that
 shares no code with the gateway; `--signer xmlsec1` signs with the xmlsec1 CLI instead (a
-second independent implementation). Modelled on /work/shared/peers/gen_responses.py.
+second independent implementation). Modelled on ../shared/peers/gen_responses.py (beside the repository).
 
 Sub-commands:
 

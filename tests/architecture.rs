@@ -1,0 +1,98 @@
+//! Issue 16's structural checks, runnable by anyone with `cargo test --test architecture`:
+//! the module import graph of src/ has no cycles, and no non-test function in src/ is over
+//! 100 lines. Both run the scripts a person would run by hand (scripts/import-graph.py,
+//! scripts/fn-length.py), so the test and the command line cannot disagree; each failure
+//! prints the script's listing (which modules form the cycle, which functions are too long).
+
+use std::path::Path;
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The scripts need only the standard library: the system python3 is enough.
+fn run_script(script: &str, args: &[&str]) -> (bool, String) {
+    let python = std::env::var("SAMLGATE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(Path::new(ROOT).join("scripts").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} scripts/{script}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+// Ignored until the login pipeline half of issue 16 lands: the web::{acs, auth, consent, login,
+// sso, session_cache, apply} cycle is its only remaining failure (the lead un-ignores it then).
+#[test]
+#[ignore = "the web::acs/auth/consent/login/sso cycle goes with issue 16's login pipeline half"]
+fn src_has_no_import_cycles() {
+    let (ok, text) = run_script("import-graph.py", &[]);
+    assert!(
+        ok,
+        "import cycles in src/ (scripts/import-graph.py):\n{text}"
+    );
+}
+
+// Ignored until the login pipeline half of issue 16 lands: web::acs::decide, web::consent::decide
+// and web::slo::idp_logout are its only remaining failures (the lead un-ignores it then).
+#[test]
+#[ignore = "web::{acs,consent,slo} long functions go with issue 16's login pipeline half"]
+fn no_function_over_100_lines() {
+    let (ok, text) = run_script("fn-length.py", &["--max", "100"]);
+    assert!(
+        ok,
+        "functions over 100 lines in src/ (scripts/fn-length.py):\n{text}"
+    );
+}
+
+/// The checks themselves can fail: a cycle and a long function planted in a copy of a tiny
+/// tree are found (so a green run above means something).
+#[test]
+fn the_checks_find_a_planted_cycle_and_a_long_function() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(d.path().join("scripts")).unwrap();
+    std::fs::create_dir_all(&src).unwrap();
+    for s in ["import-graph.py", "fn-length.py"] {
+        std::fs::copy(
+            Path::new(ROOT).join("scripts").join(s),
+            d.path().join("scripts").join(s),
+        )
+        .unwrap();
+    }
+    std::fs::write(src.join("lib.rs"), "pub mod a;\npub mod b;\n").unwrap();
+    std::fs::write(src.join("a.rs"), "use crate::b::g;\npub fn f() { g() }\n").unwrap();
+    let long_body = "    let _ = 1;\n".repeat(101);
+    std::fs::write(
+        src.join("b.rs"),
+        format!("pub fn g() {{\n    crate::a::f();\n{long_body}}}\n\n#[cfg(test)]\nmod tests {{\n    #[test]\n    fn t() {{\n{long_body}    }}\n}}\n"),
+    )
+    .unwrap();
+    let run = |script: &str, args: &[&str]| {
+        let out = Command::new("python3")
+            .arg(d.path().join("scripts").join(script))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, text) = run("import-graph.py", &[]);
+    assert!(!ok && text.contains("cycle: a, b"), "{text}");
+    let (ok, text) = run("fn-length.py", &["--max", "100"]);
+    assert!(
+        !ok && text.contains("too long: g at src/b.rs:1: 104 lines")
+            && !text.contains("too long: t "),
+        "{text}"
+    );
+    // Without the cycle and the long body both pass.
+    std::fs::write(src.join("b.rs"), "pub fn g() {}\n").unwrap();
+    assert!(run("import-graph.py", &[]).0);
+    assert!(run("fn-length.py", &["--max", "100"]).0);
+}
