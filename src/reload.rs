@@ -206,7 +206,16 @@ fn check_parts(app: &App, loaded: &Loaded, why: &str, all: bool) {
 /// Fetches `[idp] metadata_url` when configured, then reloads what changed (`all`: everything).
 async fn refresh_and_check(app: &Arc<App>, loaded: &Loaded, why: &'static str, all: bool) -> bool {
     let ok = match app.cfg.idp_source.fetch {
-        Some(_) => crate::idp_source::refresh::run(app, why).await.is_some(),
+        Some(ref fetch) => {
+            let r = crate::idp_source::refresh::Refresh {
+                fetch,
+                state: &app.idp_refresh,
+                store: app.store.clone(),
+                current: app.idp(),
+                path: app.cfg.idp_metadata.clone(),
+            };
+            crate::idp_source::refresh::run(r, why).await.is_some()
+        }
         None => true,
     };
     let (a, l) = (app.clone(), loaded.clone());
@@ -220,7 +229,10 @@ pub fn spawn(app: Arc<App>) {
     let loaded: Loaded = Arc::new(std::sync::Mutex::new(std::array::from_fn(|i| {
         Some(stamp(&part_files(&app, i)))
     })));
-    crate::idp_source::status::spawn(app.clone());
+    if let Some(cfg) = app.cfg.idp_source.status.clone() {
+        let a = app.clone();
+        crate::idp_source::status::spawn(cfg, move |down| a.idp_status.record(down));
+    }
     crate::notice::spawn_cache(app.store.clone());
     let (a, l) = (app.clone(), loaded.clone());
     tokio::spawn(async move {

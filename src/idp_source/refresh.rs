@@ -4,13 +4,16 @@
 //! copy in; a failure leaves file and memory as they were.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::fetch::{self, FetchError};
 use super::trust::{self, CheckError};
-use crate::web::App;
+use super::FetchConfig;
+use crate::saml::idp::IdpMetadata;
+use crate::store::Store;
+use std::sync::Arc;
 
 /// Why a refresh kept the old metadata: the code logged and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,11 +147,23 @@ fn classify(e: &FetchError) -> Failure {
     }
 }
 
+/// What a refresh reads and writes, handed over by its caller (the reload loop), so this
+/// module does not depend on the HTTP layer's `App`.
+pub struct Refresh<'a> {
+    pub fetch: &'a FetchConfig,
+    pub state: &'a State,
+    pub store: Arc<dyn Store>,
+    /// The metadata in use.
+    pub current: Arc<IdpMetadata>,
+    /// `[idp] metadata`: the kept copy.
+    pub path: PathBuf,
+}
+
 /// Fetches and checks `[idp] metadata_url`; on success the kept copy holds the new document.
 /// Logs one line either way and counts it.
-pub async fn run(app: &std::sync::Arc<App>, why: &str) -> Option<Outcome> {
-    let fc = app.cfg.idp_source.fetch.as_ref()?;
-    let _one = app.idp_refresh.busy.lock().await;
+pub async fn run(r: Refresh<'_>, why: &str) -> Option<Outcome> {
+    let fc = r.fetch;
+    let _one = r.state.busy.lock().await;
     let result = match fetch::get(
         &fc.url,
         fc.ca_file.as_deref(),
@@ -161,19 +176,20 @@ pub async fn run(app: &std::sync::Arc<App>, why: &str) -> Option<Outcome> {
         Err(e) => Err((classify(&e), e.to_string())),
         Ok(a) if a.status != 200 => Err((Failure::HttpStatus, format!("HTTP {}", a.status))),
         Ok(a) => {
-            let app = app.clone();
-            tokio::task::spawn_blocking(move || keep(&app, &a.body))
+            let (fc, store, current, path) = (fc.clone(), r.store, r.current, r.path);
+            tokio::task::spawn_blocking(move || keep(&fc, &*store, &current, &path, &a.body))
                 .await
                 .unwrap_or_else(|e| Err((Failure::Invalid, format!("check panicked: {e}"))))
         }
     };
-    let state = &app.idp_refresh;
+    let state = r.state;
     state
         .last_attempt
         .store(chrono::Utc::now().timestamp(), Relaxed);
     state.last_failed.store(result.is_err(), Relaxed);
     match result {
-        Ok(o) => {
+        Ok((o, cache_seconds)) => {
+            state.cache_seconds.store(cache_seconds, Relaxed);
             state.successes.fetch_add(1, Relaxed);
             state
                 .last_success
@@ -189,16 +205,21 @@ pub async fn run(app: &std::sync::Arc<App>, why: &str) -> Option<Outcome> {
     }
 }
 
-/// Checks a fetched body against the metadata in use and writes it when it differs.
-fn keep(app: &App, body: &[u8]) -> Result<Outcome, (Failure, String)> {
-    let fc = app.cfg.idp_source.fetch.as_ref().expect("configured");
-    let trusted: Vec<String> = trust::store_trusted(&*app.store)
+/// Checks a fetched body against the metadata in use and writes it when it differs; also
+/// answers the cacheDuration it asked for (seconds, 0 = none).
+fn keep(
+    fc: &FetchConfig,
+    store: &dyn Store,
+    current: &IdpMetadata,
+    path: &Path,
+    body: &[u8],
+) -> Result<(Outcome, u64), (Failure, String)> {
+    let trusted: Vec<String> = trust::store_trusted(store)
         .map_err(|e| (Failure::StoreUnavailable, e.to_string()))?
         .into_iter()
         .map(|r| r.fingerprint)
         .collect();
-    let current = app.idp();
-    let checked = trust::check(body, fc, &current, &trusted, chrono::Utc::now()).map_err(|e| {
+    let checked = trust::check(body, fc, current, &trusted, chrono::Utc::now()).map_err(|e| {
         let f = match e {
             CheckError::Invalid(_) => Failure::Invalid,
             CheckError::Signature(_) => Failure::SignatureInvalid,
@@ -208,13 +229,11 @@ fn keep(app: &App, body: &[u8]) -> Result<Outcome, (Failure, String)> {
         (f, e.to_string())
     })?;
     let secs = checked.cache_duration.map_or(0, |d| d.as_secs());
-    app.idp_refresh.cache_seconds.store(secs, Relaxed);
-    let path = &app.cfg.idp_metadata;
     if std::fs::read(path).is_ok_and(|old| old == checked.text.as_bytes()) {
-        return Ok(Outcome::Unchanged);
+        return Ok((Outcome::Unchanged, secs));
     }
     write_atomic(path, checked.text.as_bytes()).map_err(|e| (Failure::WriteFailed, e))?;
-    Ok(Outcome::Replaced)
+    Ok((Outcome::Replaced, secs))
 }
 
 /// Temporary file beside the target (0640), fsync, rename over, fsync the directory: a crash

@@ -5,10 +5,8 @@
 //! the page that says "G-MIS is unavailable" must not be shown on old evidence.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
-use std::sync::Arc;
 
 use super::StatusConfig;
-use crate::web::App;
 
 #[derive(Default)]
 pub struct Probe {
@@ -39,7 +37,7 @@ impl Probe {
         )
     }
 
-    fn record(&self, down: bool) {
+    pub fn record(&self, down: bool) {
         self.down.store(down, Relaxed);
         self.checked_at
             .store(chrono::Utc::now().timestamp(), Relaxed);
@@ -63,11 +61,9 @@ pub async fn probe(cfg: &StatusConfig) -> Result<(), String> {
     }
 }
 
-/// The probe loop; logs only changes (up -> down, down -> up).
-pub fn spawn(app: Arc<App>) {
-    let Some(cfg) = app.cfg.idp_source.status.clone() else {
-        return;
-    };
+/// The probe loop; logs only changes (up -> down, down -> up). `record` takes each answer
+/// (the gateway passes its [`Probe::record`]; this module does not know the HTTP layer).
+pub fn spawn(cfg: StatusConfig, record: impl Fn(bool) + Send + 'static) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(cfg.cache);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,7 +72,7 @@ pub fn spawn(app: Arc<App>) {
             tick.tick().await;
             let r = probe(&cfg).await;
             let down = r.is_err();
-            app.idp_status.record(down);
+            record(down);
             if down != was_down {
                 match r {
                     Err(e) => {
