@@ -850,6 +850,8 @@ fn login_commit(rows: &samlgate::store::AccountRows, sid: &str, seq: u64) -> Com
             ),
         ],
         session: Some((session(sid, "GM1", 100, 10_000), 3600)),
+        // The browser's earlier session ends with it.
+        end_sessions: vec!["old".into()],
     }
 }
 
@@ -880,6 +882,8 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
         (Table::Users, b"L9"),
         (Table::UserByContact, contact),
     ];
+    s.session_put(&session("old", "GM0", 100, 10_000), 3600)
+        .unwrap();
     for (i, (t, k)) in disturb.iter().enumerate() {
         let rows = s.account("GM1", Some(contact)).unwrap();
         let value = match t {
@@ -901,6 +905,7 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
             String::from_utf8_lossy(k)
         );
         assert!(s2.session_get(&sid).unwrap().is_none(), "no session");
+        assert!(s2.session_get("old").unwrap().is_some(), "the old session stays");
         assert!(s2
             .get(Table::Audit, &(900 + i as u64).to_be_bytes())
             .unwrap()
@@ -923,6 +928,9 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
         "local-GM1"
     );
     assert_eq!(s2.sessions_by_account("GM1").unwrap().len(), 1);
+    assert!(s2.session_get("old").unwrap().is_none(), "ended in the commit");
+    assert!(s2.sessions_by_account("GM0").unwrap().is_empty());
+    assert_eq!(s2.session_count(), 1);
     assert_eq!(
         s2.get(Table::UserByGmis, b"GM1").unwrap().as_deref(),
         Some(&b"GM1"[..])

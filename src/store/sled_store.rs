@@ -672,7 +672,10 @@ impl Store for SledStore {
             None => None,
         };
         let sessions = Table::ALL.len();
+        // What the (possibly retried) transaction removed, for the indexes and counters after.
+        let ended = std::cell::RefCell::new(Vec::new());
         let r = self.commit_trees[..].transaction(|views| {
+            ended.borrow_mut().clear();
             for e in &c.expect {
                 let cur = views[e.table.index()].get(&e.key)?;
                 if cur.as_deref().map_or(Version::ABSENT, Version::of_bytes) != e.version {
@@ -689,6 +692,11 @@ impl Store for SledStore {
             if let Some((id, v)) = &session {
                 views[sessions].insert(*id, v.as_slice())?;
             }
+            for id in &c.end_sessions {
+                if let Some(old) = views[sessions].remove(id.as_bytes())? {
+                    ended.borrow_mut().push(old);
+                }
+            }
             Ok(())
         });
         match r {
@@ -699,6 +707,10 @@ impl Store for SledStore {
         if session.is_some() {
             self.session_n
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        for old in ended.into_inner() {
+            self.session_gone();
+            self.unindex(&old, None)?;
         }
         if c.restricts() {
             self.bump();

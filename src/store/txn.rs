@@ -117,8 +117,11 @@ pub struct Commit {
     pub expect: Vec<Expectation>,
     /// Record writes (the user row, link, consent, audit line, ...); the last write of a key wins.
     pub writes: Vec<Write>,
-    /// A new session and the idle limit in force.
+    /// A new session (a fresh random id) and the idle limit in force.
     pub session: Option<(SessionRecord, i64)>,
+    /// Sessions deleted in the same transaction (the browser's earlier sessions: no two live
+    /// sessions in one browser, even after a crash).
+    pub end_sessions: Vec<String>,
 }
 
 impl Commit {

@@ -107,20 +107,20 @@ impl PgStore {
             open.client.batch_execute(&begin).map_err(db_error)?;
             let params: Vec<(&(dyn ToSql + Sync), Type)> =
                 stmt.params.iter().map(|p| p.typed()).collect();
-            let ok: bool = open
+            let row = open
                 .client
                 .query_typed_one(stmt.sql.as_str(), &params)
-                .map_err(db_error)?
-                .get(0);
+                .map_err(db_error)?;
+            let (ok, bumped): (bool, i64) = (row.get(0), row.get(1));
             // Nothing was written when the guard failed: COMMIT just releases the locks.
             open.client.batch_execute("COMMIT").map_err(db_error)?;
             open.done = true;
-            Ok(ok)
+            Ok((ok, bumped > 0))
         })?;
-        if ok && c.restricts() {
+        if ok.1 {
             self.gen.bump();
         }
-        Ok(ok)
+        Ok(ok.0)
     }
 }
 
@@ -144,6 +144,7 @@ enum Param {
     Key(Key),
     Text(String),
     Int(i64),
+    Texts(Vec<String>),
 }
 
 impl Param {
@@ -152,6 +153,7 @@ impl Param {
             Param::Key(k) => k.typed(),
             Param::Text(s) => (s, Type::TEXT),
             Param::Int(i) => (i, Type::INT8),
+            Param::Texts(v) => (v, Type::TEXT_ARRAY),
         }
     }
 }
@@ -215,17 +217,22 @@ impl Statement {
                 "s AS (INSERT INTO sessions (id, doc) SELECT {id}, {doc}::jsonb WHERE {IF_OK})"
             ));
         }
-        let mut tail = String::new();
-        if c.restricts() {
-            // As `bump_generation`: the NOTIFY leaves at COMMIT.
-            ctes.push(format!(
-                "g AS (UPDATE store_generation SET n = n + 1 WHERE id = 1 AND {IF_OK} \
-                 RETURNING pg_notify('samlgate_generation', n::text))"
-            ));
-            // Referenced, so its RETURNING (the NOTIFY) is surely evaluated.
-            tail = ", (SELECT count(*) FROM g)".into();
-        }
-        s.sql = format!("WITH {} SELECT ok{tail} FROM ok", ctes.join(", "));
+        let ids = s.param(Param::Texts(c.end_sessions.clone()));
+        ctes.push(format!(
+            "e AS (DELETE FROM sessions WHERE id = ANY({ids}) AND {IF_OK} RETURNING 1)"
+        ));
+        // As `bump_generation` (the NOTIFY leaves at COMMIT), for a restricting write or an
+        // ended session. Referenced below, so its RETURNING is surely evaluated.
+        ctes.push(format!(
+            "g AS (UPDATE store_generation SET n = n + 1 WHERE id = 1 AND {IF_OK} \
+             AND ({} OR EXISTS (SELECT 1 FROM e)) \
+             RETURNING pg_notify('samlgate_generation', n::text))",
+            c.restricts()
+        ));
+        s.sql = format!(
+            "WITH {} SELECT ok, (SELECT count(*) FROM g) FROM ok",
+            ctes.join(", ")
+        );
         Ok(s)
     }
 }
