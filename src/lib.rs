@@ -15,6 +15,7 @@ pub mod identity;
 pub mod idp_ops;
 pub mod keys;
 pub mod local_login;
+pub mod login;
 pub mod rate_limit;
 pub mod reason;
 pub mod reload;

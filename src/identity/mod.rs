@@ -45,6 +45,7 @@ impl Profile {
     }
 }
 
+pub mod account;
 pub mod applications;
 pub mod consent;
 pub mod document;

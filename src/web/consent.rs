@@ -13,16 +13,16 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, SET_COOKIE};
 use hyper::{Request, StatusCode};
 
-use super::login::{self, Login};
+use super::login as web_login;
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::identity::consent::{
     self, ConsentDecision, ConsentState, PendingLogin, PENDING_TTL_SECS,
 };
-use crate::identity::policy::{self, Decision};
 use crate::identity::{now_rfc3339, put, Profile};
+use crate::login::{self, Decision, Login};
 use crate::reason::{Reason, Refusal};
-use crate::store::Table;
+use crate::store::{Commit, Table};
 
 /// Which consent this is: the page's wording follows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,7 @@ fn no_pending<B>(app: &App, req: &Request<B>, lang: Lang, rid: &str) -> Resp {
     if let Some(gmis) = decided_account(app, req.headers()) {
         if let Ok(Some(c)) = consent::get(&*app.store, &gmis) {
             if c.blocks() {
-                return login::blocked_page(lang, c.decision, rid);
+                return web_login::blocked_page(lang, c.decision, rid);
             }
         }
     }
@@ -129,10 +129,13 @@ pub fn start(
         link_to,
         expires: chrono::Utc::now().timestamp() + PENDING_TTL_SECS,
     };
+    let park = Commit {
+        writes: vec![put(Table::Pending, &pending.id, &pending)],
+        ..Commit::default()
+    };
     app.store
-        .apply(&[put(Table::Pending, &pending.id, &pending)], None)
+        .commit(&park)
         .map_err(|e| Refusal::new(Reason::Internal, format!("pending write: {e}")))?;
-    super::acs::flush(app)?;
     let mut r = pages::redirect(StatusCode::SEE_OTHER, "/consent");
     let c = pending_cookie(app, &app.sessions.seal(&pending.id), PENDING_TTL_SECS);
     if let Ok(v) = HeaderValue::from_str(&c) {
@@ -328,70 +331,45 @@ fn decide(
         return Err(Refusal::new(Reason::BadRequest, "already decided"));
     }
     // The account may have changed while the page was open (a secretariat block, a revoked or
-    // pending application): run the policy again on the state we are about to overwrite, and
-    // write only if that state is still the same.
-    let seen = store
-        .get(Table::Consents, p.profile.account_id.as_bytes())
-        .map_err(internal)?;
-    let decision =
-        policy::decide(store, &app.cfg.policy, &app.cfg.consent, &p.profile).map_err(internal)?;
-    let link_to = match decision {
-        Decision::Blocked(by) => return Ok(login::blocked_page(lang, by, rid)),
-        Decision::NeedsApplication(need) => {
-            return Ok(login::application_page(app, lang, need, &p.profile, rid))
+    // pending application): decide again on a fresh snapshot, and commit guarded by it.
+    let admitted = match login::admit(store, &app.cfg, Login::resumed(p, replaces))
+        .map_err(super::acs::login_refusal)?
+    {
+        Decision::Blocked(by) => return Ok(web_login::blocked_page(lang, by, rid)),
+        Decision::NeedsApplication(need, _) => {
+            return Ok(web_login::application_page(app, lang, need, &p.profile, rid))
         }
-        Decision::NeedsConsent { link_to } | Decision::Proceed { link_to } => link_to,
+        Decision::NeedsConsent(a) | Decision::Proceed(a) => a,
     };
     // The page named the link the user agreed to; a revoked or corrected application since
     // then is a different agreement: start over.
-    if link_to != p.link_to {
+    if admitted.link_to != p.link_to {
         return Err(Refusal::new(
             Reason::AccountChanged,
             format!(
                 "the consent page offered link_to {}, the application now names {}",
                 p.link_to.as_deref().unwrap_or("-"),
-                link_to.as_deref().unwrap_or("-")
+                admitted.link_to.as_deref().unwrap_or("-")
             ),
         ));
     }
-    let guard = Some((
-        Table::Consents,
-        p.profile.account_id.as_bytes(),
-        seen.as_deref(),
-    ));
     tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %version, "consent decision");
     if accept {
-        let login = Login {
-            profile: p.profile.clone(),
-            name_id: p.name_id.clone(),
-            name_id_format: p.name_id_format.clone(),
-            session_index: p.session_index.clone(),
-            session_not_on_or_after: p.session_not_on_or_after,
-            relay_state: p.relay_state.clone(),
-            assertion_id: p.assertion_id.clone(),
-            replaces,
-        };
-        login::finish(
-            app,
-            &login,
-            link_to.as_deref(),
-            vec![consent::write(&state), audit],
-            guard,
-        )
-    } else {
-        if !store
-            .apply(&[consent::write(&state), audit], guard)
-            .map_err(internal)?
-        {
-            return Err(Refusal::new(
-                Reason::BadRequest,
-                "account state changed meanwhile",
-            ));
-        }
-        super::acs::flush(app)?;
-        tracing::warn!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, display_name = %p.profile.display_name, facility = %p.profile.facility_name, "consent rejected: SSO blocked; the secretariat should contact the person (samlgate consent show)");
-        Ok(login::blocked_page(lang, ConsentDecision::Rejected, rid))
+        return web_login::finish(app, admitted, vec![consent::write(&state), audit]);
     }
+    let commit = Commit {
+        expect: admitted.account.rows.expectations(),
+        writes: vec![consent::write(&state), audit],
+        ..Commit::default()
+    };
+    if !store.commit(&commit).map_err(internal)? {
+        return Err(Refusal::new(
+            Reason::BadRequest,
+            "account state changed meanwhile",
+        ));
+    }
+    tracing::warn!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, display_name = %p.profile.display_name, facility = %p.profile.facility_name, "consent rejected: SSO blocked; the secretariat should contact the person (samlgate consent show)");
+    Ok(web_login::blocked_page(lang, ConsentDecision::Rejected, rid))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
