@@ -905,7 +905,10 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
             String::from_utf8_lossy(k)
         );
         assert!(s2.session_get(&sid).unwrap().is_none(), "no session");
-        assert!(s2.session_get("old").unwrap().is_some(), "the old session stays");
+        assert!(
+            s2.session_get("old").unwrap().is_some(),
+            "the old session stays"
+        );
         assert!(s2
             .get(Table::Audit, &(900 + i as u64).to_be_bytes())
             .unwrap()
@@ -928,7 +931,10 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
         "local-GM1"
     );
     assert_eq!(s2.sessions_by_account("GM1").unwrap().len(), 1);
-    assert!(s2.session_get("old").unwrap().is_none(), "ended in the commit");
+    assert!(
+        s2.session_get("old").unwrap().is_none(),
+        "ended in the commit"
+    );
     assert!(s2.sessions_by_account("GM0").unwrap().is_empty());
     assert_eq!(s2.session_count(), 1);
     assert_eq!(
@@ -939,10 +945,33 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
         .get(Table::Audit, &999u64.to_be_bytes())
         .unwrap()
         .is_some());
-    // Writing a user row and a link restricts sessions: the generation moves (on the other
+    // Ending the browser's earlier session restricts: the generation moves (on the other
     // instance too, within the contract).
     let moved_by = moved(&*s2, g, "login commit");
     assert!(moved_by < Duration::from_secs(1));
+    // Creating a user row and link the guard proved absent does not (a first login's
+    // registration must not empty every instance's session cache); rewriting them does.
+    let rows = s.account("GM2", None).unwrap();
+    let mut first = login_commit(&rows, "sess-gm2", 997);
+    first.writes[0] = (
+        Table::Users,
+        b"GM2".to_vec(),
+        Some(user_doc("GM2", Some("GM2"), "x")),
+    );
+    first.writes[1] = (Table::UserByGmis, b"GM2".to_vec(), Some(b"GM2".to_vec()));
+    first.end_sessions.clear();
+    let g = settled(&*s2);
+    assert!(s.commit(&first).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s2.generation(), g, "a registration left the generation");
+    let rows = s.account("GM2", None).unwrap();
+    let mut refresh = first.clone();
+    refresh.expect = rows.expectations();
+    refresh.writes[0].2 = Some(user_doc("GM2", Some("GM2"), "y"));
+    refresh.writes.truncate(1);
+    refresh.session = None;
+    assert!(s.commit(&refresh).unwrap());
+    moved(&*s2, g, "a refresh of a user row");
     // The same snapshot again: its rows have changed, so a second commit on it aborts.
     assert!(!s.commit(&login_commit(&rows, "sess-2", 998)).unwrap());
     // An empty commit with no guard succeeds (and is durable).

@@ -457,7 +457,6 @@ mod tests {
         assert_eq!(users::register_writes(&s, &pb, None).unwrap().0.id, "GM1");
     }
 
-
     /// The decision is a function of the snapshot alone: built here by hand, no store.
     #[test]
     fn decide_is_pure_over_the_account_snapshot() {
@@ -465,7 +464,11 @@ mod tests {
         let row = |t: Table, k: &str, v: Option<serde_json::Value>| Versioned {
             table: t,
             key: k.as_bytes().to_vec(),
-            version: if v.is_some() { Version(7) } else { Version::ABSENT },
+            version: if v.is_some() {
+                Version(7)
+            } else {
+                Version::ABSENT
+            },
             value: v.map(|v| v.to_string().into_bytes()),
         };
         let snapshot = |consent: Option<serde_json::Value>, same_id: Option<serde_json::Value>| {
@@ -494,7 +497,12 @@ mod tests {
         );
         let accepted = serde_json::json!({"gmis_id": "GM1", "decision": "accepted", "version": "v1", "at": "t"});
         assert_eq!(
-            decide(&pol, &on, &p("病院"), &snapshot(Some(accepted.clone()), None)),
+            decide(
+                &pol,
+                &on,
+                &p("病院"),
+                &snapshot(Some(accepted.clone()), None)
+            ),
             Decision::Proceed { link_to: None }
         );
         assert_eq!(
@@ -508,7 +516,12 @@ mod tests {
         );
         let other = serde_json::json!({"id": "GM1", "gmis_id": null, "profile": {}, "created": "t", "updated": "t", "origin": "local"});
         assert_eq!(
-            decide(&pol, &consent_off(), &p("病院"), &snapshot(None, Some(other))),
+            decide(
+                &pol,
+                &consent_off(),
+                &p("病院"),
+                &snapshot(None, Some(other))
+            ),
             Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
         );
     }

@@ -172,16 +172,26 @@ impl Admitted {
     ) -> Result<NewSession, LoginError> {
         let login = &self.login;
         let gmis = login.profile.account_id.as_str();
-        let reg = users::register(store, &self.account, &login.profile, self.link_to.as_deref())
-            .map_err(|e| match e {
-                RegisterError::Store(e) => LoginError::Store(e),
-                e => LoginError::AccountChanged(e.to_string()),
-            })?;
+        let reg = users::register(
+            store,
+            &self.account,
+            &login.profile,
+            self.link_to.as_deref(),
+        )
+        .map_err(|e| match e {
+            RegisterError::Store(e) => LoginError::Store(e),
+            e => LoginError::AccountChanged(e.to_string()),
+        })?;
         let mut writes = reg.writes;
         if let Some((action, detail)) = reg.how.audit(&reg.user) {
             let actor = format!("user:{gmis}");
             writes.push(crate::audit::entry(
-                store, &actor, action, &reg.user.id, &detail, None,
+                store,
+                &actor,
+                action,
+                &reg.user.id,
+                &detail,
+                None,
             )?);
             tracing::info!(target: "samlgate::identity", account_id = %gmis, local_user = %reg.user.id, action, detail = %detail, "user registered");
         }

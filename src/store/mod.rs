@@ -243,8 +243,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A number that changes after every write that could end or restrict an existing
     /// session: a session deleted or overwritten, an [`Store::apply`] batch that writes a table
-    /// where [`Table::restricts_sessions`] (consents, applications, users). New sessions,
-    /// touches, replay entries, pending logins, requests and audit lines leave it.
+    /// where [`Table::restricts_sessions`] (consents, applications, users), a [`Store::commit`]
+    /// that does so other than by creating user rows, links or contact entries its guard proved
+    /// absent (a first login's registration). New sessions, touches, replay entries, pending
+    /// logins, requests and audit lines leave it.
     /// A reader may keep what it read about sessions while this is unchanged; a backend shared
     /// by several gateways must change it for writes made by any of them.
     fn generation(&self) -> u64;

@@ -137,9 +137,21 @@ impl Commit {
         out
     }
 
-    /// Whether the commit ends or restricts a session (moves [`super::Store::generation`]).
+    /// Whether the commit may end or restrict a session (moves [`super::Store::generation`]).
+    /// A user row, link or contact entry that the guard proved absent and that the commit
+    /// creates cannot: no session was decided on it. So a first login's registration leaves
+    /// the generation (and every instance's session cache) alone; a refresh, link change,
+    /// unlink, or any consent or application write moves it.
     pub(crate) fn restricts(&self) -> bool {
-        self.writes.iter().any(|(t, _, _)| t.restricts_sessions())
+        self.writes.iter().any(|(t, k, v)| {
+            let created = matches!(t, Table::Users | Table::UserByGmis | Table::UserByContact)
+                && v.is_some()
+                && self
+                    .expect
+                    .iter()
+                    .any(|e| e.table == *t && e.key == *k && e.version.is_absent());
+            t.restricts_sessions() && !created
+        })
     }
 }
 

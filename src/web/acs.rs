@@ -10,10 +10,10 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
+use super::consent;
 use super::metrics::Outcome;
 use super::pages::{self, Lang, Resp};
 use super::App;
-use super::consent;
 use crate::identity::attributes::map_profile;
 use crate::login::{self, Decision, LoginError};
 use crate::reason::{Reason, Refusal};
@@ -196,7 +196,8 @@ fn decide(
         None => relay_state_path(app, relay_state.as_deref(), rid),
     };
     let login = fresh.login(profile, relay, super::auth::session_ids(app, headers));
-    let decision = login::admit(&*app.store, &app.cfg, login).map_err(|e| refused(login_refusal(e)))?;
+    let decision =
+        login::admit(&*app.store, &app.cfg, login).map_err(|e| refused(login_refusal(e)))?;
     let (mut resp, outcome) = match decision {
         Decision::Proceed(a) => (
             super::login::finish(app, a, Vec::new()).map_err(refused)?,

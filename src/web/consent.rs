@@ -337,7 +337,9 @@ fn decide(
     {
         Decision::Blocked(by) => return Ok(web_login::blocked_page(lang, by, rid)),
         Decision::NeedsApplication(need, _) => {
-            return Ok(web_login::application_page(app, lang, need, &p.profile, rid))
+            return Ok(web_login::application_page(
+                app, lang, need, &p.profile, rid,
+            ))
         }
         Decision::NeedsConsent(a) | Decision::Proceed(a) => a,
     };
@@ -369,7 +371,11 @@ fn decide(
         ));
     }
     tracing::warn!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, display_name = %p.profile.display_name, facility = %p.profile.facility_name, "consent rejected: SSO blocked; the secretariat should contact the person (samlgate consent show)");
-    Ok(web_login::blocked_page(lang, ConsentDecision::Rejected, rid))
+    Ok(web_login::blocked_page(
+        lang,
+        ConsentDecision::Rejected,
+        rid,
+    ))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
