@@ -84,21 +84,7 @@ impl PgStore {
 
     pub(super) fn commit_all(&self, c: &Commit) -> Result<bool, StoreError> {
         let stmt = Statement::build(c)?;
-        let mut locks: Vec<i64> = c
-            .writes
-            .iter()
-            .map(|(t, k, _)| lock_id(*t, k))
-            .chain(c.expect.iter().map(|e| lock_id(e.table, &e.key)))
-            .collect();
-        locks.sort_unstable();
-        locks.dedup();
-        let list: Vec<String> = locks.iter().map(i64::to_string).collect();
-        // Integers only, so inline: BEGIN and the locks (in one order, as `apply` takes them)
-        // go in one round trip, and the guard's statement starts after every lock is held.
-        let begin = format!(
-            "BEGIN; SELECT count(pg_advisory_xact_lock(k)) FROM unnest(ARRAY[{}]::int8[]) AS t(k)",
-            list.join(",")
-        );
+        let begin = begin_with_locks(c);
         let ok = self.with(|client| {
             let mut open = Open {
                 client,
@@ -122,6 +108,36 @@ impl PgStore {
         }
         Ok(ok.0)
     }
+}
+
+/// BEGIN and the row locks, one statement of integers and booleans (inlined, so one round
+/// trip). Written keys are locked exclusively, keys only read shared: concurrent logins that
+/// read one row (a facility's contact entry) do not queue behind each other, while a writer of
+/// that row (`apply` locks exclusively) waits for them and they for it. One order for all
+/// (by id), as `apply` takes them, so no deadlock. The guard's statement starts after every
+/// lock is held, so it sees every write that held one before.
+fn begin_with_locks(c: &Commit) -> String {
+    let mut locks: Vec<(i64, bool)> = c
+        .writes
+        .iter()
+        .map(|(t, k, _)| (lock_id(*t, k), true))
+        .chain(c.expect.iter().map(|e| (lock_id(e.table, &e.key), false)))
+        .collect();
+    // Exclusive first among equal ids, then keep one per id.
+    locks.sort_unstable_by_key(|&(id, excl)| (id, !excl));
+    locks.dedup_by_key(|l| l.0);
+    if locks.is_empty() {
+        return "BEGIN".into();
+    }
+    let ids: Vec<String> = locks.iter().map(|l| l.0.to_string()).collect();
+    let excl: Vec<&str> = locks.iter().map(|l| if l.1 { "true" } else { "false" }).collect();
+    format!(
+        "BEGIN; SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k) \
+         ELSE pg_advisory_xact_lock_shared(k) END) \
+         FROM unnest(ARRAY[{}]::int8[], ARRAY[{}]::bool[]) AS t(k, x)",
+        ids.join(","),
+        excl.join(",")
+    )
 }
 
 /// An open transaction on a pooled connection: rolled back if the commit did not finish, so
