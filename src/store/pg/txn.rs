@@ -130,7 +130,10 @@ fn begin_with_locks(c: &Commit) -> String {
         return "BEGIN".into();
     }
     let ids: Vec<String> = locks.iter().map(|l| l.0.to_string()).collect();
-    let excl: Vec<&str> = locks.iter().map(|l| if l.1 { "true" } else { "false" }).collect();
+    let excl: Vec<&str> = locks
+        .iter()
+        .map(|l| if l.1 { "true" } else { "false" })
+        .collect();
     format!(
         "BEGIN; SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k) \
          ELSE pg_advisory_xact_lock_shared(k) END) \
