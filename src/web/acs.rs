@@ -101,12 +101,45 @@ async fn acs_inner(
     let now_ts = chrono::Utc::now().timestamp();
     let tracked_all = super::sso::tracked_requests(app, &headers, now_ts);
     let expected: Vec<String> = tracked_all.iter().map(|t| t.id.clone()).collect();
+    let (verified, relay_state) = verify_blocking(app, body, expected)
+        .await
+        .map_err(no_account)?;
+    drop(permit);
+    // The request the verified (signed) InResponseTo answers, not merely the first cookie.
+    let tracked = match &verified.in_response_to {
+        Some(irt) => tracked_all.into_iter().find(|t| &t.id == irt),
+        None => tracked_all.into_iter().next(),
+    };
+    if verified.sha1 {
+        app.metrics.sha1_login();
+        tracing::warn!(
+            target: "samlgate::login", request_id = rid, assertion_id = %verified.assertion_id,
+            "login signed with SHA-1: {}", crate::config::SHA1_WARNING
+        );
+    }
+
+    // The rest writes the store and waits for its flush: on a blocking thread too, so the
+    // async workers keep serving and the flushes of concurrent logins can group (one fsync
+    // for all logins waiting, `SledStore::flush`).
+    let (app2, rid2) = (app.clone(), rid.to_string());
+    tokio::task::spawn_blocking(move || {
+        decide(&app2, verified, tracked, relay_state, &headers, lang, &rid2)
+    })
+    .await
+    .map_err(|e| no_account(Refusal::new(Reason::Internal, format!("login task: {e}"))))?
+}
+
+/// Form and base64 decoding, decryption and verification, on a blocking thread: a large body
+/// costs ~1 ms to decode, so a flood of big invalid posts is bounded by the slots too.
+async fn verify_blocking(
+    app: &Arc<App>,
+    body: bytes::Bytes,
+    expected: Vec<String>,
+) -> Result<(Verified, Option<String>), Refusal> {
     let idp = app.idp();
     let cfg = app.cfg.clone();
     let keys = app.keys.read().expect("keys lock").clone();
-    // Form and base64 decoding of a large body cost ~1 ms: under the slot and off the async
-    // threads like the verification, so a flood of big invalid posts is bounded by the slots.
-    let (verified, relay_state) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let (saml_response, relay_state) = parse_form(&body)?;
         let xml = decode_saml_response(&saml_response)?;
         drop(saml_response);
@@ -138,36 +171,7 @@ async fn acs_inner(
         v.map(|v| (v, relay_state))
     })
     .await
-    .map_err(|e| {
-        no_account(Refusal::new(
-            Reason::Internal,
-            format!("verification task: {e}"),
-        ))
-    })?
-    .map_err(no_account)?;
-    drop(permit);
-    // The request the verified (signed) InResponseTo answers, not merely the first cookie.
-    let tracked = match &verified.in_response_to {
-        Some(irt) => tracked_all.into_iter().find(|t| &t.id == irt),
-        None => tracked_all.into_iter().next(),
-    };
-    if verified.sha1 {
-        app.metrics.sha1_login();
-        tracing::warn!(
-            target: "samlgate::login", request_id = rid, assertion_id = %verified.assertion_id,
-            "login signed with SHA-1: {}", crate::config::SHA1_WARNING
-        );
-    }
-
-    // The rest writes the store and waits for its flush: on a blocking thread too, so the
-    // async workers keep serving and the flushes of concurrent logins can group (one fsync
-    // for all logins waiting, `SledStore::flush`).
-    let (app2, rid2) = (app.clone(), rid.to_string());
-    tokio::task::spawn_blocking(move || {
-        decide(&app2, verified, tracked, relay_state, &headers, lang, &rid2)
-    })
-    .await
-    .map_err(|e| no_account(Refusal::new(Reason::Internal, format!("login task: {e}"))))?
+    .map_err(|e| Refusal::new(Reason::Internal, format!("verification task: {e}")))?
 }
 
 /// After verification, the login pipeline (crate::login): replay record, request

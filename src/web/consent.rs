@@ -264,28 +264,42 @@ pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp 
             }
             resp
         }
-        Err(r) => {
+        Err(ConsentError::AlreadyDecided) => {
+            tracing::warn!(target: "samlgate::consent", request_id = rid, reason = Reason::BadRequest.code(), detail = "already decided", account_id = %p.profile.account_id, "consent failed");
+            expired_page(lang, rid)
+        }
+        Err(ConsentError::Refused(r)) => {
             tracing::warn!(target: "samlgate::consent", request_id = rid, reason = r.reason.code(), detail = %r.detail, account_id = %p.profile.account_id, "consent failed");
-            if r.detail == "already decided" {
-                return expired_page(lang, rid);
-            }
             pages::refusal_page(lang, r.reason, rid, None)
         }
     }
 }
 
-/// Records the decision atomically with consuming the pending login and its audit line.
-fn decide(
+/// Why a consent post did not record a decision.
+enum ConsentError {
+    /// The pending login was consumed already (a double submit, a replayed form): the page
+    /// has expired for this browser.
+    AlreadyDecided,
+    Refused(Refusal),
+}
+
+impl From<Refusal> for ConsentError {
+    fn from(r: Refusal) -> Self {
+        ConsentError::Refused(r)
+    }
+}
+
+fn internal(e: crate::store::StoreError) -> Refusal {
+    Refusal::new(Reason::Internal, e.to_string())
+}
+
+/// The consent record and its audit line for this decision.
+fn decision_writes(
     app: &App,
     p: &PendingLogin,
     accept: bool,
-    lang: Lang,
-    rid: &str,
-    replaces: Vec<String>,
-) -> Result<Resp, Refusal> {
-    let store = &*app.store;
+) -> Result<(&'static str, Vec<crate::store::Write>), Refusal> {
     let version = &app.cfg.consent.version;
-    let internal = |e: crate::store::StoreError| Refusal::new(Reason::Internal, e.to_string());
     let state = ConsentState {
         gmis_id: p.profile.account_id.clone(),
         decision: if accept {
@@ -305,7 +319,7 @@ fn decide(
         "consent.reject"
     };
     let audit = crate::audit::entry(
-        store,
+        &*app.store,
         &format!("user:{}", p.profile.account_id),
         action,
         &p.profile.account_id,
@@ -313,26 +327,40 @@ fn decide(
         Some(version),
     )
     .map_err(internal)?;
-    let pending_bytes = store
-        .get(Table::Pending, p.id.as_bytes())
-        .map_err(internal)?;
-    let Some(pending_bytes) = pending_bytes else {
-        return Err(Refusal::new(Reason::BadRequest, "already decided"));
+    Ok((action, vec![consent::write(&state), audit]))
+}
+
+/// Consumes the pending login, alone: of two racing submits exactly one goes on.
+fn consume_pending(app: &App, p: &PendingLogin) -> Result<(), ConsentError> {
+    let store = &*app.store;
+    let key = p.id.as_bytes();
+    let Some(bytes) = store.get(Table::Pending, key).map_err(internal)? else {
+        return Err(ConsentError::AlreadyDecided);
     };
-    // Consume the pending login first, alone: of two racing submits exactly one goes on.
-    let consume = (Table::Pending, p.id.as_bytes().to_vec(), None);
+    let consume = (Table::Pending, key.to_vec(), None);
     if !store
-        .apply(
-            &[consume],
-            Some((Table::Pending, p.id.as_bytes(), Some(&pending_bytes))),
-        )
+        .apply(&[consume], Some((Table::Pending, key, Some(&bytes))))
         .map_err(internal)?
     {
-        return Err(Refusal::new(Reason::BadRequest, "already decided"));
+        return Err(ConsentError::AlreadyDecided);
     }
+    Ok(())
+}
+
+/// Records the decision atomically with its audit line, after consuming the pending login.
+fn decide(
+    app: &App,
+    p: &PendingLogin,
+    accept: bool,
+    lang: Lang,
+    rid: &str,
+    replaces: Vec<String>,
+) -> Result<Resp, ConsentError> {
+    let (action, writes) = decision_writes(app, p, accept)?;
+    consume_pending(app, p)?;
     // The account may have changed while the page was open (a secretariat block, a revoked or
     // pending application): decide again on a fresh snapshot, and commit guarded by it.
-    let admitted = match login::admit(store, &app.cfg, Login::resumed(p, replaces))
+    let admitted = match login::admit(&*app.store, &app.cfg, Login::resumed(p, replaces))
         .map_err(super::acs::login_refusal)?
     {
         Decision::Blocked(by) => return Ok(web_login::blocked_page(lang, by, rid)),
@@ -346,29 +374,29 @@ fn decide(
     // The page named the link the user agreed to; a revoked or corrected application since
     // then is a different agreement: start over.
     if admitted.link_to != p.link_to {
-        return Err(Refusal::new(
+        return Err(ConsentError::Refused(Refusal::new(
             Reason::AccountChanged,
             format!(
                 "the consent page offered link_to {}, the application now names {}",
                 p.link_to.as_deref().unwrap_or("-"),
                 admitted.link_to.as_deref().unwrap_or("-")
             ),
-        ));
+        )));
     }
-    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %version, "consent decision");
+    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %app.cfg.consent.version, "consent decision");
     if accept {
-        return web_login::finish(app, admitted, vec![consent::write(&state), audit]);
+        return Ok(web_login::finish(app, admitted, writes)?);
     }
     let commit = Commit {
         expect: admitted.account.rows.expectations(),
-        writes: vec![consent::write(&state), audit],
+        writes,
         ..Commit::default()
     };
-    if !store.commit(&commit).map_err(internal)? {
-        return Err(Refusal::new(
+    if !app.store.commit(&commit).map_err(internal)? {
+        return Err(ConsentError::Refused(Refusal::new(
             Reason::BadRequest,
             "account state changed meanwhile",
-        ));
+        )));
     }
     tracing::warn!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, display_name = %p.profile.display_name, facility = %p.profile.facility_name, "consent rejected: SSO blocked; the secretariat should contact the person (samlgate consent show)");
     Ok(web_login::blocked_page(
