@@ -20,8 +20,6 @@ use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
 use crate::saml::authn;
 use crate::saml::decrypt::DecryptKey;
-// Moved to its own domain module (issue 16); kept here for the other call sites.
-pub use crate::return_path::safe_return_path;
 
 /// What a successful ACS post decided, for the log line.
 struct Accepted {
@@ -409,7 +407,7 @@ fn form_decode(raw: &[u8]) -> Result<String, Refusal> {
     String::from_utf8(out).map_err(|_| Refusal::new(Reason::BadRequest, "form field not UTF-8"))
 }
 
-pub fn flush(app: &App) -> Result<(), Refusal> {
+fn flush(app: &App) -> Result<(), Refusal> {
     app.store
         .flush()
         .map_err(|e| Refusal::new(Reason::Internal, format!("store flush: {e}")))

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, SET_COOKIE};
 use hyper::{Request, StatusCode};
 
+use super::cookies::Cookie;
 use super::login as web_login;
 use super::pages::{self, Lang, Resp};
 use super::App;
@@ -61,11 +62,7 @@ pub struct RejectConfirmPage<'a> {
 /// After 同意しない the browser keeps a signed note of the account (an hour), so a reload or
 /// Back shows the blocked state instead of "log in again".
 fn decided_cookie_name(app: &App) -> &'static str {
-    if app.cfg.https {
-        "__Host-samlgate-decided"
-    } else {
-        "samlgate-decided"
-    }
+    Cookie::Decided.of(app)
 }
 
 const DECIDED_PURPOSE: &str = "consent-decided";
@@ -98,11 +95,7 @@ fn no_pending<B>(app: &App, req: &Request<B>, lang: Lang, rid: &str) -> Resp {
 }
 
 fn cookie_name(app: &App) -> &'static str {
-    if app.cfg.https {
-        "__Host-samlgate-consent"
-    } else {
-        "samlgate-consent"
-    }
+    Cookie::Consent.of(app)
 }
 
 fn pending_cookie(app: &App, value: &str, max_age: i64) -> String {

@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod apply;
 pub mod auth;
 pub mod consent;
+pub mod cookies;
 pub mod local;
 pub mod login;
 pub mod metrics;

@@ -285,7 +285,7 @@ pub async fn forward(
                     .path_and_query()
                     .map(|p| p.as_str())
                     .unwrap_or("/");
-                let ret = super::acs::safe_return_path(Some(target));
+                let ret = crate::return_path::safe_return_path(Some(target));
                 let enc: String = form_urlencoded::byte_serialize(ret.as_bytes()).collect();
                 return Proxied::Own(pages::redirect(
                     StatusCode::FOUND,
