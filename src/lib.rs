@@ -17,6 +17,7 @@ pub mod idp_ops;
 pub mod idp_source;
 pub mod keys;
 pub mod local_login;
+pub mod login;
 pub mod mail;
 pub mod model;
 pub mod notice;

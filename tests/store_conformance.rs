@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use samlgate::identity::Profile;
-use samlgate::store::{ReplayCheck, SessionRecord, SledStore, Store, Table};
+use samlgate::store::{Commit, ReplayCheck, SessionRecord, SledStore, Store, Table};
 
 /// How a test gets stores of one backend.
 trait Backend {
@@ -716,6 +716,314 @@ fn accounts_and_reset_tickets(b: &dyn Backend) {
     assert!(la::get(&*s1, "u-local1").unwrap().unwrap().account.disabled);
 }
 
+// ---- the login's snapshot and transaction (issue 17 §1, issue 16) ---------------------------
+
+fn user_doc(id: &str, gmis: Option<&str>, tag: &str) -> Vec<u8> {
+    serde_json::json!({"id": id, "gmis_id": gmis, "tag": tag})
+        .to_string()
+        .into_bytes()
+}
+
+/// The snapshot reads every row a login decides on, absent ones too, each with a version that
+/// moves with every write of the row and differs from "absent" after a delete.
+fn account_snapshot(b: &dyn Backend) {
+    let (s, s2) = b.pair();
+    let contact = b"F1\0a@example.jp".as_slice();
+    let a = s.account("GM1", Some(contact)).unwrap();
+    assert_eq!(a.gmis_id, "GM1");
+    assert!(a.rows().all(|r| r.value.is_none() && r.version.is_absent()));
+    assert!(a.linked_user.is_none() && a.link_target.is_none() && a.contact_user.is_none());
+    assert_eq!(
+        a.rows().count(),
+        5,
+        "consent, application, link, same id, contact"
+    );
+
+    let app = br#"{"gmis_id":"GM1","status":"approved","link_to":"L9"}"#;
+    s.apply(
+        &[
+            (
+                Table::Consents,
+                b"GM1".to_vec(),
+                Some(b"{\"c\":1}".to_vec()),
+            ),
+            (Table::Applications, b"GM1".to_vec(), Some(app.to_vec())),
+            (Table::UserByGmis, b"GM1".to_vec(), Some(b"U1".to_vec())),
+            (
+                Table::Users,
+                b"U1".to_vec(),
+                Some(user_doc("U1", Some("GM1"), "a")),
+            ),
+            (
+                Table::Users,
+                b"GM1".to_vec(),
+                Some(user_doc("GM1", None, "a")),
+            ),
+            (Table::UserByContact, contact.to_vec(), Some(b"L2".to_vec())),
+            (
+                Table::Users,
+                b"L2".to_vec(),
+                Some(user_doc("L2", None, "a")),
+            ),
+        ],
+        None,
+    )
+    .unwrap();
+    let a = s2.account("GM1", Some(contact)).unwrap();
+    assert_eq!(a.consent.value.as_deref(), Some(&b"{\"c\":1}"[..]));
+    assert_eq!(a.application.value.as_deref(), Some(&app[..]));
+    assert_eq!(a.link.value.as_deref(), Some(&b"U1"[..]));
+    let lu = a.linked_user.clone().unwrap();
+    assert_eq!((lu.table, lu.key.as_slice()), (Table::Users, &b"U1"[..]));
+    assert_eq!(lu.value, Some(user_doc("U1", Some("GM1"), "a")));
+    assert_eq!(a.same_id.value, Some(user_doc("GM1", None, "a")));
+    // The application names L9, which does not exist: read as absent, guarded as absent.
+    let lt = a.link_target.clone().unwrap();
+    assert_eq!((lt.key.as_slice(), lt.value.is_none()), (&b"L9"[..], true));
+    assert!(lt.version.is_absent());
+    assert_eq!(
+        a.contact.as_ref().unwrap().value.as_deref(),
+        Some(&b"L2"[..])
+    );
+    assert_eq!(
+        a.contact_user.as_ref().unwrap().value,
+        Some(user_doc("L2", None, "a"))
+    );
+    assert!(a
+        .rows()
+        .filter(|r| r.value.is_some())
+        .all(|r| !r.version.is_absent()));
+    // Without a contact key, no contact rows.
+    let plain = s.account("GM1", None).unwrap();
+    assert!(plain.contact.is_none() && plain.contact_user.is_none());
+
+    // A rewrite moves the version; a delete makes it absent; a rewrite after that is new.
+    let v1 = a.linked_user.as_ref().unwrap().version;
+    s.apply(
+        &[(
+            Table::Users,
+            b"U1".to_vec(),
+            Some(user_doc("U1", Some("GM1"), "b")),
+        )],
+        None,
+    )
+    .unwrap();
+    let v2 = s2
+        .account("GM1", None)
+        .unwrap()
+        .linked_user
+        .unwrap()
+        .version;
+    assert_ne!(v1, v2);
+    s.apply(&[(Table::Consents, b"GM1".to_vec(), None)], None)
+        .unwrap();
+    assert!(s2.account("GM1", None).unwrap().consent.version.is_absent());
+    s.apply(
+        &[(
+            Table::Consents,
+            b"GM1".to_vec(),
+            Some(b"{\"c\":2}".to_vec()),
+        )],
+        None,
+    )
+    .unwrap();
+    let v3 = s2.account("GM1", None).unwrap().consent.version;
+    assert!(!v3.is_absent());
+    assert_ne!(v3, a.consent.version);
+}
+
+/// A login commit: the user row, the link, an audit line and the session.
+fn login_commit(rows: &samlgate::store::AccountRows, sid: &str, seq: u64) -> Commit {
+    Commit {
+        expect: rows.expectations(),
+        writes: vec![
+            (
+                Table::Users,
+                b"GM1".to_vec(),
+                Some(user_doc("GM1", Some("GM1"), sid)),
+            ),
+            (Table::UserByGmis, b"GM1".to_vec(), Some(b"GM1".to_vec())),
+            (
+                Table::Audit,
+                seq.to_be_bytes().to_vec(),
+                Some(format!("{{\"action\":\"user.register\",\"by\":\"{sid}\"}}").into_bytes()),
+            ),
+        ],
+        session: Some((session(sid, "GM1", 100, 10_000), 3600)),
+        // The browser's earlier session ends with it.
+        end_sessions: vec!["old".into()],
+    }
+}
+
+/// Several expectations, all or nothing: each one failing alone aborts the whole commit (no
+/// record, no audit line, no session), and the commit goes through once all hold.
+fn commit_is_all_or_nothing(b: &dyn Backend) {
+    let (s, s2) = b.pair();
+    let contact = b"F1\0a@example.jp".as_slice();
+    let app = br#"{"gmis_id":"GM1","status":"approved","link_to":"L9"}"#;
+    s.apply(
+        &[
+            (Table::Applications, b"GM1".to_vec(), Some(app.to_vec())),
+            (
+                Table::Consents,
+                b"GM1".to_vec(),
+                Some(b"{\"c\":1}".to_vec()),
+            ),
+        ],
+        None,
+    )
+    .unwrap();
+    // One write per row the snapshot reads: each changes just that row.
+    let disturb: Vec<(Table, &[u8])> = vec![
+        (Table::Consents, b"GM1"),
+        (Table::Applications, b"GM1"),
+        (Table::UserByGmis, b"GM1"),
+        (Table::Users, b"GM1"),
+        (Table::Users, b"L9"),
+        (Table::UserByContact, contact),
+    ];
+    s.session_put(&session("old", "GM0", 100, 10_000), 3600)
+        .unwrap();
+    for (i, (t, k)) in disturb.iter().enumerate() {
+        let rows = s.account("GM1", Some(contact)).unwrap();
+        let value = match t {
+            // Still approved, still naming L9: a change the decision might not care about,
+            // but a change of a row it read.
+            Table::Applications => {
+                format!(r#"{{"gmis_id":"GM1","status":"approved","link_to":"L9","n":{i}}}"#)
+                    .into_bytes()
+            }
+            Table::UserByGmis | Table::UserByContact => b"X".to_vec(),
+            _ => format!("{{\"n\":{i}}}").into_bytes(),
+        };
+        s2.apply(&[(*t, k.to_vec(), Some(value))], None).unwrap();
+        let sid = format!("sess-{i}");
+        assert!(
+            !s.commit(&login_commit(&rows, &sid, 900 + i as u64))
+                .unwrap(),
+            "a change of {t:?} {} alone must abort the commit",
+            String::from_utf8_lossy(k)
+        );
+        assert!(s2.session_get(&sid).unwrap().is_none(), "no session");
+        assert!(
+            s2.session_get("old").unwrap().is_some(),
+            "the old session stays"
+        );
+        assert!(s2
+            .get(Table::Audit, &(900 + i as u64).to_be_bytes())
+            .unwrap()
+            .is_none());
+        assert_ne!(
+            s2.get(Table::Users, b"GM1").unwrap(),
+            Some(user_doc("GM1", Some("GM1"), &sid))
+        );
+        // Back to absent for the rows the next round reads as absent.
+        if matches!(t, Table::UserByGmis | Table::Users) {
+            s2.apply(&[(*t, k.to_vec(), None)], None).unwrap();
+        }
+    }
+    // A row that was deleted and is absent again guards like any absent row.
+    let rows = s.account("GM1", Some(contact)).unwrap();
+    let g = settled(&*s2);
+    assert!(s.commit(&login_commit(&rows, "sess-ok", 999)).unwrap());
+    assert_eq!(
+        s2.session_get("sess-ok").unwrap().unwrap().local_user_id,
+        "local-GM1"
+    );
+    assert_eq!(s2.sessions_by_account("GM1").unwrap().len(), 1);
+    assert!(
+        s2.session_get("old").unwrap().is_none(),
+        "ended in the commit"
+    );
+    assert!(s2.sessions_by_account("GM0").unwrap().is_empty());
+    assert_eq!(s2.session_count(), 1);
+    assert_eq!(
+        s2.get(Table::UserByGmis, b"GM1").unwrap().as_deref(),
+        Some(&b"GM1"[..])
+    );
+    assert!(s2
+        .get(Table::Audit, &999u64.to_be_bytes())
+        .unwrap()
+        .is_some());
+    // Ending the browser's earlier session restricts: the generation moves (on the other
+    // instance too, within the contract).
+    let moved_by = moved(&*s2, g, "login commit");
+    assert!(moved_by < Duration::from_secs(1));
+    // Creating a user row and link the guard proved absent does not (a first login's
+    // registration must not empty every instance's session cache); rewriting them does.
+    let rows = s.account("GM2", None).unwrap();
+    let mut first = login_commit(&rows, "sess-gm2", 997);
+    first.writes[0] = (
+        Table::Users,
+        b"GM2".to_vec(),
+        Some(user_doc("GM2", Some("GM2"), "x")),
+    );
+    first.writes[1] = (Table::UserByGmis, b"GM2".to_vec(), Some(b"GM2".to_vec()));
+    first.end_sessions.clear();
+    let g = settled(&*s2);
+    assert!(s.commit(&first).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s2.generation(), g, "a registration left the generation");
+    let rows = s.account("GM2", None).unwrap();
+    let mut refresh = first.clone();
+    refresh.expect = rows.expectations();
+    refresh.writes[0].2 = Some(user_doc("GM2", Some("GM2"), "y"));
+    refresh.writes.truncate(1);
+    refresh.session = None;
+    assert!(s.commit(&refresh).unwrap());
+    moved(&*s2, g, "a refresh of a user row");
+    // The same snapshot again: its rows have changed, so a second commit on it aborts.
+    assert!(!s.commit(&login_commit(&rows, "sess-2", 998)).unwrap());
+    // An empty commit with no guard succeeds (and is durable).
+    assert!(s.commit(&Commit::default()).unwrap());
+    drop(s2);
+    let s = b.reopen(s);
+    assert!(s.session_get("sess-ok").unwrap().is_some(), "durable");
+}
+
+/// Concurrent first logins of one G-MIS account, half on each instance: exactly one
+/// registration (one user row and link write, one audit line), and every login gets a session.
+fn concurrent_first_logins_register_once(b: &dyn Backend) {
+    let (s1, s2) = b.pair();
+    let n = 8;
+    let barrier = Arc::new(Barrier::new(n));
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            let st = if i % 2 == 0 { s1.clone() } else { s2.clone() };
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let sid = format!("c-{i}");
+                for attempt in 0..50 {
+                    let rows = st.account("GM1", None).unwrap();
+                    if attempt == 0 {
+                        // Every first attempt decides on the empty account before any commits.
+                        barrier.wait();
+                    }
+                    let mut c = login_commit(&rows, &sid, 500 + (i * 50 + attempt) as u64);
+                    if rows.link.value.is_some() {
+                        // Registered meanwhile: a returning login writes only its session.
+                        c.writes.clear();
+                    }
+                    let registers = !c.writes.is_empty();
+                    if st.commit(&c).unwrap() {
+                        return registers;
+                    }
+                }
+                panic!("login {i} never committed");
+            })
+        })
+        .collect();
+    let registrations = hs
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|r| *r)
+        .count();
+    assert_eq!(registrations, 1, "one registration");
+    assert_eq!(s1.scan(Table::Audit, b"", false, 100).unwrap().len(), 1);
+    assert_eq!(s2.sessions_by_account("GM1").unwrap().len(), n);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sled_backend {
@@ -738,6 +1046,9 @@ both!(
     durable_across_reopen,
     generation_contract,
     accounts_and_reset_tickets,
+    account_snapshot,
+    commit_is_all_or_nothing,
+    concurrent_first_logins_register_once,
 );
 
 #[test]

@@ -34,13 +34,14 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
+use samlgate::return_path::safe_return_path;
 use samlgate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
 use samlgate::saml::decrypt::{decrypt_in_place, DecryptKey};
 use samlgate::saml::idp::IdpMetadata;
 use samlgate::saml::prescan::prescan as prescan_doc;
 use samlgate::saml::slo;
 use samlgate::session::SessionCodec;
-use samlgate::web::acs::{parse_form, safe_return_path};
+use samlgate::web::acs::parse_form;
 use samlgate::web::sso::return_to_param;
 
 /// The instant every verification runs at (the seeds are valid then). Keep in step with

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 pub use crate::model::Profile;
 
+pub mod account;
 pub mod applications;
 pub mod consent;
 pub mod document;

@@ -7,11 +7,12 @@
 //! Order (DESIGN.md "Account states"): a block (rejected consent, secretariat) wins; a pending
 //! application is sticky; then the category/application gate; then consent.
 
+use super::account::Account;
 use super::applications::{self, ApplicationStatus};
 use super::consent::{self, ConsentDecision};
-use super::{users, Profile};
+use super::Profile;
 use crate::config::{ConsentConfig, PolicyConfig};
-use crate::store::{SessionRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -58,24 +59,28 @@ pub fn category_open(policy: &PolicyConfig, category: &str) -> bool {
     policy.open_categories.iter().any(|c| c == category)
 }
 
-/// Decides the next step for a verified login.
+/// Decides the next step for a verified login, on the account as one snapshot read it. Pure:
+/// the caller commits what follows guarded by the same rows, so the decision holds when it
+/// lands (login::Admitted::finish).
 pub fn decide(
-    store: &dyn Store,
     policy: &PolicyConfig,
     consent_cfg: &ConsentConfig,
     p: &Profile,
-) -> Result<Decision, StoreError> {
-    let consent = consent::get(store, &p.account_id)?;
-    if let Some(c) = consent.as_ref().filter(|c| c.blocks()) {
-        return Ok(Decision::Blocked(c.decision));
+    a: &Account,
+) -> Decision {
+    if let Some(c) = a.consent.as_ref().filter(|c| c.blocks()) {
+        return Decision::Blocked(c.decision);
     }
-    let app = applications::get(store, &p.account_id)?;
-    let status = app.as_ref().map(|a| a.status);
+    let status = a.application.as_ref().map(|a| a.status);
     if status == Some(ApplicationStatus::Pending) {
-        return Ok(Decision::NeedsApplication(ApplicationNeed::Pending));
+        return Decision::NeedsApplication(ApplicationNeed::Pending);
     }
     let approved = status == Some(ApplicationStatus::Approved);
-    let link_to = app.filter(|_| approved).and_then(|a| a.link_to);
+    let link_to = a
+        .application
+        .as_ref()
+        .filter(|_| approved)
+        .and_then(|a| a.link_to.clone());
     if !approved {
         if !category_open(policy, &p.category) {
             let need = if status == Some(ApplicationStatus::Revoked) {
@@ -83,49 +88,51 @@ pub fn decide(
             } else {
                 ApplicationNeed::Category
             };
-            return Ok(Decision::NeedsApplication(need));
+            return Decision::NeedsApplication(need);
         }
-        if users::by_gmis(store, &p.account_id)?.is_none() {
-            if users::id_taken(store, &p.account_id)? {
+        if a.linked.is_none() {
+            if a.id_taken() {
                 // Never take over the account that has this id: the secretariat decides.
                 tracing::info!(target: "samlgate::identity", account_id = %p.account_id, reason = ApplicationNeed::ExistingAccount.code(), "a local account with this G-MIS id exists and is not linked to it");
-                return Ok(Decision::NeedsApplication(ApplicationNeed::ExistingAccount));
+                return Decision::NeedsApplication(ApplicationNeed::ExistingAccount);
             }
-            if users::unlinked_match(store, p)?.is_some() {
-                return Ok(Decision::NeedsApplication(ApplicationNeed::ExistingAccount));
+            if a.unlinked_match().is_some() {
+                return Decision::NeedsApplication(ApplicationNeed::ExistingAccount);
             }
         }
     } else if let Some(target) = &link_to {
-        if link_conflict(store, &p.account_id, target)? {
-            return Ok(Decision::NeedsApplication(ApplicationNeed::LinkConflict));
+        if link_conflict(a, target) {
+            return Decision::NeedsApplication(ApplicationNeed::LinkConflict);
         }
     }
-    let accepted_now = consent.as_ref().is_some_and(|c| {
+    let accepted_now = a.consent.as_ref().is_some_and(|c| {
         c.decision == ConsentDecision::Accepted && c.version == consent_cfg.version
     });
     if consent_cfg.required && !accepted_now {
-        return Ok(Decision::NeedsConsent { link_to });
+        return Decision::NeedsConsent { link_to };
     }
-    Ok(Decision::Proceed { link_to })
+    Decision::Proceed { link_to }
 }
 
 /// Whether an approved application's `link_to` cannot be honoured: this G-MIS account is not
 /// linked yet and the named account is missing or linked to another G-MIS account.
-fn link_conflict(store: &dyn Store, gmis_id: &str, target: &str) -> Result<bool, StoreError> {
-    if users::by_gmis(store, gmis_id)?.is_some() {
-        return Ok(false);
+fn link_conflict(a: &Account, target: &str) -> bool {
+    if a.linked.is_some() {
+        return false;
     }
-    let conflict = match users::get(store, target)? {
+    let gmis_id = a.gmis_id();
+    let conflict = match &a.link_target {
         None => Some("does not exist".to_string()),
         Some(u) => u
             .gmis_id
+            .clone()
             .filter(|g| g != gmis_id)
             .map(|g| format!("is linked to G-MIS account {g}")),
     };
     if let Some(why) = &conflict {
         tracing::warn!(target: "samlgate::identity", account_id = %gmis_id, link_to = %target, reason = ApplicationNeed::LinkConflict.code(), "the approved application links to a local account that {why}");
     }
-    Ok(conflict.is_some())
+    conflict.is_some()
 }
 
 /// Whether a session for this profile may still be used: not blocked, no pending application,
@@ -136,61 +143,6 @@ pub fn session_allowed(
     p: &Profile,
 ) -> Result<bool, StoreError> {
     Ok(gate_facts(store, p)?.allows(policy, p))
-}
-
-/// Writes a new session, then checks the account again and deletes the session if it may not
-/// be used; `Ok(false)` when it was deleted. `consent` is the account's consent record as the
-/// login's guarded batch left it.
-///
-/// Why no session outlives a block (DESIGN.md "Blocks and new sessions"): a block writes the
-/// block, then ends the account's sessions; a reopen deletes the block, then ends them again;
-/// this writes the session, then reads the account. A session written before the block's scan
-/// is found by it; one written after it and before the reopen is found by this check (still
-/// blocked) or by the reopen's scan (which comes after the reopen, so after this write).
-pub fn put_session_checked(
-    store: &dyn Store,
-    policy: &PolicyConfig,
-    rec: &SessionRecord,
-    idle_seconds: i64,
-    consent: Option<&[u8]>,
-) -> Result<bool, StoreError> {
-    put_then_check(store, policy, rec, idle_seconds, consent, &|| {})
-}
-
-/// [`put_session_checked`] with a hook between the two steps, for tests of the interleavings.
-fn put_then_check(
-    store: &dyn Store,
-    policy: &PolicyConfig,
-    rec: &SessionRecord,
-    idle_seconds: i64,
-    consent: Option<&[u8]>,
-    between: &dyn Fn(),
-) -> Result<bool, StoreError> {
-    store.session_put(rec, idle_seconds)?;
-    between();
-    let still = still_allowed(store, policy, rec, consent);
-    if still.as_ref().is_ok_and(|ok| *ok) {
-        return Ok(true);
-    }
-    // Fail closed: an unreadable account ends the session too.
-    store.session_delete(&rec.id)?;
-    still.map(|_| false)
-}
-
-fn still_allowed(
-    store: &dyn Store,
-    policy: &PolicyConfig,
-    rec: &SessionRecord,
-    consent: Option<&[u8]>,
-) -> Result<bool, StoreError> {
-    let gmis = &rec.profile.account_id;
-    let consent_now = store.get(crate::store::Table::Consents, gmis.as_bytes())?;
-    if consent_now.as_deref() != consent {
-        return Ok(false);
-    }
-    let linked = users::by_gmis(store, gmis)?.map(|u| u.id);
-    Ok(linked.as_deref() == Some(rec.local_user_id.as_str())
-        && session_allowed(store, policy, &rec.profile)?)
 }
 
 /// What the store says about an account for the per-request gate: its block and its SSO
@@ -230,8 +182,19 @@ mod tests {
     use crate::identity::applications::Application;
     use crate::identity::consent::ConsentState;
     use crate::identity::now_rfc3339;
+    use crate::identity::users;
     use crate::identity::users::User;
     use crate::store::SledStore;
+
+    /// The decision on what the store holds now (the tests set the store up; decide is pure).
+    fn decide_in(
+        s: &SledStore,
+        policy: &PolicyConfig,
+        c: &ConsentConfig,
+        p: &Profile,
+    ) -> Result<Decision, StoreError> {
+        Ok(decide(policy, c, p, &Account::read(s, p)?))
+    }
 
     fn p(cat: &str) -> Profile {
         Profile {
@@ -289,26 +252,26 @@ mod tests {
         let (_d, s) = store();
         for cat in ["病院", "診療所", "歯科診療所", "助産所", "薬局"] {
             assert_eq!(
-                decide(&s, &PolicyConfig::default(), &consent_off(), &p(cat)).unwrap(),
+                decide_in(&s, &PolicyConfig::default(), &consent_off(), &p(cat)).unwrap(),
                 Decision::Proceed { link_to: None },
                 "{cat}"
             );
         }
         for cat in ["保健所", "都道府県", ""] {
             assert_eq!(
-                decide(&s, &PolicyConfig::default(), &consent_off(), &p(cat)).unwrap(),
+                decide_in(&s, &PolicyConfig::default(), &consent_off(), &p(cat)).unwrap(),
                 Decision::NeedsApplication(ApplicationNeed::Category)
             );
         }
         set_app(&s, ApplicationStatus::Approved, None);
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("保健所")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("保健所")).unwrap(),
             Decision::Proceed { link_to: None }
         );
         assert!(session_allowed(&s, &PolicyConfig::default(), &p("保健所")).unwrap());
         set_app(&s, ApplicationStatus::Revoked, None);
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("保健所")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("保健所")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::Revoked)
         );
         assert!(!session_allowed(&s, &PolicyConfig::default(), &p("保健所")).unwrap());
@@ -320,13 +283,13 @@ mod tests {
         set_app(&s, ApplicationStatus::Pending, None);
         // Even an open category waits while an application is pending.
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::Pending)
         );
         set_app(&s, ApplicationStatus::Approved, None);
         set_consent(&s, ConsentDecision::BlockedBySecretariat, "v1");
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::Blocked(ConsentDecision::BlockedBySecretariat)
         );
         assert!(!session_allowed(&s, &PolicyConfig::default(), &p("病院")).unwrap());
@@ -341,22 +304,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
             Decision::NeedsConsent { link_to: None }
         );
         set_consent(&s, ConsentDecision::Accepted, "v1");
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
             Decision::NeedsConsent { link_to: None }
         );
         set_consent(&s, ConsentDecision::Accepted, "v2");
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
             Decision::Proceed { link_to: None }
         );
         set_consent(&s, ConsentDecision::Rejected, "v2");
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &on, &p("病院")).unwrap(),
             Decision::Blocked(ConsentDecision::Rejected)
         );
     }
@@ -379,12 +342,12 @@ mod tests {
         };
         s.apply(&users::local_account_writes(&local), None).unwrap();
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
         );
         set_app(&s, ApplicationStatus::Approved, Some("L100"));
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::Proceed {
                 link_to: Some("L100".into())
             }
@@ -427,13 +390,13 @@ mod tests {
         s.apply(&users::local_account_writes(&l), None).unwrap();
         let before = s.get(crate::store::Table::Users, b"GM1").unwrap();
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
         );
         // Approved without link_to: a fresh local id, the local account untouched.
         approve_plain(&s);
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::Proceed { link_to: None }
         );
         let (u, w, how) = users::register_writes(&s, &p("病院"), None).unwrap();
@@ -470,13 +433,13 @@ mod tests {
         ));
         s.apply(&w, None).unwrap();
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
         );
         // An approved application naming B's account cannot link to it.
         set_app(&s, ApplicationStatus::Approved, Some("GM1"));
         assert_eq!(
-            decide(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
+            decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::LinkConflict)
         );
         assert!(matches!(
@@ -494,187 +457,72 @@ mod tests {
         assert_eq!(users::register_writes(&s, &pb, None).unwrap().0.id, "GM1");
     }
 
-    // ---- issue #12 item 3: no session outlives a block, whatever the interleaving --------
-
-    /// What a login's guarded batch leaves: GM1 registered, consent accepted (v1). Returns the
-    /// session to write and the consent record's bytes.
-    fn accepted_login(s: &SledStore) -> (SessionRecord, Vec<u8>) {
-        let c = ConsentState {
-            gmis_id: "GM1".into(),
-            decision: ConsentDecision::Accepted,
-            version: "v1".into(),
-            at: now_rfc3339(),
-            detail: "assertion _a1".into(),
-            profile: None,
+    /// The decision is a function of the snapshot alone: built here by hand, no store.
+    #[test]
+    fn decide_is_pure_over_the_account_snapshot() {
+        use crate::store::{AccountRows, Table, Version, Versioned};
+        let row = |t: Table, k: &str, v: Option<serde_json::Value>| Versioned {
+            table: t,
+            key: k.as_bytes().to_vec(),
+            version: if v.is_some() {
+                Version(7)
+            } else {
+                Version::ABSENT
+            },
+            value: v.map(|v| v.to_string().into_bytes()),
         };
-        let (u, mut w, _) = users::register_writes(s, &p("病院"), None).unwrap();
-        let cw = consent::write(&c);
-        let bytes = cw.2.clone().unwrap();
-        w.push(cw);
-        s.apply(&w, Some((crate::store::Table::Consents, b"GM1", None)))
-            .unwrap();
-        (session_for(u.id), bytes)
-    }
-
-    fn admin(s: &SledStore, op: crate::admin::Op) {
-        crate::admin::execute(s, "v1", &op).unwrap();
-    }
-
-    fn block(s: &SledStore) {
-        admin(
-            s,
-            crate::admin::Op::ConsentBlock {
+        let snapshot = |consent: Option<serde_json::Value>, same_id: Option<serde_json::Value>| {
+            Account::decode(AccountRows {
                 gmis_id: "GM1".into(),
-                by: "t".into(),
-                note: "n".into(),
-            },
-        );
-    }
-
-    fn reopen(s: &SledStore) {
-        admin(
-            s,
-            crate::admin::Op::ConsentReopen {
-                gmis_id: "GM1".into(),
-                by: "t".into(),
-                note: String::new(),
-            },
-        );
-    }
-
-    fn commit(s: &SledStore, rec: &SessionRecord, c: &[u8], between: &dyn Fn()) -> bool {
-        put_then_check(s, &PolicyConfig::default(), rec, 3600, Some(c), between).unwrap()
-    }
-
-    #[test]
-    fn untouched_login_keeps_its_session() {
-        let (_d, s) = store();
-        let (rec, c) = accepted_login(&s);
-        assert!(commit(&s, &rec, &c, &|| {}));
-        assert!(s.session_get("sess1").unwrap().is_some());
-    }
-
-    /// The window of the issue: the whole block (write, then ending sessions) lands between
-    /// the login's guarded batch and its session write.
-    #[test]
-    fn block_before_the_session_write_leaves_no_session() {
-        let (_d, s) = store();
-        let (rec, c) = accepted_login(&s);
-        block(&s);
-        assert!(!commit(&s, &rec, &c, &|| {}));
-        assert!(s.session_get("sess1").unwrap().is_none());
-        reopen(&s);
-        assert!(
-            s.session_get("sess1").unwrap().is_none(),
-            "reopen revived it"
-        );
-    }
-
-    /// Block and reopen both land before the session write: the consent this login wrote is
-    /// gone, so the session goes too (the next login asks for consent again).
-    #[test]
-    fn block_and_reopen_before_the_session_write_leave_no_session() {
-        let (_d, s) = store();
-        let (rec, c) = accepted_login(&s);
-        block(&s);
-        reopen(&s);
-        assert!(!commit(&s, &rec, &c, &|| {}));
-        assert!(s.session_get("sess1").unwrap().is_none());
-    }
-
-    /// The block's write lands between the session write and the check; its scan may run at
-    /// any point after: here it never does, the check alone removes the session.
-    #[test]
-    fn block_write_between_session_write_and_check_leaves_no_session() {
-        let (_d, s) = store();
-        let (rec, c) = accepted_login(&s);
-        let blocked = ConsentState {
-            gmis_id: "GM1".into(),
-            decision: ConsentDecision::BlockedBySecretariat,
-            version: "v1".into(),
-            at: now_rfc3339(),
-            detail: "n".into(),
-            profile: None,
+                consent: row(Table::Consents, "GM1", consent),
+                application: row(Table::Applications, "GM1", None),
+                link: row(Table::UserByGmis, "GM1", None),
+                linked_user: None,
+                same_id: row(Table::Users, "GM1", same_id),
+                link_target: None,
+                contact: None,
+                contact_user: None,
+            })
+            .unwrap()
         };
-        assert!(!commit(&s, &rec, &c, &|| {
-            s.apply(&[consent::write(&blocked)], None).unwrap();
-        }));
-        assert!(s.session_get("sess1").unwrap().is_none());
-        // The full block there: its scan ends the session, the check agrees.
-        let (_d2, s2) = store();
-        let (rec, c) = accepted_login(&s2);
-        assert!(!commit(&s2, &rec, &c, &|| block(&s2)));
-        assert!(s2.session_get("sess1").unwrap().is_none());
-    }
-
-    /// An unlink (and a revoke) during the same window: the session would carry an account
-    /// the G-MIS user no longer has.
-    #[test]
-    fn unlink_or_revoke_before_the_check_leaves_no_session() {
-        let (_d, s) = store();
-        let (rec, c) = accepted_login(&s);
-        admin(
-            &s,
-            crate::admin::Op::UsersUnlink {
-                id: "GM1".into(),
-                by: "t".into(),
-                note: String::new(),
-                reading: None,
-            },
+        let on = ConsentConfig {
+            required: true,
+            version: "v1".into(),
+            ..Default::default()
+        };
+        let pol = PolicyConfig::default();
+        assert_eq!(
+            decide(&pol, &on, &p("病院"), &snapshot(None, None)),
+            Decision::NeedsConsent { link_to: None }
         );
-        assert!(!commit(&s, &rec, &c, &|| {}));
-        let (_d2, s2) = store();
-        set_app(&s2, ApplicationStatus::Approved, None);
-        let (rec, c) = accepted_login(&s2);
-        let mut closed = rec.clone();
-        closed.profile.category = "保健所".into();
-        admin(
-            &s2,
-            crate::admin::Op::ApplicationRevoke {
-                gmis_id: "GM1".into(),
-                by: "t".into(),
-                note: String::new(),
-            },
+        let accepted = serde_json::json!({"gmis_id": "GM1", "decision": "accepted", "version": "v1", "at": "t"});
+        assert_eq!(
+            decide(
+                &pol,
+                &on,
+                &p("病院"),
+                &snapshot(Some(accepted.clone()), None)
+            ),
+            Decision::Proceed { link_to: None }
         );
-        assert!(!commit(&s2, &closed, &c, &|| {}));
-        assert!(s2.session_get("sess1").unwrap().is_none());
-    }
-
-    /// A login with no consent record (consent not required) writes its session during the
-    /// block, and its check runs only after the reopen, so the check passes: the reopen's own
-    /// scan must end that session.
-    #[test]
-    fn session_written_during_a_block_is_ended_by_the_reopen() {
-        let (_d, s) = store();
-        let (u, w, _) = users::register_writes(&s, &p("病院"), None).unwrap();
-        s.apply(&w, Some((crate::store::Table::Consents, b"GM1", None)))
-            .unwrap();
-        let mut rec = session_for(u.id);
-        rec.id = "sess2".into();
-        block(&s);
-        put_then_check(&s, &PolicyConfig::default(), &rec, 3600, None, &|| {
-            reopen(&s)
-        })
-        .unwrap();
-        assert!(
-            s.session_get("sess2").unwrap().is_none(),
-            "a session written while blocked survived the reopen"
+        assert_eq!(
+            decide(&pol, &on, &p("保健所"), &snapshot(Some(accepted), None)),
+            Decision::NeedsApplication(ApplicationNeed::Category)
         );
-    }
-
-    fn session_for(local: String) -> SessionRecord {
-        let now = chrono::Utc::now().timestamp();
-        SessionRecord {
-            id: "sess1".into(),
-            profile: p("病院"),
-            local_user_id: local,
-            name_id: "GM1".into(),
-            name_id_format: None,
-            session_index: None,
-            created: now,
-            last_seen: now,
-            expires: now + 3600,
-            auth_method: String::new(),
-        }
+        let blocked = serde_json::json!({"gmis_id": "GM1", "decision": "blocked_by_secretariat", "version": "v1", "at": "t"});
+        assert_eq!(
+            decide(&pol, &on, &p("病院"), &snapshot(Some(blocked), None)),
+            Decision::Blocked(ConsentDecision::BlockedBySecretariat)
+        );
+        let other = serde_json::json!({"id": "GM1", "gmis_id": null, "profile": {}, "created": "t", "updated": "t", "origin": "local"});
+        assert_eq!(
+            decide(
+                &pol,
+                &consent_off(),
+                &p("病院"),
+                &snapshot(None, Some(other))
+            ),
+            Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
+        );
     }
 }

@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::account::Account;
 use super::{load, load_all, now_rfc3339, put, Profile};
-use crate::store::{Store, StoreError, Table, Write};
+use crate::store::{Expectation, Store, StoreError, Table, Version, Write};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct User {
@@ -134,25 +135,46 @@ impl Registered {
     }
 }
 
-/// The writes that register (or refresh) the user for an accepted G-MIS login: the linked
-/// account when there is one; else the account an approved application names (`link_to`);
-/// else a new account, under the G-MIS id when that is free and under a fresh id when an
-/// existing account has it. An existing account is never rewritten or handed over except to
-/// the G-MIS account it is linked to, or through `link_to`. Call under [`registry_lock`].
-pub fn register_writes(
+/// What registering a login writes, and the rows it read beyond the account snapshot.
+pub struct Registration {
+    pub user: User,
+    pub writes: Vec<Write>,
+    pub how: Registered,
+    /// Guards for rows read outside the snapshot (a fresh id must still be free).
+    pub expect: Vec<Expectation>,
+}
+
+/// The writes that register (or refresh) the user for an accepted G-MIS login, decided on the
+/// account snapshot `a`: the linked account when there is one; else the account an approved
+/// application names (`link_to`); else a new account, under the G-MIS id when that is free and
+/// under a fresh id when an existing account has it. An existing account is never rewritten or
+/// handed over except to the G-MIS account it is linked to, or through `link_to`. `store` is
+/// read only for a fresh id, or a `link_to` the snapshot did not read.
+pub fn register(
     store: &dyn Store,
+    a: &Account,
     p: &Profile,
     link_to: Option<&str>,
-) -> Result<(User, Vec<Write>, Registered), RegisterError> {
+) -> Result<Registration, RegisterError> {
     let now = now_rfc3339();
     let gmis = p.account_id.as_str();
-    let (mut user, how) = if let Some(u) = by_gmis(store, gmis)? {
+    let mut expect = Vec::new();
+    let (mut user, how) = if let Some(u) = a.linked.clone() {
         if u.profile == *p {
-            return Ok((u, Vec::new(), Registered::Unchanged));
+            return Ok(Registration {
+                user: u,
+                writes: Vec::new(),
+                how: Registered::Unchanged,
+                expect,
+            });
         }
         (u, Registered::Refreshed)
     } else if let Some(id) = link_to {
-        let u = get(store, id)?.ok_or_else(|| RegisterError::LinkTargetMissing(id.into()))?;
+        let target = match a.link_target.as_ref().filter(|u| u.id == id) {
+            Some(u) => Some(u.clone()),
+            None => get(store, id)?,
+        };
+        let u = target.ok_or_else(|| RegisterError::LinkTargetMissing(id.into()))?;
         if let Some(other) = u.gmis_id.as_deref().filter(|g| *g != gmis) {
             return Err(RegisterError::LinkTargetTaken {
                 local: id.into(),
@@ -161,8 +183,13 @@ pub fn register_writes(
         }
         (u, Registered::Linked)
     } else {
-        let (id, how) = if get(store, gmis)?.is_some() {
+        let (id, how) = if a.same_id.is_some() {
             let fresh = fresh_id(store, gmis)?;
+            expect.push(Expectation {
+                table: Table::Users,
+                key: fresh.as_bytes().to_vec(),
+                version: Version::ABSENT,
+            });
             (fresh, Registered::NewRenamed { taken: gmis.into() })
         } else {
             (gmis.to_string(), Registered::New)
@@ -188,7 +215,23 @@ pub fn register_writes(
             Some(user.id.as_bytes().to_vec()),
         ),
     ];
-    Ok((user, writes, how))
+    Ok(Registration {
+        user,
+        writes,
+        how,
+        expect,
+    })
+}
+
+/// [`register`] on what the store holds now (tools and tests; call under [`registry_lock`]).
+pub fn register_writes(
+    store: &dyn Store,
+    p: &Profile,
+    link_to: Option<&str>,
+) -> Result<(User, Vec<Write>, Registered), RegisterError> {
+    let a = Account::read(store, p)?;
+    let r = register(store, &a, p, link_to)?;
+    Ok((r.user, r.writes, r.how))
 }
 
 /// The first free local id of the form `<gmis>-g2`, `<gmis>-g3`, ...

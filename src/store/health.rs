@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::transfer::Item;
-use super::{Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
+use super::{
+    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table,
+    Write,
+};
 
 pub struct Monitored {
     inner: Box<dyn Store>,
@@ -149,6 +152,12 @@ impl Store for Monitored {
     }
     fn flush(&self) -> Result<(), StoreError> {
         self.wrote(self.inner.flush())
+    }
+    fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError> {
+        self.read(self.inner.account(gmis_id, contact))
+    }
+    fn commit(&self, c: &Commit) -> Result<bool, StoreError> {
+        self.wrote(self.inner.commit(c))
     }
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(self.inner.get(t, key))

@@ -2,17 +2,19 @@
 //! secrets. `sled` is the embedded default; a networked backend (several gateway instances)
 //! implements the same trait, so nothing outside `store/` knows which one runs.
 //!
-//! Durability rule: a method documented as *durable* has reached disk when it returns. The ACS
-//! path records the replay entry and the session, then calls [`Store::flush`] once, before the
-//! cookie is sent.
+//! Durability rule: a method documented as *durable* has reached disk when it returns.
+//! [`Store::commit`] is durable (sled flushes inside it, grouped with concurrent commits;
+//! PostgreSQL is durable on COMMIT), so a login that commits does not call [`Store::flush`].
 
 pub mod health;
 pub mod pg;
 mod sled_store;
 pub mod transfer;
+mod txn;
 
 pub use pg::{PgOptions, PgStore};
 pub use sled_store::SledStore;
+pub use txn::{AccountRows, Commit, Expectation, Version, Versioned};
 
 use serde::{Deserialize, Serialize};
 
@@ -247,8 +249,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A number that changes after every write that could end or restrict an existing
     /// session: a session deleted or overwritten, an [`Store::apply`] batch that writes a table
-    /// where [`Table::restricts_sessions`] (consents, applications, users). New sessions,
-    /// touches, replay entries, pending logins, requests and audit lines leave it.
+    /// where [`Table::restricts_sessions`] (consents, applications, users), a [`Store::commit`]
+    /// that does so other than by creating user rows, links or contact entries its guard proved
+    /// absent (a first login's registration). New sessions, touches, replay entries, pending
+    /// logins, requests and audit lines leave it.
     /// A reader may keep what it read about sessions while this is unchanged; a backend shared
     /// by several gateways must change it for writes made by any of them.
     fn generation(&self) -> u64;
@@ -265,6 +269,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every write so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// The rows a login decides on for one G-MIS account ([`AccountRows`]), each with its
+    /// version, in one read (one statement on PostgreSQL). `contact`: the facility-and-mail
+    /// index key of the login's profile, when it has one.
+    fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError>;
+
+    /// One transaction: checks every expectation, then writes the records and the session, or
+    /// writes nothing and returns `Ok(false)` when any expectation fails. Durable when it
+    /// returns `Ok(true)` (and makes every earlier write durable too). Serialised with
+    /// [`Store::apply`] on the same keys, so a guarded read-decide-commit is one atomic step
+    /// against any other writer, in this process or another instance.
+    fn commit(&self, c: &Commit) -> Result<bool, StoreError>;
 
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies all writes or none (a crash cannot leave half a decision and its audit line).

@@ -14,7 +14,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::transfer::Item;
-use super::{Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
+use super::{
+    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table,
+    Version, Versioned, Write,
+};
 
 pub struct SledStore {
     db: sled::Db,
@@ -40,6 +43,8 @@ pub struct SledStore {
     generation: std::sync::atomic::AtomicU64,
     /// Indexed by `Table::index`.
     tables: Vec<sled::Tree>,
+    /// The record tables, then `sessions`: what one [`Store::commit`] transaction spans.
+    commit_trees: Vec<sled::Tree>,
     group: GroupFlush,
 }
 
@@ -123,8 +128,11 @@ impl SledStore {
             tables.push(db.open_tree(t.name())?);
         }
         let sessions = db.open_tree("sessions")?;
+        let mut commit_trees = tables.clone();
+        commit_trees.push(sessions.clone());
         let store = SledStore {
             group: GroupFlush::default(),
+            commit_trees,
             tables,
             replay: db.open_tree("replay")?,
             session_n: std::sync::atomic::AtomicI64::new(sessions.len() as i64),
@@ -603,6 +611,112 @@ impl Store for SledStore {
 
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.table(t).get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError> {
+        let read = |t: Table, k: &[u8]| -> Result<Versioned, StoreError> {
+            let value = self.get(t, k)?;
+            Ok(Versioned {
+                table: t,
+                key: k.to_vec(),
+                version: value.as_deref().map_or(Version::ABSENT, Version::of_bytes),
+                value,
+            })
+        };
+        let key = gmis_id.as_bytes();
+        let application = read(Table::Applications, key)?;
+        let link = read(Table::UserByGmis, key)?;
+        let contact = contact.map(|c| read(Table::UserByContact, c)).transpose()?;
+        let user_of = |r: Option<&Versioned>| {
+            r.and_then(|r| r.value.clone())
+                .map(|id| read(Table::Users, &id))
+                .transpose()
+        };
+        let link_target = application
+            .value
+            .as_deref()
+            .and_then(super::txn::link_to_of)
+            .map(|id| read(Table::Users, id.as_bytes()))
+            .transpose()?;
+        Ok(AccountRows {
+            gmis_id: gmis_id.to_string(),
+            consent: read(Table::Consents, key)?,
+            linked_user: user_of(Some(&link))?,
+            same_id: read(Table::Users, key)?,
+            contact_user: user_of(contact.as_ref())?,
+            application,
+            link,
+            link_target,
+            contact,
+        })
+    }
+
+    fn commit(&self, c: &Commit) -> Result<bool, StoreError> {
+        let writes = c.last_writes();
+        // Index entries first (see the module doc); a refused commit leaves harmless ones.
+        for (t, k, v) in &writes {
+            if let (Some(index), Some(v)) = (self.due_tree(*t), v) {
+                index.insert(due_key(record_expiry(v), k), &[])?;
+            }
+        }
+        let session = match &c.session {
+            Some((rec, idle)) => {
+                let v = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                self.session_due
+                    .insert(due_key(rec.ends_at(*idle), rec.id.as_bytes()), &[])?;
+                for k in lookup_keys(rec) {
+                    self.session_by.insert(k, &[])?;
+                }
+                Some((rec.id.as_bytes(), v))
+            }
+            None => None,
+        };
+        let sessions = Table::ALL.len();
+        // What the (possibly retried) transaction removed, for the indexes and counters after.
+        let ended = std::cell::RefCell::new(Vec::new());
+        let r = self.commit_trees[..].transaction(|views| {
+            ended.borrow_mut().clear();
+            for e in &c.expect {
+                let cur = views[e.table.index()].get(&e.key)?;
+                if cur.as_deref().map_or(Version::ABSENT, Version::of_bytes) != e.version {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+            }
+            for (t, k, v) in &writes {
+                let view = &views[t.index()];
+                match v {
+                    Some(v) => view.insert(k.as_slice(), v.as_slice())?,
+                    None => view.remove(k.as_slice())?,
+                };
+            }
+            if let Some((id, v)) = &session {
+                views[sessions].insert(*id, v.as_slice())?;
+            }
+            for id in &c.end_sessions {
+                if let Some(old) = views[sessions].remove(id.as_bytes())? {
+                    ended.borrow_mut().push(old);
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => {}
+            Err(TransactionError::Abort(())) => return Ok(false),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        }
+        if session.is_some() {
+            self.session_n
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        for old in ended.into_inner() {
+            self.session_gone();
+            self.unindex(&old, None)?;
+        }
+        if c.restricts() {
+            self.bump();
+        }
+        self.flush()?;
+        Ok(true)
     }
 
     fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {

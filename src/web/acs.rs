@@ -10,20 +10,16 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
+use super::consent;
 use super::metrics::Outcome;
 use super::pages::{self, Lang, Resp};
 use super::App;
-use super::{consent, login};
 use crate::identity::attributes::map_profile;
-use crate::identity::policy::{self, Decision};
+use crate::login::{self, Decision, LoginError};
 use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
 use crate::saml::authn;
 use crate::saml::decrypt::DecryptKey;
-use crate::store::ReplayCheck;
-use login::Login;
-// Moved to its own domain module (issue 16); kept here for the other call sites.
-pub use crate::return_path::safe_return_path;
 
 /// What a successful ACS post decided, for the log line.
 struct Accepted {
@@ -103,12 +99,45 @@ async fn acs_inner(
     let now_ts = chrono::Utc::now().timestamp();
     let tracked_all = super::sso::tracked_requests(app, &headers, now_ts);
     let expected: Vec<String> = tracked_all.iter().map(|t| t.id.clone()).collect();
+    let (verified, relay_state) = verify_blocking(app, body, expected)
+        .await
+        .map_err(no_account)?;
+    drop(permit);
+    // The request the verified (signed) InResponseTo answers, not merely the first cookie.
+    let tracked = match &verified.in_response_to {
+        Some(irt) => tracked_all.into_iter().find(|t| &t.id == irt),
+        None => tracked_all.into_iter().next(),
+    };
+    if verified.sha1 {
+        app.metrics.sha1_login();
+        tracing::warn!(
+            target: "samlgate::login", request_id = rid, assertion_id = %verified.assertion_id,
+            "login signed with SHA-1: {}", crate::config::SHA1_WARNING
+        );
+    }
+
+    // The rest writes the store and waits for its flush: on a blocking thread too, so the
+    // async workers keep serving and the flushes of concurrent logins can group (one fsync
+    // for all logins waiting, `SledStore::flush`).
+    let (app2, rid2) = (app.clone(), rid.to_string());
+    tokio::task::spawn_blocking(move || {
+        decide(&app2, verified, tracked, relay_state, &headers, lang, &rid2)
+    })
+    .await
+    .map_err(|e| no_account(Refusal::new(Reason::Internal, format!("login task: {e}"))))?
+}
+
+/// Form and base64 decoding, decryption and verification, on a blocking thread: a large body
+/// costs ~1 ms to decode, so a flood of big invalid posts is bounded by the slots too.
+async fn verify_blocking(
+    app: &Arc<App>,
+    body: bytes::Bytes,
+    expected: Vec<String>,
+) -> Result<(Verified, Option<String>), Refusal> {
     let idp = app.idp();
     let cfg = app.cfg.clone();
     let keys = app.keys.read().expect("keys lock").clone();
-    // Form and base64 decoding of a large body cost ~1 ms: under the slot and off the async
-    // threads like the verification, so a flood of big invalid posts is bounded by the slots.
-    let (verified, relay_state) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let (saml_response, relay_state) = parse_form(&body)?;
         let xml = decode_saml_response(&saml_response)?;
         drop(saml_response);
@@ -140,40 +169,12 @@ async fn acs_inner(
         v.map(|v| (v, relay_state))
     })
     .await
-    .map_err(|e| {
-        no_account(Refusal::new(
-            Reason::Internal,
-            format!("verification task: {e}"),
-        ))
-    })?
-    .map_err(no_account)?;
-    drop(permit);
-    // The request the verified (signed) InResponseTo answers, not merely the first cookie.
-    let tracked = match &verified.in_response_to {
-        Some(irt) => tracked_all.into_iter().find(|t| &t.id == irt),
-        None => tracked_all.into_iter().next(),
-    };
-    if verified.sha1 {
-        app.metrics.sha1_login();
-        tracing::warn!(
-            target: "samlgate::login", request_id = rid, assertion_id = %verified.assertion_id,
-            "login signed with SHA-1: {}", crate::config::SHA1_WARNING
-        );
-    }
-
-    // The rest writes the store and waits for its flush: on a blocking thread too, so the
-    // async workers keep serving and the flushes of concurrent logins can group (one fsync
-    // for all logins waiting, `SledStore::flush`).
-    let (app2, rid2) = (app.clone(), rid.to_string());
-    tokio::task::spawn_blocking(move || {
-        decide(&app2, verified, tracked, relay_state, &headers, lang, &rid2)
-    })
-    .await
-    .map_err(|e| no_account(Refusal::new(Reason::Internal, format!("login task: {e}"))))?
+    .map_err(|e| Refusal::new(Reason::Internal, format!("verification task: {e}")))?
 }
 
-/// After verification: replay record, request consumption, policy decision, and the writes
-/// and response the decision calls for. Blocking (store writes, flush).
+/// After verification, the login pipeline (crate::login): replay record, request
+/// consumption, the decision on one account snapshot, and the one commit or the page it calls
+/// for. Blocking (store reads, the commit's flush).
 fn decide(
     app: &Arc<App>,
     verified: Verified,
@@ -186,117 +187,41 @@ fn decide(
     let idp = app.idp();
     let profile = map_profile(&app.cfg.attributes, &verified.name_id, &verified.attributes)
         .map_err(|r| (r, Some(verified.name_id.clone())))?;
-    let account = Some(profile.account_id.clone());
-
-    // The assertion is consumed now, whatever the decision: record it before anything else.
-    record_replay(app, &verified, &idp.entity_id).map_err(|r| (r, account.clone()))?;
-
-    // A solicited response consumes its request: a second response to it is refused. Its
-    // return path is the one kept server-side; RelayState decides only IdP-initiated logins.
-    let mut relay = None;
-    if let Some(irt) = &verified.in_response_to {
-        let t = tracked.as_ref().filter(|t| &t.id == irt).ok_or_else(|| {
-            (
-                Refusal::new(
-                    Reason::InResponseToUnknown,
-                    format!("InResponseTo {irt} has no request in this browser"),
-                ),
-                account.clone(),
-            )
-        })?;
-        // Recorded only now, after the response verified: refused responses burn nothing.
-        match authn::answer_once(&*app.store, t, chrono::Utc::now().timestamp()) {
-            Ok(true) => relay = Some(t.return_to.clone()),
-            Ok(false) => {
-                return Err((
-                    Refusal::new(
-                        Reason::InResponseToUnknown,
-                        format!("request {irt} already answered"),
-                    ),
-                    account.clone(),
-                ))
-            }
-            Err(e) => {
-                return Err((
-                    Refusal::new(Reason::Internal, format!("request tracker: {e}")),
-                    account.clone(),
-                ))
-            }
-        }
-    }
-
-    let relay = relay.unwrap_or_else(|| relay_state_path(app, relay_state.as_deref(), rid));
+    let account_id = profile.account_id.clone();
+    let refused = |r: Refusal| (r, Some(account_id.clone()));
     let signed = verified.signed.as_str();
-    let login = Login {
-        profile,
-        name_id: verified.name_id.clone(),
-        name_id_format: verified.name_id_format.clone(),
-        session_index: verified.session_index.clone(),
-        session_not_on_or_after: verified.session_not_on_or_after.map(|t| t.timestamp()),
-        relay_state: relay,
-        assertion_id: verified.assertion_id.clone(),
-        replaces: super::auth::session_ids(app, headers),
+    // The assertion is consumed now, whatever the decision: record it before anything else.
+    let fresh = login::record_replay(&*app.store, verified, &idp.entity_id)
+        .map_err(|e| refused(login_refusal(e)))?;
+    let relay = match consume_request(app, fresh.verified(), tracked.as_ref()).map_err(refused)? {
+        Some(kept) => kept,
+        None => relay_state_path(app, relay_state.as_deref(), rid),
     };
-    // The consent state the decision is based on; the session is made only if it is unchanged.
-    let seen = app
-        .store
-        .get(
-            crate::store::Table::Consents,
-            login.profile.account_id.as_bytes(),
-        )
-        .map_err(|e| {
-            (
-                Refusal::new(Reason::Internal, format!("store: {e}")),
-                account.clone(),
-            )
-        })?;
-    let decision = policy::decide(
-        &*app.store,
-        &app.cfg.policy,
-        &app.cfg.consent,
-        &login.profile,
-    )
-    .map_err(|e| {
-        (
-            Refusal::new(Reason::Internal, format!("policy: {e}")),
-            account.clone(),
-        )
-    })?;
-    let account_id = login.profile.account_id.clone();
-    let internal = |r: Refusal| (r, Some(account_id.clone()));
-    let (resp, outcome) = match decision {
-        Decision::Proceed { link_to } => (
-            login::finish(
-                app,
-                &login,
-                link_to.as_deref(),
-                Vec::new(),
-                Some((
-                    crate::store::Table::Consents,
-                    login.profile.account_id.as_bytes(),
-                    seen.as_deref(),
-                )),
-            )
-            .map_err(internal)?,
+    let login = fresh.login(profile, relay, super::auth::session_ids(app, headers));
+    let decision =
+        login::admit(&*app.store, &app.cfg, login).map_err(|e| refused(login_refusal(e)))?;
+    let (mut resp, outcome) = match decision {
+        Decision::Proceed(a) => (
+            super::login::finish(app, a, Vec::new()).map_err(refused)?,
             Outcome::Success,
         ),
-        Decision::NeedsConsent { link_to } => (
-            consent::start(app, login, link_to, lang).map_err(internal)?,
+        Decision::NeedsConsent(a) => (
+            consent::start(app, a.login, a.link_to, lang).map_err(refused)?,
             Outcome::NeedsConsent,
         ),
-        Decision::NeedsApplication(need) => {
-            flush(app).map_err(internal)?;
+        Decision::NeedsApplication(need, login) => {
+            // Only the replay entry (and the request) were written: durable before answering.
+            flush(app).map_err(refused)?;
             (
-                login::application_page(app, lang, need, &login.profile, rid),
+                super::login::application_page(app, lang, need, &login.profile, rid),
                 Outcome::NeedsApplication,
             )
         }
         Decision::Blocked(by) => {
-            flush(app).map_err(internal)?;
-            (login::blocked_page(lang, by, rid), Outcome::Blocked)
+            flush(app).map_err(refused)?;
+            (super::login::blocked_page(lang, by, rid), Outcome::Blocked)
         }
     };
-    let mut resp = resp;
     if tracked.is_some() {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&super::sso::request_cookie(app, "", 0))
         {
@@ -309,6 +234,45 @@ fn decide(
         outcome,
         signed,
     })
+}
+
+/// The refusal a login step's error maps to.
+pub(super) fn login_refusal(e: LoginError) -> Refusal {
+    match e {
+        LoginError::Replayed(_) => Refusal::new(Reason::Replay, e.to_string()),
+        LoginError::AccountChanged(d) => Refusal::new(Reason::AccountChanged, d),
+        LoginError::Store(e) => Refusal::new(Reason::Internal, format!("store: {e}")),
+    }
+}
+
+/// A solicited response consumes its request: a second response to it is refused. Its return
+/// path (kept server-side) is returned; RelayState decides only IdP-initiated logins (`None`).
+fn consume_request(
+    app: &App,
+    verified: &Verified,
+    tracked: Option<&authn::TrackedRequest>,
+) -> Result<Option<String>, Refusal> {
+    let Some(irt) = &verified.in_response_to else {
+        return Ok(None);
+    };
+    let t = tracked.filter(|t| &t.id == irt).ok_or_else(|| {
+        Refusal::new(
+            Reason::InResponseToUnknown,
+            format!("InResponseTo {irt} has no request in this browser"),
+        )
+    })?;
+    // Recorded only now, after the response verified: refused responses burn nothing.
+    match authn::answer_once(&*app.store, t, chrono::Utc::now().timestamp()) {
+        Ok(true) => Ok(Some(t.return_to.clone())),
+        Ok(false) => Err(Refusal::new(
+            Reason::InResponseToUnknown,
+            format!("request {irt} already answered"),
+        )),
+        Err(e) => Err(Refusal::new(
+            Reason::Internal,
+            format!("request tracker: {e}"),
+        )),
+    }
 }
 
 /// The return path an IdP-initiated login's RelayState asks for; `/` (and a log line saying
@@ -443,29 +407,7 @@ fn form_decode(raw: &[u8]) -> Result<String, Refusal> {
     String::from_utf8(out).map_err(|_| Refusal::new(Reason::BadRequest, "form field not UTF-8"))
 }
 
-fn record_replay(app: &App, v: &Verified, idp_entity: &str) -> Result<(), Refusal> {
-    let now = chrono::Utc::now().timestamp();
-    // Whole seconds, rounded up, plus one: the store treats an entry as expired once
-    // `now >= until`, and the time checks accept up to and including the limit itself.
-    let until =
-        v.replay_until.timestamp() + i64::from(v.replay_until.timestamp_subsec_nanos() > 0) + 1;
-    match app
-        .store
-        .replay_check_and_record(&v.replay_key(idp_entity), until, now)
-    {
-        Ok(ReplayCheck::Fresh) => {}
-        Ok(ReplayCheck::Replayed) => {
-            return Err(Refusal::new(
-                Reason::Replay,
-                format!("Assertion ID already used (assertion {})", v.assertion_id),
-            ))
-        }
-        Err(e) => return Err(Refusal::new(Reason::Internal, format!("replay cache: {e}"))),
-    }
-    Ok(())
-}
-
-pub fn flush(app: &App) -> Result<(), Refusal> {
+fn flush(app: &App) -> Result<(), Refusal> {
     app.store
         .flush()
         .map_err(|e| Refusal::new(Reason::Internal, format!("store flush: {e}")))

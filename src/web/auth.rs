@@ -149,7 +149,7 @@ pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
                 let original = ["x-forwarded-uri", "x-original-uri"]
                     .iter()
                     .find_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()));
-                let ret = super::acs::safe_return_path(original);
+                let ret = crate::return_path::safe_return_path(original);
                 let enc: String = form_urlencoded::byte_serialize(ret.as_bytes()).collect();
                 return pages::redirect(StatusCode::FOUND, &format!("/login?return_to={enc}"));
             }

@@ -13,16 +13,17 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, SET_COOKIE};
 use hyper::{Request, StatusCode};
 
-use super::login::{self, Login};
+use super::cookies::Cookie;
+use super::login as web_login;
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::identity::consent::{
     self, ConsentDecision, ConsentState, PendingLogin, PENDING_TTL_SECS,
 };
-use crate::identity::policy::{self, Decision};
 use crate::identity::{now_rfc3339, put, Profile};
+use crate::login::{self, Decision, Login};
 use crate::reason::{Reason, Refusal};
-use crate::store::Table;
+use crate::store::{Commit, Table};
 
 /// Which consent this is: the page's wording follows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,11 +62,7 @@ pub struct RejectConfirmPage<'a> {
 /// After 同意しない the browser keeps a signed note of the account (an hour), so a reload or
 /// Back shows the blocked state instead of "log in again".
 fn decided_cookie_name(app: &App) -> &'static str {
-    if app.cfg.https {
-        "__Host-samlgate-decided"
-    } else {
-        "samlgate-decided"
-    }
+    Cookie::Decided.of(app)
 }
 
 const DECIDED_PURPOSE: &str = "consent-decided";
@@ -90,7 +87,7 @@ fn no_pending<B>(app: &App, req: &Request<B>, lang: Lang, rid: &str) -> Resp {
     if let Some(gmis) = decided_account(app, req.headers()) {
         if let Ok(Some(c)) = consent::get(&*app.store, &gmis) {
             if c.blocks() {
-                return login::blocked_page(lang, c.decision, rid);
+                return web_login::blocked_page(lang, c.decision, rid);
             }
         }
     }
@@ -98,11 +95,7 @@ fn no_pending<B>(app: &App, req: &Request<B>, lang: Lang, rid: &str) -> Resp {
 }
 
 fn cookie_name(app: &App) -> &'static str {
-    if app.cfg.https {
-        "__Host-samlgate-consent"
-    } else {
-        "samlgate-consent"
-    }
+    Cookie::Consent.of(app)
 }
 
 fn pending_cookie(app: &App, value: &str, max_age: i64) -> String {
@@ -129,10 +122,13 @@ pub fn start(
         link_to,
         expires: chrono::Utc::now().timestamp() + PENDING_TTL_SECS,
     };
+    let park = Commit {
+        writes: vec![put(Table::Pending, &pending.id, &pending)],
+        ..Commit::default()
+    };
     app.store
-        .apply(&[put(Table::Pending, &pending.id, &pending)], None)
+        .commit(&park)
         .map_err(|e| Refusal::new(Reason::Internal, format!("pending write: {e}")))?;
-    super::acs::flush(app)?;
     let mut r = pages::redirect(StatusCode::SEE_OTHER, "/consent");
     let c = pending_cookie(app, &app.sessions.seal(&pending.id), PENDING_TTL_SECS);
     if let Ok(v) = HeaderValue::from_str(&c) {
@@ -261,28 +257,42 @@ pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp 
             }
             resp
         }
-        Err(r) => {
+        Err(ConsentError::AlreadyDecided) => {
+            tracing::warn!(target: "samlgate::consent", request_id = rid, reason = Reason::BadRequest.code(), detail = "already decided", account_id = %p.profile.account_id, "consent failed");
+            expired_page(lang, rid)
+        }
+        Err(ConsentError::Refused(r)) => {
             tracing::warn!(target: "samlgate::consent", request_id = rid, reason = r.reason.code(), detail = %r.detail, account_id = %p.profile.account_id, "consent failed");
-            if r.detail == "already decided" {
-                return expired_page(lang, rid);
-            }
             pages::refusal_page(lang, r.reason, rid, None)
         }
     }
 }
 
-/// Records the decision atomically with consuming the pending login and its audit line.
-fn decide(
+/// Why a consent post did not record a decision.
+enum ConsentError {
+    /// The pending login was consumed already (a double submit, a replayed form): the page
+    /// has expired for this browser.
+    AlreadyDecided,
+    Refused(Refusal),
+}
+
+impl From<Refusal> for ConsentError {
+    fn from(r: Refusal) -> Self {
+        ConsentError::Refused(r)
+    }
+}
+
+fn internal(e: crate::store::StoreError) -> Refusal {
+    Refusal::new(Reason::Internal, e.to_string())
+}
+
+/// The consent record and its audit line for this decision.
+fn decision_writes(
     app: &App,
     p: &PendingLogin,
     accept: bool,
-    lang: Lang,
-    rid: &str,
-    replaces: Vec<String>,
-) -> Result<Resp, Refusal> {
-    let store = &*app.store;
+) -> Result<(&'static str, Vec<crate::store::Write>), Refusal> {
     let version = &app.cfg.consent.version;
-    let internal = |e: crate::store::StoreError| Refusal::new(Reason::Internal, e.to_string());
     let state = ConsentState {
         gmis_id: p.profile.account_id.clone(),
         decision: if accept {
@@ -302,7 +312,7 @@ fn decide(
         "consent.reject"
     };
     let audit = crate::audit::entry(
-        store,
+        &*app.store,
         &format!("user:{}", p.profile.account_id),
         action,
         &p.profile.account_id,
@@ -310,88 +320,83 @@ fn decide(
         Some(version),
     )
     .map_err(internal)?;
-    let pending_bytes = store
-        .get(Table::Pending, p.id.as_bytes())
-        .map_err(internal)?;
-    let Some(pending_bytes) = pending_bytes else {
-        return Err(Refusal::new(Reason::BadRequest, "already decided"));
+    Ok((action, vec![consent::write(&state), audit]))
+}
+
+/// Consumes the pending login, alone: of two racing submits exactly one goes on.
+fn consume_pending(app: &App, p: &PendingLogin) -> Result<(), ConsentError> {
+    let store = &*app.store;
+    let key = p.id.as_bytes();
+    let Some(bytes) = store.get(Table::Pending, key).map_err(internal)? else {
+        return Err(ConsentError::AlreadyDecided);
     };
-    // Consume the pending login first, alone: of two racing submits exactly one goes on.
-    let consume = (Table::Pending, p.id.as_bytes().to_vec(), None);
+    let consume = (Table::Pending, key.to_vec(), None);
     if !store
-        .apply(
-            &[consume],
-            Some((Table::Pending, p.id.as_bytes(), Some(&pending_bytes))),
-        )
+        .apply(&[consume], Some((Table::Pending, key, Some(&bytes))))
         .map_err(internal)?
     {
-        return Err(Refusal::new(Reason::BadRequest, "already decided"));
+        return Err(ConsentError::AlreadyDecided);
     }
+    Ok(())
+}
+
+/// Records the decision atomically with its audit line, after consuming the pending login.
+fn decide(
+    app: &App,
+    p: &PendingLogin,
+    accept: bool,
+    lang: Lang,
+    rid: &str,
+    replaces: Vec<String>,
+) -> Result<Resp, ConsentError> {
+    let (action, writes) = decision_writes(app, p, accept)?;
+    consume_pending(app, p)?;
     // The account may have changed while the page was open (a secretariat block, a revoked or
-    // pending application): run the policy again on the state we are about to overwrite, and
-    // write only if that state is still the same.
-    let seen = store
-        .get(Table::Consents, p.profile.account_id.as_bytes())
-        .map_err(internal)?;
-    let decision =
-        policy::decide(store, &app.cfg.policy, &app.cfg.consent, &p.profile).map_err(internal)?;
-    let link_to = match decision {
-        Decision::Blocked(by) => return Ok(login::blocked_page(lang, by, rid)),
-        Decision::NeedsApplication(need) => {
-            return Ok(login::application_page(app, lang, need, &p.profile, rid))
+    // pending application): decide again on a fresh snapshot, and commit guarded by it.
+    let admitted = match login::admit(&*app.store, &app.cfg, Login::resumed(p, replaces))
+        .map_err(super::acs::login_refusal)?
+    {
+        Decision::Blocked(by) => return Ok(web_login::blocked_page(lang, by, rid)),
+        Decision::NeedsApplication(need, _) => {
+            return Ok(web_login::application_page(
+                app, lang, need, &p.profile, rid,
+            ))
         }
-        Decision::NeedsConsent { link_to } | Decision::Proceed { link_to } => link_to,
+        Decision::NeedsConsent(a) | Decision::Proceed(a) => a,
     };
     // The page named the link the user agreed to; a revoked or corrected application since
     // then is a different agreement: start over.
-    if link_to != p.link_to {
-        return Err(Refusal::new(
+    if admitted.link_to != p.link_to {
+        return Err(ConsentError::Refused(Refusal::new(
             Reason::AccountChanged,
             format!(
                 "the consent page offered link_to {}, the application now names {}",
                 p.link_to.as_deref().unwrap_or("-"),
-                link_to.as_deref().unwrap_or("-")
+                admitted.link_to.as_deref().unwrap_or("-")
             ),
-        ));
+        )));
     }
-    let guard = Some((
-        Table::Consents,
-        p.profile.account_id.as_bytes(),
-        seen.as_deref(),
-    ));
-    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %version, "consent decision");
+    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %app.cfg.consent.version, "consent decision");
     if accept {
-        let login = Login {
-            profile: p.profile.clone(),
-            name_id: p.name_id.clone(),
-            name_id_format: p.name_id_format.clone(),
-            session_index: p.session_index.clone(),
-            session_not_on_or_after: p.session_not_on_or_after,
-            relay_state: p.relay_state.clone(),
-            assertion_id: p.assertion_id.clone(),
-            replaces,
-        };
-        login::finish(
-            app,
-            &login,
-            link_to.as_deref(),
-            vec![consent::write(&state), audit],
-            guard,
-        )
-    } else {
-        if !store
-            .apply(&[consent::write(&state), audit], guard)
-            .map_err(internal)?
-        {
-            return Err(Refusal::new(
-                Reason::BadRequest,
-                "account state changed meanwhile",
-            ));
-        }
-        super::acs::flush(app)?;
-        tracing::warn!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, display_name = %p.profile.display_name, facility = %p.profile.facility_name, "consent rejected: SSO blocked; the secretariat should contact the person (samlgate consent show)");
-        Ok(login::blocked_page(lang, ConsentDecision::Rejected, rid))
+        return Ok(web_login::finish(app, admitted, writes)?);
     }
+    let commit = Commit {
+        expect: admitted.account.rows.expectations(),
+        writes,
+        ..Commit::default()
+    };
+    if !app.store.commit(&commit).map_err(internal)? {
+        return Err(ConsentError::Refused(Refusal::new(
+            Reason::BadRequest,
+            "account state changed meanwhile",
+        )));
+    }
+    tracing::warn!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, display_name = %p.profile.display_name, facility = %p.profile.facility_name, "consent rejected: SSO blocked; the secretariat should contact the person (samlgate consent show)");
+    Ok(web_login::blocked_page(
+        lang,
+        ConsentDecision::Rejected,
+        rid,
+    ))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -5,177 +5,39 @@
 use hyper::header::{HeaderValue, SET_COOKIE};
 use hyper::StatusCode;
 
-use super::acs::flush;
 use super::pages::{self, Lang, Resp};
 use super::App;
-use crate::identity::applications::{self, ApplicationStatus};
 use crate::identity::consent::ConsentDecision;
-use crate::identity::policy::{self, ApplicationNeed};
-use crate::identity::{users, Profile};
-use crate::reason::{Reason, Refusal};
-use crate::store::{Expect, SessionRecord, Table, Write};
+use crate::identity::policy::ApplicationNeed;
+use crate::identity::Profile;
+use crate::login::Admitted;
+pub use crate::login::Login;
+use crate::reason::Refusal;
+use crate::store::Write;
 
-/// A verified login, reduced to what the gateway keeps.
-#[derive(Debug, Clone)]
-pub struct Login {
-    pub profile: Profile,
-    pub name_id: String,
-    pub name_id_format: Option<String>,
-    pub session_index: Option<String>,
-    /// Unix seconds.
-    pub session_not_on_or_after: Option<i64>,
-    /// Already checked to be a same-origin path.
-    pub relay_state: String,
-    pub assertion_id: String,
-    /// Sessions the browser already had: ended when the new one starts (no fixation, no
-    /// two live sessions in one browser).
-    pub replaces: Vec<String>,
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
-    Refusal::new(Reason::Internal, format!("{what}: {e}"))
-}
-
-/// Registers (or refreshes, or links) the user together with `extra` writes in one atomic
-/// batch under `guard` (the account's consent record as the decision saw it), creates a fresh
-/// session, checks the account again, flushes, and answers 303 with the cookie.
-pub fn finish(
-    app: &App,
-    login: &Login,
-    link_to: Option<&str>,
-    extra: Vec<Write>,
-    guard: Option<Expect<'_>>,
-) -> Result<Resp, Refusal> {
-    let store = &*app.store;
-    let consent_after = consent_after(&login.profile.account_id, &extra, guard);
-    let user = register(app, login, link_to, extra, guard)?;
-    let now = chrono::Utc::now().timestamp();
-    let absolute = now + app.cfg.session.absolute_hours as i64 * 3600;
-    let expires = login
-        .session_not_on_or_after
-        .map(|t| t.min(absolute))
-        .unwrap_or(absolute);
-    let rec = SessionRecord {
-        local_user_id: user.id.clone(),
-        id: crate::session::random_id(),
-        profile: login.profile.clone(),
-        name_id: login.name_id.clone(),
-        name_id_format: login.name_id_format.clone(),
-        session_index: login.session_index.clone(),
-        created: now,
-        last_seen: now,
-        expires,
-        auth_method: String::new(),
-    };
-    let idle = app.cfg.session.idle_minutes as i64 * 60;
-    let kept =
-        policy::put_session_checked(store, &app.cfg.policy, &rec, idle, consent_after.as_deref())
-            .map_err(|e| internal("session write", e))?;
-    if !kept {
-        return Err(Refusal::new(
-            Reason::AccountChanged,
-            format!("account {} (local {}) was blocked, unlinked or its application changed while the session was made; the session was deleted", login.profile.account_id, user.id),
-        ));
+/// Finishes an admitted login (one commit: user, link, `extra`, audit, session, the browser's
+/// earlier sessions ended) and answers 303 with the cookie. The commit is durable when it
+/// returns: nothing to flush.
+pub fn finish(app: &App, admitted: Admitted, extra: Vec<Write>) -> Result<Resp, Refusal> {
+    let relay = admitted.login.relay_state.clone();
+    let replaced = admitted.login.replaces.clone();
+    let s = admitted
+        .finish(&*app.store, &app.cfg, extra)
+        .map_err(super::acs::login_refusal)?;
+    // The ended sessions' cached tokens go too (the records went in the commit).
+    if let Some(t) = &app.tokens {
+        for old in &replaced {
+            t.forget(old);
+        }
     }
-    // The browser's earlier sessions end here, not only their cookie: whoever holds a copy of
-    // an old cookie must not keep a second live session.
-    for old in &login.replaces {
-        super::auth::end_session(app, old).map_err(|e| internal("session end", e))?;
-    }
-    flush(app)?;
-
-    let mut resp = pages::redirect(StatusCode::SEE_OTHER, &login.relay_state);
+    let mut resp = pages::redirect(StatusCode::SEE_OTHER, &relay);
     let cookie = app
         .sessions
-        .set_cookie(&app.sessions.seal(&rec.id), expires - now);
+        .set_cookie(&app.sessions.seal(&s.rec.id), s.max_age);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
     Ok(resp)
-}
-
-/// The account's consent record once the login's batch is applied: what the batch writes,
-/// else what the guard required.
-fn consent_after(gmis: &str, extra: &[Write], guard: Option<Expect<'_>>) -> Option<Vec<u8>> {
-    let key = gmis.as_bytes();
-    if let Some((_, _, v)) = extra
-        .iter()
-        .rev()
-        .find(|(t, k, _)| *t == Table::Consents && k == key)
-    {
-        return v.clone();
-    }
-    guard
-        .filter(|(t, k, _)| *t == Table::Consents && *k == key)
-        .and_then(|(_, _, v)| v.map(<[u8]>::to_vec))
-}
-
-/// Writes the user row (new, refreshed or linked), its audit line and `extra` in one batch
-/// under `guard`. Refuses, changing nothing, when the account changed since the decision.
-fn register(
-    app: &App,
-    login: &Login,
-    link_to: Option<&str>,
-    mut extra: Vec<Write>,
-    guard: Option<Expect<'_>>,
-) -> Result<users::User, Refusal> {
-    let store = &*app.store;
-    let _registry = users::registry_lock();
-    link_still_approved(store, &login.profile.account_id, link_to)?;
-    let (user, mut writes, how) =
-        users::register_writes(store, &login.profile, link_to).map_err(|e| match e {
-            users::RegisterError::Store(e) => internal("users", e),
-            e => Refusal::new(Reason::AccountChanged, e.to_string()),
-        })?;
-    if let Some((action, detail)) = how.audit(&user) {
-        let a = crate::audit::entry(
-            store,
-            &format!("user:{}", login.profile.account_id),
-            action,
-            &user.id,
-            &detail,
-            None,
-        )
-        .map_err(|e| internal("audit", e))?;
-        writes.push(a);
-        tracing::info!(target: "samlgate::identity", account_id = %login.profile.account_id, local_user = %user.id, action, detail = %detail, "user registered");
-    }
-    writes.append(&mut extra);
-    if !store
-        .apply(&writes, guard)
-        .map_err(|e| internal("user write", e))?
-    {
-        return Err(Refusal::new(
-            Reason::AccountChanged,
-            "account state changed meanwhile",
-        ));
-    }
-    Ok(user)
-}
-
-/// The link the decision acted on must still be the one an approved application names (none
-/// when none): a revoke or a corrected application between the decision and this write (the
-/// consent page may be open for minutes) must not link the old target. Call under the lock.
-fn link_still_approved(
-    store: &dyn crate::store::Store,
-    gmis: &str,
-    link_to: Option<&str>,
-) -> Result<(), Refusal> {
-    let app = applications::get(store, gmis).map_err(|e| internal("applications", e))?;
-    let now = app
-        .filter(|a| a.status == ApplicationStatus::Approved)
-        .and_then(|a| a.link_to);
-    if now.as_deref() != link_to {
-        return Err(Refusal::new(
-            Reason::AccountChanged,
-            format!(
-                "the login of {gmis} was decided for link_to {}, its approved application now names {}",
-                link_to.unwrap_or("-"),
-                now.as_deref().unwrap_or("-")
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// The application-needed, existing-account, pending and revoked pages. The first two carry

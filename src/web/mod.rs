@@ -9,6 +9,7 @@ pub mod apply;
 pub mod auth;
 pub mod consent;
 pub mod console;
+pub mod cookies;
 pub mod forgot;
 pub mod local;
 pub mod login;

@@ -323,7 +323,7 @@ fn identify(app: &App, up: &Upstream, req: &mut Request<Incoming>, path: &str) -
                     .path_and_query()
                     .map(|p| p.as_str())
                     .unwrap_or("/");
-                let ret = super::acs::safe_return_path(Some(target));
+                let ret = crate::return_path::safe_return_path(Some(target));
                 let enc: String = form_urlencoded::byte_serialize(ret.as_bytes()).collect();
                 return Some(pages::redirect(
                     StatusCode::FOUND,

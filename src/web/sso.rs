@@ -11,21 +11,17 @@ use std::time::{Duration, Instant};
 use hyper::header::{HeaderValue, RETRY_AFTER, SET_COOKIE};
 use hyper::{Request, StatusCode};
 
-use super::acs::safe_return_path;
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::reason::{Reason, Refusal};
+use crate::return_path::safe_return_path;
 use crate::saml::authn::{self, AuthnRequest, TrackedRequest, REQUEST_TTL_SECS};
 
 /// The cookie naming the browser's request in flight. The IdP answers with a cross-site POST,
 /// which carries only `SameSite=None` cookies, and those must be `Secure`: so on https the
 /// cookie is `SameSite=None; Secure`. On plain http (development, same-site IdP) it is Lax.
 pub fn cookie_name(app: &App) -> &'static str {
-    if app.cfg.https {
-        "__Host-samlgate-req"
-    } else {
-        "samlgate-req"
-    }
+    super::cookies::Cookie::Request.of(app)
 }
 
 pub fn request_cookie(app: &App, value: &str, max_age: i64) -> String {

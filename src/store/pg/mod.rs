@@ -325,3 +325,4 @@ fn decode_session(doc: &str) -> Result<SessionRecord, StoreError> {
 }
 
 mod store_impl;
+mod txn;

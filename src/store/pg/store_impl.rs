@@ -6,7 +6,10 @@ use postgres::GenericClient;
 use super::tables::{self, key_bytes, lock_id, spec, value_text, Key, KeyKind};
 use super::{bump_generation, db_error, decode_session, PgStore};
 use crate::store::transfer::Item;
-use crate::store::{Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table, Write};
+use crate::store::{
+    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table,
+    Write,
+};
 
 // Statements go as `*_typed` calls: the parameter types are given, so the server is not asked
 // to describe the statement first (one round trip per statement instead of two).
@@ -285,6 +288,14 @@ impl Store for PgStore {
     fn flush(&self) -> Result<(), StoreError> {
         // Every acknowledged write was a COMMIT with synchronous_commit=on.
         Ok(())
+    }
+
+    fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError> {
+        self.account_rows(gmis_id, contact)
+    }
+
+    fn commit(&self, c: &Commit) -> Result<bool, StoreError> {
+        self.commit_all(c)
     }
 
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
