@@ -398,3 +398,39 @@ fn the_console_lives_on_the_admin_listener_and_times_out_when_idle() {
     let p = b.get("/console/login?why=idle");
     assert!(p.body.contains("一定時間操作がなかった"), "{}", p.body);
 }
+
+/// Issue 14, item 8: the language chosen with the header's link is marked `aria-current` and
+/// persists through SSO (the ACS's page answers a POST from G-MIS, without `?lang=`).
+#[test]
+fn the_chosen_language_is_marked_and_persists_through_sso() {
+    let gw = gateway("");
+    let r = gw.get("/login?lang=en", None);
+    assert!(
+        r.text().contains("hreflang=\"en\" aria-current=\"true\""),
+        "{}",
+        r.text()
+    );
+    let cookie = r
+        .headers_all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("samlgate-lang=en;"))
+        .expect("the language is remembered")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let rs = hc_responses(&gw, 2);
+    let plain = gw.post_acs(&rs[0], None);
+    assert!(
+        plain.text().contains("<html lang=\"ja\""),
+        "{}",
+        plain.summary()
+    );
+    let chosen = gw.post_acs_with_cookie(&rs[1], &cookie);
+    assert_eq!(chosen.reason(), Some("application_needed"));
+    assert!(
+        chosen.text().contains("<html lang=\"en\""),
+        "{}",
+        chosen.text()
+    );
+}
