@@ -419,6 +419,14 @@ fn the_chosen_language_is_marked_and_persists_through_sso() {
         .next()
         .unwrap()
         .to_string();
+    // The language links keep return_to.
+    let r = gw.get("/login?return_to=%2Fmenu%2Freports", None);
+    assert!(
+        r.text()
+            .contains("href=\"?lang=en&amp;return_to=/menu/reports\""),
+        "{}",
+        r.text()
+    );
     let rs = hc_responses(&gw, 2);
     let plain = gw.post_acs(&rs[0], None);
     assert!(
