@@ -25,5 +25,6 @@ pub mod saml;
 pub mod secretariat;
 pub mod session;
 pub mod store;
+pub mod timezone;
 pub mod token;
 pub mod web;

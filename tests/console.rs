@@ -442,3 +442,54 @@ fn the_chosen_language_is_marked_and_persists_through_sso() {
         chosen.text()
     );
 }
+
+/// `[server] timezone`: the CLI's lists in the configured zone (default Asia/Tokyo); an unknown
+/// zone is refused at start-up, naming the key.
+#[test]
+fn lists_use_the_configured_timezone() {
+    let mut gw = gateway("");
+    let rs = hc_responses(&gw, 1);
+    apply_from_refusal(&gw, &rs[0]);
+    let list = |gw: &Gateway| {
+        let out = Command::new(BIN)
+            .args(["applications", "list", "--config"])
+            .arg(&gw.config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let now = |offset: i64| {
+        chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + offset, 0)
+            .unwrap()
+            .format("%Y-%m-%d %H:")
+            .to_string()
+    };
+    let jst = list(&gw);
+    assert!(
+        jst.contains(" JST") && jst.contains(&now(9 * 3600)),
+        "{jst}"
+    );
+    let cfg = fs::read_to_string(&gw.config).unwrap();
+    let set = |zone: &str| {
+        cfg.replacen(
+            "[server]\n",
+            &format!("[server]\ntimezone = \"{zone}\"\n"),
+            1,
+        )
+    };
+    fs::write(&gw.config, set("UTC")).unwrap();
+    gw.restart();
+    let utc = list(&gw);
+    assert!(utc.contains(" UTC") && utc.contains(&now(0)), "{utc}");
+    fs::write(&gw.config, set("Asia/Nowhere")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("server.timezone"),
+        "{err}"
+    );
+}

@@ -116,6 +116,7 @@ impl App {
             }
         };
         pages::set_support(&cfg.support);
+        crate::timezone::set(cfg.timezone.clone());
         let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
         // With an SSO endpoint the link starts an SP-initiated login; G-MIS users can always
         // start from G-MIS's own menu (IdP-initiated).
