@@ -194,6 +194,13 @@ struct RawServer {
     header_read_timeout_seconds: u64,
     #[serde(default = "default_saml_login_rate")]
     saml_login_rate_per_minute: u32,
+    /// The clock of the secretariat's lists (crate::timezone).
+    #[serde(default = "default_timezone")]
+    timezone: String,
+}
+
+fn default_timezone() -> String {
+    crate::timezone::DEFAULT.into()
 }
 
 /// `GET /saml/login` per client address (IPv6: per /64) and minute, also the burst size. One
@@ -726,6 +733,8 @@ pub struct Config {
     pub mail: Option<crate::mail::MailConfig>,
     /// `[console]`: the 事務局's console (idle timeout).
     pub console: crate::console::ConsoleConfig,
+    /// `[server] timezone`: the clock of the console's and the CLI's lists.
+    pub timezone: crate::timezone::Zone,
 }
 
 impl Config {
@@ -848,6 +857,9 @@ impl Config {
             local: raw.local,
             mail,
             console: raw.console.checked()?,
+            timezone: crate::timezone::Zone::load(&raw.server.timezone).map_err(|e| {
+                invalid("server.timezone", e, "an IANA zone name such as Asia/Tokyo")
+            })?,
         })
     }
 }

@@ -32,5 +32,6 @@ pub mod secretariat;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod timezone;
 pub mod token;
 pub mod web;

@@ -130,6 +130,7 @@ pub enum UsersCmd {
 /// Runs `op` against the store, directly or through the running gateway.
 pub fn run_op(config: &Path, op: &Op) -> Result<Value, String> {
     let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    crate::timezone::set(cfg.timezone.clone());
     let mut op = op.clone();
     if let Op::ApplicationAdd { gmis_id, .. } = &mut op {
         *gmis_id = checked_gmis_id(&cfg, gmis_id)?;
@@ -400,18 +401,15 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
-/// An RFC 3339 UTC time as Japan time (`2026-12-03 18:40 JST`), the secretariat's clock.
+/// An RFC 3339 UTC time in `[server] timezone` (`2026-12-03 18:40 JST`), the secretariat's
+/// clock.
 fn local_time(s: &str) -> Option<String> {
     if s.len() < 20 || !s.as_bytes()[10].eq(&b'T') {
         return None;
     }
-    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
-    let jst = chrono::FixedOffset::east_opt(9 * 3600)?;
-    Some(
-        t.with_timezone(&jst)
-            .format("%Y-%m-%d %H:%M JST")
-            .to_string(),
-    )
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp();
+    let z = crate::timezone::current();
+    Some(format!("{} {}", z.format(t), z.abbrev(t)))
 }
 
 /// A column: a key, or a `/`-less dotted path into a nested object (`profile.email`).

@@ -398,3 +398,98 @@ fn the_console_lives_on_the_admin_listener_and_times_out_when_idle() {
     let p = b.get("/console/login?why=idle");
     assert!(p.body.contains("一定時間操作がなかった"), "{}", p.body);
 }
+
+/// Issue 14, item 8: the language chosen with the header's link is marked `aria-current` and
+/// persists through SSO (the ACS's page answers a POST from G-MIS, without `?lang=`).
+#[test]
+fn the_chosen_language_is_marked_and_persists_through_sso() {
+    let gw = gateway("");
+    let r = gw.get("/login?lang=en", None);
+    assert!(
+        r.text().contains("hreflang=\"en\" aria-current=\"true\""),
+        "{}",
+        r.text()
+    );
+    let cookie = r
+        .headers_all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("samlgate-lang=en;"))
+        .expect("the language is remembered")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // The language links keep return_to.
+    let r = gw.get("/login?return_to=%2Fmenu%2Freports", None);
+    assert!(
+        r.text()
+            .contains("href=\"?lang=en&amp;return_to=/menu/reports\""),
+        "{}",
+        r.text()
+    );
+    let rs = hc_responses(&gw, 2);
+    let plain = gw.post_acs(&rs[0], None);
+    assert!(
+        plain.text().contains("<html lang=\"ja\""),
+        "{}",
+        plain.summary()
+    );
+    let chosen = gw.post_acs_with_cookie(&rs[1], &cookie);
+    assert_eq!(chosen.reason(), Some("application_needed"));
+    assert!(
+        chosen.text().contains("<html lang=\"en\""),
+        "{}",
+        chosen.text()
+    );
+}
+
+/// `[server] timezone`: the CLI's lists in the configured zone (default Asia/Tokyo); an unknown
+/// zone is refused at start-up, naming the key.
+#[test]
+fn lists_use_the_configured_timezone() {
+    let mut gw = gateway("");
+    let rs = hc_responses(&gw, 1);
+    apply_from_refusal(&gw, &rs[0]);
+    let list = |gw: &Gateway| {
+        let out = Command::new(BIN)
+            .args(["applications", "list", "--config"])
+            .arg(&gw.config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let now = |offset: i64| {
+        chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + offset, 0)
+            .unwrap()
+            .format("%Y-%m-%d %H:")
+            .to_string()
+    };
+    let jst = list(&gw);
+    assert!(
+        jst.contains(" JST") && jst.contains(&now(9 * 3600)),
+        "{jst}"
+    );
+    let cfg = fs::read_to_string(&gw.config).unwrap();
+    let set = |zone: &str| {
+        cfg.replacen(
+            "[server]\n",
+            &format!("[server]\ntimezone = \"{zone}\"\n"),
+            1,
+        )
+    };
+    fs::write(&gw.config, set("UTC")).unwrap();
+    gw.restart();
+    let utc = list(&gw);
+    assert!(utc.contains(" UTC") && utc.contains(&now(0)), "{utc}");
+    fs::write(&gw.config, set("Asia/Nowhere")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("server.timezone"),
+        "{err}"
+    );
+}

@@ -134,6 +134,8 @@ fn first_login_forces_a_change_then_verify_carries_the_identity() {
         en.contains("Forgot your password?") && en.contains("case-sensitive"),
         "{en}"
     );
+    // The choice is kept (samlgate-lang cookie); back to Japanese for the pages below.
+    b.get("/login?lang=ja");
 
     // A form without its CSRF token changes nothing.
     let (s, _, _) = b.post(

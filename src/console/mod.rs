@@ -65,18 +65,16 @@ impl ConsoleConfig {
     }
 }
 
-/// A stored RFC 3339 UTC time as the secretariat's clock shows it (`2026-12-03 18:40`, JST).
+/// A stored RFC 3339 UTC time as the secretariat's clock shows it (`2026-12-03 18:40`, in
+/// `[server] timezone`).
 pub fn local_time(s: &str) -> String {
-    let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) else {
-        return s.to_string();
-    };
-    let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("fixed offset");
-    t.with_timezone(&jst).format("%Y-%m-%d %H:%M").to_string()
+    match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) => local_time_unix(t.timestamp()),
+        Err(_) => s.to_string(),
+    }
 }
 
 /// Unix seconds as [`local_time`].
 pub fn local_time_unix(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|t| local_time(&t.to_rfc3339()))
-        .unwrap_or_default()
+    crate::timezone::current().format(secs)
 }

@@ -366,6 +366,35 @@ fn refusal_message(ja: &str, en: &str) -> crate::accounts::Message {
     }
 }
 
+/// The login form shown again after a POST: for this request and the id typed.
+struct Again<'a> {
+    app: &'a App,
+    req: &'a Request<()>,
+    secure: bool,
+    user_id: &'a str,
+}
+
+impl Again<'_> {
+    /// The form with a message (JA / EN) and, when given, the reason header.
+    fn refuse(&self, status: StatusCode, ja: &str, en: &str, reason: Option<&'static str>) -> Resp {
+        let m = refusal_message(ja, en);
+        let mut r = login_form(
+            &self.app.sessions,
+            self.req,
+            self.secure,
+            status,
+            self.user_id,
+            Some(&m),
+            None,
+        );
+        if let Some(code) = reason {
+            r.headers_mut()
+                .insert("x-samlgate-reason", HeaderValue::from_static(code));
+        }
+        r
+    }
+}
+
 async fn post_login(
     app: &Arc<App>,
     req: Request<Incoming>,
@@ -380,47 +409,29 @@ async fn post_login(
         .collect();
     let (head, body) = req.into_parts();
     let req_head = Request::from_parts(head, ());
-    let Some(f) = form(Request::new(body)).await else {
-        return login_form(
-            &app.sessions,
-            &req_head,
-            secure,
-            StatusCode::BAD_REQUEST,
-            "",
-            None,
-            None,
-        );
-    };
+    let f = form(Request::new(body)).await.unwrap_or_default();
     let user_id = field(&f, "user_id").trim().to_string();
+    let again = Again {
+        app,
+        req: &req_head,
+        secure,
+        user_id: &user_id,
+    };
     if !csrf_cookie.iter().any(|c| ct_eq(c, field(&f, "csrf"))) {
         tracing::warn!(target: "samlgate::console", request_id = rid, peer = %client, reason = "csrf_mismatch", "console login form refused");
-        let m = refusal_message(
+        return again.refuse(
+            StatusCode::FORBIDDEN,
             "画面の有効期限が切れました。もう一度入力してください。",
             "This form has expired. Please enter your details again.",
-        );
-        return login_form(
-            &app.sessions,
-            &req_head,
-            secure,
-            StatusCode::FORBIDDEN,
-            &user_id,
-            Some(&m),
             None,
         );
     }
     if app.local.allow_ip(client).is_err() {
-        let m = refusal_message(
+        return again.refuse(
+            StatusCode::TOO_MANY_REQUESTS,
             "試行回数が多すぎます。しばらく待ってからもう一度お試しください。",
             "Too many attempts. Please wait a while and try again.",
-        );
-        return login_form(
-            &app.sessions,
-            &req_head,
-            secure,
-            StatusCode::TOO_MANY_REQUESTS,
-            &user_id,
-            Some(&m),
-            None,
+            Some("rate_limited"),
         );
     }
     let pw = Password::new(field(&f, "password").to_string());
@@ -431,103 +442,55 @@ async fn post_login(
         Ok::<_, crate::store::StoreError>((o, ok))
     })
     .await;
-    let (o, allowed) = match r {
-        Some(Ok(x)) => x,
-        _ => {
-            let m = refusal_message(
-                "現在ログインできません。しばらくしてからお試しください。",
-                "Logging in is not possible right now. Please try again later.",
-            );
-            return login_form(
-                &app.sessions,
-                &req_head,
-                secure,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &user_id,
-                Some(&m),
-                None,
-            );
-        }
-    };
+    match r {
+        Some(Ok((o, allowed))) => password_outcome(&again, o, allowed, rid),
+        _ => again.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "現在ログインできません。しばらくしてからお試しください。",
+            "Logging in is not possible right now. Please try again later.",
+            Some("store_unavailable"),
+        ),
+    }
+}
+
+/// After the password: the TOTP step for a secretariat account, else the form again.
+fn password_outcome(again: &Again, o: Outcome, allowed: bool, rid: &str) -> Resp {
     match o {
         Outcome::Refused(refusal) => {
             let status = match refusal {
                 LoginRefusal::Blocked(_) => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            let mut r = login_form(
-                &app.sessions,
-                &req_head,
-                secure,
-                status,
-                &user_id,
-                Some(&refusal.message()),
-                None,
-            );
-            r.headers_mut().insert(
-                "x-samlgate-reason",
-                HeaderValue::from_static(refusal.code()),
-            );
-            r
+            let m = refusal.message();
+            again.refuse(status, &m.ja, &m.en, Some(refusal.code()))
         }
         // The password was right: only now does the role matter (a wrong password says
         // nothing about who may use the console).
         _ if !allowed => {
-            tracing::warn!(target: "samlgate::console", request_id = rid, peer = %client, user_id = %user_id, reason = "console_not_secretariat", "console login refused: not a secretariat account");
-            let m = refusal_message(
+            tracing::warn!(target: "samlgate::console", request_id = rid, user_id = %again.user_id, reason = "console_not_secretariat", "console login refused: not a secretariat account");
+            again.refuse(
+                StatusCode::FORBIDDEN,
                 "このアカウントでは事務局コンソールを利用できません。事務局の担当者のアカウントでログインしてください。",
                 "This account cannot use the secretariat console. Please log in with a secretariat account.",
-            );
-            let mut r = login_form(
-                &app.sessions,
-                &req_head,
-                secure,
-                StatusCode::FORBIDDEN,
-                &user_id,
-                Some(&m),
-                None,
-            );
-            r.headers_mut().insert(
-                "x-samlgate-reason",
-                HeaderValue::from_static("console_not_secretariat"),
-            );
-            r
+                Some("console_not_secretariat"),
+            )
         }
         Outcome::Next(rec) if rec.step == StepKind::Totp => {
             let mut r = pages::redirect(StatusCode::SEE_OTHER, "/console/totp");
-            set_cookie(
-                &mut r,
-                secure,
-                STEP_COOKIE,
-                &app.sessions.seal(&rec.id),
-                ll::STEP_TTL_SECS,
-            );
+            let token = again.app.sessions.seal(&rec.id);
+            set_cookie(&mut r, again.secure, STEP_COOKIE, &token, ll::STEP_TTL_SECS);
             r
         }
         // First login (password change, authenticator enrolment) happens on the normal login
         // pages; the console asks for the finished setup.
         _ => {
-            let lang = Lang::of(&req_head);
-            let login = format!("{}/login", app.cfg.public_url);
-            let m = refusal_message(
+            let login = format!("{}/login", again.app.cfg.public_url);
+            again.refuse(
+                StatusCode::FORBIDDEN,
                 &format!("初回ログインの設定（パスワード変更と認証アプリの登録）がまだです。先に {login} でログインして設定を済ませてから、もう一度お試しください。"),
                 &format!("Your first-login setup (password change and authenticator app) is not finished. Log in at {login} first to complete it, then try again."),
-            );
-            let mut r = login_form(
-                &app.sessions,
-                &req_head,
-                secure,
-                StatusCode::FORBIDDEN,
-                &user_id,
-                Some(&m),
-                None,
-            );
-            r.headers_mut().insert(
-                "x-samlgate-reason",
-                HeaderValue::from_static("console_setup_needed"),
-            );
-            let _ = lang;
-            r
+                Some("console_setup_needed"),
+            )
         }
     }
 }
@@ -601,22 +564,7 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
     let operator = rec.proven.user_id().to_string();
     match r {
         Some(Ok((Outcome::Done { user, method }, _))) if method.is_multi_factor() => {
-            let (a2, who) = (app.clone(), user.id.clone());
-            if !matches!(
-                blocking(move || operator::allowed(&*a2.store, &who)).await,
-                Some(Ok(true))
-            ) {
-                return to_login(secure, "denied");
-            }
-            tracing::info!(target: "samlgate::console", request_id = rid, operator = %user.id, method = method.header_value(), "console login");
-            let now = chrono::Utc::now().timestamp();
-            let l = OperatorLogin::new(&user.id, lang.code(), now);
-            let mut r = pages::redirect(StatusCode::SEE_OTHER, "/console/");
-            let idle = app.cfg.console.idle_timeout_seconds as i64;
-            set_cookie(&mut r, secure, LOGIN_COOKIE, &l.seal(&app.sessions), idle);
-            set_cookie(&mut r, secure, STEP_COOKIE, "", 0);
-            set_cookie(&mut r, secure, CSRF_COOKIE, "", 0);
-            r
+            logged_in(app, &user.id, method, lang, secure, rid).await
         }
         Some(Ok((Outcome::Refused(refusal), Some(again)))) => {
             let m = refusal.message();
@@ -670,6 +618,33 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
             r
         }
     }
+}
+
+/// Password and second factor done: the console login starts (the role is checked again).
+async fn logged_in(
+    app: &Arc<App>,
+    operator: &str,
+    method: crate::accounts::account::AuthMethod,
+    lang: Lang,
+    secure: bool,
+    rid: &str,
+) -> Resp {
+    let (a2, who) = (app.clone(), operator.to_string());
+    if !matches!(
+        blocking(move || operator::allowed(&*a2.store, &who)).await,
+        Some(Ok(true))
+    ) {
+        return to_login(secure, "denied");
+    }
+    tracing::info!(target: "samlgate::console", request_id = rid, operator, method = method.header_value(), "console login");
+    let now = chrono::Utc::now().timestamp();
+    let l = OperatorLogin::new(operator, lang.code(), now);
+    let mut r = pages::redirect(StatusCode::SEE_OTHER, "/console/");
+    let idle = app.cfg.console.idle_timeout_seconds as i64;
+    set_cookie(&mut r, secure, LOGIN_COOKIE, &l.seal(&app.sessions), idle);
+    set_cookie(&mut r, secure, STEP_COOKIE, "", 0);
+    set_cookie(&mut r, secure, CSRF_COOKIE, "", 0);
+    r
 }
 
 async fn logout(req: Request<Incoming>, l: &OperatorLogin, secure: bool) -> Resp {
@@ -859,6 +834,32 @@ async fn export(app: &Arc<App>, applications: bool) -> Resp {
     r
 }
 
+/// What the account page says when an action is refused.
+fn refusal_text(lang: Lang, e: &ActionError) -> (StatusCode, String) {
+    match e {
+        ActionError::NoteMissing => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang.t("メモを入力してください。", "Please enter a note.").to_string(),
+        ),
+        ActionError::NotApplicable => (
+            StatusCode::CONFLICT,
+            lang.t(
+                "この操作は現在の状態には行えません（他の担当者が先に操作した可能性があります）。",
+                "This action does not apply to the account as it is now (someone may have acted first).",
+            )
+            .to_string(),
+        ),
+        ActionError::Admin(e @ crate::admin::AdminError::Store(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} ({e})", lang.t("データベースに接続できません", "The database cannot be reached")),
+        ),
+        ActionError::Admin(e) => (
+            StatusCode::CONFLICT,
+            format!("{} ({e})", lang.t("操作できませんでした", "The action failed")),
+        ),
+    }
+}
+
 /// Queues the action's mail to the person when `[mail]` is configured (delivery and failures
 /// are logged by `crate::mail` with a reason code, never the body).
 fn hand_to_mail(app: &App, m: &ActionMail, action: Action, about: &str, rid: &str) {
@@ -925,24 +926,7 @@ async fn post_action(
         Some(Ok(done)) => done,
         Some(Err(e)) => {
             tracing::info!(target: "samlgate::console", request_id = rid, operator = %l.operator, action = action.name(), subject = %id, error = %e, "console action refused");
-            let (status, text) = match &e {
-                ActionError::NoteMissing => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    lang.t("メモを入力してください。", "Please enter a note.").to_string(),
-                ),
-                ActionError::NotApplicable => (
-                    StatusCode::CONFLICT,
-                    lang.t(
-                        "この操作は現在の状態には行えません（他の担当者が先に操作した可能性があります）。",
-                        "This action does not apply to the account as it is now (someone may have acted first).",
-                    )
-                    .to_string(),
-                ),
-                ActionError::Admin(e) => (
-                    StatusCode::CONFLICT,
-                    format!("{} ({e})", lang.t("操作できませんでした", "The action failed")),
-                ),
-            };
+            let (status, text) = refusal_text(lang, &e);
             return account(app, &req_head, lang, l, Some(id), Some((status, text))).await;
         }
         None => return store_trouble(&req_head, lang, l),

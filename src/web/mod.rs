@@ -127,6 +127,7 @@ impl App {
             }
         };
         pages::set_support(&cfg.support);
+        crate::timezone::set(cfg.timezone.clone());
         let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
         // With an SSO endpoint the link starts an SP-initiated login; G-MIS users can always
         // start from G-MIS's own menu (IdP-initiated).
@@ -333,6 +334,7 @@ async fn handle(
     affinity: Option<&affinity::Affinity>,
 ) -> hyper::Response<OutBody> {
     let request_id = crate::session::random_id()[..12].to_string();
+    let chosen_lang = chosen_lang(&req);
     let own_path = is_own_path(req.uri().path());
     // With `[admin] listen`, the admin paths exist only there (and are not proxied here).
     let admin_elsewhere =
@@ -363,8 +365,36 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    // Our own pages only: an upstream page's `lang` parameter is its own business.
+    if let (Some(l), http_body_util::Either::Left(_)) = (chosen_lang, resp.body()) {
+        remember_lang(&mut resp, l, app.cfg.https);
+    }
     log_support_ref(&resp, &request_id);
     resp
+}
+
+/// The language a `?lang=ja|en` link asked for.
+fn chosen_lang<B>(req: &Request<B>) -> Option<Lang> {
+    let q = req.uri().query()?;
+    form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| match (&*k, &*v) {
+        ("lang", "en") => Some(Lang::En),
+        ("lang", "ja") => Some(Lang::Ja),
+        _ => None,
+    })
+}
+
+/// Keeps the chosen language for a year (`pages::Lang::of` reads it), so it persists through
+/// the SSO round trip to G-MIS and on pages that answer a POST.
+fn remember_lang(resp: &mut hyper::Response<OutBody>, l: Lang, https: bool) {
+    let secure = if https { "; Secure" } else { "" };
+    let c = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000{secure}",
+        pages::LANG_COOKIE,
+        l.code()
+    );
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(hyper::header::SET_COOKIE, v);
+    }
 }
 
 /// Our pages that refuse or end a flow show a support reference (pages::support_ref) instead

@@ -42,7 +42,10 @@ pub fn support_ref(request_id: &str) -> String {
 pub type Body = Full<Bytes>;
 pub type Resp = Response<Body>;
 
-/// The page language: `?lang=` wins, then Accept-Language (highest q among ja/en), then ja.
+/// The cookie that keeps a language chosen with a `?lang=` link.
+pub const LANG_COOKIE: &str = "samlgate-lang";
+
+/// The page language: `?lang=` wins, then the `samlgate-lang` cookie, then Accept-Language (highest q among ja/en), then ja.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     Ja,
@@ -78,6 +81,18 @@ impl Lang {
                     return if v == "en" { Lang::En } else { Lang::Ja };
                 }
             }
+        }
+        // A language chosen with a `?lang=` link earlier (web::remember_lang) survives the
+        // trip through G-MIS and the pages that answer a POST.
+        let chosen = req.headers().get_all(hyper::header::COOKIE);
+        let chosen = crate::session::cookie_values(
+            LANG_COOKIE,
+            chosen.iter().filter_map(|v| v.to_str().ok()),
+        );
+        match chosen.first().copied() {
+            Some("en") => return Lang::En,
+            Some("ja") => return Lang::Ja,
+            _ => {}
         }
         let header = req
             .headers()
