@@ -283,6 +283,28 @@ struct RawIdp {
     status_cache_seconds: Option<u64>,
 }
 
+impl RawIdp {
+    /// `metadata_url` and `status_url` with their keys, checked (crate::idp_source).
+    fn source(
+        &mut self,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<crate::idp_source::SourceConfig, ConfigError> {
+        crate::idp_source::SourceConfig::new(crate::idp_source::RawSource {
+            metadata_url: self.metadata_url.take(),
+            refresh_minutes: self.refresh_minutes,
+            metadata_signing_cert: self.metadata_signing_cert.as_deref().map(resolve),
+            trusted_fingerprints: std::mem::take(&mut self.trusted_fingerprints),
+            metadata_ca_file: self.metadata_ca_file.as_deref().map(resolve),
+            metadata_timeout_seconds: self.metadata_timeout_seconds,
+            metadata_max_kib: self.metadata_max_kib,
+            status_url: self.status_url.take(),
+            status_timeout_seconds: self.status_timeout_seconds,
+            status_cache_seconds: self.status_cache_seconds,
+        })
+        .map_err(|(key, problem, fix)| invalid(key, problem, fix))
+    }
+}
+
 fn default_nameid_format() -> String {
     "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into()
 }
@@ -794,19 +816,7 @@ impl Config {
         raw.support.validate()?;
         raw.attributes.validate_pattern()?;
         raw.consent.load_document(&resolve)?;
-        let idp_source = crate::idp_source::SourceConfig::new(crate::idp_source::RawSource {
-            metadata_url: raw.idp.metadata_url.take(),
-            refresh_minutes: raw.idp.refresh_minutes,
-            metadata_signing_cert: raw.idp.metadata_signing_cert.as_deref().map(resolve),
-            trusted_fingerprints: std::mem::take(&mut raw.idp.trusted_fingerprints),
-            metadata_ca_file: raw.idp.metadata_ca_file.as_deref().map(resolve),
-            metadata_timeout_seconds: raw.idp.metadata_timeout_seconds,
-            metadata_max_kib: raw.idp.metadata_max_kib,
-            status_url: raw.idp.status_url.take(),
-            status_timeout_seconds: raw.idp.status_timeout_seconds,
-            status_cache_seconds: raw.idp.status_cache_seconds,
-        })
-        .map_err(|(key, problem, fix)| invalid(key, problem, fix))?;
+        let idp_source = raw.idp.source(&resolve)?;
         let mail = raw
             .mail
             .map(|m| m.checked(&resolve))

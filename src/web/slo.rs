@@ -180,6 +180,60 @@ pub async fn handle(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
     }
 }
 
+/// Issuer, Destination, ID, NameID, validity window and replay of an IdP's LogoutRequest.
+fn check_logout_request(
+    app: &App,
+    idp: &IdpMetadata,
+    r: &LogoutRequestIn,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), SloError> {
+    let skew = chrono::Duration::seconds(app.cfg.clock_skew_seconds);
+    if r.issuer != idp.entity_id {
+        return Err(SloError::Invalid(format!(
+            "Issuer: expected {:?}, received {:?}",
+            idp.entity_id, r.issuer
+        )));
+    }
+    if let Some(d) = &r.destination {
+        if *d != app.cfg.slo_url() {
+            return Err(SloError::Invalid(format!(
+                "Destination: expected {:?}, received {d:?}",
+                app.cfg.slo_url()
+            )));
+        }
+    }
+    if r.id.is_empty() || r.name_id.is_empty() {
+        return Err(SloError::Malformed("no ID or NameID".into()));
+    }
+    if let Some(t) = r.not_on_or_after {
+        if t + skew <= now {
+            return Err(SloError::Invalid(format!("expired: NotOnOrAfter {t}")));
+        }
+    }
+    if let Some(t) = r.issue_instant {
+        if t > now + skew
+            || t + chrono::Duration::seconds(app.cfg.max_issue_delay_seconds) + skew < now
+        {
+            return Err(SloError::Invalid(format!(
+                "IssueInstant {t} outside the window"
+            )));
+        }
+    } else {
+        return Err(SloError::Malformed("no IssueInstant".into()));
+    }
+    let key = format!("l\u{0}{}\u{0}{}", idp.entity_id, r.id);
+    let until =
+        (now + chrono::Duration::seconds(app.cfg.max_issue_delay_seconds) + skew * 2).timestamp();
+    match app
+        .store
+        .replay_check_and_record(&key, until, now.timestamp())
+    {
+        Ok(ReplayCheck::Fresh) => Ok(()),
+        Ok(ReplayCheck::Replayed) => Err(SloError::Invalid("LogoutRequest ID already used".into())),
+        Err(e) => Err(SloError::Invalid(format!("replay cache: {e}"))),
+    }
+}
+
 fn idp_logout(
     app: &App,
     idp: &IdpMetadata,
@@ -189,56 +243,7 @@ fn idp_logout(
     rid: &str,
 ) -> Resp {
     let now = chrono::Utc::now();
-    let skew = chrono::Duration::seconds(app.cfg.clock_skew_seconds);
-    let check = || -> Result<(), SloError> {
-        if r.issuer != idp.entity_id {
-            return Err(SloError::Invalid(format!(
-                "Issuer: expected {:?}, received {:?}",
-                idp.entity_id, r.issuer
-            )));
-        }
-        if let Some(d) = &r.destination {
-            if *d != app.cfg.slo_url() {
-                return Err(SloError::Invalid(format!(
-                    "Destination: expected {:?}, received {d:?}",
-                    app.cfg.slo_url()
-                )));
-            }
-        }
-        if r.id.is_empty() || r.name_id.is_empty() {
-            return Err(SloError::Malformed("no ID or NameID".into()));
-        }
-        if let Some(t) = r.not_on_or_after {
-            if t + skew <= now {
-                return Err(SloError::Invalid(format!("expired: NotOnOrAfter {t}")));
-            }
-        }
-        if let Some(t) = r.issue_instant {
-            if t > now + skew
-                || t + chrono::Duration::seconds(app.cfg.max_issue_delay_seconds) + skew < now
-            {
-                return Err(SloError::Invalid(format!(
-                    "IssueInstant {t} outside the window"
-                )));
-            }
-        } else {
-            return Err(SloError::Malformed("no IssueInstant".into()));
-        }
-        let key = format!("l\u{0}{}\u{0}{}", idp.entity_id, r.id);
-        let until = (now + chrono::Duration::seconds(app.cfg.max_issue_delay_seconds) + skew * 2)
-            .timestamp();
-        match app
-            .store
-            .replay_check_and_record(&key, until, now.timestamp())
-        {
-            Ok(ReplayCheck::Fresh) => Ok(()),
-            Ok(ReplayCheck::Replayed) => {
-                Err(SloError::Invalid("LogoutRequest ID already used".into()))
-            }
-            Err(e) => Err(SloError::Invalid(format!("replay cache: {e}"))),
-        }
-    };
-    if let Err(e) = check() {
+    if let Err(e) = check_logout_request(app, idp, &r, now) {
         return refused(lang, &e, rid);
     }
     // Fail closed: a logout we could not look up is not reported as done.
