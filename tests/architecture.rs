@@ -37,10 +37,8 @@ fn src_has_no_import_cycles() {
     );
 }
 
-// Ignored until the login pipeline half of issue 16 lands: web::acs::decide, web::consent::decide
-// and web::slo::idp_logout are its only remaining failures (the lead un-ignores it then).
+/// Issue 16's bar: no non-test function in src/ over 100 lines.
 #[test]
-#[ignore = "web::{acs,consent,slo} long functions go with issue 16's login pipeline half"]
 fn no_function_over_100_lines() {
     let (ok, text) = run_script("fn-length.py", &["--max", "100"]);
     assert!(
