@@ -124,3 +124,21 @@ mod tests {
         assert_eq!(ProfileField::from_name("phone"), None);
     }
 }
+
+/// A local user of 医療情報ネット (crate::identity::users has its operations).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    /// The local account id (for users first created by G-MIS SSO, the G-MIS account id).
+    pub id: String,
+    pub gmis_id: Option<String>,
+    pub profile: Profile,
+    pub created: String,
+    pub updated: String,
+    /// "gmis" (created by SSO) or "local" (existed before, e.g. imported).
+    pub origin: UserOrigin,
+}
+
+/// The index key of a local account by facility code and mail (mail compared case-blind).
+pub fn contact_key(p: &Profile) -> Vec<u8> {
+    format!("{}\u{0}{}", p.facility_code, p.email.to_lowercase()).into_bytes()
+}

@@ -5,23 +5,11 @@
 //! `samlgate users import`) is linked to a G-MIS account only through an approved application
 //! that names it; samlgate never guesses a link.
 
-use serde::{Deserialize, Serialize};
-
 use super::account::Account;
 use super::{load, load_all, now_rfc3339, put, Profile};
 use crate::store::{Expectation, Store, StoreError, Table, Version, Write};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct User {
-    /// The local account id (for users first created by G-MIS SSO, the G-MIS account id).
-    pub id: String,
-    pub gmis_id: Option<String>,
-    pub profile: Profile,
-    pub created: String,
-    pub updated: String,
-    /// "gmis" (created by SSO) or "local" (existed before, e.g. imported).
-    pub origin: crate::model::UserOrigin,
-}
+pub use crate::model::{contact_key, User};
 
 pub fn get(store: &dyn Store, id: &str) -> Result<Option<User>, StoreError> {
     load(store, Table::Users, id)
@@ -65,11 +53,6 @@ pub fn unlinked_match(store: &dyn Store, p: &Profile) -> Result<Option<User>, St
         return Ok(None);
     };
     Ok(get(store, &String::from_utf8_lossy(&id))?.filter(|u| u.gmis_id.is_none()))
-}
-
-/// The index key of a local account by facility code and mail (mail compared case-blind).
-pub fn contact_key(p: &Profile) -> Vec<u8> {
-    format!("{}\u{0}{}", p.facility_code, p.email.to_lowercase()).into_bytes()
 }
 
 /// The writes that register an existing local (ID/password) account, with its index entry.
