@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 
 use super::applications::Application;
 use super::consent::ConsentState;
-use super::users::{self, User};
 use super::Profile;
+use crate::model::{contact_key, User};
 use crate::store::{AccountRows, Store, StoreError, Versioned};
 
 #[derive(Debug, Clone)]
@@ -43,8 +43,7 @@ fn decode<T: DeserializeOwned>(r: Option<&Versioned>) -> Result<Option<T>, Store
 impl Account {
     /// One read of everything a login of `p` decides on.
     pub fn read(store: &dyn Store, p: &Profile) -> Result<Account, StoreError> {
-        let contact =
-            (!p.facility_code.is_empty() && !p.email.is_empty()).then(|| users::contact_key(p));
+        let contact = (!p.facility_code.is_empty() && !p.email.is_empty()).then(|| contact_key(p));
         Account::decode(store.account(&p.account_id, contact.as_deref())?)
     }
 
