@@ -4,7 +4,8 @@
 //!   - a response accepted on A is a replay on B; N concurrent posts across both: one session;
 //!   - a logout on A ends the session on B within the contract (< 1 s, measured);
 //!   - the database going away: 503 `store_unavailable` and /readyz red, then recovery when it
-//!     is back, with no restart of samlgate.
+//!     is back, with no restart of samlgate; the very first login and /auth/verify of the
+//!     outage are 503 too (not 500, not 401).
 
 mod common;
 
@@ -194,6 +195,45 @@ fn a_database_outage_gives_503_and_readyz_red_then_recovers_without_restart() {
         "logins work again: {}",
         r.summary()
     );
+}
+
+/// The first requests after the database stops, before the health flags know (store::health
+/// flips them only on a failed call): a login in flight answers 503 `store_unavailable`, not
+/// 500 `internal_error`, and /auth/verify with a valid cookie 503, never 401 (nginx would send
+/// the user to the login page) and never 200 once the cache stops answering.
+#[test]
+fn the_first_requests_of_a_database_outage_answer_503_not_500_or_401() {
+    let cluster = pgtest::OwnCluster::start("first");
+    let mut a = Gateway::start();
+    use_pg(&mut a, &cluster.url, None);
+    let cookie = login(&a, &a, "GM0000601");
+    let b64 = a.make_response(&["--nameid", "GM0000602"]);
+
+    cluster.down();
+    // Posted at once: the store's health probe (every 5 s) has most likely not failed yet,
+    // so the login path itself meets the error.
+    let r = a.post_acs(&b64, None);
+    assert_eq!(r.status, 503, "a login in flight: {}", r.summary());
+    assert_eq!(r.reason(), Some("store_unavailable"));
+    // A failed write does not make /auth/verify refuse up front: its own read meets the error.
+    let mut seen = Vec::new();
+    wait_for(
+        "/auth/verify stops answering 200",
+        Duration::from_secs(2),
+        || {
+            let s = a.verify(Some(&cookie)).status;
+            seen.push(s);
+            s != 200
+        },
+    );
+    let v = a.verify(Some(&cookie));
+    assert_eq!(
+        seen.last(),
+        Some(&503),
+        "/auth/verify during the outage: {seen:?}"
+    );
+    assert_eq!(v.status, 503, "{}", v.summary());
+    assert_eq!(v.reason(), Some("store_unavailable"));
 }
 
 /// The secretariat blocks an account from the CLI (a third client of the database, as from

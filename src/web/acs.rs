@@ -20,6 +20,7 @@ use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
 use crate::saml::authn;
 use crate::saml::decrypt::DecryptKey;
+use crate::store::StoreError;
 
 /// What a successful ACS post decided, for the log line.
 struct Accepted {
@@ -241,8 +242,19 @@ pub(super) fn login_refusal(e: LoginError) -> Refusal {
     match e {
         LoginError::Replayed(_) => Refusal::new(Reason::Replay, e.to_string()),
         LoginError::AccountChanged(d) => Refusal::new(Reason::AccountChanged, d),
-        LoginError::Store(e) => Refusal::new(Reason::Internal, format!("store: {e}")),
+        LoginError::Store(e) => store_refusal(e),
     }
+}
+
+/// The one mapping of a store error on the login path (replay record, account read, commit,
+/// flush): the database unreachable or on the wrong schema is 503 `store_unavailable` (try
+/// again shortly), a corrupt record is 500 `internal_error`.
+pub(super) fn store_refusal(e: StoreError) -> Refusal {
+    let reason = match e {
+        StoreError::Io(_) | StoreError::Schema(_) => Reason::StoreUnavailable,
+        StoreError::Corrupt(_) => Reason::Internal,
+    };
+    Refusal::new(reason, format!("store: {e}"))
 }
 
 /// A solicited response consumes its request: a second response to it is refused. Its return
@@ -268,10 +280,7 @@ fn consume_request(
             Reason::InResponseToUnknown,
             format!("request {irt} already answered"),
         )),
-        Err(e) => Err(Refusal::new(
-            Reason::Internal,
-            format!("request tracker: {e}"),
-        )),
+        Err(e) => Err(store_refusal(e)),
     }
 }
 
@@ -408,9 +417,7 @@ fn form_decode(raw: &[u8]) -> Result<String, Refusal> {
 }
 
 fn flush(app: &App) -> Result<(), Refusal> {
-    app.store
-        .flush()
-        .map_err(|e| Refusal::new(Reason::Internal, format!("store flush: {e}")))
+    app.store.flush().map_err(store_refusal)
 }
 
 #[cfg(test)]

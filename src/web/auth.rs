@@ -12,7 +12,8 @@ use super::session_cache::Live;
 use super::App;
 use crate::identity::{policy, Profile};
 use crate::model::ProfileField;
-use crate::store::SessionRecord;
+use crate::reason::Reason;
+use crate::store::{SessionRecord, StoreError};
 
 /// Non-ASCII and these are percent-encoded in identity headers; `%` itself so decoding is exact.
 const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
@@ -30,13 +31,21 @@ pub const IDENTITY_HEADERS: [(&str, ProfileField); 6] = [
 /// Only idle-time updates older than this are written, so `/auth/verify` is a read.
 const TOUCH_EVERY_SECS: i64 = 60;
 
-/// The live session behind the request's cookie, if any.
+/// The live session behind the request's cookie, if any; a store error counts as none.
+/// For pages whose "none" is itself a refusal or a login page; `/auth/verify`, userinfo, `/`
+/// and the proxy use [`find_session`], so an outage answers 503, not "log in".
+pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
+    find_session(app, req).ok().flatten()
+}
+
+/// The live session behind the request's cookie: `Ok(None)` when there is none, `Err` when
+/// the store could not say (fail closed: the caller answers 503, never 401 or 200).
 ///
 /// Security property: returns a session only if a cookie carries a token this gateway sealed,
 /// the record still exists (not logged out or revoked), it is within its absolute and idle
 /// limits, and the category policy still admits the profile. The answer may come from
 /// [`super::session_cache`] only while no restricting write has happened since it was read.
-pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
+pub fn find_session<B>(app: &App, req: &Request<B>) -> Result<Option<Arc<Live>>, StoreError> {
     let now = chrono::Utc::now().timestamp();
     let idle = app.cfg.session.idle_minutes as i64 * 60;
     // Refresh often enough that an idle window of one minute still works; true when written.
@@ -53,11 +62,11 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
                 if touch(&id, rec.last_seen) {
                     app.live.touched(&id, now);
                 }
-                return Some(live);
+                return Ok(Some(live));
             }
             // Anything but a yes is decided from the store below.
         }
-        let Ok(Some(mut rec)) = app.store.session_get(&id) else {
+        let Some(mut rec) = app.store.session_get(&id)? else {
             continue;
         };
         if rec.ends_at(idle) <= now {
@@ -65,9 +74,7 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
             continue;
         }
         // The category gate runs on every use of a session, not only at login.
-        let Ok(facts) = policy::gate_facts(&*app.store, &rec.profile) else {
-            continue;
-        };
+        let facts = policy::gate_facts(&*app.store, &rec.profile)?;
         if !admits(app, &facts, &rec) {
             continue;
         }
@@ -76,9 +83,16 @@ pub fn live_session<B>(app: &App, req: &Request<B>) -> Option<Arc<Live>> {
         }
         let live = Arc::new(Live::new(rec));
         app.live.put(&id, generation, facts, live.clone());
-        return Some(live);
+        return Ok(Some(live));
     }
-    None
+    Ok(None)
+}
+
+/// The answer while the store cannot say whether a session is live: 503 `store_unavailable`
+/// (as `web::store_gate` gives once the health flags have caught up), one log line.
+pub fn store_unavailable(lang: Lang, rid: &str, e: &StoreError) -> Resp {
+    tracing::error!(target: "samlgate::session", request_id = rid, reason = Reason::StoreUnavailable.code(), error = %e, "session lookup: store");
+    pages::refusal_page(lang, Reason::StoreUnavailable, rid, None)
 }
 
 /// The category policy and G-MIS blocks gate SAML sessions only: an ID/password login is the
@@ -129,15 +143,19 @@ pub fn identity_headers(p: &Profile) -> impl Iterator<Item = (HeaderName, Header
     })
 }
 
-pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
-    match live_session(app, req) {
-        Some(live) => {
+pub fn verify<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
+    match find_session(app, req) {
+        Err(e) => {
+            app.metrics.verify(false);
+            store_unavailable(Lang::of(req), rid, &e)
+        }
+        Ok(Some(live)) => {
             app.metrics.verify(true);
             let mut r = pages::text(StatusCode::OK, "text/plain", "");
             insert_identity(app, &live, r.headers_mut());
             r
         }
-        None => {
+        Ok(None) => {
             app.metrics.verify(false);
             // `?rd=1` (Traefik ForwardAuth, Caddy forward_auth): send the browser to the login
             // page with the original URI, which each proxy passes in its own header. nginx
@@ -158,9 +176,10 @@ pub fn verify<B>(app: &App, req: &Request<B>) -> Resp {
     }
 }
 
-pub fn userinfo<B>(app: &App, req: &Request<B>) -> Resp {
-    match live_session(app, req) {
-        Some(live) => {
+pub fn userinfo<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
+    match find_session(app, req) {
+        Err(e) => store_unavailable(Lang::of(req), rid, &e),
+        Ok(Some(live)) => {
             let rec = &live.rec;
             let p = &rec.profile;
             let body = serde_json::json!({
@@ -174,7 +193,7 @@ pub fn userinfo<B>(app: &App, req: &Request<B>) -> Resp {
             });
             pages::text(StatusCode::OK, "application/json", body.to_string())
         }
-        None => pages::text(
+        Ok(None) => pages::text(
             StatusCode::UNAUTHORIZED,
             "application/json",
             "{\"error\":\"no session\"}",
@@ -205,17 +224,18 @@ pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
 }
 
 /// `/` without an upstream: who is signed in, or the login page.
-pub fn home<B>(app: &App, req: &Request<B>) -> Resp {
+pub fn home<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
     let lang = Lang::of(req);
-    match live_session(app, req) {
-        Some(live) => pages::render(
+    match find_session(app, req) {
+        Err(e) => store_unavailable(lang, rid, &e),
+        Ok(Some(live)) => pages::render(
             StatusCode::OK,
             &pages::HomePage {
                 lang,
                 profile: &live.rec.profile,
             },
         ),
-        None => pages::redirect(StatusCode::SEE_OTHER, "/login"),
+        Ok(None) => pages::redirect(StatusCode::SEE_OTHER, "/login"),
     }
 }
 

@@ -126,9 +126,7 @@ pub fn start(
         writes: vec![put(Table::Pending, &pending.id, &pending)],
         ..Commit::default()
     };
-    app.store
-        .commit(&park)
-        .map_err(|e| Refusal::new(Reason::Internal, format!("pending write: {e}")))?;
+    app.store.commit(&park).map_err(super::acs::store_refusal)?;
     let mut r = pages::redirect(StatusCode::SEE_OTHER, "/consent");
     let c = pending_cookie(app, &app.sessions.seal(&pending.id), PENDING_TTL_SECS);
     if let Ok(v) = HeaderValue::from_str(&c) {
@@ -282,10 +280,6 @@ impl From<Refusal> for ConsentError {
     }
 }
 
-fn internal(e: crate::store::StoreError) -> Refusal {
-    Refusal::new(Reason::Internal, e.to_string())
-}
-
 /// The consent record and its audit line for this decision.
 fn decision_writes(
     app: &App,
@@ -319,7 +313,7 @@ fn decision_writes(
         "",
         Some(version),
     )
-    .map_err(internal)?;
+    .map_err(super::acs::store_refusal)?;
     Ok((action, vec![consent::write(&state), audit]))
 }
 
@@ -327,13 +321,16 @@ fn decision_writes(
 fn consume_pending(app: &App, p: &PendingLogin) -> Result<(), ConsentError> {
     let store = &*app.store;
     let key = p.id.as_bytes();
-    let Some(bytes) = store.get(Table::Pending, key).map_err(internal)? else {
+    let Some(bytes) = store
+        .get(Table::Pending, key)
+        .map_err(super::acs::store_refusal)?
+    else {
         return Err(ConsentError::AlreadyDecided);
     };
     let consume = (Table::Pending, key.to_vec(), None);
     if !store
         .apply(&[consume], Some((Table::Pending, key, Some(&bytes))))
-        .map_err(internal)?
+        .map_err(super::acs::store_refusal)?
     {
         return Err(ConsentError::AlreadyDecided);
     }
@@ -385,7 +382,11 @@ fn decide(
         writes,
         ..Commit::default()
     };
-    if !app.store.commit(&commit).map_err(internal)? {
+    if !app
+        .store
+        .commit(&commit)
+        .map_err(super::acs::store_refusal)?
+    {
         return Err(ConsentError::Refused(Refusal::new(
             Reason::BadRequest,
             "account state changed meanwhile",

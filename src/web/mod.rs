@@ -531,8 +531,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
     match (req.method(), path.as_str()) {
         _ if is_console_path(&path) => console::route(app, req, peer, app.cfg.https, rid).await,
         (&Method::POST, "/saml/acs") => acs::post_acs(app, req, peer, rid).await,
-        (&Method::GET, "/auth/verify") => auth::verify(app, &req),
-        (&Method::GET, "/auth/userinfo") => auth::userinfo(app, &req),
+        (&Method::GET, "/auth/verify") => auth::verify(app, &req, rid),
+        (&Method::GET, "/auth/userinfo") => auth::userinfo(app, &req, rid),
         (&Method::GET, "/logout") => auth::logout(app, &req, rid),
         (&Method::GET, "/saml/slo") | (&Method::POST, "/saml/slo") => {
             slo::handle(app, req, rid).await
@@ -569,7 +569,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
             r
         }
         (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
-        (&Method::GET, "/") => auth::home(app, &req),
+        (&Method::GET, "/") => auth::home(app, &req, rid),
         (&Method::GET, "/saml/metadata") => {
             let md = app.sp_metadata.read().expect("md lock").clone();
             pages::text(

@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::affinity::{Affinity, SendError};
-use super::auth::{insert_identity, live_session, IDENTITY_HEADERS};
+use super::auth::{find_session, insert_identity, IDENTITY_HEADERS};
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::config::UpstreamConfig;
@@ -242,7 +242,7 @@ pub async fn forward(
             return Proxied::Own(path_refused(lang, rid));
         }
     };
-    if let Some(r) = identify(app, up, &mut req, &path) {
+    if let Some(r) = identify(app, up, &mut req, &path, rid) {
         return Proxied::Own(r);
     }
     to_upstream(app, up, &mut req, peer, rid, is_upgrade);
@@ -304,8 +304,19 @@ fn strip_incoming(h: &mut hyper::HeaderMap) {
 
 /// The session's identity headers on the request; without a session, a public path passes
 /// as is, a browser's GET goes to the login and anything else gets 401 (the answer, if any).
-fn identify(app: &App, up: &Upstream, req: &mut Request<Incoming>, path: &str) -> Option<Resp> {
-    let session = live_session(app, req);
+fn identify(
+    app: &App,
+    up: &Upstream,
+    req: &mut Request<Incoming>,
+    path: &str,
+    rid: &str,
+) -> Option<Resp> {
+    // The store cannot say: a public path passes without identity, anything else is 503.
+    let session = match find_session(app, req) {
+        Ok(s) => s,
+        Err(_) if up.is_public(path) => None,
+        Err(e) => return Some(super::auth::store_unavailable(Lang::of(req), rid, &e)),
+    };
     // The session cookie is ours; the staff menu does not need it.
     strip_cookie(req.headers_mut(), app.sessions.cookie_name);
     match &session {
