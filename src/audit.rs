@@ -51,10 +51,19 @@ pub enum AuditAction {
     KeysPromote,
     KeysRetire,
     KeysRemove,
+    /// The 事務局's console actions (crate::console::actions), one per action.
+    ConsoleApprove,
+    ConsoleReject,
+    ConsoleReopen,
+    ConsoleBlock,
+    ConsoleUnlink,
+    ConsoleEndSessions,
+    ConsoleResetPassword,
+    ConsoleUnlock,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 26] = [
+    pub const ALL: [AuditAction; 34] = [
         Self::ConsentAccept,
         Self::ConsentReject,
         Self::ConsentReopen,
@@ -81,6 +90,14 @@ impl AuditAction {
         Self::KeysPromote,
         Self::KeysRetire,
         Self::KeysRemove,
+        Self::ConsoleApprove,
+        Self::ConsoleReject,
+        Self::ConsoleReopen,
+        Self::ConsoleBlock,
+        Self::ConsoleUnlink,
+        Self::ConsoleEndSessions,
+        Self::ConsoleResetPassword,
+        Self::ConsoleUnlock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +128,14 @@ impl AuditAction {
             Self::KeysPromote => "keys.promote",
             Self::KeysRetire => "keys.retire",
             Self::KeysRemove => "keys.remove",
+            Self::ConsoleApprove => "console.approve",
+            Self::ConsoleReject => "console.reject",
+            Self::ConsoleReopen => "console.reopen",
+            Self::ConsoleBlock => "console.block",
+            Self::ConsoleUnlink => "console.unlink",
+            Self::ConsoleEndSessions => "console.end_sessions",
+            Self::ConsoleResetPassword => "console.reset_password",
+            Self::ConsoleUnlock => "console.unlock",
         }
     }
 

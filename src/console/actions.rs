@@ -74,6 +74,21 @@ impl Action {
         }
     }
 
+    /// The audit log's action for this console action.
+    pub fn audit_action(self) -> audit::AuditAction {
+        use audit::AuditAction as A;
+        match self {
+            Action::Approve => A::ConsoleApprove,
+            Action::Reject => A::ConsoleReject,
+            Action::Reopen => A::ConsoleReopen,
+            Action::Block => A::ConsoleBlock,
+            Action::Unlink => A::ConsoleUnlink,
+            Action::EndSessions => A::ConsoleEndSessions,
+            Action::ResetPassword => A::ConsoleResetPassword,
+            Action::Unlock => A::ConsoleUnlock,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.name() == s)
     }
@@ -234,10 +249,10 @@ pub fn run(
         Some(n) => format!("ok; sessions ended: {n}"),
         None => "ok".to_string(),
     };
-    let line = audit::entry(
+    let line = audit::record(
         store,
         &format!("secretariat:{operator}"),
-        &format!("console.{}", action.name()),
+        action.audit_action(),
         d.key(),
         &format!("note: {note}; {outcome}"),
         None,
