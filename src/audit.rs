@@ -60,10 +60,17 @@ pub enum AuditAction {
     ConsoleEndSessions,
     ConsoleResetPassword,
     ConsoleUnlock,
+    /// Call sites still writing by name (`audit::entry`): each name they use.
+    AccountTotpEnrol,
+    NoticeSet,
+    NoticeClear,
+    IdpTrust,
+    PasswordResetRequest,
+    PasswordResetRedeem,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 34] = [
+    pub const ALL: [AuditAction; 40] = [
         Self::ConsentAccept,
         Self::ConsentReject,
         Self::ConsentReopen,
@@ -98,6 +105,12 @@ impl AuditAction {
         Self::ConsoleEndSessions,
         Self::ConsoleResetPassword,
         Self::ConsoleUnlock,
+        Self::AccountTotpEnrol,
+        Self::NoticeSet,
+        Self::NoticeClear,
+        Self::IdpTrust,
+        Self::PasswordResetRequest,
+        Self::PasswordResetRedeem,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +149,12 @@ impl AuditAction {
             Self::ConsoleEndSessions => "console.end_sessions",
             Self::ConsoleResetPassword => "console.reset_password",
             Self::ConsoleUnlock => "console.unlock",
+            Self::AccountTotpEnrol => "account.totp_enrol",
+            Self::NoticeSet => "notice.set",
+            Self::NoticeClear => "notice.clear",
+            Self::IdpTrust => "idp.trust",
+            Self::PasswordResetRequest => "password_reset.request",
+            Self::PasswordResetRedeem => "password_reset.redeem",
         }
     }
 
