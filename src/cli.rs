@@ -131,7 +131,7 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         #[command(subcommand)]
-        cmd: crate::notice::NoticeCmd,
+        cmd: crate::secretariat::NoticeCmd,
     },
     /// Support references (`4821-7730`, shown on error pages): `lookup` finds the request
     /// behind one in the gateway's log.
@@ -230,7 +230,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Store { config, cmd } => crate::store::transfer::run(&config, cmd),
         Command::Idp { cmd } => crate::idp_ops::run(cmd),
-        Command::Notice { config, cmd } => crate::notice::run_cli(&config.config, cmd),
+        Command::Notice { config, cmd } => crate::secretariat::notice_cli(&config.config, cmd),
         Command::Support { cmd } => crate::console::support::run(cmd),
         Command::Accounts { config, json, cmd } => {
             crate::secretariat::accounts(&config.config, cmd, json)

@@ -78,7 +78,7 @@ struct RawConfig {
     mail: Option<crate::mail::MailConfig>,
     /// The 事務局's console at /console/ (issue 14; crate::console).
     #[serde(default)]
-    console: crate::console::ConsoleConfig,
+    console: ConsoleConfig,
 }
 
 /// `[support]`: who a refused or stuck person contacts. Shown on every refusal and terminal
@@ -754,7 +754,7 @@ pub struct Config {
     /// `[mail]`: SMTP; `None` = reset links are not mailed (the 事務局 resets instead).
     pub mail: Option<crate::mail::MailConfig>,
     /// `[console]`: the 事務局's console (idle timeout).
-    pub console: crate::console::ConsoleConfig,
+    pub console: ConsoleConfig,
     /// `[server] timezone`: the clock of the console's and the CLI's lists.
     pub timezone: crate::timezone::Zone,
 }
@@ -1164,6 +1164,46 @@ fn explain_toml_error(e: &toml::de::Error) -> String {
         ""
     };
     format!("{}{hint}", msg.trim_end())
+}
+
+/// `[console]`: the 事務局's console (crate::console).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// An operator idle this long is logged out (default 900 s = 15 min).
+    pub idle_timeout_seconds: u64,
+    /// A console login ends after this however busy (default 8 h).
+    pub max_hours: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            idle_timeout_seconds: 900,
+            max_hours: 8,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn checked(self) -> Result<ConsoleConfig, ConfigError> {
+        if !(1..=3600).contains(&self.idle_timeout_seconds) {
+            return Err(ConfigError::Invalid {
+                key: "console.idle_timeout_seconds",
+                problem: format!("{} is out of range", self.idle_timeout_seconds),
+                fix: "use 1-3600 seconds (the console is an administrative tool: keep it short)"
+                    .into(),
+            });
+        }
+        if !(1..=24).contains(&self.max_hours) {
+            return Err(ConfigError::Invalid {
+                key: "console.max_hours",
+                problem: format!("{} is out of range", self.max_hours),
+                fix: "use 1-24 hours".into(),
+            });
+        }
+        Ok(self)
+    }
 }
 
 #[cfg(test)]

@@ -69,8 +69,8 @@ pub fn run(cmd: IdpCmd) -> Result<(), String> {
             config,
             fingerprint,
             by,
-        } => crate::notice::idp_trust_cli(&config.config, Some((fingerprint, by))),
-        IdpCmd::Trusted { config } => crate::notice::idp_trust_cli(&config.config, None),
+        } => crate::secretariat::idp_trust_cli(&config.config, Some((fingerprint, by))),
+        IdpCmd::Trusted { config } => crate::secretariat::idp_trust_cli(&config.config, None),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Operator settings every instance shares through the store: the notice on the login pages
-//! (`samlgate notice set "G-MISは現在メンテナンス中です"`) and the IdP certificates accepted with
+//! (`samlgate notice set "G-MISは現在メンテナンス中です"`, run by [`crate::secretariat::notice_cli`]) and the IdP certificates accepted with
 //! `samlgate idp trust`. Each change is one batch with its audit line, durable on return.
 //!
 //! Pages read the notice from a per-process copy refreshed from the store every few seconds, so
@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::admin::AdminError;
+use crate::admin::error::AdminError;
 use crate::store::{Store, StoreError, Table};
 
 const KEY: &str = "notice";
@@ -157,52 +157,4 @@ pub fn spawn_cache(store: Arc<dyn Store>) {
             }
         }
     });
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum NoticeCmd {
-    /// Show TEXT on the login pages of every instance (within 5 s), e.g.
-    /// "G-MISは現在メンテナンス中です".
-    Set {
-        /// The notice (at most 500 characters), as it should read on the page.
-        text: String,
-        /// Who does this (your name), recorded in the audit log.
-        #[arg(long)]
-        by: String,
-    },
-    /// Remove the notice.
-    Clear {
-        /// Who does this (your name), recorded in the audit log.
-        #[arg(long)]
-        by: String,
-    },
-    /// Print the notice (JSON).
-    Show,
-}
-
-/// `samlgate notice ...`: through the store, or the running gateway's admin API when it holds
-/// the store (sled).
-pub fn run_cli(config: &std::path::Path, cmd: NoticeCmd) -> Result<(), String> {
-    let op = match cmd {
-        NoticeCmd::Set { text, by } => OperatorOp::NoticeSet { text, by },
-        NoticeCmd::Clear { by } => OperatorOp::NoticeClear { by },
-        NoticeCmd::Show => OperatorOp::NoticeShow,
-    };
-    let v = crate::secretariat::run_op(config, &crate::admin::Op::Operator(op))?;
-    println!("{v}");
-    Ok(())
-}
-
-/// `samlgate idp trust FINGERPRINT --by NAME` (`Some`) and `samlgate idp trusted` (`None`).
-pub fn idp_trust_cli(
-    config: &std::path::Path,
-    trust: Option<(String, String)>,
-) -> Result<(), String> {
-    let op = match trust {
-        Some((fingerprint, by)) => OperatorOp::IdpTrust { fingerprint, by },
-        None => OperatorOp::IdpTrustList,
-    };
-    let v = crate::secretariat::run_op(config, &crate::admin::Op::Operator(op))?;
-    println!("{v}");
-    Ok(())
 }

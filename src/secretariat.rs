@@ -710,3 +710,51 @@ pub fn accounts(config: &Path, cmd: AccountsCmd, json: bool) -> Result<(), Strin
     }
     Ok(())
 }
+
+// `samlgate notice ...` and `samlgate idp trust|trusted`: the notice module's operations from
+// the command line (here, not in crate::notice, which admin runs: no admin <-> notice cycle).
+
+#[derive(clap::Subcommand, Debug)]
+pub enum NoticeCmd {
+    /// Show TEXT on the login pages of every instance (within 5 s), e.g.
+    /// "G-MISは現在メンテナンス中です".
+    Set {
+        /// The notice (at most 500 characters), as it should read on the page.
+        text: String,
+        /// Who does this (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+    },
+    /// Remove the notice.
+    Clear {
+        /// Who does this (your name), recorded in the audit log.
+        #[arg(long)]
+        by: String,
+    },
+    /// Print the notice (JSON).
+    Show,
+}
+
+/// `samlgate notice ...`: through the store, or the running gateway's admin API when it holds
+/// the store (sled).
+pub fn notice_cli(config: &Path, cmd: NoticeCmd) -> Result<(), String> {
+    let op = match cmd {
+        NoticeCmd::Set { text, by } => crate::notice::OperatorOp::NoticeSet { text, by },
+        NoticeCmd::Clear { by } => crate::notice::OperatorOp::NoticeClear { by },
+        NoticeCmd::Show => crate::notice::OperatorOp::NoticeShow,
+    };
+    let v = run_op(config, &Op::Operator(op))?;
+    println!("{v}");
+    Ok(())
+}
+
+/// `samlgate idp trust FINGERPRINT --by NAME` (`Some`) and `samlgate idp trusted` (`None`).
+pub fn idp_trust_cli(config: &Path, trust: Option<(String, String)>) -> Result<(), String> {
+    let op = match trust {
+        Some((fingerprint, by)) => crate::notice::OperatorOp::IdpTrust { fingerprint, by },
+        None => crate::notice::OperatorOp::IdpTrustList,
+    };
+    let v = run_op(config, &Op::Operator(op))?;
+    println!("{v}");
+    Ok(())
+}

@@ -14,6 +14,7 @@
 //!
 //! `crate::web::console` translates HTTP to these and back.
 
+pub mod action;
 pub mod actions;
 pub mod export;
 pub mod notice;
@@ -21,49 +22,7 @@ pub mod operator;
 pub mod records;
 pub mod support;
 
-use serde::Deserialize;
-
-use crate::config::ConfigError;
-
-/// `[console]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConsoleConfig {
-    /// An operator idle this long is logged out (default 900 s = 15 min).
-    pub idle_timeout_seconds: u64,
-    /// A console login ends after this however busy (default 8 h).
-    pub max_hours: u64,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        ConsoleConfig {
-            idle_timeout_seconds: 900,
-            max_hours: 8,
-        }
-    }
-}
-
-impl ConsoleConfig {
-    pub fn checked(self) -> Result<ConsoleConfig, ConfigError> {
-        if !(1..=3600).contains(&self.idle_timeout_seconds) {
-            return Err(ConfigError::Invalid {
-                key: "console.idle_timeout_seconds",
-                problem: format!("{} is out of range", self.idle_timeout_seconds),
-                fix: "use 1-3600 seconds (the console is an administrative tool: keep it short)"
-                    .into(),
-            });
-        }
-        if !(1..=24).contains(&self.max_hours) {
-            return Err(ConfigError::Invalid {
-                key: "console.max_hours",
-                problem: format!("{} is out of range", self.max_hours),
-                fix: "use 1-24 hours".into(),
-            });
-        }
-        Ok(self)
-    }
-}
+pub use crate::config::ConsoleConfig;
 
 /// A stored RFC 3339 UTC time as the secretariat's clock shows it (`2026-12-03 18:40`, in
 /// `[server] timezone`).

@@ -8,7 +8,7 @@
 
 use crate::config::SupportConfig;
 
-use super::actions::Action;
+use super::action::Action;
 use super::records::Detail;
 
 /// One message to one person.
