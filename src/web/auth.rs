@@ -1,32 +1,18 @@
 //! Using a session: forward-auth (`/auth/verify`), `/auth/userinfo`, logout, and the two pages
 //! a browser sees around a login (`/login`, `/`).
 
-use hyper::header::{HeaderName, HeaderValue, SET_COOKIE};
+use hyper::header::{HeaderValue, SET_COOKIE};
 use hyper::{Request, StatusCode};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use std::sync::Arc;
 
+pub use super::identity_headers::{encode_header_value, identity_headers, IDENTITY_HEADERS};
 use super::pages::{self, Lang, Resp};
 use super::session_cache::Live;
 use super::App;
-use crate::identity::{policy, Profile};
-use crate::model::ProfileField;
+use crate::identity::policy;
 use crate::reason::Reason;
 use crate::store::{SessionRecord, StoreError};
-
-/// Non-ASCII and these are percent-encoded in identity headers; `%` itself so decoding is exact.
-const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
-
-/// Identity headers, DESIGN.md "Identity headers".
-pub const IDENTITY_HEADERS: [(&str, ProfileField); 6] = [
-    ("x-auth-request-user", ProfileField::AccountId),
-    ("x-auth-request-email", ProfileField::Email),
-    ("x-samlgate-category", ProfileField::Category),
-    ("x-samlgate-facility-code", ProfileField::FacilityCode),
-    ("x-samlgate-facility-name", ProfileField::FacilityName),
-    ("x-samlgate-display-name", ProfileField::DisplayName),
-];
 
 /// Only idle-time updates older than this are written, so `/auth/verify` is a read.
 const TOUCH_EVERY_SECS: i64 = 60;
@@ -127,20 +113,6 @@ pub fn end_session(app: &App, id: &str) -> Result<bool, crate::store::StoreError
 /// Ids of the sessions named by the request's (valid, ours) cookies, live or not.
 pub fn session_ids(app: &App, headers: &hyper::HeaderMap) -> Vec<String> {
     app.sessions.open_cookies(app.sessions.cookie_name, headers)
-}
-
-pub fn encode_header_value(v: &str) -> HeaderValue {
-    let enc = utf8_percent_encode(v, HEADER_ENCODE).to_string();
-    HeaderValue::from_str(&enc).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-pub fn identity_headers(p: &Profile) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
-    IDENTITY_HEADERS.iter().map(move |(h, field)| {
-        (
-            HeaderName::from_static(h),
-            encode_header_value(p.field(*field)),
-        )
-    })
 }
 
 pub fn verify<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {

@@ -11,6 +11,7 @@ pub mod consent;
 pub mod console;
 pub mod cookies;
 pub mod forgot;
+pub mod identity_headers;
 pub mod local;
 pub mod login;
 pub mod metrics;

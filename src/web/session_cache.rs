@@ -36,14 +36,14 @@ pub struct Live {
 
 impl Live {
     pub fn new(rec: SessionRecord) -> Live {
-        let mut headers: Vec<_> = super::auth::identity_headers(&rec.profile).collect();
+        let mut headers: Vec<_> = super::identity_headers::identity_headers(&rec.profile).collect();
         headers.push((
             HeaderName::from_static("x-samlgate-local-user"),
-            super::auth::encode_header_value(&rec.local_user_id),
+            super::identity_headers::encode_header_value(&rec.local_user_id),
         ));
         headers.push((
             HeaderName::from_static("x-samlgate-auth-method"),
-            super::auth::encode_header_value(rec.auth_method_header()),
+            super::identity_headers::encode_header_value(rec.auth_method_header()),
         ));
         Live { rec, headers }
     }
