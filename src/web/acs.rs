@@ -15,12 +15,11 @@ use super::metrics::Outcome;
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::identity::attributes::map_profile;
-use crate::login::{self, Decision, LoginError};
+use crate::login::{self, Decision};
 use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
 use crate::saml::authn;
 use crate::saml::decrypt::DecryptKey;
-use crate::store::StoreError;
 
 /// What a successful ACS post decided, for the log line.
 struct Accepted {
@@ -193,14 +192,14 @@ fn decide(
     let signed = verified.signed.as_str();
     // The assertion is consumed now, whatever the decision: record it before anything else.
     let fresh = login::record_replay(&*app.store, verified, &idp.entity_id)
-        .map_err(|e| refused(login_refusal(e)))?;
+        .map_err(|e| refused(super::login::login_refusal(e)))?;
     let relay = match consume_request(app, fresh.verified(), tracked.as_ref()).map_err(refused)? {
         Some(kept) => kept,
         None => relay_state_path(app, relay_state.as_deref(), rid),
     };
     let login = fresh.login(profile, relay, super::auth::session_ids(app, headers));
-    let decision =
-        login::admit(&*app.store, &app.cfg, login).map_err(|e| refused(login_refusal(e)))?;
+    let decision = login::admit(&*app.store, &app.cfg, login)
+        .map_err(|e| refused(super::login::login_refusal(e)))?;
     let (mut resp, outcome) = match decision {
         Decision::Proceed(a) => (
             super::login::finish(app, a, Vec::new()).map_err(refused)?,
@@ -237,26 +236,6 @@ fn decide(
     })
 }
 
-/// The refusal a login step's error maps to.
-pub(super) fn login_refusal(e: LoginError) -> Refusal {
-    match e {
-        LoginError::Replayed(_) => Refusal::new(Reason::Replay, e.to_string()),
-        LoginError::AccountChanged(d) => Refusal::new(Reason::AccountChanged, d),
-        LoginError::Store(e) => store_refusal(e),
-    }
-}
-
-/// The one mapping of a store error on the login path (replay record, account read, commit,
-/// flush): the database unreachable or on the wrong schema is 503 `store_unavailable` (try
-/// again shortly), a corrupt record is 500 `internal_error`.
-pub(super) fn store_refusal(e: StoreError) -> Refusal {
-    let reason = match e {
-        StoreError::Io(_) | StoreError::Schema(_) => Reason::StoreUnavailable,
-        StoreError::Corrupt(_) => Reason::Internal,
-    };
-    Refusal::new(reason, format!("store: {e}"))
-}
-
 /// A solicited response consumes its request: a second response to it is refused. Its return
 /// path (kept server-side) is returned; RelayState decides only IdP-initiated logins (`None`).
 fn consume_request(
@@ -280,7 +259,7 @@ fn consume_request(
             Reason::InResponseToUnknown,
             format!("request {irt} already answered"),
         )),
-        Err(e) => Err(store_refusal(e)),
+        Err(e) => Err(super::login::store_refusal(e)),
     }
 }
 
@@ -417,7 +396,7 @@ fn form_decode(raw: &[u8]) -> Result<String, Refusal> {
 }
 
 fn flush(app: &App) -> Result<(), Refusal> {
-    app.store.flush().map_err(store_refusal)
+    app.store.flush().map_err(super::login::store_refusal)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
-use serde::{Deserialize, Serialize};
 
 use super::login;
 use super::pages::{self, Lang, Resp};
@@ -19,32 +18,7 @@ use crate::identity::Profile;
 use crate::reason::Reason;
 use crate::store::Table;
 
-const PURPOSE: &str = "apply-v1";
-/// Time to fill in the form.
-const TOKEN_TTL_SECS: i64 = 30 * 60;
-
-#[derive(Serialize, Deserialize)]
-struct ApplyToken {
-    profile: Profile,
-    link: bool,
-    exp: i64,
-}
-
-pub fn token(app: &App, p: &Profile, need: ApplicationNeed) -> String {
-    let t = ApplyToken {
-        profile: p.clone(),
-        link: need == ApplicationNeed::ExistingAccount,
-        exp: chrono::Utc::now().timestamp() + TOKEN_TTL_SECS,
-    };
-    let json = serde_json::to_vec(&t).expect("token serialises");
-    app.sessions.seal_data(PURPOSE, &json)
-}
-
-fn open(app: &App, token: &str) -> Option<ApplyToken> {
-    let b = app.sessions.open_data(PURPOSE, token)?;
-    let t: ApplyToken = serde_json::from_slice(&b).ok()?;
-    (t.exp > chrono::Utc::now().timestamp()).then_some(t)
-}
+use super::apply_token::open;
 
 fn error_text(lang: Lang, e: &FilingError) -> &'static str {
     match e {

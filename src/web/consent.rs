@@ -126,7 +126,7 @@ pub fn start(
         writes: vec![put(Table::Pending, &pending.id, &pending)],
         ..Commit::default()
     };
-    app.store.commit(&park).map_err(super::acs::store_refusal)?;
+    app.store.commit(&park).map_err(web_login::store_refusal)?;
     let mut r = pages::redirect(StatusCode::SEE_OTHER, "/consent");
     let c = pending_cookie(app, &app.sessions.seal(&pending.id), PENDING_TTL_SECS);
     if let Ok(v) = HeaderValue::from_str(&c) {
@@ -313,7 +313,7 @@ fn decision_writes(
         "",
         Some(version),
     )
-    .map_err(super::acs::store_refusal)?;
+    .map_err(web_login::store_refusal)?;
     Ok((action, vec![consent::write(&state), audit]))
 }
 
@@ -323,14 +323,14 @@ fn consume_pending(app: &App, p: &PendingLogin) -> Result<(), ConsentError> {
     let key = p.id.as_bytes();
     let Some(bytes) = store
         .get(Table::Pending, key)
-        .map_err(super::acs::store_refusal)?
+        .map_err(web_login::store_refusal)?
     else {
         return Err(ConsentError::AlreadyDecided);
     };
     let consume = (Table::Pending, key.to_vec(), None);
     if !store
         .apply(&[consume], Some((Table::Pending, key, Some(&bytes))))
-        .map_err(super::acs::store_refusal)?
+        .map_err(web_login::store_refusal)?
     {
         return Err(ConsentError::AlreadyDecided);
     }
@@ -351,7 +351,7 @@ fn decide(
     // The account may have changed while the page was open (a secretariat block, a revoked or
     // pending application): decide again on a fresh snapshot, and commit guarded by it.
     let admitted = match login::admit(&*app.store, &app.cfg, Login::resumed(p, replaces))
-        .map_err(super::acs::login_refusal)?
+        .map_err(web_login::login_refusal)?
     {
         Decision::Blocked(by) => return Ok(web_login::blocked_page(lang, by, rid)),
         Decision::NeedsApplication(need, _) => {
@@ -385,7 +385,7 @@ fn decide(
     if !app
         .store
         .commit(&commit)
-        .map_err(super::acs::store_refusal)?
+        .map_err(web_login::store_refusal)?
     {
         return Err(ConsentError::Refused(Refusal::new(
             Reason::BadRequest,

@@ -10,10 +10,10 @@ use super::App;
 use crate::identity::consent::ConsentDecision;
 use crate::identity::policy::ApplicationNeed;
 use crate::identity::Profile;
-use crate::login::Admitted;
 pub use crate::login::Login;
-use crate::reason::Refusal;
-use crate::store::Write;
+use crate::login::{Admitted, LoginError};
+use crate::reason::{Reason, Refusal};
+use crate::store::{StoreError, Write};
 
 /// Finishes an admitted login (one commit: user, link, `extra`, audit, session, the browser's
 /// earlier sessions ended) and answers 303 with the cookie. The commit is durable when it
@@ -23,7 +23,7 @@ pub fn finish(app: &App, admitted: Admitted, extra: Vec<Write>) -> Result<Resp, 
     let replaced = admitted.login.replaces.clone();
     let s = admitted
         .finish(&*app.store, &app.cfg, extra)
-        .map_err(super::acs::login_refusal)?;
+        .map_err(login_refusal)?;
     // The ended sessions' cached tokens go too (the records went in the commit).
     if let Some(t) = &app.tokens {
         for old in &replaced {
@@ -113,7 +113,7 @@ pub fn application_page_for<'a>(
         code: need.code(),
         request_id: rid,
         profile: p,
-        apply_token: can_apply.then(|| super::apply::token(app, p, need)),
+        apply_token: can_apply.then(|| super::apply_token::token(app, p, need)),
         link_needed: need == ApplicationNeed::ExistingAccount,
         error: "",
         form_phone: "",
@@ -207,4 +207,24 @@ fn blocked_message(lang: Lang, by: ConsentDecision) -> (&'static str, &'static s
             "blocked_consent_rejected",
         ),
     }
+}
+
+/// The refusal a login step's error maps to.
+pub(super) fn login_refusal(e: LoginError) -> Refusal {
+    match e {
+        LoginError::Replayed(_) => Refusal::new(Reason::Replay, e.to_string()),
+        LoginError::AccountChanged(d) => Refusal::new(Reason::AccountChanged, d),
+        LoginError::Store(e) => store_refusal(e),
+    }
+}
+
+/// The one mapping of a store error on the login path (replay record, account read, commit,
+/// flush): the database unreachable or on the wrong schema is 503 `store_unavailable` (try
+/// again shortly), a corrupt record is 500 `internal_error`.
+pub(super) fn store_refusal(e: StoreError) -> Refusal {
+    let reason = match e {
+        StoreError::Io(_) | StoreError::Schema(_) => Reason::StoreUnavailable,
+        StoreError::Corrupt(_) => Reason::Internal,
+    };
+    Refusal::new(reason, format!("store: {e}"))
 }

@@ -6,6 +6,7 @@ pub mod acs;
 pub mod admin;
 pub mod affinity;
 pub mod apply;
+pub mod apply_token;
 pub mod auth;
 pub mod consent;
 pub mod console;
