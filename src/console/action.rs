@@ -52,20 +52,6 @@ impl Action {
         }
     }
 
-    /// The mail log's purpose label (`crate::mail::Mail::purpose`).
-    pub fn mail_purpose(self) -> &'static str {
-        match self {
-            Action::Approve => "console.approve",
-            Action::Reject => "console.reject",
-            Action::Reopen => "console.reopen",
-            Action::Block => "console.block",
-            Action::Unlink => "console.unlink",
-            Action::EndSessions => "console.end_sessions",
-            Action::ResetPassword => "console.reset_password",
-            Action::Unlock => "console.unlock",
-        }
-    }
-
     /// The audit log's action for this console action.
     pub fn audit_action(self) -> audit::AuditAction {
         use audit::AuditAction as A;

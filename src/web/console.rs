@@ -870,7 +870,8 @@ fn hand_to_mail(app: &App, m: &ActionMail, action: Action, about: &str, rid: &st
     let mail = crate::mail::Mail {
         to: m.to.clone(),
         about: about.to_string(),
-        purpose: action.mail_purpose(),
+        // The mail log's label is the action's audit name (`console.approve`, ...).
+        purpose: action.audit_action().name(),
         subject: m.subject.clone(),
         body: m.body.clone(),
     };
