@@ -14,7 +14,7 @@ use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 
 use super::local::{
-    csrf_cookie_name, ct_eq, field, form, lang_of_form, next_step, set_cookie, stale_form,
+    csrf_cookie_name, csrf_ok, field, next_step, read_form, set_cookie, stale_form,
 };
 use super::pages::{self, Lang, Resp};
 use super::App;
@@ -91,10 +91,6 @@ pub fn forgot_page<B>(app: &App, req: &Request<B>) -> Resp {
     forgot_form(app, Lang::of(req), StatusCode::OK, None)
 }
 
-fn csrf_ok(cookies: &[String], f: &[(String, String)]) -> bool {
-    cookies.iter().any(|c| ct_eq(c, field(f, "csrf")))
-}
-
 /// The form's answer is the same page whatever the id: the request runs after it, on a
 /// blocking thread, so not even the answer's timing depends on the account.
 pub async fn post_forgot(
@@ -108,10 +104,10 @@ pub async fn post_forgot(
     let cookies = app
         .sessions
         .open_cookies(csrf_cookie_name(app), req.headers());
-    let Some(f) = form(req).await else {
-        return pages::refusal_page(lang, Reason::BadRequest, rid, Some("/login/forgot"));
+    let (lang, f) = match read_form(req, lang, rid, "/login/forgot").await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
-    let lang = lang_of_form(&f, lang);
     if app.mailer.is_none() {
         return forgot_form(app, lang, StatusCode::OK, None);
     }
@@ -244,10 +240,10 @@ pub async fn post_reset(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Re
     let cookies = app
         .sessions
         .open_cookies(csrf_cookie_name(app), req.headers());
-    let Some(f) = form(req).await else {
-        return pages::refusal_page(lang, Reason::BadRequest, rid, Some("/login/forgot"));
+    let (lang, f) = match read_form(req, lang, rid, "/login/forgot").await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
-    let lang = lang_of_form(&f, lang);
     if !csrf_ok(&cookies, &f) {
         tracing::warn!(target: "samlgate::local", request_id = rid, reason = "csrf_mismatch", "reset form refused");
         let why = LinkRefusal::Invalid;

@@ -175,7 +175,7 @@ pub async fn post_login(
     };
     let return_to = safe_return_path(Some(field(&f, "return_to")));
     let user_id = field(&f, "user_id").trim().to_string();
-    if !cookie_csrf.iter().any(|c| ct_eq(c, field(&f, "csrf"))) {
+    if !csrf_ok(&cookie_csrf, &f) {
         tracing::warn!(target: "samlgate::local", request_id = rid, peer = %client, reason = "csrf_mismatch", "login form refused");
         let m = stale_form();
         return login_form(
@@ -351,15 +351,7 @@ async fn step_post(
 ) -> Result<(Lang, Vec<(String, String)>, LoginSteps), Resp> {
     let lang = Lang::of(&req);
     let rec = steps_of(app, &req, kind);
-    let Some(f) = form(req).await else {
-        return Err(pages::refusal_page(
-            lang,
-            Reason::BadRequest,
-            rid,
-            Some("/login"),
-        ));
-    };
-    let lang = lang_of_form(&f, lang);
+    let (lang, f) = read_form(req, lang, rid, "/login").await?;
     match rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) {
         Some(rec) => Ok((lang, f, rec)),
         None => Err(login_form(
@@ -371,6 +363,30 @@ async fn step_post(
             Some(&stale_form()),
         )),
     }
+}
+
+/// A form POST's body and the language it asks for; an unreadable body is a 400 refusal page
+/// that leads back to `back`.
+pub(super) async fn read_form(
+    req: Request<Incoming>,
+    lang: Lang,
+    rid: &str,
+    back: &'static str,
+) -> Result<(Lang, Vec<(String, String)>), Resp> {
+    match form(req).await {
+        Some(f) => Ok((lang_of_form(&f, lang), f)),
+        None => Err(pages::refusal_page(
+            lang,
+            Reason::BadRequest,
+            rid,
+            Some(back),
+        )),
+    }
+}
+
+/// The form's CSRF token matches one of the (sealed) CSRF cookies the browser sent.
+pub(super) fn csrf_ok(cookies: &[String], f: &[(String, String)]) -> bool {
+    cookies.iter().any(|c| ct_eq(c, field(f, "csrf")))
 }
 
 pub(super) fn lang_of_form(f: &[(String, String)], fallback: Lang) -> Lang {
