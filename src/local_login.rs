@@ -95,7 +95,7 @@ fn ctx<'a>(cfg: &'a LocalConfig, auth: &'a LocalAuth) -> Ctx<'a> {
 }
 
 /// The typed id as it may appear in the audit log: bounded, printable.
-fn subject(user_id: &str) -> String {
+pub(crate) fn subject(user_id: &str) -> String {
     user_id
         .chars()
         .filter(|c| !c.is_control())

@@ -16,7 +16,7 @@ use crate::audit;
 use crate::identity::local_accounts as la;
 use crate::identity::put;
 use crate::identity::users;
-use crate::local_login::{LocalAuth, LoginSteps, StepKind, STEP_TTL_SECS};
+use crate::local_login::{subject, LocalAuth, LoginSteps, StepKind, STEP_TTL_SECS};
 use crate::mail::{Mail, Mailer};
 use crate::store::{Store, StoreError, Table};
 
@@ -56,15 +56,6 @@ impl Requested {
             Requested::NotQueued => "reset_mail_not_queued",
         }
     }
-}
-
-/// The typed id as it may appear in the audit log: bounded, printable.
-fn subject(user_id: &str) -> String {
-    user_id
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect()
 }
 
 fn audit_only(store: &dyn Store, user_id: &str, r: Requested) -> Result<Requested, StoreError> {
