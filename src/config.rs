@@ -812,20 +812,52 @@ impl Config {
             None => AdminSection::default(),
             Some(a) => a.validate(server.listen, &resolve)?,
         };
-        let token = raw.token.map(|t| t.validate(&resolve)).transpose()?;
+        let token = raw.token.take().map(|t| t.validate(&resolve)).transpose()?;
         raw.support.validate()?;
         raw.attributes.validate_pattern()?;
         raw.consent.load_document(&resolve)?;
         let idp_source = raw.idp.source(&resolve)?;
         let mail = raw
             .mail
+            .take()
             .map(|m| m.checked(&resolve))
             .transpose()
             .map_err(|e| invalid(e.key, e.problem, e.fix))?;
-        let tls = raw.server.tls.map(|t| TlsFiles {
+        let tls = raw.server.tls.take().map(|t| TlsFiles {
             cert: resolve(&t.cert),
             key: resolve(&t.key),
         });
+        let checked = Checked {
+            store_path,
+            store_pg,
+            server,
+            admin,
+            token,
+            idp_source,
+            mail,
+            tls,
+        };
+        Self::assemble(file, raw, checked, &resolve)
+    }
+
+    /// The checked sections and the rest of the raw file into one [`Config`] (the console
+    /// and time zone are checked here, last, as before).
+    fn assemble(
+        file: &Path,
+        raw: RawConfig,
+        c: Checked,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<Config, ConfigError> {
+        let Checked {
+            store_path,
+            store_pg,
+            server,
+            admin,
+            token,
+            idp_source,
+            mail,
+            tls,
+        } = c;
         Ok(Config {
             file: file.to_path_buf(),
             listen: server.listen,
@@ -872,6 +904,18 @@ impl Config {
             })?,
         })
     }
+}
+
+/// What `from_toml`'s section checks yield, for `assemble`.
+struct Checked {
+    store_path: PathBuf,
+    store_pg: Option<PgStoreConfig>,
+    server: ServerSection,
+    admin: AdminSection,
+    token: Option<TokenConfig>,
+    idp_source: crate::idp_source::SourceConfig,
+    mail: Option<crate::mail::MailConfig>,
+    tls: Option<TlsFiles>,
 }
 
 /// `[server]` checked: the parts of [`Config`] it yields.

@@ -316,18 +316,7 @@ pub fn users(config: &Path, cmd: UsersCmd, json: bool) -> Result<(), String> {
             (op, false)
         }
         UsersCmd::Import { file, by } => {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let mut users = Vec::new();
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let p: Profile = serde_json::from_str(line)
-                    .map_err(|e| format!("{} line {}: {e}", file.display(), i + 1))?;
-                users.push(p);
-            }
+            let users: Vec<Profile> = import_lines(&file)?;
             eprintln!("importing {} account(s) ...", users.len());
             (Op::UsersImport { users, by }, false)
         }
@@ -340,6 +329,12 @@ pub fn users(config: &Path, cmd: UsersCmd, json: bool) -> Result<(), String> {
         eprintln!("exported {} user(s)", v.as_array().map_or(0, Vec::len));
         return Ok(());
     }
+    print_users(&v, json);
+    Ok(())
+}
+
+/// `users list|show` as a table (the profile flattened) or as JSON.
+fn print_users(v: &Value, json: bool) {
     // Flatten the profile for the table.
     let flat = |u: &Value| {
         let mut m = serde_json::Map::new();
@@ -356,7 +351,7 @@ pub fn users(config: &Path, cmd: UsersCmd, json: bool) -> Result<(), String> {
         }
         Value::Object(m)
     };
-    let shown = match &v {
+    let shown = match v {
         Value::Array(a) if !json => Value::Array(a.iter().map(flat).collect()),
         _ => v.clone(),
     };
@@ -372,7 +367,6 @@ pub fn users(config: &Path, cmd: UsersCmd, json: bool) -> Result<(), String> {
             "display_name",
         ],
     );
-    Ok(())
 }
 
 pub fn audit_tail(config: &Path, n: usize, json: bool) -> Result<(), String> {
@@ -610,8 +604,9 @@ pub enum AccountsCmd {
     },
 }
 
-/// The lines of an `accounts import` file.
-fn import_lines(file: &Path) -> Result<Vec<crate::account_ops::ImportedAccount>, String> {
+/// The lines of a `users import` or `accounts import` file: one JSON value a line, blank
+/// lines skipped.
+fn import_lines<T: serde::de::DeserializeOwned>(file: &Path) -> Result<Vec<T>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut out = Vec::new();
     for (i, line) in text
@@ -671,6 +666,13 @@ pub fn accounts(config: &Path, cmd: AccountsCmd, json: bool) -> Result<(), Strin
         },
     };
     let v = run_op(config, &Op::Accounts(op))?;
+    print_accounts(&v, json);
+    Ok(())
+}
+
+/// An `accounts` answer: the import summary with each initial password, or the table/JSON
+/// (with a reminder when a one-time password is in it).
+fn print_accounts(v: &Value, json: bool) {
     if v.get("imported").is_some() && !json {
         println!(
             "imported {}, skipped (existing) {}",
@@ -683,10 +685,10 @@ pub fn accounts(config: &Path, cmd: AccountsCmd, json: bool) -> Result<(), Strin
                 i["initial_password"].as_str().unwrap_or("")
             );
         }
-        return Ok(());
+        return;
     }
     print_value(
-        &v,
+        v,
         json,
         &[
             "user_id",
@@ -708,7 +710,6 @@ pub fn accounts(config: &Path, cmd: AccountsCmd, json: bool) -> Result<(), Strin
             }
         }
     }
-    Ok(())
 }
 
 // `samlgate notice ...` and `samlgate idp trust|trusted`: the notice module's operations from

@@ -273,25 +273,97 @@ fn read_root(
     resp.in_response_to = attr(b"InResponseTo");
 }
 
+/// What `parse` has read so far: the root's kind, both readings, and the depth-1 element whose
+/// text is being collected.
+#[derive(Default)]
+struct SloReader {
+    depth: usize,
+    root: Option<&'static str>,
+    req: LogoutRequestIn,
+    resp: LogoutResponseIn,
+    text_target: Option<&'static str>,
+    text: String,
+}
+
+impl SloReader {
+    /// A Start or Empty element: the root, a depth-1 child whose text we want, or the
+    /// response's first StatusCode.
+    fn element(
+        &mut self,
+        local: &[u8],
+        in_ns: &dyn Fn(&[u8]) -> bool,
+        attr: &dyn Fn(&[u8]) -> Option<String>,
+        empty: bool,
+    ) -> Result<(), SloError> {
+        if self.depth == 0 {
+            self.root = match (in_ns(NS_PROTOCOL), local) {
+                (true, b"LogoutRequest") => Some("request"),
+                (true, b"LogoutResponse") => Some("response"),
+                _ => return Err(mal("not a LogoutRequest or LogoutResponse")),
+            };
+            read_root(attr, &mut self.req, &mut self.resp);
+        } else if self.depth == 1 {
+            self.text_target = match (local, in_ns(NS_ASSERTION), in_ns(NS_PROTOCOL)) {
+                (b"Issuer", true, _) => Some("issuer"),
+                (b"NameID", true, _) => Some("name_id"),
+                (b"SessionIndex", _, true) => Some("session_index"),
+                _ => None,
+            };
+            self.text.clear();
+        } else if self.depth == 2
+            && local == b"StatusCode"
+            && in_ns(NS_PROTOCOL)
+            && self.resp.status.is_none()
+        {
+            self.resp.status = attr(b"Value");
+        }
+        if !empty {
+            self.depth += 1;
+        } else if self.depth == 1 {
+            self.text_target = None;
+        }
+        Ok(())
+    }
+
+    /// An End: closing a depth-1 child stores its collected text.
+    fn end(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth == 1 {
+            let v = self.text.trim().to_string();
+            match self.text_target.take() {
+                Some("issuer") => {
+                    self.req.issuer = v.clone();
+                    self.resp.issuer = v;
+                }
+                Some("name_id") => self.req.name_id = v,
+                Some("session_index") => self.req.session_indexes.push(v),
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(self) -> Result<SloMessage, SloError> {
+        match self.root {
+            Some("request") => Ok(SloMessage::Request(self.req)),
+            Some("response") => Ok(SloMessage::Response(self.resp)),
+            _ => Err(mal("empty document")),
+        }
+    }
+}
+
 /// Parses a (verified) LogoutRequest or LogoutResponse.
 pub fn parse(xml: &str) -> Result<SloMessage, SloError> {
     let mut r = NsReader::from_str(xml);
-    let mut depth = 0usize;
-    let mut root: Option<&'static str> = None;
-    let mut req = LogoutRequestIn::default();
-    let mut resp = LogoutResponseIn::default();
-    let mut text_target: Option<&'static str> = None;
-    let mut text = String::new();
+    let mut st = SloReader::default();
     loop {
         let (ns, ev) = r
             .read_resolved_event()
             .map_err(|e| mal(format!("XML: {e}")))?;
         let in_ns = |want: &[u8]| matches!(ns, ResolveResult::Bound(Namespace(n)) if n == want);
+        let collecting = st.text_target.is_some();
         match ev {
             Event::DocType(_) => return Err(mal("DOCTYPE refused")),
             Event::Start(ref e) | Event::Empty(ref e) => {
-                let local = e.local_name();
-                let local = local.as_ref();
                 let attr = |name: &[u8]| -> Option<String> {
                     e.attributes()
                         .flatten()
@@ -302,68 +374,28 @@ pub fn parse(xml: &str) -> Result<SloMessage, SloError> {
                                 .map(|v| v.into_owned())
                         })
                 };
-                if depth == 0 {
-                    root = match (in_ns(NS_PROTOCOL), local) {
-                        (true, b"LogoutRequest") => Some("request"),
-                        (true, b"LogoutResponse") => Some("response"),
-                        _ => return Err(mal("not a LogoutRequest or LogoutResponse")),
-                    };
-                    read_root(&attr, &mut req, &mut resp);
-                } else if depth == 1 {
-                    text_target = match (local, in_ns(NS_ASSERTION), in_ns(NS_PROTOCOL)) {
-                        (b"Issuer", true, _) => Some("issuer"),
-                        (b"NameID", true, _) => Some("name_id"),
-                        (b"SessionIndex", _, true) => Some("session_index"),
-                        _ => None,
-                    };
-                    text.clear();
-                } else if depth == 2
-                    && local == b"StatusCode"
-                    && in_ns(NS_PROTOCOL)
-                    && resp.status.is_none()
-                {
-                    resp.status = attr(b"Value");
-                }
-                if matches!(ev, Event::Start(_)) {
-                    depth += 1;
-                } else if depth == 1 {
-                    text_target = None;
-                }
+                let empty = matches!(ev, Event::Empty(_));
+                st.element(e.local_name().as_ref(), &in_ns, &attr, empty)?;
             }
-            Event::Text(t) if text_target.is_some() => {
-                text.push_str(&t.decode().map_err(|_| mal("text encoding"))?);
+            Event::Text(t) if collecting => {
+                st.text
+                    .push_str(&t.decode().map_err(|_| mal("text encoding"))?);
             }
-            Event::GeneralRef(g) if text_target.is_some() => {
+            Event::GeneralRef(g) if collecting => {
                 let n = g.decode().map_err(|_| mal("reference"))?;
-                text.push_str(&resolve_predefined(&n).ok_or_else(|| mal(format!("entity &{n};")))?);
+                st.text
+                    .push_str(&resolve_predefined(&n).ok_or_else(|| mal(format!("entity &{n};")))?);
             }
-            Event::CData(c) if text_target.is_some() => {
-                text.push_str(&c.decode().map_err(|_| mal("CDATA encoding"))?);
+            Event::CData(c) if collecting => {
+                st.text
+                    .push_str(&c.decode().map_err(|_| mal("CDATA encoding"))?);
             }
-            Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                if depth == 1 {
-                    let v = text.trim().to_string();
-                    match text_target.take() {
-                        Some("issuer") => {
-                            req.issuer = v.clone();
-                            resp.issuer = v;
-                        }
-                        Some("name_id") => req.name_id = v,
-                        Some("session_index") => req.session_indexes.push(v),
-                        _ => {}
-                    }
-                }
-            }
+            Event::End(_) => st.end(),
             Event::Eof => break,
             _ => {}
         }
     }
-    match root {
-        Some("request") => Ok(SloMessage::Request(req)),
-        Some("response") => Ok(SloMessage::Response(resp)),
-        _ => Err(mal("empty document")),
-    }
+    st.finish()
 }
 
 pub struct LogoutRequestOut<'a> {

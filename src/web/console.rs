@@ -567,31 +567,7 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
             logged_in(app, &user.id, method, lang, secure, rid).await
         }
         Some(Ok((Outcome::Refused(refusal), Some(again)))) => {
-            let m = refusal.message();
-            let text = format!(
-                "{} / {}",
-                lang.t(&m.ja, &m.en),
-                lang.other().t(&m.ja, &m.en)
-            );
-            let mut r = totp_form(
-                &req_head,
-                lang,
-                StatusCode::UNAUTHORIZED,
-                &again.csrf,
-                Some(text),
-            );
-            r.headers_mut().insert(
-                "x-samlgate-reason",
-                HeaderValue::from_static(refusal.code()),
-            );
-            set_cookie(
-                &mut r,
-                secure,
-                STEP_COOKIE,
-                &app.sessions.seal(&again.id),
-                ll::STEP_TTL_SECS,
-            );
-            r
+            totp_again(app, &req_head, secure, refusal, &again)
         }
         other => {
             let refusal = match other {
@@ -618,6 +594,42 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
             r
         }
     }
+}
+
+/// A wrong code with tries left: the code form again, on a fresh step record.
+fn totp_again(
+    app: &App,
+    req_head: &Request<()>,
+    secure: bool,
+    refusal: LoginRefusal,
+    again: &ll::LoginSteps,
+) -> Resp {
+    let lang = Lang::of(req_head);
+    let m = refusal.message();
+    let text = format!(
+        "{} / {}",
+        lang.t(&m.ja, &m.en),
+        lang.other().t(&m.ja, &m.en)
+    );
+    let mut r = totp_form(
+        req_head,
+        lang,
+        StatusCode::UNAUTHORIZED,
+        &again.csrf,
+        Some(text),
+    );
+    r.headers_mut().insert(
+        "x-samlgate-reason",
+        HeaderValue::from_static(refusal.code()),
+    );
+    set_cookie(
+        &mut r,
+        secure,
+        STEP_COOKIE,
+        &app.sessions.seal(&again.id),
+        ll::STEP_TTL_SECS,
+    );
+    r
 }
 
 /// Password and second factor done: the console login starts (the role is checked again).

@@ -88,6 +88,27 @@ pub struct App {
     pub forgot_ip: std::sync::Mutex<crate::accounts::throttle::IpRateLimiter>,
 }
 
+/// `[token]`: the JWT signer, its audience defaulting to the upstream, then our own URL.
+fn token_signer(cfg: &Config) -> anyhow_like::Result<Option<crate::token::TokenSigner>> {
+    let Some(t) = &cfg.token else {
+        return Ok(None);
+    };
+    let keys = KeySet::load(&t.keys_dir).map_err(|e| {
+        format!("[token] keys_dir: {e} (create one with `samlgate keys new --token`)")
+    })?;
+    let aud = t
+        .audience
+        .clone()
+        .or_else(|| cfg.upstream.as_ref().map(|u| u.url.clone()))
+        .unwrap_or_else(|| cfg.public_url.clone());
+    Ok(Some(crate::token::TokenSigner::new(
+        keys,
+        t.lifetime_seconds,
+        cfg.public_url.clone(),
+        aud,
+    )?))
+}
+
 impl App {
     pub fn new(
         cfg: Config,
@@ -109,25 +130,7 @@ impl App {
             .as_ref()
             .map(|u| proxy::Upstream::new(u, &cfg.public_url))
             .transpose()?;
-        let tokens = match &cfg.token {
-            None => None,
-            Some(t) => {
-                let keys = KeySet::load(&t.keys_dir).map_err(|e| {
-                    format!("[token] keys_dir: {e} (create one with `samlgate keys new --token`)")
-                })?;
-                let aud = t
-                    .audience
-                    .clone()
-                    .or_else(|| cfg.upstream.as_ref().map(|u| u.url.clone()))
-                    .unwrap_or_else(|| cfg.public_url.clone());
-                Some(crate::token::TokenSigner::new(
-                    keys,
-                    t.lifetime_seconds,
-                    cfg.public_url.clone(),
-                    aud,
-                )?)
-            }
-        };
+        let tokens = token_signer(&cfg)?;
         pages::set_support(&cfg.support);
         crate::timezone::set(cfg.timezone.clone());
         let md = crate::saml::metadata::sp_metadata(&cfg, &keys);
@@ -261,60 +264,14 @@ async fn serve_on(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        // With [upstream] (HTTP/1.1 to it), this connection's proxied requests get their own
-        // upstream connection, polled in this connection's task (affinity.rs says why).
-        let (affinity, opened) = match &app.upstream {
-            Some(up) if !up.http2() && role == Listener::Main => {
-                let (a, rx) = affinity::Affinity::new();
-                (Some(Arc::new(a)), Some(rx))
-            }
-            _ => (None, None),
+        let conn = Conn {
+            tcp,
+            peer,
+            role,
+            header_timeout,
+            permit,
         };
-        let app = app.clone();
-        let svc = service_fn(move |req| {
-            let app = app.clone();
-            let affinity = affinity.clone();
-            async move { Ok::<_, Infallible>(handle(app, req, peer, role, affinity.as_deref()).await) }
-        });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(64 * 1024);
-        match tls.clone() {
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    affinity::drive(conn, opened).await;
-                    drop(permit);
-                });
-            }
-            Some(acceptor) => {
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .into_owned();
-                    affinity::drive(watcher.watch(conn), opened).await;
-                    drop(permit);
-                });
-            }
-        }
+        spawn_connection(&app, conn, tls.clone(), &graceful);
     }
     tracing::info!("shutting down: finishing requests in flight");
     if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown())
@@ -322,6 +279,86 @@ async fn serve_on(
         .is_err()
     {
         tracing::warn!("some connections did not finish within 20 s");
+    }
+}
+
+/// One accepted connection and what its task needs.
+struct Conn {
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    role: Listener,
+    header_timeout: Duration,
+    /// Held until the connection ends (`[server] max_connections`).
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Serves one connection in its own task (after the TLS handshake, if any), watched by
+/// `graceful` so shutdown waits for it.
+fn spawn_connection(
+    app: &Arc<App>,
+    c: Conn,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+) {
+    let Conn {
+        tcp,
+        peer,
+        role,
+        header_timeout,
+        permit,
+    } = c;
+    // With [upstream] (HTTP/1.1 to it), this connection's proxied requests get their own
+    // upstream connection, polled in this connection's task (affinity.rs says why).
+    let (affinity, opened) = match &app.upstream {
+        Some(up) if !up.http2() && role == Listener::Main => {
+            let (a, rx) = affinity::Affinity::new();
+            (Some(Arc::new(a)), Some(rx))
+        }
+        _ => (None, None),
+    };
+    let app = app.clone();
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        let affinity = affinity.clone();
+        async move { Ok::<_, Infallible>(handle(app, req, peer, role, affinity.as_deref()).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(64 * 1024);
+    match tls {
+        None => {
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                affinity::drive(conn, opened).await;
+                drop(permit);
+            });
+        }
+        Some(acceptor) => {
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let stream =
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                affinity::drive(watcher.watch(conn), opened).await;
+                drop(permit);
+            });
+        }
     }
 }
 
@@ -558,55 +595,58 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, rid: &s
         (&Method::POST, "/login/totp-setup") => settings::post_setup(app, req, rid).await,
         (&Method::GET, "/login/enrol") => local::enrol_page(app, &req),
         (&Method::POST, "/login/enrol") => local::post_enrol(app, req, rid).await,
-        (&Method::GET, "/_samlgate/login.js") => {
-            let mut r = pages::text(
-                StatusCode::OK,
-                "text/javascript; charset=utf-8",
-                local::LOGIN_JS,
-            );
-            r.headers_mut().insert(
-                hyper::header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            );
-            r
-        }
+        (&Method::GET, "/_samlgate/login.js") => cached(
+            "text/javascript; charset=utf-8",
+            local::LOGIN_JS,
+            "public, max-age=3600",
+        ),
         (&Method::GET, "/saml/login") => sso::login(app, &req, peer, rid).await,
         (&Method::GET, "/") => auth::home(app, &req, rid),
-        (&Method::GET, "/saml/metadata") => {
-            let md = app.sp_metadata.read().expect("md lock").clone();
-            pages::text(
-                StatusCode::OK,
-                "application/samlmetadata+xml",
-                md.as_bytes().to_vec(),
-            )
-        }
-        (&Method::GET, "/.well-known/jwks.json") => {
-            let body = app
-                .tokens
-                .as_ref()
-                .map(|t| t.jwks())
-                .unwrap_or_else(|| serde_json::json!({"keys": []}));
-            let mut r = pages::text(StatusCode::OK, "application/jwk-set+json", body.to_string());
-            r.headers_mut().insert(
-                hyper::header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
-            r
-        }
+        (&Method::GET, "/saml/metadata") => sp_metadata(app),
+        (&Method::GET, "/.well-known/jwks.json") => jwks(app),
         (&Method::GET, "/healthz") => pages::text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readyz(app),
         (&Method::GET, "/metrics") => metrics_page(app),
-        (&Method::GET, "/_samlgate/style.css") => {
-            let mut r = pages::text(StatusCode::OK, "text/css; charset=utf-8", pages::STYLE_CSS);
-            r.headers_mut().insert(
-                hyper::header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            );
-            r
-        }
+        (&Method::GET, "/_samlgate/style.css") => cached(
+            "text/css; charset=utf-8",
+            pages::STYLE_CSS,
+            "public, max-age=3600",
+        ),
         (_, "/saml/acs") => method_not_allowed("POST"),
         _ => not_found(Lang::of(&req), rid),
     }
+}
+
+/// A 200 with a Cache-Control header (our static script and style sheet, the JWKS).
+fn cached(content_type: &'static str, body: impl Into<bytes::Bytes>, cache: &'static str) -> Resp {
+    let mut r = pages::text(StatusCode::OK, content_type, body);
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static(cache),
+    );
+    r
+}
+
+fn sp_metadata(app: &App) -> Resp {
+    let md = app.sp_metadata.read().expect("md lock").clone();
+    pages::text(
+        StatusCode::OK,
+        "application/samlmetadata+xml",
+        md.as_bytes().to_vec(),
+    )
+}
+
+fn jwks(app: &App) -> Resp {
+    let body = app
+        .tokens
+        .as_ref()
+        .map(|t| t.jwks())
+        .unwrap_or_else(|| serde_json::json!({"keys": []}));
+    cached(
+        "application/jwk-set+json",
+        body.to_string(),
+        "public, max-age=300",
+    )
 }
 
 /// The client's address for logs: the TCP peer, or — only when the peer is one of
