@@ -16,46 +16,15 @@
 #        OUT (bench/results/loginflood-<UTC>)
 # Output: $OUT/{environment.txt,summary.md,raw/*.txt}
 set -euo pipefail
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
-PEERS="${PEERS:-$(cd "$REPO/../shared/peers" 2>/dev/null && pwd || echo "$REPO/../shared/peers")}"
+FLOOD_NAME=login-flood FLOOD_PORT=18190
+# shellcheck source=bench/flood-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/flood-common.sh"
 PY="${PY:-$REPO/.venv/bin/python}"
-SECONDS_RUN="${SECONDS_RUN:-20}"
-VERIFY_CONNS="${VERIFY_CONNS:-8}"
-FLOOD_CONNS="${FLOOD_CONNS:-6}"
-SG_PORT="${SG_PORT:-18190}"
-OUT="${OUT:-$BENCH_DIR/results/loginflood-$(date -u +%Y%m%dT%H%M%SZ)}"
-BASE="http://127.0.0.1:$SG_PORT"
-mkdir -p "$OUT/raw"
-log() { printf '[login-flood %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-{
-    echo "date: $(date -u +%FT%TZ)"
-    echo "host: $(uname -srm); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-    echo "wrk: $(wrk -v 2>&1 | head -1)"
-    echo "runs: $*"
-    echo "SECONDS_RUN=$SECONDS_RUN VERIFY_CONNS=$VERIFY_CONNS FLOOD_CONNS=$FLOOD_CONNS"
-} > "$OUT/environment.txt"
+flood_environment "runs: $*"
 
 start_gateway() {  # DIR BIN EXTRA -> pid in $DIR/pid, cookie in $cookie
-    local dir="$1" bin="$2" extra="$3" i resp
-    rm -rf "$dir" && mkdir -p "$dir"
-    cp "$PEERS/idp/idp-metadata.xml" "$dir/"
-    cat > "$dir/samlgate.toml" <<CONF
-[server]
-listen = "127.0.0.1:$SG_PORT"
-public_url = "$BASE"
-$extra
-[sp]
-entity_id = "$BASE/saml/metadata"
-keys_dir = "sp-keys"
-[idp]
-metadata = "idp-metadata.xml"
-[store]
-path = "store"
-[attributes]
-account_id = "gmisAccountId"
-category = "accountCategory"
+    local dir="$1" bin="$2" extra="$3" resp
+    flood_dir "$dir" "$bin" "$extra" 'category = "accountCategory"
 facility_code = "facilityCode"
 facility_name = "facilityName"
 display_name = "displayName"
@@ -65,15 +34,8 @@ required = ["account_id"]
 required = false
 version = "1"
 [policy]
-open_categories = ["病院", "診療所", "歯科診療所", "助産所", "薬局", "都道府県", "保健所"]
-CONF
-    (cd "$dir" && "$bin" keys new --config samlgate.toml >/dev/null 2>&1)
-    (cd "$dir" && exec "$bin" serve --config samlgate.toml >>"$dir/log" 2>&1) &
-    echo $! > "$dir/pid"
-    for i in $(seq 100); do
-        curl -s -o /dev/null --max-time 1 "$BASE/healthz" && break
-        sleep 0.1
-    done
+open_categories = ["病院", "診療所", "歯科診療所", "助産所", "薬局", "都道府県", "保健所"]'
+    flood_serve "$dir" "$bin"
     resp="$("$PY" "$PEERS/gen_responses.py" --sp-entity "$BASE/saml/metadata" --acs "$BASE/saml/acs" \
         --count 1 --nameid GM0999999 --out - 2>/dev/null)"
     cookie="$(curl -s -D - -o /dev/null --data-urlencode "SAMLResponse=$resp" "$BASE/saml/acs" |
@@ -91,23 +53,6 @@ stop_gateway() {
     kill -KILL "$pid" 2>/dev/null || true
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# async_ticks PID: CPU ticks of the runtime's async workers (the first nproc tokio-rt-worker
-# threads by id; the blocking pool's threads, where signing and verification run, come later)
-async_ticks() {
-    local t
-    for t in /proc/"$1"/task/*; do
-        if [ "$(cat "$t/comm" 2>/dev/null)" = tokio-rt-worker ]; then
-            echo "${t##*/} $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null)"
-        fi
-    done | sort -n | head -"$(nproc)" | awk '{s += $2} END {print s + 0}'
-}
-
-p99() { awk '$1 == "99%" {print $2}' "$1"; }
-p50() { awk '$1 == "50%" {print $2}' "$1"; }
-rps() { awk '/^Requests\/sec/ {print $2}' "$1"; }
-non3xx() { awk '/Non-2xx or 3xx/ {print $5}' "$1"; }
-
 echo "| run | condition | /auth/verify req/s | p50 | p99 | /saml/login flood req/s | of which 429 | gateway CPU s (of which async workers) | load avg before |" > "$OUT/table.md"
 echo "|---|---|---|---|---|---|---|---|---|" >> "$OUT/table.md"
 
@@ -122,29 +67,20 @@ for spec in "$@"; do
         start_gateway "$dir" "$bin" "$extra"
         pid="$(cat "$dir/pid")"
         raw="$OUT/raw/$label-$cond"
-        load0="$(cut -d' ' -f1-3 /proc/loadavg)"
-        fp=""
         if [ "$cond" = flood ]; then
-            wrk -t1 -c"$FLOOD_CONNS" -d"$((SECONDS_RUN + 4))s" "$BASE/saml/login?return_to=/x" \
-                > "$raw.flood.txt" 2>&1 &
-            fp=$!
-            sleep 2
+            verify_run "$raw" "$pid" "$cookie" "$BASE/saml/login?return_to=/x"
+        else
+            verify_run "$raw" "$pid" "$cookie"
         fi
-        t0="$(cpu_ticks "$pid")" a0="$(async_ticks "$pid")"
-        wrk -t1 -c"$VERIFY_CONNS" -d"${SECONDS_RUN}s" --timeout 10s --latency -H "Cookie: $cookie" \
-            "$BASE/auth/verify" > "$raw.verify.txt" 2>&1 || true
-        t1="$(cpu_ticks "$pid")" a1="$(async_ticks "$pid")"
-        if [ -n "$fp" ]; then wait "$fp" || true; fi
-        cpu="$(awk -v a="$t0" -v b="$t1" -v c="$a0" -v d="$a1" -v hz="$(getconf CLK_TCK)" \
-            'BEGIN {printf "%.1f (%.1f)", (b - a) / hz, (d - c) / hz}')"
+        cpu="$CPU ($ASYNC_CPU)"
         frps="-" f429="-"
-        if [ -n "$fp" ]; then
+        if [ "$cond" = flood ]; then
             frps="$(rps "$raw.flood.txt")"
             f429="$(non3xx "$raw.flood.txt")"
             f429="${f429:-0}"
         fi
-        echo "| $label | $cond | $(rps "$raw.verify.txt") | $(p50 "$raw.verify.txt") | **$(p99 "$raw.verify.txt")** | $frps | $f429 | $cpu | $load0 |" >> "$OUT/table.md"
-        log "$label $cond: verify p99 $(p99 "$raw.verify.txt") (flood $frps req/s, non-3xx $f429)"
+        echo "| $label | $cond | $(rps "$raw.verify.txt") | $(pct "$raw.verify.txt" 50%) | **$(pct "$raw.verify.txt" 99%)** | $frps | $f429 | $cpu | $LOAD0 |" >> "$OUT/table.md"
+        log "$label $cond: verify p99 $(pct "$raw.verify.txt" 99%) (flood $frps req/s, non-3xx $f429)"
         du -sk "$dir/store" | awk '{print "store KiB after: " $1}' > "$raw.store.txt"
         stop_gateway "$dir"
         sleep 5

@@ -16,53 +16,20 @@
 #   env: SECONDS_RUN (20), VERIFY_CONNS (8), FLOOD_CONNS (6), SG_PORT (18290),
 #        OUT (bench/results/passwordflood-<UTC>)
 set -euo pipefail
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="${1:?usage: bench/password-flood.sh BINARY}"
-PEERS="${PEERS:-/work/shared/peers}"
-SECONDS_RUN="${SECONDS_RUN:-20}"
-VERIFY_CONNS="${VERIFY_CONNS:-8}"
-FLOOD_CONNS="${FLOOD_CONNS:-6}"
-SG_PORT="${SG_PORT:-18290}"
-OUT="${OUT:-$BENCH_DIR/results/passwordflood-$(date -u +%Y%m%dT%H%M%SZ)}"
-BASE="http://127.0.0.1:$SG_PORT"
+FLOOD_NAME=password-flood FLOOD_PORT=18290
+# shellcheck source=bench/flood-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/flood-common.sh"
 DIR="/tmp/samlgate-passwordflood"
-mkdir -p "$OUT/raw"
-log() { printf '[password-flood %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+flood_environment "binary: $BIN"
 
-{
-    echo "date: $(date -u +%FT%TZ)"
-    echo "host: $(uname -srm); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-    echo "wrk: $(wrk -v 2>&1 | head -1)"
-    echo "binary: $BIN"
-    echo "SECONDS_RUN=$SECONDS_RUN VERIFY_CONNS=$VERIFY_CONNS FLOOD_CONNS=$FLOOD_CONNS"
-} > "$OUT/environment.txt"
-
-rm -rf "$DIR" && mkdir -p "$DIR"
-cp "$PEERS/idp/idp-metadata.xml" "$DIR/"
-cat > "$DIR/samlgate.toml" <<CONF
-[server]
-listen = "127.0.0.1:$SG_PORT"
-public_url = "$BASE"
-trusted_proxies = ["127.0.0.1"]
-[sp]
-entity_id = "$BASE/saml/metadata"
-keys_dir = "sp-keys"
-[idp]
-metadata = "idp-metadata.xml"
-[store]
-path = "store"
-[attributes]
-account_id = "gmisAccountId"
-required = ["account_id"]
-CONF
-(cd "$DIR" && "$BIN" keys new --config samlgate.toml >/dev/null 2>&1)
+flood_dir "$DIR" "$BIN" 'trusted_proxies = ["127.0.0.1"]' 'required = ["account_id"]'
 first="$(cd "$DIR" && "$BIN" accounts --config samlgate.toml add bench --email b@example.jp \
     --name bench --by bench --json | sed -n 's/.*"initial_password":"\([^"]*\)".*/\1/p')"
 [ -n "$first" ] || { log "no initial password"; exit 1; }
-(cd "$DIR" && exec "$BIN" serve --config samlgate.toml >>"$DIR/log" 2>&1) &
-pid=$!
+flood_serve "$DIR" "$BIN"
+pid="$(cat "$DIR/pid")"
 trap 'kill -TERM $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null --max-time 1 "$BASE/healthz" && break; sleep 0.1; done
 
 # A password session: login form (CSRF cookie + field), first password, forced change.
 jar="$DIR/jar"
@@ -97,32 +64,20 @@ request = function()
 end
 LUA
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-p() { awk -v q="$2" '$1 == q {print $2}' "$1"; }
-rps() { awk '/^Requests\/sec/ {print $2}' "$1"; }
 echo "| condition | /auth/verify req/s | p50 | p90 | p99 | flood answers/s (status) | gateway CPU s | load avg before |" > "$OUT/table.md"
 echo "|---|---|---|---|---|---|---|---|" >> "$OUT/table.md"
 for cond in alone flood; do
     raw="$OUT/raw/$cond"
-    load0="$(cut -d' ' -f1-3 /proc/loadavg)"
-    fp=""
     if [ "$cond" = flood ]; then
-        wrk -t1 -c"$FLOOD_CONNS" -d"$((SECONDS_RUN + 4))s" --timeout 30s -s "$DIR/flood.lua" \
-            "$BASE/login" > "$raw.flood.txt" 2>&1 &
-        fp=$!
-        sleep 2
+        verify_run "$raw" "$pid" "$cookie" --timeout 30s -s "$DIR/flood.lua" "$BASE/login"
+    else
+        verify_run "$raw" "$pid" "$cookie"
     fi
-    t0="$(cpu_ticks "$pid")"
-    wrk -t1 -c"$VERIFY_CONNS" -d"${SECONDS_RUN}s" --timeout 10s --latency -H "Cookie: $cookie" \
-        "$BASE/auth/verify" > "$raw.verify.txt" 2>&1 || true
-    t1="$(cpu_ticks "$pid")"
-    if [ -n "$fp" ]; then wait "$fp" || true; fi
-    cpu="$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b - a) / hz}')"
     frps="-"
-    if [ -n "$fp" ]; then
-        frps="$(rps "$raw.flood.txt") ($(awk '/Non-2xx or 3xx/ {print $5}' "$raw.flood.txt") non-2xx: 401 wrong password)"
+    if [ "$cond" = flood ]; then
+        frps="$(rps "$raw.flood.txt") ($(non3xx "$raw.flood.txt") non-2xx: 401 wrong password)"
     fi
-    echo "| $cond | $(rps "$raw.verify.txt") | $(p "$raw.verify.txt" 50%) | $(p "$raw.verify.txt" 90%) | $(p "$raw.verify.txt" 99%) | $frps | $cpu | $load0 |" >> "$OUT/table.md"
+    echo "| $cond | $(rps "$raw.verify.txt") | $(pct "$raw.verify.txt" 50%) | $(pct "$raw.verify.txt" 90%) | $(pct "$raw.verify.txt" 99%) | $frps | $CPU | $LOAD0 |" >> "$OUT/table.md"
     log "$cond done"
 done
 grep -c 'local_unknown_id' "$DIR/log" > "$OUT/raw/refused-lines.txt" || true

@@ -7,6 +7,7 @@
 
 mod common;
 mod console_kit;
+mod local_common;
 
 use std::fs;
 use std::path::Path;

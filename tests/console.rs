@@ -8,6 +8,7 @@
 
 mod common;
 mod console_kit;
+mod local_common;
 
 use std::fs;
 use std::process::Command;

@@ -119,25 +119,51 @@ fn metadata(out: &Path, certs: &[&KeyPair]) -> PathBuf {
 }
 
 fn sign(input: &Path, out: &Path, signer: &KeyPair, extra: &[&str]) -> PathBuf {
-    let mut a: Vec<std::ffi::OsString> = vec!["sign".into(), "--in".into(), input.into()];
-    a.extend([
-        "--out".into(),
-        out.into(),
-        "--key".into(),
-        signer.key.clone().into(),
-    ]);
-    a.extend(["--cert".into(), signer.cert.clone().into()]);
-    a.extend(extra.iter().map(|s| std::ffi::OsString::from(*s)));
+    let key: [&std::ffi::OsStr; 4] = [
+        "--key".as_ref(),
+        signer.key.as_os_str(),
+        "--cert".as_ref(),
+        signer.cert.as_os_str(),
+    ];
+    md_tool("sign", input, out, &key, extra)
+}
+
+fn edit(input: &Path, out: &Path, extra: &[&str]) -> PathBuf {
+    md_tool("edit", input, out, &[], extra)
+}
+
+/// `metadata_server.py CMD --in INPUT --out OUT ARGS... EXTRA...`: the file it wrote.
+fn md_tool(
+    cmd: &str,
+    input: &Path,
+    out: &Path,
+    args: &[&std::ffi::OsStr],
+    extra: &[&str],
+) -> PathBuf {
+    let mut a: Vec<&std::ffi::OsStr> = vec![
+        cmd.as_ref(),
+        "--in".as_ref(),
+        input.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    a.extend(args);
+    a.extend(extra.iter().map(std::ffi::OsStr::new));
     run_support("metadata_server.py", &a);
     out.to_path_buf()
 }
 
-fn edit(input: &Path, out: &Path, extra: &[&str]) -> PathBuf {
-    let mut a: Vec<std::ffi::OsString> = vec!["edit".into(), "--in".into(), input.into()];
-    a.extend(["--out".into(), out.into()]);
-    a.extend(extra.iter().map(|s| std::ffi::OsString::from(*s)));
-    run_support("metadata_server.py", &a);
-    out.to_path_buf()
+/// `[idp]` fetches from `srv` (trusting its test CA) with `idp_lines` added; returns once the
+/// refresh at start has been counted.
+fn fetch_from(gw: &mut Gateway, srv: &MdServer, idp_lines: &str) {
+    reconfigure(
+        gw,
+        &format!(
+            "metadata_url = \"{}\"\nmetadata_ca_file = \"mdsrv/ca.crt\"\n{idp_lines}",
+            srv.url()
+        ),
+    );
+    wait_first_refresh(gw);
 }
 
 /// Adds `idp_lines` to `[idp]` and an admin token (the CLI reaches a running sled gateway
@@ -180,6 +206,21 @@ fn assert_refused(gw: &Gateway, k: &KeyPair, what: &str) {
     );
 }
 
+/// `n` successful refreshes so far.
+fn assert_successes(gw: &Gateway, n: f64) {
+    assert_eq!(
+        metric(gw, "samlgate_idp_metadata_refresh_success_total"),
+        n,
+        "{}",
+        gw.log_tail(20)
+    );
+}
+
+/// `n` refreshes failed for `reason` so far.
+fn assert_failures(gw: &Gateway, reason: &str, n: f64) {
+    assert_eq!(failures(gw, reason), n, "{}", gw.log_tail(10));
+}
+
 fn metric(gw: &Gateway, name: &str) -> f64 {
     metric_value(&gw.metrics(), name).unwrap_or(0.0)
 }
@@ -200,30 +241,26 @@ fn attempts(gw: &Gateway) -> f64 {
 fn refresh_now(gw: &Gateway) {
     let before = attempts(gw);
     gw.sighup();
+    wait_attempts_over(gw, before, "no refresh after SIGHUP");
+}
+
+/// Waits for the refresh the gateway runs at start to be counted.
+fn wait_first_refresh(gw: &Gateway) {
+    wait_attempts_over(gw, 0.0, "no refresh at start");
+}
+
+/// Waits (up to 30 s) until more than `before` refreshes were counted, then for the reload.
+fn wait_attempts_over(gw: &Gateway, before: f64, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while attempts(gw) <= before {
         assert!(
             Instant::now() < deadline,
-            "no refresh after SIGHUP; log:\n{}",
+            "{what}; log:\n{}",
             gw.log_tail(30)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The reload after a refresh runs on a blocking thread; give it its moment.
-    std::thread::sleep(Duration::from_millis(300));
-}
-
-/// Waits for the refresh the gateway runs at start to be counted.
-fn wait_first_refresh(gw: &Gateway) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while attempts(gw) < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no refresh at start; log:\n{}",
-            gw.log_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     std::thread::sleep(Duration::from_millis(300));
 }
 
@@ -251,44 +288,28 @@ fn unsigned_metadata_rotation_follows_the_pins_and_idp_trust() {
     srv.serve(&metadata(&d.join("m0.xml"), &[&k0]));
     let fp1 = openssl_fingerprint(&k1.cert);
     let fp2 = openssl_fingerprint(&k2.cert);
-    reconfigure(
+    fetch_from(
         &mut gw,
+        &srv,
         &format!(
-            "metadata_url = \"{}\"\nmetadata_ca_file = \"mdsrv/ca.crt\"\ntrusted_fingerprints = [\"{}\"]",
-            srv.url(),
+            "trusted_fingerprints = [\"{}\"]",
             fp1.replace(':', "").to_lowercase()
         ),
     );
-    wait_first_refresh(&gw);
-    assert_eq!(
-        metric(&gw, "samlgate_idp_metadata_refresh_success_total"),
-        1.0,
-        "{}",
-        gw.log_tail(20)
-    );
+    assert_successes(&gw, 1.0);
     assert_login(&gw, &k0, "k0 before rotation");
 
     // G-MIS switches to k1 (listed in trusted_fingerprints).
     srv.serve(&metadata(&d.join("m1.xml"), &[&k1]));
     refresh_now(&gw);
-    assert_eq!(
-        metric(&gw, "samlgate_idp_metadata_refresh_success_total"),
-        2.0,
-        "{}",
-        gw.log_tail(20)
-    );
+    assert_successes(&gw, 2.0);
     assert_login(&gw, &k1, "k1 after a listed rotation");
     assert_refused(&gw, &k0, "k0 after the switch to k1");
 
     // Then to k2, which nobody listed: refused, k1 keeps working.
     srv.serve(&metadata(&d.join("m2.xml"), &[&k2]));
     refresh_now(&gw);
-    assert_eq!(
-        failures(&gw, "idp_metadata_untrusted_cert"),
-        1.0,
-        "{}",
-        gw.log_tail(20)
-    );
+    assert_failures(&gw, "idp_metadata_untrusted_cert", 1.0);
     let log = gw.log();
     assert!(
         log.contains("idp_metadata_untrusted_cert") && log.contains(&fp2),
@@ -316,12 +337,7 @@ fn unsigned_metadata_rotation_follows_the_pins_and_idp_trust() {
         "a malformed fingerprint must be refused"
     );
     refresh_now(&gw);
-    assert_eq!(
-        metric(&gw, "samlgate_idp_metadata_refresh_success_total"),
-        3.0,
-        "{}",
-        gw.log_tail(20)
-    );
+    assert_successes(&gw, 3.0);
     assert_login(&gw, &k2, "k2 after idp trust");
     let o = samlgate(&gw, &["audit", "tail", "--json"]);
     let audit = String::from_utf8_lossy(&o.stdout);
@@ -377,21 +393,15 @@ fn signed_metadata_and_every_failure_keep_the_old_copy() {
     let srv = MdServer::start(&d.join("mdsrv"));
     let m1 = metadata(&d.join("m1.xml"), &[&k1]);
     srv.serve(&sign(&m1, &d.join("m1s.xml"), &signer, &[]));
-    reconfigure(
+    fetch_from(
         &mut gw,
+        &srv,
         &format!(
-            "metadata_url = \"{}\"\nmetadata_ca_file = \"mdsrv/ca.crt\"\nmetadata_signing_cert = \"{}\"\nmetadata_timeout_seconds = 2\nmetadata_max_kib = 64",
-            srv.url(),
+            "metadata_signing_cert = \"{}\"\nmetadata_timeout_seconds = 2\nmetadata_max_kib = 64",
             signer.cert.display()
         ),
     );
-    wait_first_refresh(&gw);
-    assert_eq!(
-        metric(&gw, "samlgate_idp_metadata_refresh_success_total"),
-        1.0,
-        "{}",
-        gw.log_tail(20)
-    );
+    assert_successes(&gw, 1.0);
     assert_login(&gw, &k1, "k1 from signed metadata");
     assert_refused(&gw, &k0, "k0 after signed rotation to k1");
     let kept = d.join("idp-metadata.xml");
@@ -467,23 +477,13 @@ fn signed_metadata_and_every_failure_keep_the_old_copy() {
         "timeout not applied: {:?}",
         t.elapsed()
     );
-    assert_eq!(
-        failures(&gw, "idp_metadata_timeout"),
-        1.0,
-        "{}",
-        gw.log_tail(10)
-    );
+    assert_failures(&gw, "idp_metadata_timeout", 1.0);
     assert_login(&gw, &k1, "slow server");
     srv.set_delay(None);
     let mut srv = srv;
     srv.stop();
     refresh_now(&gw);
-    assert_eq!(
-        failures(&gw, "idp_metadata_unreachable"),
-        1.0,
-        "{}",
-        gw.log_tail(10)
-    );
+    assert_failures(&gw, "idp_metadata_unreachable", 1.0);
     assert_login(&gw, &k1, "server down");
     let last_ok = metric(&gw, "samlgate_idp_metadata_last_success_timestamp_seconds");
     assert!(last_ok > 1.7e9, "last success gauge {last_ok}");
@@ -491,12 +491,7 @@ fn signed_metadata_and_every_failure_keep_the_old_copy() {
     // A restart while the server is down starts from the last good copy.
     gw.restart();
     wait_first_refresh(&gw);
-    assert_eq!(
-        failures(&gw, "idp_metadata_unreachable"),
-        1.0,
-        "{}",
-        gw.log_tail(10)
-    );
+    assert_failures(&gw, "idp_metadata_unreachable", 1.0);
     assert_login(&gw, &k1, "restart while the metadata server is down");
     assert_refused(&gw, &k0, "restart: k0 still gone");
 
@@ -531,14 +526,11 @@ fn logins_during_refreshes_never_fail() {
     let b = metadata(&d.join("b.xml"), &[&k1, &k0]);
     srv.serve(&a);
     let fp1 = openssl_fingerprint(&k1.cert);
-    reconfigure(
+    fetch_from(
         &mut gw,
-        &format!(
-            "metadata_url = \"{}\"\nmetadata_ca_file = \"mdsrv/ca.crt\"\ntrusted_fingerprints = [\"{fp1}\"]",
-            srv.url()
-        ),
+        &srv,
+        &format!("trusted_fingerprints = [\"{fp1}\"]"),
     );
-    wait_first_refresh(&gw);
     let cases: Vec<Vec<&str>> = (0..40)
         .map(|i| {
             let k = if i % 2 == 0 { &k0 } else { &k1 };

@@ -9,50 +9,11 @@
 // page -> English -> log out. Screenshots: DIR/console-*.png and console-*-phone.png.
 // Exit 0 when every check passed.
 
-import { chromium } from "playwright-core";
-import fs from "node:fs";
-import path from "node:path";
-import { createRequire } from "node:module";
+import { args, axeBothWidths, check, failures, finish, launch } from "./kit.mjs";
 
-const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1200, height: 900 };
-
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
-    return acc;
-  }, []),
-);
-const { base: BASE, out: OUT, user: USER, password: PASSWORD, code: CODE } = args;
-const CHROMIUM = args.chromium || "/usr/bin/chromium";
-fs.mkdirSync(OUT, { recursive: true });
-
-const failures = [];
-function check(ok, what) {
-  if (!ok) {
-    failures.push(what);
-    console.error("FAIL: " + what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
-
-const shot = (page, name) => page.screenshot({ path: path.join(OUT, name), fullPage: true });
-
-async function axeViolations(page) {
-  await page.evaluate(AXE_SOURCE + "\n;0");
-  return page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ["violations"] });
-    return r.violations
-      .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
-  });
-}
+const { base: BASE, user: USER, password: PASSWORD, code: CODE } = args;
+const browser = await launch();
 
 /** lang, one h1, no script or inline style, axe clean and no sideways scroll at both widths;
  *  screenshots of both. */
@@ -66,16 +27,7 @@ async function pageChecks(page, name, lang, file) {
   check(f.lang === lang, `${name}: lang ${f.lang}, want ${lang}`);
   check(f.h1 === 1, `${name}: ${f.h1} h1 elements`);
   check(f.scripts === 0 && f.inline === 0, `${name}: scripts or inline styles`);
-  for (const [label, vp] of [["desktop", DESKTOP], ["phone", PHONE]]) {
-    await page.setViewportSize(vp);
-    const v = await axeViolations(page);
-    check(v.length === 0, `${name} (${label}): axe serious/critical: ${JSON.stringify(v)}`);
-    const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-    check(!wide, `${name} (${label}): the page scrolls sideways`);
-    await shot(page, label === "desktop" ? file : file.replace(/\.png$/, "-phone.png"));
-  }
-  await page.setViewportSize(DESKTOP);
-  console.log(`${name}: axe clean at ${DESKTOP.width}px and ${PHONE.width}px`);
+  await axeBothWidths(page, name, file, DESKTOP);
 }
 
 try {
@@ -140,11 +92,5 @@ try {
   await context.close();
 } catch (e) {
   failures.push("exception: " + (e.stack || e));
-} finally {
-  await browser.close();
 }
-if (failures.length) {
-  console.error(`${failures.length} failure(s):\n` + failures.join("\n"));
-  process.exit(1);
-}
-console.log("console: all checks passed");
+await finish(browser, "console");

@@ -9,59 +9,10 @@
 // (serious/critical) at desktop and phone width. /login with the notice (login-notice-ja.png).
 // Exit 0 when every check passed.
 
-import { chromium } from "playwright-core";
-import fs from "node:fs";
-import path from "node:path";
-import { createRequire } from "node:module";
+import { args, axeBothWidths as axe, check, finish, launch } from "./kit.mjs";
 
-const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-const PHONE = { width: 390, height: 844 };
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
-    return acc;
-  }, []),
-);
-const { base: BASE, out: OUT, notice: NOTICE } = args;
-const CHROMIUM = args.chromium || "/usr/bin/chromium";
-fs.mkdirSync(OUT, { recursive: true });
-
-const failures = [];
-let checks = 0;
-function check(ok, what) {
-  checks++;
-  if (!ok) {
-    failures.push(what);
-    console.error("FAIL: " + what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
-
-async function axe(page, name, file) {
-  const desktop = page.viewportSize();
-  for (const [label, vp] of [["desktop", desktop], ["phone", PHONE]]) {
-    await page.setViewportSize(vp);
-    await page.evaluate(AXE_SOURCE + "\n;0");
-    const v = await page.evaluate(async () => {
-      const r = await window.axe.run(document, { resultTypes: ["violations"] });
-      return r.violations
-        .filter((x) => x.impact === "serious" || x.impact === "critical")
-        .map((x) => `${x.id} (${x.impact}): ${x.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
-    });
-    check(v.length === 0, `${name} (${label}): axe violations: ${JSON.stringify(v)}`);
-    const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-    check(!wide, `${name} (${label}): scrolls sideways`);
-    const f = label === "desktop" ? file : file.replace(/\.png$/, "-phone.png");
-    await page.screenshot({ path: path.join(OUT, f), fullPage: true });
-  }
-  await page.setViewportSize(desktop);
-  console.log(`${name}: axe clean at ${desktop.width}px and ${PHONE.width}px`);
-}
+const { base: BASE, notice: NOTICE } = args;
+const browser = await launch();
 
 async function outagePage(locale, lang, file) {
   const context = await browser.newContext({ locale, viewport: { width: 1280, height: 900 } });
@@ -114,6 +65,4 @@ await outagePage("en-US", "en", "idp-down-en.png");
   await context.close();
 }
 
-await browser.close();
-console.log(`${checks} checks: ${checks - failures.length} passed, ${failures.length} failed`);
-process.exit(failures.length ? 1 : 0);
+await finish(browser, "idp down pages");

@@ -11,48 +11,11 @@
 // 3. en: the English login page (login-en.png).
 // Exit 0 when every check passed.
 
-import { chromium } from "playwright-core";
-import fs from "node:fs";
-import path from "node:path";
+import { args, check, failures, finish, launch, open as openIn, shot } from "./kit.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
-    return acc;
-  }, []),
-);
-const { base: BASE, out: OUT, user: USER, password: PASSWORD } = args;
-const CHROMIUM = args.chromium || "/usr/bin/chromium";
-fs.mkdirSync(OUT, { recursive: true });
-
-const failures = [];
-function check(ok, what) {
-  if (!ok) {
-    failures.push(what);
-    console.error("FAIL: " + what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
-
-async function open(locale, javaScriptEnabled = true) {
-  const context = await browser.newContext({ locale, javaScriptEnabled, viewport: { width: 1000, height: 900 } });
-  const page = await context.newPage();
-  // Resource failures are judged by URL below (chromium asks for /favicon.ico on its own).
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) failures.push("console error: " + m.text());
-  });
-  page.on("response", (r) => {
-    if (r.status() >= 400 && !r.url().endsWith("/favicon.ico")) failures.push(`${r.status()} for ${r.url()}`);
-  });
-  return { context, page };
-}
-
-const shot = (page, name) => page.screenshot({ path: path.join(OUT, name), fullPage: true });
+const { base: BASE, user: USER, password: PASSWORD } = args;
+const browser = await launch();
+const open = (locale, javaScriptEnabled = true) => openIn(browser, locale, { javaScriptEnabled });
 const pwType = (page, id) => page.$eval("#" + id, (e) => e.type);
 
 try {
@@ -117,9 +80,4 @@ try {
 } catch (e) {
   failures.push("exception: " + (e && e.stack ? e.stack : e));
 }
-await browser.close();
-if (failures.length) {
-  console.error(failures.length + " failure(s):\n" + failures.join("\n"));
-  process.exit(1);
-}
-console.log("local login pages: all checks passed");
+await finish(browser, "local login pages");

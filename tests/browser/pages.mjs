@@ -17,54 +17,18 @@
 // reaches 同意する before 同意しない.
 // Exit 0 when every check passed; otherwise the failures are listed and the exit code is 1.
 
-import { chromium } from "playwright-core";
-import fs from "node:fs";
-import path from "node:path";
-import { createRequire } from "node:module";
+import { PHONE, args, axeBothWidths, check, finish, launch, shot } from "./kit.mjs";
 
-// axe-core (npm), evaluated through the DevTools protocol (the pages' CSP forbids script tags).
-const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-const PHONE = { width: 390, height: 844 };
-
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
-    return acc;
-  }, []),
-);
 const BASE = args.base;
 const OUT = args.out;
-const CHROMIUM = args.chromium || "/usr/bin/chromium";
 const FLOW = args.flow || "main";
 if (!BASE || !OUT) {
   console.error("usage: node pages.mjs --base http://127.0.0.1:PORT --out DIR [--chromium PATH]");
   process.exit(2);
 }
-fs.mkdirSync(OUT, { recursive: true });
 
-const failures = [];
-let checks = 0;
-function check(ok, what) {
-  checks++;
-  if (!ok) {
-    failures.push(what);
-    console.error("FAIL: " + what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  // Playwright gives each launch a fresh, empty --user-data-dir of its own.
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+const browser = await launch({
+  flags: ["--disable-quic", "--disable-component-update", "--disable-sync"],
   timeout: 60_000,
 });
 
@@ -188,33 +152,6 @@ async function facts(page) {
   });
 }
 
-/** axe-core's serious and critical violations on the current page. */
-async function axeViolations(page) {
-  await page.evaluate(AXE_SOURCE + "\n;0");
-  return page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ["violations"] });
-    return r.violations
-      .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
-  });
-}
-
-/** axe at desktop and at phone width (no sideways scroll there either); screenshots of both
- *  when `file` is given (file and file-phone). */
-async function axeBothWidths(page, name, file) {
-  const desktop = page.viewportSize();
-  for (const [label, vp] of [["desktop", desktop], ["phone", PHONE]]) {
-    await page.setViewportSize(vp);
-    const v = await axeViolations(page);
-    check(v.length === 0, `${name} (${label}): axe serious/critical violations: ${JSON.stringify(v)}`);
-    const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-    check(!wide, `${name} (${label}): the page scrolls sideways`);
-    if (file) await shot(page, label === "desktop" ? file : file.replace(/\.png$/, "-phone.png"));
-  }
-  await page.setViewportSize(desktop);
-  console.log(`${name}: axe clean at ${desktop.width}px and ${PHONE.width}px`);
-}
-
 /** The checks every samlgate page must pass. */
 async function commonChecks(page, name, lang, file) {
   const f = await facts(page);
@@ -268,11 +205,6 @@ async function tabOrder(page, n = 12) {
     );
   }
   return seen;
-}
-
-async function shot(page, file) {
-  await page.screenshot({ path: path.join(OUT, file), fullPage: true });
-  console.log(`screenshot ${path.join(OUT, file)}`);
 }
 
 /** From samlgate's /login through the demo IdP (user index `user`) to wherever it ends. */
@@ -384,9 +316,7 @@ if (FLOW === "apply") {
   await loginThroughDemoIdp(page, name, { user: 3, linkName: "G-MISからのログインはこちら" });
   check(new URL(page.url()).pathname === "/consent", `${name}: after approval the login led to ${page.url()}`);
   await context.close();
-  await browser.close();
-  console.log(`${checks - failures.length} passed, ${failures.length} failed`);
-  process.exit(failures.length ? 1 : 0);
+  await finish(browser, "pages");
 }
 
 if (FLOW === "lang-links") {
@@ -427,9 +357,7 @@ if (FLOW === "lang-links") {
     await bothLanguages(page, name, { main: "en", other: "ja", text: /事務局が理由を確認/ });
     await context.close();
   }
-  await browser.close();
-  console.log(`${checks - failures.length} passed, ${failures.length} failed`);
-  process.exit(failures.length ? 1 : 0);
+  await finish(browser, "pages");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -620,6 +548,4 @@ if (FLOW === "lang-links") {
   await context.close();
 }
 
-await browser.close();
-console.log(`${checks - failures.length} passed, ${failures.length} failed`);
-process.exit(failures.length ? 1 : 0);
+await finish(browser, "pages");

@@ -14,77 +14,19 @@
 // Every page: axe-core serious/critical clean and no sideways scroll at 1000px and 390px;
 // screenshots of both widths (NAME.png, NAME-phone.png). Exit 0 when every check passed.
 
-import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
+import { args, axeBothWidths as axeWidths, check, failures, finish, launch, open as openIn } from "./kit.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith("--")) acc.push([a.slice(2), all[i + 1]]);
-    return acc;
-  }, []),
-);
-const { base: BASE, out: OUT, user: USER, maildir: MAILDIR } = args;
-const CHROMIUM = args.chromium || "/usr/bin/chromium";
-const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-const PHONE = { width: 390, height: 844 };
-fs.mkdirSync(OUT, { recursive: true });
-
-const failures = [];
-function check(ok, what) {
-  if (!ok) {
-    failures.push(what);
-    console.error("FAIL: " + what);
-  }
-}
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
-
+const { base: BASE, user: USER, maildir: MAILDIR } = args;
+const browser = await launch();
 /** A context; `expected` lists status codes that are the point of a step (the 410 page). */
-async function open(locale, expected = []) {
-  const context = await browser.newContext({ locale, viewport: { width: 1000, height: 900 } });
-  const page = await context.newPage();
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) failures.push("console error: " + m.text());
-  });
-  page.on("response", (r) => {
-    if (r.status() >= 400 && !r.url().endsWith("/favicon.ico") && !expected.includes(r.status()))
-      failures.push(`${r.status()} for ${r.url()}`);
-  });
-  return { context, page };
-}
+const open = (locale, expected = []) => openIn(browser, locale, { expected });
 
-const shot = (page, name) => page.screenshot({ path: path.join(OUT, name), fullPage: true });
-
-async function axeViolations(page) {
-  await page.evaluate(AXE_SOURCE + "\n;0");
-  return page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ["violations"] });
-    return r.violations
-      .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
-  });
-}
-
-/** axe and no sideways scroll at both widths, with a screenshot of each. */
+/** axe and no sideways scroll at both widths (NAME.png, NAME-phone.png), one h1. */
 async function axeBothWidths(page, name) {
-  const desktop = page.viewportSize();
-  for (const [label, vp] of [["desktop", desktop], ["phone", PHONE]]) {
-    await page.setViewportSize(vp);
-    const v = await axeViolations(page);
-    check(v.length === 0, `${name} (${label}): axe serious/critical violations: ${JSON.stringify(v)}`);
-    const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-    check(!wide, `${name} (${label}): the page scrolls sideways`);
-    await shot(page, label === "desktop" ? `${name}.png` : `${name}-phone.png`);
-  }
-  await page.setViewportSize(desktop);
+  await axeWidths(page, name, `${name}.png`);
   check((await page.locator("h1").count()) === 1, `${name}: one h1`);
-  console.log(`${name}: axe clean at ${desktop.width}px and ${PHONE.width}px`);
 }
 
 /** The link in the n-th delivered mail (waits for it). */
@@ -168,9 +110,4 @@ try {
 } catch (e) {
   failures.push("exception: " + (e && e.stack ? e.stack : e));
 }
-await browser.close();
-if (failures.length) {
-  console.error(failures.length + " failure(s):\n" + failures.join("\n"));
-  process.exit(1);
-}
-console.log("forgot/reset pages: all checks passed");
+await finish(browser, "forgot/reset pages");

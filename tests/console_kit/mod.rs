@@ -1,62 +1,28 @@
-//! Shared by tests/console.rs and tests/browser_console.rs: a gateway with consent required
-//! and the admin API, a secretariat operator set up as a new one is (first login, TOTP
-//! enrolment with python pyotp), a small cookie-keeping browser, and the refused 保健所 user's
-//! application.
+//! Shared by tests/console.rs, tests/console_mail.rs and tests/browser_console.rs, on
+//! tests/local_common (gateway with `[admin]`, CLI, browser): a gateway with consent required,
+//! a secretariat operator set up as a new one is (first login, TOTP enrolment with python
+//! pyotp), and the refused 保健所 user's application.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::common::*;
+#[allow(unused_imports)] // tests/console.rs names it; the other users do not
+pub use super::local_common::Page;
+pub use super::local_common::{cli_json, hidden, Client as Browser, NEW_PASSWORD};
 use serde_json::Value;
 
 pub const ADMIN_TOKEN: &str = "console-test-admin-token-0123456789abcdef0123";
-pub const NEW_PASSWORD: &str = "correct horse battery staple 2026";
 pub const HC: &str = "GM7000001";
 
 /// The harness gateway with consent required, `[support]`, the admin API (for the CLI) and
 /// `extra` appended.
 pub fn gateway(extra: &str) -> Gateway {
-    let mut gw = Gateway::start();
-    let tok = gw.dir.path().join("admin.token");
-    fs::write(&tok, format!("{ADMIN_TOKEN}\n")).unwrap();
-    fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let cfg = fs::read_to_string(&gw.config)
-        .unwrap()
-        .replace("[consent]\nrequired = false", "[consent]\nrequired = true");
-    let cfg = format!(
-        "{cfg}\n[support]\nname = \"テスト事務局\"\nphone = \"03-1234-5678\"\nemail = \"help@example.jp\"\n\n[admin]\ntoken_file = \"admin.token\"\n{extra}\n"
-    );
-    fs::write(&gw.config, cfg).unwrap();
-    gw.restart();
-    gw
-}
-
-/// `samlgate GROUP ARGS... --config CFG --json` through the running gateway: its JSON lines.
-pub fn cli_json(gw: &Gateway, group: &str, args: &[&str]) -> Vec<Value> {
-    let out = Command::new(BIN)
-        .arg(group)
-        .args(args)
-        .arg("--config")
-        .arg(&gw.config)
-        .arg("--json")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn samlgate CLI");
-    assert!(
-        out.status.success(),
-        "`samlgate {group} {}`: {}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let consent_and_support = |cfg: String| {
+        let cfg = cfg.replace("[consent]\nrequired = false", "[consent]\nrequired = true");
+        format!("{cfg}\n[support]\nname = \"テスト事務局\"\nphone = \"03-1234-5678\"\nemail = \"help@example.jp\"\n")
+    };
+    super::local_common::admin_gateway(ADMIN_TOKEN, consent_and_support, extra)
 }
 
 pub fn application_status(gw: &Gateway, gmis: &str) -> Option<String> {
@@ -68,117 +34,6 @@ pub fn application_status(gw: &Gateway, gmis: &str) -> Option<String> {
 
 pub fn audit(gw: &Gateway) -> Vec<Value> {
     cli_json(gw, "audit", &["tail", "-n", "500"])
-}
-
-/// A browser: a cookie jar (path-blind; fine for one origin), no redirects followed.
-pub struct Browser {
-    pub base: String,
-    pub jar: BTreeMap<String, String>,
-    pub agent: ureq::Agent,
-}
-
-pub struct Page {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Page {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn location(&self) -> Option<&str> {
-        self.header("location")
-    }
-    pub fn hidden(&self, name: &str) -> String {
-        hidden(&self.body, name)
-    }
-}
-
-impl Browser {
-    pub fn new(base: &str) -> Browser {
-        Browser {
-            base: base.to_string(),
-            jar: BTreeMap::new(),
-            agent: ureq::AgentBuilder::new().redirects(0).build(),
-        }
-    }
-
-    pub fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
-        let cookies = self
-            .jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let req = self
-            .agent
-            .request(method, &format!("{}{path}", self.base))
-            .set("Cookie", &cookies);
-        let res = match form {
-            Some(f) => {
-                let body: String = f
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                req.set("Content-Type", "application/x-www-form-urlencoded")
-                    .send_string(&body)
-            }
-            None => req.call(),
-        };
-        let r = match res {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        for c in r.all("set-cookie") {
-            let pair = c.split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            if v.is_empty() || c.contains("Max-Age=0") {
-                self.jar.remove(k);
-            } else {
-                self.jar.insert(k.into(), v.into());
-            }
-        }
-        let headers = r
-            .headers_names()
-            .into_iter()
-            .flat_map(|n| {
-                r.all(&n)
-                    .into_iter()
-                    .map(move |v| (n.to_ascii_lowercase(), v.to_string()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let status = r.status();
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes).unwrap();
-        Page {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    pub fn get(&mut self, path: &str) -> Page {
-        self.send("GET", path, None)
-    }
-
-    pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        self.send("POST", path, Some(form))
-    }
-}
-
-pub fn hidden(page: &str, name: &str) -> String {
-    let pat = format!("name=\"{name}\" value=\"");
-    let i = page
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no hidden {name} in:\n{page}"))
-        + pat.len();
-    page[i..].split('"').next().unwrap().to_string()
 }
 
 /// pyotp's code for `secret` (base32) at now + `offset` seconds.

@@ -1,7 +1,10 @@
-//! What the ID/password tests share: a gateway with `[admin]`, the 事務局's CLI, and a
-//! cookie-jar browser that fills in the login forms as a browser without JavaScript does.
+//! What the ID/password and console tests share: a gateway with `[admin]`, the 事務局's CLI,
+//! a cookie-keeping browser (`Client`, answering `Page`s; `Browser`, the same over one gateway
+//! answering tuples, which fills in the login forms as a browser without JavaScript does), and
+//! an SMTP sink. tests/console_kit builds the console's operator set-up on it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -16,12 +19,18 @@ pub const ADMIN_TOKEN: &str = "local-login-test-admin-token-0123456789abcdef";
 /// The harness's gateway with `[admin]` (so the CLI reaches it while it runs) and `extra`
 /// appended to the config.
 pub fn gateway(extra: &str) -> Gateway {
+    admin_gateway(ADMIN_TOKEN, |cfg| cfg, extra)
+}
+
+/// The harness's gateway, its config first changed by `edit`, then `[admin]` reading `token`
+/// from a file and `extra` appended.
+pub fn admin_gateway(token: &str, edit: impl FnOnce(String) -> String, extra: &str) -> Gateway {
     let mut gw = Gateway::start();
     let tok = gw.dir.path().join("admin.token");
-    fs::write(&tok, format!("{ADMIN_TOKEN}\n")).unwrap();
+    fs::write(&tok, format!("{token}\n")).unwrap();
     // Start-up refuses a token file others can read.
     fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let cfg = fs::read_to_string(&gw.config).unwrap();
+    let cfg = edit(fs::read_to_string(&gw.config).unwrap());
     let cfg = format!("{cfg}\n[admin]\ntoken_file = \"admin.token\"\n{extra}\n");
     fs::write(&gw.config, cfg).unwrap();
     gw.restart();
@@ -99,18 +108,40 @@ pub fn add(gw: &Gateway, id: &str) -> String {
     pw
 }
 
-/// A cookie jar over the gateway (no redirects followed).
-pub struct Browser<'a> {
-    pub gw: &'a Gateway,
-    pub jar: std::collections::BTreeMap<String, String>,
+/// A browser: a cookie jar (path-blind; fine for one origin), no redirects followed.
+pub struct Client {
+    pub base: String,
+    pub jar: BTreeMap<String, String>,
     pub agent: ureq::Agent,
 }
 
-impl<'a> Browser<'a> {
-    pub fn new(gw: &'a Gateway) -> Self {
-        Browser {
-            gw,
-            jar: Default::default(),
+/// One answer: status, headers (names in lower case, one pair per value) and body.
+pub struct Page {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+    pub fn hidden(&self, name: &str) -> String {
+        hidden(&self.body, name)
+    }
+    pub fn into_parts(self) -> (u16, Vec<(String, String)>, String) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            base: base.to_string(),
+            jar: BTreeMap::new(),
             agent: ureq::AgentBuilder::new().redirects(0).build(),
         }
     }
@@ -123,6 +154,7 @@ impl<'a> Browser<'a> {
             .join("; ")
     }
 
+    /// Takes the answer's cookies into the jar (an empty or Max-Age=0 one removes).
     pub fn keep(&mut self, r: &ureq::Response) {
         for c in r.all("set-cookie") {
             let pair = c.split(';').next().unwrap();
@@ -135,15 +167,10 @@ impl<'a> Browser<'a> {
         }
     }
 
-    pub fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        form: Option<&[(&str, &str)]>,
-    ) -> (u16, Vec<(String, String)>, String) {
+    pub fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
         let req = self
             .agent
-            .request(method, &self.gw.url(path))
+            .request(method, &format!("{}{path}", self.base))
             .set("Cookie", &self.cookie_header());
         let res = match form {
             Some(f) => {
@@ -162,7 +189,6 @@ impl<'a> Browser<'a> {
             Err(e) => panic!("{method} {path}: {e}"),
         };
         self.keep(&r);
-        let status = r.status();
         let headers = r
             .headers_names()
             .into_iter()
@@ -173,7 +199,59 @@ impl<'a> Browser<'a> {
                     .collect::<Vec<_>>()
             })
             .collect();
-        (status, headers, r.into_string().unwrap_or_default())
+        let status = r.status();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes).unwrap();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None)
+    }
+
+    pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(form))
+    }
+}
+
+/// A `Client` on one gateway whose answers are (status, headers, body) tuples.
+pub struct Browser<'a> {
+    pub gw: &'a Gateway,
+    pub client: Client,
+}
+
+impl std::ops::Deref for Browser<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Browser<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(gw: &'a Gateway) -> Self {
+        Browser {
+            gw,
+            client: Client::new(&gw.public_url()),
+        }
+    }
+
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> (u16, Vec<(String, String)>, String) {
+        self.client.send(method, path, form).into_parts()
     }
 
     pub fn get(&mut self, path: &str) -> (u16, Vec<(String, String)>, String) {
