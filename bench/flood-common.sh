@@ -2,14 +2,18 @@
 # /auth/verify under wrk, alone or while a flood runs. Sourced, not run.
 # Set before sourcing: FLOOD_NAME (log prefix; results in bench/results/<FLOOD_NAME with the
 # dash removed>-<UTC>) and FLOOD_PORT (the default SG_PORT).
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
-# The peers harness beside the repository (read-only: only its IdP metadata and generator).
-PEERS="${PEERS:-$(cd "$REPO/../shared/peers" 2>/dev/null && pwd || echo "$REPO/../shared/peers")}"
+SG_PORT="${SG_PORT:-$FLOOD_PORT}"
+flood_env_peers="${PEERS:-}" flood_env_py="${PY:-}"
+# BENCH_DIR, REPO and PEERS_SRC (the peers harness beside the repository) from bench/common.sh.
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# The harness itself (not common.sh's private copy), read-only: only its IdP metadata and
+# response generator are used; PY is the repository's venv. Both can be set in the environment.
+PEERS="${flood_env_peers:-$PEERS_SRC}"
+PY="${flood_env_py:-$REPO/.venv/bin/python}"
 SECONDS_RUN="${SECONDS_RUN:-20}"
 VERIFY_CONNS="${VERIFY_CONNS:-8}"
 FLOOD_CONNS="${FLOOD_CONNS:-6}"
-SG_PORT="${SG_PORT:-$FLOOD_PORT}"
 OUT="${OUT:-$BENCH_DIR/results/${FLOOD_NAME//-/}-$(date -u +%Y%m%dT%H%M%SZ)}"
 BASE="http://127.0.0.1:$SG_PORT"
 mkdir -p "$OUT/raw"

@@ -19,7 +19,6 @@ set -euo pipefail
 FLOOD_NAME=login-flood FLOOD_PORT=18190
 # shellcheck source=bench/flood-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/flood-common.sh"
-PY="${PY:-$REPO/.venv/bin/python}"
 flood_environment "runs: $*"
 
 start_gateway() {  # DIR BIN EXTRA -> pid in $DIR/pid, cookie in $cookie
