@@ -251,8 +251,13 @@ fn wait_first_refresh(gw: &Gateway) {
 
 /// Waits (up to 30 s) until more than `before` refreshes were counted, then for the reload.
 fn wait_attempts_over(gw: &Gateway, before: f64, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while attempts(gw) <= before {
+    wait_until(gw, 30, what, || attempts(gw) > before);
+}
+
+/// Waits up to `secs` for `done` (a refresh counted), then for the reload that follows it.
+fn wait_until(gw: &Gateway, secs: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
         assert!(
             Instant::now() < deadline,
             "{what}; log:\n{}",
@@ -363,16 +368,9 @@ fn unsigned_metadata_rotation_follows_the_pins_and_idp_trust() {
         &d.join("m4c.xml"),
         &["--cache-duration", "PT10S"],
     ));
-    let deadline = Instant::now() + Duration::from_secs(25);
-    while metric(&gw, "samlgate_idp_metadata_refresh_success_total") <= done {
-        assert!(
-            Instant::now() < deadline,
-            "no refresh within cacheDuration; {}",
-            gw.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(&gw, 25, "no refresh within cacheDuration", || {
+        metric(&gw, "samlgate_idp_metadata_refresh_success_total") > done
+    });
     assert_refused(&gw, &k2, "k2 after the timed refresh dropped it");
     assert_login(&gw, &k1, "k1 after the timed refresh");
 }

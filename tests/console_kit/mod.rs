@@ -4,12 +4,10 @@
 //! pyotp), and the refused 保健所 user's application.
 #![allow(dead_code)]
 
-use std::process::Command;
-
 use super::common::*;
 #[allow(unused_imports)] // tests/console.rs names it; the other users do not
 pub use super::local_common::Page;
-pub use super::local_common::{cli_json, hidden, Client as Browser, NEW_PASSWORD};
+pub use super::local_common::{between, cli_json, hidden, pyotp, Client as Browser, NEW_PASSWORD};
 use serde_json::Value;
 
 pub const ADMIN_TOKEN: &str = "console-test-admin-token-0123456789abcdef0123";
@@ -34,33 +32,6 @@ pub fn application_status(gw: &Gateway, gmis: &str) -> Option<String> {
 
 pub fn audit(gw: &Gateway) -> Vec<Value> {
     cli_json(gw, "audit", &["tail", "-n", "500"])
-}
-
-/// pyotp's code for `secret` (base32) at now + `offset` seconds.
-pub fn pyotp(secret: &str, offset: i64) -> String {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(time.time() + int(sys.argv[2])))",
-            secret,
-            &offset.to_string(),
-        ])
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "pyotp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-pub fn between<'p>(page: &'p str, open: &str, close: &str) -> &'p str {
-    let i = page
-        .find(open)
-        .unwrap_or_else(|| panic!("no {open} in:\n{page}"))
-        + open.len();
-    &page[i..i + page[i..].find(close).unwrap()]
 }
 
 /// `accounts add ID --role ROLE` through the running gateway: the one-time password.

@@ -300,6 +300,33 @@ pub fn hidden(page: &str, name: &str) -> String {
     page[i..].split('"').next().unwrap().to_string()
 }
 
+/// pyotp's code for `secret` (base32) at now + `offset` seconds.
+pub fn pyotp(secret: &str, offset: i64) -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(time.time() + int(sys.argv[2])))",
+            secret,
+            &offset.to_string(),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "pyotp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub fn between<'p>(page: &'p str, open: &str, close: &str) -> &'p str {
+    let i = page
+        .find(open)
+        .unwrap_or_else(|| panic!("no {open} in:\n{page}"))
+        + open.len();
+    &page[i..i + page[i..].find(close).unwrap()]
+}
+
 pub const NEW_PASSWORD: &str = "correct horse battery staple 2026";
 
 /// Forced change: the form, a refused weak password (with the reason in both languages), then
