@@ -180,9 +180,9 @@ pub fn execute(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<V
         | AccountOp::AccountsUnlock { user_id, by, note } => {
             let t = now();
             let (action, end) = match op {
-                AccountOp::AccountsDisable { .. } => ("account.disable", true),
-                AccountOp::AccountsEnable { .. } => ("account.enable", false),
-                _ => ("account.unlock", false),
+                AccountOp::AccountsDisable { .. } => (audit::AuditAction::AccountDisable, true),
+                AccountOp::AccountsEnable { .. } => (audit::AuditAction::AccountEnable, false),
+                _ => (audit::AuditAction::AccountUnlock, false),
             };
             let a = change(store, user_id, by, action, note, |a| {
                 match op {
@@ -221,7 +221,7 @@ fn change(
     store: &dyn Store,
     user_id: &str,
     by: &str,
-    action: &str,
+    action: audit::AuditAction,
     note: &str,
     f: impl Fn(&mut Account) -> Result<(), AdminError>,
 ) -> Result<Account, AdminError> {
@@ -317,7 +317,7 @@ fn add(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<Value, Ad
     writes.push(audit::entry(
         store,
         &format!("secretariat:{by}"),
-        "account.add",
+        audit::AuditAction::AccountAdd,
         user_id,
         &detail,
         None,
@@ -344,9 +344,9 @@ fn reset(
     let h = hasher(cfg)?;
     let issued = std::sync::Mutex::new(None);
     let action = if remove_totp {
-        "account.reset+totp_removed"
+        audit::AuditAction::AccountResetTotpRemoved
     } else {
-        "account.reset"
+        audit::AuditAction::AccountReset
     };
     let a = change(store, user_id, by, action, note, |a| {
         let cx = ctx(cfg, &h);
@@ -431,22 +431,29 @@ fn import(
             Given::Initial(_) => "initial password, change at first login",
             Given::Issue => "one-time password issued",
         };
-        change(store, &a.user_id, by, "account.import", detail, |acc| {
-            match &g {
-                Given::Hash(ph) => {
-                    acc.password = ph.clone();
-                    acc.must_change = false;
-                    acc.temp_expires_at = None;
+        change(
+            store,
+            &a.user_id,
+            by,
+            audit::AuditAction::AccountImport,
+            detail,
+            |acc| {
+                match &g {
+                    Given::Hash(ph) => {
+                        acc.password = ph.clone();
+                        acc.must_change = false;
+                        acc.temp_expires_at = None;
+                    }
+                    Given::Initial(pw) => {
+                        acc.password = h
+                            .hash(pw)
+                            .map_err(|e| AdminError::Invalid(format!("hash: {e}")))?;
+                    }
+                    Given::Issue => {}
                 }
-                Given::Initial(pw) => {
-                    acc.password = h
-                        .hash(pw)
-                        .map_err(|e| AdminError::Invalid(format!("hash: {e}")))?;
-                }
-                Given::Issue => {}
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         if matches!(g, Given::Issue) {
             issued
                 .push(json!({"user_id": a.user_id, "initial_password": added["initial_password"]}));
@@ -497,7 +504,7 @@ pub fn enrol_by_choice(
         let line = audit::entry(
             store,
             &format!("user:{user_id}"),
-            "account.totp_enrol",
+            audit::AuditAction::AccountTotpEnrol,
             user_id,
             "by choice",
             None,
@@ -539,7 +546,7 @@ pub fn seed_demo(store: &dyn Store, cfg: &LocalConfig) -> Result<bool, AdminErro
         store,
         DEMO_USER_ID,
         "demo",
-        "account.reset",
+        audit::AuditAction::AccountReset,
         "demo seed: the README's first password",
         |a| {
             a.password = h

@@ -132,7 +132,7 @@ pub fn password(
             let line = audit::entry(
                 store,
                 &actor,
-                "login.password",
+                audit::AuditAction::LoginPassword,
                 &subject(user_id),
                 "local_unknown_id",
                 None,
@@ -140,7 +140,15 @@ pub fn password(
             store.apply(&[line], None)?;
             return Ok(Outcome::Refused(LoginRefusal::WrongPassword));
         };
-        match finish_step(store, &cx, a, &l.raw, r, return_to, "login.password")? {
+        match finish_step(
+            store,
+            &cx,
+            a,
+            &l.raw,
+            r,
+            return_to,
+            audit::AuditAction::LoginPassword,
+        )? {
             Some(o) => return Ok(o),
             None => continue,
         }
@@ -159,7 +167,7 @@ fn finish_step(
     raw: &[u8],
     r: Result<LoginStep, LoginRefusal>,
     return_to: &str,
-    action: &str,
+    action: audit::AuditAction,
 ) -> Result<Option<Outcome>, StoreError> {
     let actor = format!("user:{}", a.user_id);
     let (detail, mut extra, outcome): (String, Vec<Write>, Outcome) = match r {
@@ -251,7 +259,7 @@ pub fn change_password(
                 &l.raw,
                 Ok(next),
                 &rec.return_to,
-                "login.password_change",
+                audit::AuditAction::LoginPasswordChange,
             )?;
             Ok(r.unwrap_or(Outcome::Refused(LoginRefusal::Stale)))
         }
@@ -264,7 +272,7 @@ pub fn change_password(
             let line = audit::entry(
                 store,
                 &format!("user:{}", a.user_id),
-                "login.password_change",
+                audit::AuditAction::LoginPasswordChange,
                 &a.user_id,
                 "refused by the password policy",
                 None,
@@ -314,9 +322,9 @@ pub fn second_factor(
             (Err(_), Some(g)) => Some(g.clone()),
         };
         let action = if recovery {
-            "login.recovery_code"
+            audit::AuditAction::LoginRecoveryCode
         } else {
-            "login.totp"
+            audit::AuditAction::LoginTotp
         };
         if let Some(o) = finish_step(store, &cx, a, &l.raw, r, &rec.return_to, action)? {
             if let Some(g) = &retry {
@@ -400,7 +408,7 @@ pub fn enrol_confirm(
                 &l.raw,
                 Ok(next),
                 &rec.return_to,
-                "login.totp_enrol",
+                audit::AuditAction::LoginTotpEnrol,
             )?;
             Ok((r.unwrap_or(Outcome::Refused(LoginRefusal::Stale)), codes))
         }

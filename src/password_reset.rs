@@ -12,7 +12,7 @@
 use crate::accounts::account::{redeem_link, Ctx, LinkRefusal, LocalConfig, LoginStep};
 use crate::accounts::policy::Blocklist;
 use crate::accounts::reset::{ResetKind, ResetTicket};
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::identity::local_accounts as la;
 use crate::identity::put;
 use crate::identity::users;
@@ -63,7 +63,7 @@ fn audit_only(store: &dyn Store, user_id: &str, r: Requested) -> Result<Requeste
     let line = audit::entry(
         store,
         &format!("user:{s}"),
-        "password_reset.request",
+        AuditAction::PasswordResetRequest,
         &s,
         r.code(),
         None,
@@ -108,7 +108,7 @@ pub fn request(
         let line = audit::entry(
             store,
             &format!("user:{}", a.user_id),
-            "password_reset.request",
+            AuditAction::PasswordResetRequest,
             &a.user_id,
             Requested::Mailed.code(),
             None,
@@ -200,7 +200,7 @@ pub fn redeem(
             let line = audit::entry(
                 store,
                 &actor,
-                "password_reset.redeem",
+                AuditAction::PasswordResetRedeem,
                 &user_id,
                 r.code(),
                 None,
@@ -233,7 +233,7 @@ pub fn redeem(
     let line = audit::entry(
         store,
         &actor,
-        "password_reset.redeem",
+        AuditAction::PasswordResetRedeem,
         &user_id,
         &format!("ok, next {kind:?}"),
         None,

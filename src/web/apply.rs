@@ -98,7 +98,7 @@ fn file(
     let audit = crate::audit::entry(
         store,
         &format!("user:{}", p.account_id),
-        "application.file",
+        crate::audit::AuditAction::ApplicationFile,
         &p.account_id,
         &detail,
         None,

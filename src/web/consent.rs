@@ -17,6 +17,7 @@ use super::cookies::Cookie;
 use super::login as web_login;
 use super::pages::{self, Lang, Resp};
 use super::App;
+use crate::audit::AuditAction;
 use crate::identity::consent::{
     self, ConsentDecision, ConsentState, PendingLogin, PENDING_TTL_SECS,
 };
@@ -285,7 +286,7 @@ fn decision_writes(
     app: &App,
     p: &PendingLogin,
     accept: bool,
-) -> Result<(&'static str, Vec<crate::store::Write>), Refusal> {
+) -> Result<(AuditAction, Vec<crate::store::Write>), Refusal> {
     let version = &app.cfg.consent.version;
     let state = ConsentState {
         gmis_id: p.profile.account_id.clone(),
@@ -301,9 +302,9 @@ fn decision_writes(
         profile: (!accept).then(|| p.profile.clone()),
     };
     let action = if accept {
-        "consent.accept"
+        AuditAction::ConsentAccept
     } else {
-        "consent.reject"
+        AuditAction::ConsentReject
     };
     let audit = crate::audit::entry(
         &*app.store,
@@ -373,7 +374,7 @@ fn decide(
             ),
         )));
     }
-    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %app.cfg.consent.version, "consent decision");
+    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action.name(), version = %app.cfg.consent.version, "consent decision");
     if accept {
         return Ok(web_login::finish(app, admitted, writes)?);
     }
