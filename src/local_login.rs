@@ -134,7 +134,7 @@ pub fn password(
                 &actor,
                 audit::AuditAction::LoginPassword,
                 &subject(user_id),
-                "local_unknown_id",
+                crate::reason::Reason::LocalUnknownId.code(),
                 None,
             )?;
             store.apply(&[line], None)?;

@@ -76,7 +76,7 @@ pub fn spawn(cfg: StatusConfig, record: impl Fn(bool) + Send + 'static) {
             if down != was_down {
                 match r {
                     Err(e) => {
-                        tracing::warn!(target: "samlgate::idp_status", url = %cfg.url, reason = "idp_unavailable", error = %e, "G-MIS looks down; /saml/login shows the outage page")
+                        tracing::warn!(target: "samlgate::idp_status", url = %cfg.url, reason = crate::reason::Reason::IdpUnavailable.code(), error = %e, "G-MIS looks down; /saml/login shows the outage page")
                     }
                     Ok(()) => {
                         tracing::info!(target: "samlgate::idp_status", url = %cfg.url, "G-MIS is reachable again")

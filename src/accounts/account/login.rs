@@ -7,6 +7,7 @@ use crate::accounts::password::{HashError, Password};
 use crate::accounts::reset::{ResetError, ResetKind, ResetTicket};
 use crate::accounts::throttle::Blocked;
 use crate::accounts::totp::{self, Enrolment, TotpError, TotpSecret};
+use crate::reason::Reason;
 
 /// How the login was completed: the `X-Samlgate-Auth-Method` header and the JWT `amr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,21 +94,25 @@ pub enum LoginRefusal {
 }
 
 impl LoginRefusal {
-    /// A stable code for the audit line and the operator's reason.
-    pub fn code(&self) -> &'static str {
+    /// The reason for the audit line and the operator's log.
+    pub fn reason(&self) -> Reason {
         match self {
-            LoginRefusal::WrongPassword => "local_wrong_password",
-            LoginRefusal::Blocked(Blocked::Wait { .. }) => "local_throttled",
-            LoginRefusal::Blocked(Blocked::Locked { .. }) => "local_locked",
-            LoginRefusal::Disabled => "local_disabled",
-            LoginRefusal::TemporaryExpired => "local_temporary_expired",
-            LoginRefusal::Unusable(_) => "local_hash_unusable",
-            LoginRefusal::Totp(TotpError::Malformed) => "local_totp_malformed",
-            LoginRefusal::Totp(TotpError::Wrong) => "local_totp_wrong",
-            LoginRefusal::Totp(TotpError::Replayed) => "local_totp_replayed",
-            LoginRefusal::WrongRecoveryCode => "local_recovery_wrong",
-            LoginRefusal::Stale => "local_login_stale",
+            LoginRefusal::WrongPassword => Reason::LocalWrongPassword,
+            LoginRefusal::Blocked(Blocked::Wait { .. }) => Reason::LocalThrottled,
+            LoginRefusal::Blocked(Blocked::Locked { .. }) => Reason::LocalLocked,
+            LoginRefusal::Disabled => Reason::LocalDisabled,
+            LoginRefusal::TemporaryExpired => Reason::LocalTemporaryExpired,
+            LoginRefusal::Unusable(_) => Reason::LocalHashUnusable,
+            LoginRefusal::Totp(TotpError::Malformed) => Reason::LocalTotpMalformed,
+            LoginRefusal::Totp(TotpError::Wrong) => Reason::LocalTotpWrong,
+            LoginRefusal::Totp(TotpError::Replayed) => Reason::LocalTotpReplayed,
+            LoginRefusal::WrongRecoveryCode => Reason::LocalRecoveryWrong,
+            LoginRefusal::Stale => Reason::LocalLoginStale,
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
     }
 
     pub fn message(&self) -> Message {
@@ -226,13 +231,17 @@ pub enum LinkRefusal {
 }
 
 impl LinkRefusal {
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            LinkRefusal::Invalid => "local_reset_link_invalid",
-            LinkRefusal::Expired => "local_reset_link_expired",
-            LinkRefusal::Superseded => "local_reset_link_superseded",
-            LinkRefusal::Refused(r) => r.code(),
+            LinkRefusal::Invalid => Reason::LocalResetLinkInvalid,
+            LinkRefusal::Expired => Reason::LocalResetLinkExpired,
+            LinkRefusal::Superseded => Reason::LocalResetLinkSuperseded,
+            LinkRefusal::Refused(r) => r.reason(),
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
     }
 
     /// One message for the first three: the way forward is the same.
