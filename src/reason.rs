@@ -244,8 +244,10 @@ impl Reason {
     /// What the person at the browser is told (Japanese, English). Short; the details are in
     /// the operator's log under the request id shown on the page. The pages of the `Login`
     /// reasons and of the block and consent-expired ends are built from it
-    /// ([`crate::web::pages::refusal_page`]); the application page, the ID/password and console
-    /// forms and the logout pages still word their own message (the form around it differs).
+    /// ([`crate::web::pages::refusal_page`]), and so are the ID/password forms' messages
+    /// (`accounts::Message::of`; a throttle or lock says how long: `throttle::Blocked`). The
+    /// application page (it names the category), the console login and the logout pages still
+    /// word their own.
     pub fn message(self) -> (&'static str, &'static str) {
         match self {
             Reason::Expired | Reason::IssueInstantStale => (
@@ -307,6 +309,50 @@ impl Reason {
             Reason::ConsentExpired => (
                 "同意の確認は10分以内に行ってください。お手数ですが、G-MISからもう一度ログインしてください。",
                 "Please decide within 10 minutes. Log in from G-MIS again to see the consent page.",
+            ),
+            Reason::LocalWrongPassword => (
+                "ユーザーIDまたはパスワードが正しくありません。半角英数字で、大文字と小文字を区別して入力してください。",
+                "The user ID or password is not correct. Both are case-sensitive half-width alphanumerics.",
+            ),
+            Reason::LocalDisabled => (
+                "このアカウントは利用停止中です。事務局にお問い合わせください。",
+                "This account is disabled. Contact the secretariat.",
+            ),
+            Reason::LocalTemporaryExpired => (
+                "仮パスワードの有効期限が切れています。事務局に再発行を依頼してください。",
+                "The temporary password has expired. Ask the secretariat to issue a new one.",
+            ),
+            Reason::LocalHashUnusable => (
+                "このアカウントは現在ログインできません。事務局にお問い合わせください。",
+                "This account cannot sign in at the moment. Contact the secretariat.",
+            ),
+            Reason::LocalTotpMalformed => (
+                "認証アプリに表示されている6桁の数字を入力してください。",
+                "Enter the 6-digit number shown in your authenticator app.",
+            ),
+            Reason::LocalTotpWrong => (
+                "確認コードが正しくありません。端末の時刻が正しいか確かめ、新しいコードを入力してください。",
+                "The code is not correct. Check that your device's clock is right and enter a new code.",
+            ),
+            Reason::LocalTotpReplayed => (
+                "このコードは使用済みです。次のコードが表示されるまで待って入力してください。",
+                "This code has already been used. Wait for the next code and enter it.",
+            ),
+            Reason::LocalRecoveryWrong => (
+                "リカバリーコードが正しくないか、使用済みです。",
+                "The recovery code is not correct or has already been used.",
+            ),
+            Reason::LocalLoginStale => (
+                "ログインの手続きが無効になりました。最初からやり直してください。",
+                "This sign-in is no longer valid. Start again.",
+            ),
+            // One message for a wrong, old or superseded link (and a 事務局 code): the way
+            // forward is the same.
+            Reason::LocalResetLinkInvalid
+            | Reason::LocalResetLinkExpired
+            | Reason::LocalResetLinkSuperseded => (
+                "このリンクまたはコードは無効か、有効期限が切れています。もう一度「パスワードを忘れた方はこちら」から手続きするか、事務局にお問い合わせください。",
+                "This link or code is invalid or has expired. Start again from \"Forgot your password?\" or contact the secretariat.",
             ),
             Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
                 "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",

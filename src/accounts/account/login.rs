@@ -103,9 +103,7 @@ impl LoginRefusal {
             LoginRefusal::Disabled => Reason::LocalDisabled,
             LoginRefusal::TemporaryExpired => Reason::LocalTemporaryExpired,
             LoginRefusal::Unusable(_) => Reason::LocalHashUnusable,
-            LoginRefusal::Totp(TotpError::Malformed) => Reason::LocalTotpMalformed,
-            LoginRefusal::Totp(TotpError::Wrong) => Reason::LocalTotpWrong,
-            LoginRefusal::Totp(TotpError::Replayed) => Reason::LocalTotpReplayed,
+            LoginRefusal::Totp(e) => e.reason(),
             LoginRefusal::WrongRecoveryCode => Reason::LocalRecoveryWrong,
             LoginRefusal::Stale => Reason::LocalLoginStale,
         }
@@ -115,38 +113,11 @@ impl LoginRefusal {
         self.reason().code()
     }
 
+    /// The form's message: the reason's, except a throttle or lock, which says how long.
     pub fn message(&self) -> Message {
-        let m = |ja: &str, en: &str| Message {
-            ja: ja.into(),
-            en: en.into(),
-        };
         match self {
-            LoginRefusal::WrongPassword => m(
-                "ユーザーIDまたはパスワードが正しくありません。半角英数字で、大文字と小文字を区別して入力してください。",
-                "The user ID or password is not correct. Both are case-sensitive half-width alphanumerics.",
-            ),
             LoginRefusal::Blocked(b) => b.message(),
-            LoginRefusal::Disabled => m(
-                "このアカウントは利用停止中です。事務局にお問い合わせください。",
-                "This account is disabled. Contact the secretariat.",
-            ),
-            LoginRefusal::TemporaryExpired => m(
-                "仮パスワードの有効期限が切れています。事務局に再発行を依頼してください。",
-                "The temporary password has expired. Ask the secretariat to issue a new one.",
-            ),
-            LoginRefusal::Unusable(_) => m(
-                "このアカウントは現在ログインできません。事務局にお問い合わせください。",
-                "This account cannot sign in at the moment. Contact the secretariat.",
-            ),
-            LoginRefusal::Totp(e) => e.message(),
-            LoginRefusal::WrongRecoveryCode => m(
-                "リカバリーコードが正しくないか、使用済みです。",
-                "The recovery code is not correct or has already been used.",
-            ),
-            LoginRefusal::Stale => m(
-                "ログインの手続きが無効になりました。最初からやり直してください。",
-                "This sign-in is no longer valid. Start again.",
-            ),
+            _ => Message::of(self.reason()),
         }
     }
 }
@@ -248,7 +219,7 @@ impl LinkRefusal {
     pub fn message(&self) -> Message {
         match self {
             LinkRefusal::Refused(r) => r.message(),
-            _ => super::super::reset::ResetError::Expired.message(),
+            _ => Message::of(self.reason()),
         }
     }
 }
