@@ -249,6 +249,9 @@ impl Reason {
     /// application page (it names the category), the console login and the logout pages still
     /// word their own.
     pub fn message(self) -> (&'static str, &'static str) {
+        if self.group() == Group::Local {
+            return self.local_message();
+        }
         match self {
             Reason::Expired | Reason::IssueInstantStale => (
                 "ログイン情報の有効期限が切れています。G-MISからもう一度ログインしてください。",
@@ -310,6 +313,21 @@ impl Reason {
                 "同意の確認は10分以内に行ってください。お手数ですが、G-MISからもう一度ログインしてください。",
                 "Please decide within 10 minutes. Log in from G-MIS again to see the consent page.",
             ),
+            Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
+                "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",
+                "The login request is unknown or was already used. Please start again.",
+            ),
+            _ => (
+                "ログイン情報を確認できませんでした。G-MISからもう一度ログインしてください。",
+                "The login could not be verified. Please log in again from G-MIS.",
+            ),
+        }
+    }
+
+    /// The ID/password forms' messages (a throttle or lock says how long instead:
+    /// `accounts::throttle::Blocked::message`).
+    fn local_message(self) -> (&'static str, &'static str) {
+        match self {
             Reason::LocalWrongPassword => (
                 "ユーザーIDまたはパスワードが正しくありません。半角英数字で、大文字と小文字を区別して入力してください。",
                 "The user ID or password is not correct. Both are case-sensitive half-width alphanumerics.",
@@ -354,13 +372,9 @@ impl Reason {
                 "このリンクまたはコードは無効か、有効期限が切れています。もう一度「パスワードを忘れた方はこちら」から手続きするか、事務局にお問い合わせください。",
                 "This link or code is invalid or has expired. Start again from \"Forgot your password?\" or contact the secretariat.",
             ),
-            Reason::InResponseToUnknown | Reason::UnsolicitedRefused => (
-                "ログイン要求が見つからないか、すでに使用されています。最初からやり直してください。",
-                "The login request is unknown or was already used. Please start again.",
-            ),
             _ => (
-                "ログイン情報を確認できませんでした。G-MISからもう一度ログインしてください。",
-                "The login could not be verified. Please log in again from G-MIS.",
+                "ログインできませんでした。最初からやり直してください。",
+                "The sign-in failed. Please start again.",
             ),
         }
     }
