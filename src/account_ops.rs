@@ -11,7 +11,7 @@ use crate::accounts::account::{Account, Ctx, LocalConfig, Role};
 use crate::accounts::password::Hasher;
 use crate::accounts::policy::Blocklist;
 use crate::admin::error::AdminError;
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::identity::local_accounts as la;
 use crate::identity::users::{self, User};
 use crate::identity::{now_rfc3339, Profile};
@@ -180,9 +180,9 @@ pub fn execute(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<V
         | AccountOp::AccountsUnlock { user_id, by, note } => {
             let t = now();
             let (action, end) = match op {
-                AccountOp::AccountsDisable { .. } => ("account.disable", true),
-                AccountOp::AccountsEnable { .. } => ("account.enable", false),
-                _ => ("account.unlock", false),
+                AccountOp::AccountsDisable { .. } => (AuditAction::AccountDisable, true),
+                AccountOp::AccountsEnable { .. } => (AuditAction::AccountEnable, false),
+                _ => (AuditAction::AccountUnlock, false),
             };
             let a = change(store, user_id, by, action, note, |a| {
                 match op {
@@ -221,7 +221,7 @@ fn change(
     store: &dyn Store,
     user_id: &str,
     by: &str,
-    action: &str,
+    action: AuditAction,
     note: &str,
     f: impl Fn(&mut Account) -> Result<(), AdminError>,
 ) -> Result<Account, AdminError> {
@@ -317,7 +317,7 @@ fn add(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<Value, Ad
     writes.push(audit::entry(
         store,
         &format!("secretariat:{by}"),
-        "account.add",
+        AuditAction::AccountAdd,
         user_id,
         &detail,
         None,
@@ -344,9 +344,9 @@ fn reset(
     let h = hasher(cfg)?;
     let issued = std::sync::Mutex::new(None);
     let action = if remove_totp {
-        "account.reset+totp_removed"
+        AuditAction::AccountResetTotpRemoved
     } else {
-        "account.reset"
+        AuditAction::AccountReset
     };
     let a = change(store, user_id, by, action, note, |a| {
         let cx = ctx(cfg, &h);
@@ -431,7 +431,8 @@ fn import(
             Given::Initial(_) => "initial password, change at first login",
             Given::Issue => "one-time password issued",
         };
-        change(store, &a.user_id, by, "account.import", detail, |acc| {
+        let action = AuditAction::AccountImport;
+        change(store, &a.user_id, by, action, detail, |acc| {
             match &g {
                 Given::Hash(ph) => {
                     acc.password = ph.clone();
@@ -497,7 +498,7 @@ pub fn enrol_by_choice(
         let line = audit::entry(
             store,
             &format!("user:{user_id}"),
-            "account.totp_enrol",
+            AuditAction::AccountTotpEnrol,
             user_id,
             "by choice",
             None,
@@ -539,7 +540,7 @@ pub fn seed_demo(store: &dyn Store, cfg: &LocalConfig) -> Result<bool, AdminErro
         store,
         DEMO_USER_ID,
         "demo",
-        "account.reset",
+        AuditAction::AccountReset,
         "demo seed: the README's first password",
         |a| {
             a.password = h

@@ -16,7 +16,7 @@ use crate::accounts::password::{Hasher, Password};
 use crate::accounts::policy::Blocklist;
 use crate::accounts::throttle::{IpRateLimiter, RateConfig};
 use crate::accounts::Message;
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::identity::local_accounts as la;
 use crate::identity::put;
 use crate::identity::users::{self, User};
@@ -132,15 +132,16 @@ pub fn password(
             let line = audit::entry(
                 store,
                 &actor,
-                "login.password",
+                AuditAction::LoginPassword,
                 &subject(user_id),
-                "local_unknown_id",
+                crate::reason::Reason::LocalUnknownId.code(),
                 None,
             )?;
             store.apply(&[line], None)?;
             return Ok(Outcome::Refused(LoginRefusal::WrongPassword));
         };
-        match finish_step(store, &cx, a, &l.raw, r, return_to, "login.password")? {
+        let action = AuditAction::LoginPassword;
+        match finish_step(store, &cx, a, &l.raw, r, return_to, action)? {
             Some(o) => return Ok(o),
             None => continue,
         }
@@ -159,7 +160,7 @@ fn finish_step(
     raw: &[u8],
     r: Result<LoginStep, LoginRefusal>,
     return_to: &str,
-    action: &str,
+    action: AuditAction,
 ) -> Result<Option<Outcome>, StoreError> {
     let actor = format!("user:{}", a.user_id);
     let (detail, mut extra, outcome): (String, Vec<Write>, Outcome) = match r {
@@ -251,7 +252,7 @@ pub fn change_password(
                 &l.raw,
                 Ok(next),
                 &rec.return_to,
-                "login.password_change",
+                AuditAction::LoginPasswordChange,
             )?;
             Ok(r.unwrap_or(Outcome::Refused(LoginRefusal::Stale)))
         }
@@ -264,7 +265,7 @@ pub fn change_password(
             let line = audit::entry(
                 store,
                 &format!("user:{}", a.user_id),
-                "login.password_change",
+                AuditAction::LoginPasswordChange,
                 &a.user_id,
                 "refused by the password policy",
                 None,
@@ -314,9 +315,9 @@ pub fn second_factor(
             (Err(_), Some(g)) => Some(g.clone()),
         };
         let action = if recovery {
-            "login.recovery_code"
+            AuditAction::LoginRecoveryCode
         } else {
-            "login.totp"
+            AuditAction::LoginTotp
         };
         if let Some(o) = finish_step(store, &cx, a, &l.raw, r, &rec.return_to, action)? {
             if let Some(g) = &retry {
@@ -400,7 +401,7 @@ pub fn enrol_confirm(
                 &l.raw,
                 Ok(next),
                 &rec.return_to,
-                "login.totp_enrol",
+                AuditAction::LoginTotpEnrol,
             )?;
             Ok((r.unwrap_or(Outcome::Refused(LoginRefusal::Stale)), codes))
         }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::reason::Reason;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -298,16 +299,20 @@ pub enum MailFailure {
 
 impl MailFailure {
     pub fn code(self) -> &'static str {
+        self.reason().code()
+    }
+
+    pub fn reason(self) -> Reason {
         match self {
-            MailFailure::Connect => "mail_connect_failed",
-            MailFailure::Timeout => "mail_timeout",
-            MailFailure::Tls => "mail_tls_failed",
-            MailFailure::Auth => "mail_auth_failed",
-            MailFailure::Rejected => "mail_rejected",
-            MailFailure::Deferred => "mail_deferred",
-            MailFailure::Address => "mail_bad_address",
-            MailFailure::QueueFull => "mail_queue_full",
-            MailFailure::Stopped => "mail_stopped",
+            MailFailure::Connect => Reason::MailConnectFailed,
+            MailFailure::Timeout => Reason::MailTimeout,
+            MailFailure::Tls => Reason::MailTlsFailed,
+            MailFailure::Auth => Reason::MailAuthFailed,
+            MailFailure::Rejected => Reason::MailRejected,
+            MailFailure::Deferred => Reason::MailDeferred,
+            MailFailure::Address => Reason::MailBadAddress,
+            MailFailure::QueueFull => Reason::MailQueueFull,
+            MailFailure::Stopped => Reason::MailStopped,
         }
     }
 

@@ -98,7 +98,7 @@ pub fn execute(store: &dyn Store, op: &OperatorOp) -> Result<Value, AdminError> 
             let line = crate::audit::entry(
                 store,
                 &format!("cli:{by}"),
-                "notice.set",
+                crate::audit::AuditAction::NoticeSet,
                 "notice",
                 text,
                 None,
@@ -116,7 +116,7 @@ pub fn execute(store: &dyn Store, op: &OperatorOp) -> Result<Value, AdminError> 
             let line = crate::audit::entry(
                 store,
                 &format!("cli:{by}"),
-                "notice.clear",
+                crate::audit::AuditAction::NoticeClear,
                 "notice",
                 "",
                 None,

@@ -12,12 +12,13 @@
 use crate::accounts::account::{redeem_link, Ctx, LinkRefusal, LocalConfig, LoginStep};
 use crate::accounts::policy::Blocklist;
 use crate::accounts::reset::{ResetKind, ResetTicket};
-use crate::audit;
+use crate::audit::{self, AuditAction};
 use crate::identity::local_accounts as la;
 use crate::identity::put;
 use crate::identity::users;
 use crate::local_login::{subject, LocalAuth, LoginSteps, StepKind, STEP_TTL_SECS};
 use crate::mail::{Mail, Mailer};
+use crate::reason::Reason;
 use crate::store::{Store, StoreError, Table};
 
 /// The per-IP limit on `POST /login/forgot` (`[local.reset] ip_burst`, `ip_per_minute`).
@@ -45,16 +46,23 @@ pub enum Requested {
 }
 
 impl Requested {
+    /// Why no mail went out; `None` when it did.
+    pub fn reason(self) -> Option<Reason> {
+        Some(match self {
+            Requested::Mailed => return None,
+            Requested::UnknownId => Reason::LocalUnknownId,
+            Requested::Disabled => Reason::LocalDisabled,
+            Requested::NoAddress => Reason::ResetNoAddress,
+            Requested::Throttled => Reason::ResetMailThrottled,
+            Requested::NoMail => Reason::ResetMailNotConfigured,
+            Requested::NotQueued => Reason::ResetMailNotQueued,
+        })
+    }
+
+    /// The audit detail and the log's `outcome=`: `mailed` (not a refusal, so not a
+    /// [`Reason`]) or the reason's code.
     pub fn code(self) -> &'static str {
-        match self {
-            Requested::Mailed => "mailed",
-            Requested::UnknownId => "local_unknown_id",
-            Requested::Disabled => "local_disabled",
-            Requested::NoAddress => "reset_no_address",
-            Requested::Throttled => "reset_mail_throttled",
-            Requested::NoMail => "reset_mail_not_configured",
-            Requested::NotQueued => "reset_mail_not_queued",
-        }
+        self.reason().map_or("mailed", Reason::code)
     }
 }
 
@@ -63,7 +71,7 @@ fn audit_only(store: &dyn Store, user_id: &str, r: Requested) -> Result<Requeste
     let line = audit::entry(
         store,
         &format!("user:{s}"),
-        "password_reset.request",
+        AuditAction::PasswordResetRequest,
         &s,
         r.code(),
         None,
@@ -108,7 +116,7 @@ pub fn request(
         let line = audit::entry(
             store,
             &format!("user:{}", a.user_id),
-            "password_reset.request",
+            AuditAction::PasswordResetRequest,
             &a.user_id,
             Requested::Mailed.code(),
             None,
@@ -200,7 +208,7 @@ pub fn redeem(
             let line = audit::entry(
                 store,
                 &actor,
-                "password_reset.redeem",
+                AuditAction::PasswordResetRedeem,
                 &user_id,
                 r.code(),
                 None,
@@ -233,7 +241,7 @@ pub fn redeem(
     let line = audit::entry(
         store,
         &actor,
-        "password_reset.redeem",
+        AuditAction::PasswordResetRedeem,
         &user_id,
         &format!("ok, next {kind:?}"),
         None,

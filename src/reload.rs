@@ -75,7 +75,7 @@ pub fn reload_tokens(app: &App, why: &str) -> bool {
             true
         }
         Err(e) => {
-            tracing::error!(target: "samlgate::reload", why, part = "token_keys", reason = "reload_refused", error = %e, "kept the previous token keys");
+            tracing::error!(target: "samlgate::reload", why, part = "token_keys", reason = crate::reason::Reason::ReloadRefused.code(), error = %e, "kept the previous token keys");
             false
         }
     }
@@ -105,7 +105,7 @@ pub fn reload_idp(app: &App, why: &str) -> bool {
             true
         }
         Err(e) => {
-            tracing::error!(target: "samlgate::reload", why, part = "idp_metadata", reason = "reload_refused", error = %e, "kept the previous IdP metadata");
+            tracing::error!(target: "samlgate::reload", why, part = "idp_metadata", reason = crate::reason::Reason::ReloadRefused.code(), error = %e, "kept the previous IdP metadata");
             false
         }
     }
@@ -128,7 +128,7 @@ pub fn reload_keys(app: &App, why: &str) -> bool {
             true
         }
         Err(e) => {
-            tracing::error!(target: "samlgate::reload", why, part = "sp_keys", reason = "reload_refused", error = %e, "kept the previous key set");
+            tracing::error!(target: "samlgate::reload", why, part = "sp_keys", reason = crate::reason::Reason::ReloadRefused.code(), error = %e, "kept the previous key set");
             false
         }
     }
@@ -146,7 +146,7 @@ pub fn reload_tls(app: &App, why: &str) -> bool {
             true
         }
         Err(e) => {
-            tracing::error!(target: "samlgate::reload", why, part = "tls", reason = "reload_refused", error = %e, "kept the previous TLS certificate");
+            tracing::error!(target: "samlgate::reload", why, part = "tls", reason = crate::reason::Reason::ReloadRefused.code(), error = %e, "kept the previous TLS certificate");
             false
         }
     }

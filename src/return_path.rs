@@ -22,11 +22,15 @@ pub enum Refused {
 }
 
 impl Refused {
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> crate::reason::Reason {
         match self {
-            Refused::OtherOrigin(_) => "relay_state_other_origin",
-            Refused::NotAPath => "relay_state_not_a_path",
+            Refused::OtherOrigin(_) => crate::reason::Reason::RelayStateOtherOrigin,
+            Refused::NotAPath => crate::reason::Reason::RelayStateNotAPath,
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
     }
 }
 

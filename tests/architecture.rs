@@ -1,8 +1,9 @@
 //! Issue 16's structural checks, runnable by anyone with `cargo test --test architecture`:
-//! the module import graph of src/ has no cycles, and no non-test function in src/ is over
-//! 100 lines. Both run the scripts a person would run by hand (scripts/import-graph.py,
-//! scripts/fn-length.py), so the test and the command line cannot disagree; each failure
-//! prints the script's listing (which modules form the cycle, which functions are too long).
+//! the module import graph of src/ has no cycles, no non-test function in src/ is over
+//! 100 lines, and every reason code is spelled in src/reason.rs only (and listed in the
+//! README). Each runs the script a person would run by hand (scripts/import-graph.py,
+//! scripts/fn-length.py, scripts/reason-codes.py), so the test and the command line cannot
+//! disagree; each failure prints the script's listing.
 
 use std::path::Path;
 use std::process::Command;
@@ -42,6 +43,67 @@ fn no_function_over_100_lines() {
     assert!(
         ok,
         "functions over 100 lines in src/ (scripts/fn-length.py):\n{text}"
+    );
+}
+
+/// Issue 16's bar: `Reason` is the only place a reason code is spelled; the README lists them.
+#[test]
+fn reason_codes_are_spelled_only_in_reason_rs() {
+    let (ok, text) = run_script("reason-codes.py", &[]);
+    assert!(
+        ok,
+        "reason codes spelled outside src/reason.rs, or missing from README.md (scripts/reason-codes.py):\n{text}"
+    );
+}
+
+/// The reason check can fail: a copied code in a tiny tree is found, a test module's copy and
+/// a comment are not, and a code missing from the README is named.
+#[test]
+fn the_reason_check_finds_a_planted_copy() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(d.path().join("scripts")).unwrap();
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(
+        Path::new(ROOT).join("scripts/reason-codes.py"),
+        d.path().join("scripts/reason-codes.py"),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("reason.rs"),
+        "reasons! {\n    Replay = \"replay\", FORBIDDEN, Login;\n    Busy = \"busy\", SERVICE_UNAVAILABLE, Login;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("README.md"), "Reason codes: `replay`.\n").unwrap();
+    let clean = "// \"busy\" in a comment\npub fn f() -> &'static str { \"replayed\" }\n\n#[cfg(test)]\nmod tests {\n    const X: &str = \"busy\";\n}\n";
+    std::fs::write(src.join("a.rs"), clean).unwrap();
+    let run = || {
+        let out = Command::new("python3")
+            .arg(d.path().join("scripts/reason-codes.py"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, text) = run();
+    assert!(
+        !ok && text.contains("README.md does not list `busy`"),
+        "{text}"
+    );
+    assert!(!text.contains("src/a.rs"), "{text}");
+    std::fs::write(d.path().join("README.md"), "`replay`, `busy`\n").unwrap();
+    assert!(run().0, "{}", run().1);
+    std::fs::write(
+        src.join("a.rs"),
+        format!("{clean}pub fn g() -> &'static str {{\n    \"busy\"\n}}\n"),
+    )
+    .unwrap();
+    let (ok, text) = run();
+    assert!(
+        !ok && text.contains("src/a.rs:9: \"busy\" is Reason::Busy"),
+        "{text}"
     );
 }
 

@@ -29,6 +29,17 @@ pub struct Message {
     pub en: String,
 }
 
+impl Message {
+    /// The reason's own message (`Reason::message`, the one table of wordings).
+    pub fn of(reason: crate::reason::Reason) -> Message {
+        let (ja, en) = reason.message();
+        Message {
+            ja: ja.into(),
+            en: en.into(),
+        }
+    }
+}
+
 /// Characters that cannot be misread or mistyped: no 0/o, 1/l/i, no case (codes are read
 /// aloud by the 事務局 on the phone and typed on a form that says "case-sensitive").
 pub(crate) const READABLE: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";

@@ -78,10 +78,9 @@ impl ResetError {
     pub fn message(&self) -> Message {
         // One message for both: a wrong link and an old one lead to the same way forward.
         match self {
-            ResetError::Wrong | ResetError::Expired => Message {
-            ja: "このリンクまたはコードは無効か、有効期限が切れています。もう一度「パスワードを忘れた方はこちら」から手続きするか、事務局にお問い合わせください。".into(),
-            en: "This link or code is invalid or has expired. Start again from \"Forgot your password?\" or contact the secretariat.".into(),
-            },
+            ResetError::Wrong | ResetError::Expired => {
+                Message::of(crate::reason::Reason::LocalResetLinkInvalid)
+            }
         }
     }
 }

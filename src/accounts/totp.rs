@@ -98,25 +98,17 @@ pub enum TotpError {
 }
 
 impl TotpError {
-    pub fn message(&self) -> Message {
-        let (ja, en) = match self {
-            TotpError::Malformed => (
-                "認証アプリに表示されている6桁の数字を入力してください。",
-                "Enter the 6-digit number shown in your authenticator app.",
-            ),
-            TotpError::Wrong => (
-                "確認コードが正しくありません。端末の時刻が正しいか確かめ、新しいコードを入力してください。",
-                "The code is not correct. Check that your device's clock is right and enter a new code.",
-            ),
-            TotpError::Replayed => (
-                "このコードは使用済みです。次のコードが表示されるまで待って入力してください。",
-                "This code has already been used. Wait for the next code and enter it.",
-            ),
-        };
-        Message {
-            ja: ja.into(),
-            en: en.into(),
+    pub fn reason(self) -> crate::reason::Reason {
+        use crate::reason::Reason;
+        match self {
+            TotpError::Malformed => Reason::LocalTotpMalformed,
+            TotpError::Wrong => Reason::LocalTotpWrong,
+            TotpError::Replayed => Reason::LocalTotpReplayed,
         }
+    }
+
+    pub fn message(&self) -> Message {
+        Message::of(self.reason())
     }
 }
 

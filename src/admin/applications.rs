@@ -81,7 +81,7 @@ impl Add<'_> {
             reason: String::new(),
         };
         let detail = format!("status={:?} link_to={}", app.status, link_to.unwrap_or("-"));
-        let a = audit::record(
+        let a = audit::entry(
             store,
             &format!("secretariat:{by}"),
             AuditAction::ApplicationAdd,
@@ -132,7 +132,7 @@ impl Decide<'_> {
         let _registry = users::registry_lock();
         let mut writes = vec![
             applications::write(&app),
-            audit::record(
+            audit::entry(
                 store,
                 &format!("secretariat:{by}"),
                 action,

@@ -63,7 +63,7 @@ impl Reopen<'_> {
                 c.decision
             )));
         }
-        let a = audit::record(
+        let a = audit::entry(
             store,
             &format!("secretariat:{by}"),
             AuditAction::ConsentReopen,
@@ -112,7 +112,7 @@ impl Block<'_> {
             // Keep the contact details of an earlier 同意しない.
             profile: consent::get(store, gmis_id)?.and_then(|c| c.profile),
         };
-        let a = audit::record(
+        let a = audit::entry(
             store,
             &format!("secretariat:{by}"),
             AuditAction::ConsentBlock,

@@ -56,7 +56,7 @@ pub(super) fn unlink(
 ) -> Result<Vec<Write>, AdminError> {
     let g = u.gmis_id.as_deref().unwrap_or("-");
     let mut w = users::unlink_writes(u);
-    w.push(audit::record(
+    w.push(audit::entry(
         store,
         &format!("secretariat:{by}"),
         AuditAction::UserUnlink,
@@ -167,7 +167,7 @@ impl Import<'_> {
             writes.extend(users::local_account_writes(&u));
             created += 1;
         }
-        writes.push(audit::record(
+        writes.push(audit::entry(
             store,
             &format!("secretariat:{}", self.by),
             AuditAction::UsersImport,

@@ -122,7 +122,7 @@ pub fn run(
         Some(n) => format!("ok; sessions ended: {n}"),
         None => "ok".to_string(),
     };
-    let line = audit::record(
+    let line = audit::entry(
         store,
         &format!("secretariat:{operator}"),
         action.audit_action(),

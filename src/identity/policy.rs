@@ -12,6 +12,7 @@ use super::applications::{self, ApplicationStatus};
 use super::consent::{self, ConsentDecision};
 use super::Profile;
 use crate::config::{ConsentConfig, PolicyConfig};
+use crate::reason::Reason;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,14 +44,18 @@ pub enum ApplicationNeed {
 }
 
 impl ApplicationNeed {
-    pub fn code(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            ApplicationNeed::Category => "application_needed",
-            ApplicationNeed::ExistingAccount => "application_needed_existing_account",
-            ApplicationNeed::Pending => "application_pending",
-            ApplicationNeed::Revoked => "application_revoked",
-            ApplicationNeed::LinkConflict => "application_link_conflict",
+            ApplicationNeed::Category => Reason::ApplicationNeeded,
+            ApplicationNeed::ExistingAccount => Reason::ApplicationNeededExistingAccount,
+            ApplicationNeed::Pending => Reason::ApplicationPending,
+            ApplicationNeed::Revoked => Reason::ApplicationRevoked,
+            ApplicationNeed::LinkConflict => Reason::ApplicationLinkConflict,
         }
+    }
+
+    pub fn code(self) -> &'static str {
+        self.reason().code()
     }
 }
 

@@ -7,6 +7,7 @@
 
 use super::account::Account;
 use super::{load, load_all, now_rfc3339, put, Profile};
+use crate::audit::AuditAction;
 use crate::store::{Expectation, Store, StoreError, Table, Version, Write};
 
 pub use crate::model::{contact_key, User};
@@ -98,20 +99,20 @@ pub enum Registered {
 
 impl Registered {
     /// The audit action and detail, or `None` when nothing is worth a line (a refresh).
-    pub fn audit(&self, u: &User) -> Option<(&'static str, String)> {
+    pub fn audit(&self, u: &User) -> Option<(AuditAction, String)> {
         let g = u.gmis_id.as_deref().unwrap_or("");
         Some(match self {
             Registered::Unchanged | Registered::Refreshed => return None,
-            Registered::New => ("user.register", format!("G-MIS account {g} registered as new local account {}", u.id)),
+            Registered::New => (AuditAction::UserRegister, format!("G-MIS account {g} registered as new local account {}", u.id)),
             Registered::NewRenamed { taken } => (
-                "user.register",
+                AuditAction::UserRegister,
                 format!(
                     "G-MIS account {g} registered as new local account {}: local id {taken} belongs to an existing account, which was left unchanged",
                     u.id
                 ),
             ),
             Registered::Linked => (
-                "user.link",
+                AuditAction::UserLink,
                 format!("G-MIS account {g} linked to existing local account {} by its approved application", u.id),
             ),
         })

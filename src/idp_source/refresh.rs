@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::fetch::{self, FetchError};
 use super::trust::{self, CheckError};
 use super::FetchConfig;
+use crate::reason::Reason;
 use crate::saml::idp::IdpMetadata;
 use crate::store::Store;
 use std::sync::Arc;
@@ -45,17 +46,21 @@ impl Failure {
     ];
 
     pub fn code(self) -> &'static str {
+        self.reason().code()
+    }
+
+    pub fn reason(self) -> Reason {
         match self {
-            Failure::Unreachable => "idp_metadata_unreachable",
-            Failure::Timeout => "idp_metadata_timeout",
-            Failure::HttpStatus => "idp_metadata_http_status",
-            Failure::TooLarge => "idp_metadata_too_large",
-            Failure::Invalid => "idp_metadata_invalid",
-            Failure::SignatureInvalid => "idp_metadata_signature_invalid",
-            Failure::UntrustedCert => "idp_metadata_untrusted_cert",
-            Failure::Expired => "idp_metadata_expired",
-            Failure::StoreUnavailable => "store_unavailable",
-            Failure::WriteFailed => "idp_metadata_write_failed",
+            Failure::Unreachable => Reason::IdpMetadataUnreachable,
+            Failure::Timeout => Reason::IdpMetadataTimeout,
+            Failure::HttpStatus => Reason::IdpMetadataHttpStatus,
+            Failure::TooLarge => Reason::IdpMetadataTooLarge,
+            Failure::Invalid => Reason::IdpMetadataInvalid,
+            Failure::SignatureInvalid => Reason::IdpMetadataSignatureInvalid,
+            Failure::UntrustedCert => Reason::IdpMetadataUntrustedCert,
+            Failure::Expired => Reason::IdpMetadataExpired,
+            Failure::StoreUnavailable => Reason::StoreUnavailable,
+            Failure::WriteFailed => Reason::IdpMetadataWriteFailed,
         }
     }
 }

@@ -44,8 +44,17 @@ impl Probe {
     }
 }
 
+/// Why the status URL says the IdP is down (for the log line).
+#[derive(Debug, thiserror::Error)]
+pub enum Down {
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("{0}")]
+    Unreachable(#[from] super::fetch::FetchError),
+}
+
 /// Probes once; returns whether the IdP looked down, with the reason.
-pub async fn probe(cfg: &StatusConfig) -> Result<(), String> {
+pub async fn probe(cfg: &StatusConfig) -> Result<(), Down> {
     match super::fetch::get(
         &cfg.url,
         cfg.ca_file.as_deref(),
@@ -56,8 +65,8 @@ pub async fn probe(cfg: &StatusConfig) -> Result<(), String> {
     .await
     {
         Ok(a) if a.status < 500 => Ok(()),
-        Ok(a) => Err(format!("HTTP {}", a.status)),
-        Err(e) => Err(e.to_string()),
+        Ok(a) => Err(Down::Status(a.status)),
+        Err(e) => Err(Down::Unreachable(e)),
     }
 }
 
@@ -76,7 +85,7 @@ pub fn spawn(cfg: StatusConfig, record: impl Fn(bool) + Send + 'static) {
             if down != was_down {
                 match r {
                     Err(e) => {
-                        tracing::warn!(target: "samlgate::idp_status", url = %cfg.url, reason = "idp_unavailable", error = %e, "G-MIS looks down; /saml/login shows the outage page")
+                        tracing::warn!(target: "samlgate::idp_status", url = %cfg.url, reason = crate::reason::Reason::IdpUnavailable.code(), error = %e, "G-MIS looks down; /saml/login shows the outage page")
                     }
                     Ok(()) => {
                         tracing::info!(target: "samlgate::idp_status", url = %cfg.url, "G-MIS is reachable again")

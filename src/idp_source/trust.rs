@@ -54,7 +54,7 @@ pub fn add_trusted(
     let line = crate::audit::entry(
         store,
         &format!("cli:{by}"),
-        "idp.trust",
+        crate::audit::AuditAction::IdpTrust,
         fingerprint,
         "",
         None,

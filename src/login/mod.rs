@@ -193,7 +193,7 @@ impl Admitted {
                 &detail,
                 None,
             )?);
-            tracing::info!(target: "samlgate::identity", account_id = %gmis, local_user = %reg.user.id, action, detail = %detail, "user registered");
+            tracing::info!(target: "samlgate::identity", account_id = %gmis, local_user = %reg.user.id, action = action.name(), detail = %detail, "user registered");
         }
         writes.extend(extra);
         let (rec, max_age) = session_for(cfg, login, &reg.user.id);

@@ -69,6 +69,16 @@ fn url_encode(s: &[u8]) -> String {
     form_urlencoded::byte_serialize(s).collect()
 }
 
+/// Why a Redirect-binding URL could not be made (the caller logs it; the person gets
+/// `internal_error` or the local logout page).
+#[derive(Debug, thiserror::Error)]
+pub enum BindingError {
+    #[error("deflate: {0}")]
+    Deflate(#[from] std::io::Error),
+    #[error("signature: {0}")]
+    Sign(#[from] openssl::error::ErrorStack),
+}
+
 /// The HTTP-Redirect binding URL: DEFLATE + base64 + URL-encode, and when `key` is given the
 /// signature over `SAMLRequest=..&RelayState=..&SigAlg=..` exactly as sent.
 pub fn redirect_url(
@@ -76,7 +86,7 @@ pub fn redirect_url(
     xml: &str,
     relay_state: &str,
     key: Option<&PKey<Private>>,
-) -> Result<String, String> {
+) -> Result<String, BindingError> {
     redirect_binding("SAMLRequest", sso_url, xml, relay_state, key)
 }
 
@@ -87,11 +97,11 @@ pub fn redirect_binding(
     xml: &str,
     relay_state: &str,
     key: Option<&PKey<Private>>,
-) -> Result<String, String> {
+) -> Result<String, BindingError> {
     use std::io::Write;
     let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(xml.as_bytes()).map_err(|e| e.to_string())?;
-    let deflated = enc.finish().map_err(|e| e.to_string())?;
+    enc.write_all(xml.as_bytes())?;
+    let deflated = enc.finish()?;
     let mut query = format!("{param}={}", url_encode(B64.encode(deflated).as_bytes()));
     if !relay_state.is_empty() {
         query.push_str(&format!(
@@ -104,9 +114,9 @@ pub fn redirect_binding(
             "&SigAlg={}",
             url_encode(SIG_ALG_RSA_SHA256.as_bytes())
         ));
-        let mut signer = Signer::new(MessageDigest::sha256(), key).map_err(|e| e.to_string())?;
-        signer.update(query.as_bytes()).map_err(|e| e.to_string())?;
-        let sig = signer.sign_to_vec().map_err(|e| e.to_string())?;
+        let mut signer = Signer::new(MessageDigest::sha256(), key)?;
+        signer.update(query.as_bytes())?;
+        let sig = signer.sign_to_vec()?;
         query.push_str(&format!(
             "&Signature={}",
             url_encode(B64.encode(sig).as_bytes())

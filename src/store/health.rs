@@ -42,14 +42,14 @@ impl Monitored {
                 self.readable.store(true, Ordering::SeqCst);
                 if !self.writable.swap(true, Ordering::SeqCst) {
                     tracing::info!(
-                        reason = "store_unavailable",
+                        reason = crate::reason::Reason::StoreUnavailable.code(),
                         "store: writes succeed again; logins resume"
                     );
                 }
             }
             Err(StoreError::Io(e)) | Err(StoreError::Schema(e)) => {
                 if self.writable.swap(false, Ordering::SeqCst) {
-                    tracing::error!(reason = "store_unavailable", error = %e, "store: a write failed; logins answer 503 until writes succeed");
+                    tracing::error!(reason = crate::reason::Reason::StoreUnavailable.code(), error = %e, "store: a write failed; logins answer 503 until writes succeed");
                 }
             }
             Err(StoreError::Corrupt(_)) => {}
@@ -60,7 +60,7 @@ impl Monitored {
     fn read<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(StoreError::Io(e)) = &r {
             if self.readable.swap(false, Ordering::SeqCst) {
-                tracing::error!(reason = "store_unavailable", error = %e, "store: a read failed; /auth/verify answers 503 until the store answers");
+                tracing::error!(reason = crate::reason::Reason::StoreUnavailable.code(), error = %e, "store: a read failed; /auth/verify answers 503 until the store answers");
             }
         }
         r

@@ -11,11 +11,11 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
 use super::consent;
-use super::metrics::Outcome;
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::identity::attributes::map_profile;
 use crate::login::{self, Decision};
+use crate::reason::Outcome;
 use crate::reason::{Reason, Refusal};
 use crate::saml::acs::{decode_saml_response, verify_response, Expectations, Verified};
 use crate::saml::authn;
@@ -42,18 +42,19 @@ pub async fn post_acs(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, 
             app.metrics.outcome(a.outcome);
             tracing::info!(
                 target: "samlgate::login",
-                request_id = rid, %peer, outcome = outcome_name(a.outcome), reason = "",
+                request_id = rid, %peer, outcome = a.outcome.name(), reason = "",
                 account_id = %a.account_id, signed = a.signed, ms,
                 "login accepted"
             );
             a.resp
         }
-        Err((refusal, account_id)) => {
+        Err(e) => {
+            let (refusal, account_id) = e.parts();
             app.metrics.refused(refusal.reason);
             tracing::warn!(
                 target: "samlgate::login",
                 request_id = rid, %peer, outcome = "refused", reason = refusal.reason.code(),
-                account_id = account_id.as_deref().unwrap_or(""), detail = %refusal.detail, ms,
+                account_id, detail = %refusal.detail, ms,
                 "login refused"
             );
             pages::refusal_page(lang, refusal.reason, rid, Some("/login"))
@@ -61,19 +62,33 @@ pub async fn post_acs(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr, 
     }
 }
 
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::NeedsConsent => "consent",
-        Outcome::NeedsApplication => "application_needed",
-        Outcome::Blocked => "blocked",
-    }
+/// Why an ACS post got no session. Every variant answers the same way (the refusal page of
+/// its reason, one log line, one counter: `post_acs`); they differ in what the log can name.
+enum AcsError {
+    /// The post itself (size, content type, form) or the server (no verification slot, a task
+    /// that died) refused it before anything was verified: no account to name.
+    Post(Refusal),
+    /// The response failed verification: nothing in it is trusted, so no account is named.
+    Unverified(Refusal),
+    /// A verified response whose login was refused (attributes, replay, an answered request,
+    /// the store, an account changed meanwhile): the log names the account.
+    Login {
+        account_id: String,
+        refusal: Refusal,
+    },
 }
 
-type AcsError = (Refusal, Option<String>);
-
-fn no_account(r: Refusal) -> AcsError {
-    (r, None)
+impl AcsError {
+    /// The refusal and the account id for the log line (empty when none is known).
+    fn parts(&self) -> (&Refusal, &str) {
+        match self {
+            AcsError::Post(r) | AcsError::Unverified(r) => (r, ""),
+            AcsError::Login {
+                account_id,
+                refusal,
+            } => (refusal, account_id),
+        }
+    }
 }
 
 async fn acs_inner(
@@ -83,25 +98,27 @@ async fn acs_inner(
 ) -> Result<Accepted, AcsError> {
     let lang = Lang::of(&req);
     let headers = req.headers().clone();
-    let body = read_body(app, &headers, req).await.map_err(no_account)?;
+    let body = read_body(app, &headers, req)
+        .await
+        .map_err(AcsError::Post)?;
 
     // Verification is CPU-bound; bound how many run at once and run them on blocking threads.
     let permit = tokio::time::timeout(Duration::from_secs(10), app.verify_slots.acquire())
         .await
         .map_err(|_| {
-            no_account(Refusal::new(
+            AcsError::Post(Refusal::new(
                 Reason::Busy,
                 "no verification slot within 10 s",
             ))
         })?
-        .map_err(|_| no_account(Refusal::new(Reason::Internal, "verification slots closed")))?;
+        .map_err(|_| AcsError::Post(Refusal::new(Reason::Internal, "verification slots closed")))?;
     // SP-initiated: the requests this browser started (sealed in its request cookies).
     let now_ts = chrono::Utc::now().timestamp();
     let tracked_all = super::sso::tracked_requests(app, &headers, now_ts);
     let expected: Vec<String> = tracked_all.iter().map(|t| t.id.clone()).collect();
     let (verified, relay_state) = verify_blocking(app, body, expected)
         .await
-        .map_err(no_account)?;
+        .map_err(AcsError::Unverified)?;
     drop(permit);
     // The request the verified (signed) InResponseTo answers, not merely the first cookie.
     let tracked = match &verified.in_response_to {
@@ -124,7 +141,7 @@ async fn acs_inner(
         decide(&app2, verified, tracked, relay_state, &headers, lang, &rid2)
     })
     .await
-    .map_err(|e| no_account(Refusal::new(Reason::Internal, format!("login task: {e}"))))?
+    .map_err(|e| AcsError::Post(Refusal::new(Reason::Internal, format!("login task: {e}"))))?
 }
 
 /// Form and base64 decoding, decryption and verification, on a blocking thread: a large body
@@ -186,9 +203,15 @@ fn decide(
 ) -> Result<Accepted, AcsError> {
     let idp = app.idp();
     let profile = map_profile(&app.cfg.attributes, &verified.name_id, &verified.attributes)
-        .map_err(|r| (r, Some(verified.name_id.clone())))?;
+        .map_err(|refusal| AcsError::Login {
+            account_id: verified.name_id.clone(),
+            refusal,
+        })?;
     let account_id = profile.account_id.clone();
-    let refused = |r: Refusal| (r, Some(account_id.clone()));
+    let refused = |refusal: Refusal| AcsError::Login {
+        account_id: account_id.clone(),
+        refusal,
+    };
     let signed = verified.signed.as_str();
     // The assertion is consumed now, whatever the decision: record it before anything else.
     let fresh = login::record_replay(&*app.store, verified, &idp.entity_id)

@@ -32,7 +32,7 @@ pub async fn op(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
         .fold(0u8, |a, (x, y)| a | (x ^ y))
         != 0
     {
-        tracing::warn!(target: "samlgate::admin", request_id = rid, reason = "bad_token", "admin API refused");
+        tracing::warn!(target: "samlgate::admin", request_id = rid, reason = crate::reason::Reason::BadToken.code(), "admin API refused");
         return json(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"error": "bearer token required"}),

@@ -49,7 +49,7 @@ pub async fn post(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
     }
     let field = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     let Some(t) = open(app, field("token")) else {
-        tracing::warn!(target: "samlgate::applications", request_id = rid, reason = "bad_request", "application form: token missing, forged or expired");
+        tracing::warn!(target: "samlgate::applications", request_id = rid, reason = Reason::BadRequest.code(), "application form: token missing, forged or expired");
         return pages::refusal_page(lang, Reason::BadRequest, rid, Some("/login"));
     };
     let need = if t.link {
@@ -98,7 +98,7 @@ fn file(
     let audit = crate::audit::entry(
         store,
         &format!("user:{}", p.account_id),
-        "application.file",
+        crate::audit::AuditAction::ApplicationFile,
         &p.account_id,
         &detail,
         None,

@@ -17,6 +17,7 @@ use super::cookies::Cookie;
 use super::login as web_login;
 use super::pages::{self, Lang, Resp};
 use super::App;
+use crate::audit::AuditAction;
 use crate::identity::consent::{
     self, ConsentDecision, ConsentState, PendingLogin, PENDING_TTL_SECS,
 };
@@ -144,29 +145,7 @@ fn pending_of<B>(app: &App, req: &Request<B>) -> Option<PendingLogin> {
 }
 
 fn expired_page(lang: Lang, rid: &str) -> Resp {
-    let page = pages::ErrorPage {
-        lang,
-        title: lang.t("同意画面の有効期限が切れました", "The consent page has expired"),
-        message: lang.t(
-            "同意の確認は10分以内に行ってください。お手数ですが、G-MISからもう一度ログインしてください。",
-            "Please decide within 10 minutes. Log in from G-MIS again to see the consent page.",
-        ),
-        other: lang.other().t(
-            "同意の確認は10分以内に行ってください。お手数ですが、G-MISからもう一度ログインしてください。",
-            "Please decide within 10 minutes. Log in from G-MIS again to see the consent page.",
-        ),
-        code: "consent_expired",
-        request_id: rid,
-        action_href: Some("/login"),
-        action_label: lang.t("ログイン画面へ", "Go to the login page"),
-        success: false,
-    };
-    let mut r = pages::render(StatusCode::BAD_REQUEST, &page);
-    r.headers_mut().insert(
-        "x-samlgate-reason",
-        HeaderValue::from_static("consent_expired"),
-    );
-    r
+    pages::refusal_page(lang, Reason::ConsentExpired, rid, Some("/login"))
 }
 
 pub fn get_consent<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
@@ -221,7 +200,7 @@ pub async fn post_consent(app: &App, req: Request<Incoming>, rid: &str) -> Resp 
     }
     let csrf_ok = csrf.is_some_and(|c| constant_time_eq(c.as_bytes(), p.csrf.as_bytes()));
     if !csrf_ok {
-        tracing::warn!(target: "samlgate::consent", request_id = rid, reason = "csrf_mismatch", account_id = %p.profile.account_id, "consent form refused");
+        tracing::warn!(target: "samlgate::consent", request_id = rid, reason = Reason::CsrfMismatch.code(), account_id = %p.profile.account_id, "consent form refused");
         return pages::refusal_page(lang, Reason::BadRequest, rid, None);
     }
     let accept = match decision.as_deref() {
@@ -285,7 +264,7 @@ fn decision_writes(
     app: &App,
     p: &PendingLogin,
     accept: bool,
-) -> Result<(&'static str, Vec<crate::store::Write>), Refusal> {
+) -> Result<(AuditAction, Vec<crate::store::Write>), Refusal> {
     let version = &app.cfg.consent.version;
     let state = ConsentState {
         gmis_id: p.profile.account_id.clone(),
@@ -301,9 +280,9 @@ fn decision_writes(
         profile: (!accept).then(|| p.profile.clone()),
     };
     let action = if accept {
-        "consent.accept"
+        AuditAction::ConsentAccept
     } else {
-        "consent.reject"
+        AuditAction::ConsentReject
     };
     let audit = crate::audit::entry(
         &*app.store,
@@ -373,7 +352,7 @@ fn decide(
             ),
         )));
     }
-    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action, version = %app.cfg.consent.version, "consent decision");
+    tracing::info!(target: "samlgate::consent", request_id = rid, account_id = %p.profile.account_id, decision = action.name(), version = %app.cfg.consent.version, "consent decision");
     if accept {
         return Ok(web_login::finish(app, admitted, writes)?);
     }

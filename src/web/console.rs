@@ -418,7 +418,7 @@ async fn post_login(
         user_id: &user_id,
     };
     if !csrf_cookie.iter().any(|c| ct_eq(c, field(&f, "csrf"))) {
-        tracing::warn!(target: "samlgate::console", request_id = rid, peer = %client, reason = "csrf_mismatch", "console login form refused");
+        tracing::warn!(target: "samlgate::console", request_id = rid, peer = %client, reason = crate::reason::Reason::CsrfMismatch.code(), "console login form refused");
         return again.refuse(
             StatusCode::FORBIDDEN,
             "画面の有効期限が切れました。もう一度入力してください。",
@@ -431,7 +431,7 @@ async fn post_login(
             StatusCode::TOO_MANY_REQUESTS,
             "試行回数が多すぎます。しばらく待ってからもう一度お試しください。",
             "Too many attempts. Please wait a while and try again.",
-            Some("rate_limited"),
+            Some(crate::reason::Reason::RateLimited.code()),
         );
     }
     let pw = Password::new(field(&f, "password").to_string());
@@ -448,7 +448,7 @@ async fn post_login(
             StatusCode::SERVICE_UNAVAILABLE,
             "現在ログインできません。しばらくしてからお試しください。",
             "Logging in is not possible right now. Please try again later.",
-            Some("store_unavailable"),
+            Some(crate::reason::Reason::StoreUnavailable.code()),
         ),
     }
 }
@@ -467,12 +467,12 @@ fn password_outcome(again: &Again, o: Outcome, allowed: bool, rid: &str) -> Resp
         // The password was right: only now does the role matter (a wrong password says
         // nothing about who may use the console).
         _ if !allowed => {
-            tracing::warn!(target: "samlgate::console", request_id = rid, user_id = %again.user_id, reason = "console_not_secretariat", "console login refused: not a secretariat account");
+            tracing::warn!(target: "samlgate::console", request_id = rid, user_id = %again.user_id, reason = crate::reason::Reason::ConsoleNotSecretariat.code(), "console login refused: not a secretariat account");
             again.refuse(
                 StatusCode::FORBIDDEN,
                 "このアカウントでは事務局コンソールを利用できません。事務局の担当者のアカウントでログインしてください。",
                 "This account cannot use the secretariat console. Please log in with a secretariat account.",
-                Some("console_not_secretariat"),
+                Some(crate::reason::Reason::ConsoleNotSecretariat.code()),
             )
         }
         Outcome::Next(rec) if rec.step == StepKind::Totp => {
@@ -489,7 +489,7 @@ fn password_outcome(again: &Again, o: Outcome, allowed: bool, rid: &str) -> Resp
                 StatusCode::FORBIDDEN,
                 &format!("初回ログインの設定（パスワード変更と認証アプリの登録）がまだです。先に {login} でログインして設定を済ませてから、もう一度お試しください。"),
                 &format!("Your first-login setup (password change and authenticator app) is not finished. Log in at {login} first to complete it, then try again."),
-                Some("console_setup_needed"),
+                Some(crate::reason::Reason::ConsoleSetupNeeded.code()),
             )
         }
     }
@@ -574,7 +574,7 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
                 Some(Ok((Outcome::Refused(r), None))) => Some(r),
                 _ => None,
             };
-            tracing::info!(target: "samlgate::console", request_id = rid, operator = %operator, reason = refusal.as_ref().map_or("console_totp_failed", |r| r.code()), "console login refused at the second factor");
+            tracing::info!(target: "samlgate::console", request_id = rid, operator = %operator, reason = refusal.as_ref().map_or(crate::reason::Reason::ConsoleTotpFailed.code(), |r| r.code()), "console login refused at the second factor");
             let m = refusal.map(|r| r.message()).unwrap_or_else(|| {
                 refusal_message(
                     "ログインできませんでした。もう一度お試しください。",
@@ -903,7 +903,7 @@ async fn post_action(
     let req_head = Request::from_parts(head, ());
     let f = form(Request::new(body)).await.unwrap_or_default();
     if !ct_eq(&l.csrf, field(&f, "csrf")) {
-        tracing::warn!(target: "samlgate::console", request_id = rid, operator = %l.operator, reason = "csrf_mismatch", "console action refused");
+        tracing::warn!(target: "samlgate::console", request_id = rid, operator = %l.operator, reason = crate::reason::Reason::CsrfMismatch.code(), "console action refused");
         return message(
             Chrome::new(&req_head, lang, Some(l)),
             StatusCode::FORBIDDEN,

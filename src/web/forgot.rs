@@ -112,7 +112,7 @@ pub async fn post_forgot(
         return forgot_form(app, lang, StatusCode::OK, None);
     }
     if !csrf_ok(&cookies, &f) {
-        tracing::warn!(target: "samlgate::local", request_id = rid, peer = %client, reason = "csrf_mismatch", "forgot form refused");
+        tracing::warn!(target: "samlgate::local", request_id = rid, peer = %client, reason = Reason::CsrfMismatch.code(), "forgot form refused");
         return forgot_form(app, lang, StatusCode::FORBIDDEN, Some(&stale_form()));
     }
     let limited = {
@@ -245,13 +245,13 @@ pub async fn post_reset(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Re
         Err(page) => return page,
     };
     if !csrf_ok(&cookies, &f) {
-        tracing::warn!(target: "samlgate::local", request_id = rid, reason = "csrf_mismatch", "reset form refused");
+        tracing::warn!(target: "samlgate::local", request_id = rid, reason = Reason::CsrfMismatch.code(), "reset form refused");
         let why = LinkRefusal::Invalid;
         let mut r = invalid_link(lang, &why);
         *r.status_mut() = StatusCode::FORBIDDEN;
         r.headers_mut().insert(
             "x-samlgate-reason",
-            HeaderValue::from_static("csrf_mismatch"),
+            HeaderValue::from_static(Reason::CsrfMismatch.code()),
         );
         return no_referrer(r);
     }

@@ -176,7 +176,7 @@ pub async fn post_login(
     let return_to = safe_return_path(Some(field(&f, "return_to")));
     let user_id = field(&f, "user_id").trim().to_string();
     if !csrf_ok(&cookie_csrf, &f) {
-        tracing::warn!(target: "samlgate::local", request_id = rid, peer = %client, reason = "csrf_mismatch", "login form refused");
+        tracing::warn!(target: "samlgate::local", request_id = rid, peer = %client, reason = Reason::CsrfMismatch.code(), "login form refused");
         let m = stale_form();
         return login_form(
             app,

@@ -164,49 +164,11 @@ fn application_message(lang: Lang, need: ApplicationNeed, cat: &str) -> String {
 }
 
 pub fn blocked_page(lang: Lang, by: ConsentDecision, rid: &str) -> Resp {
-    let (message, code) = blocked_message(lang, by);
-    let (other, _) = blocked_message(lang.other(), by);
-    let title = match by {
-        ConsentDecision::BlockedBySecretariat => lang.t(
-            "G-MISからのログインは停止されています",
-            "Logging in from G-MIS is suspended",
-        ),
-        _ => lang.t("事務局の確認待ちです", "Waiting for the secretariat"),
+    let reason = match by {
+        ConsentDecision::BlockedBySecretariat => Reason::BlockedBySecretariat,
+        _ => Reason::BlockedConsentRejected,
     };
-    let page = pages::ErrorPage {
-        lang,
-        title,
-        message,
-        other,
-        code,
-        request_id: rid,
-        action_href: None,
-        action_label: "",
-        success: false,
-    };
-    let mut r = pages::render(StatusCode::FORBIDDEN, &page);
-    r.headers_mut()
-        .insert("x-samlgate-reason", HeaderValue::from_static(code));
-    r
-}
-
-fn blocked_message(lang: Lang, by: ConsentDecision) -> (&'static str, &'static str) {
-    match by {
-        ConsentDecision::BlockedBySecretariat => (
-            lang.t(
-                "このアカウントのG-MISからのログインは、G-MIS事務局により停止されています。G-MIS事務局にお問い合わせください。",
-                "Logging in from G-MIS is suspended for this account by the G-MIS secretariat. Please contact the secretariat.",
-            ),
-            "blocked_by_secretariat",
-        ),
-        _ => (
-            lang.t(
-                "利用者情報の登録・連携に同意いただけなかったため、G-MISからのログインを停止しています。G-MIS事務局が理由を確認のうえ再開します。事務局からの連絡をお待ちください。",
-                "Because you did not agree to register and link your user information, logging in from G-MIS is stopped. The G-MIS secretariat will confirm the reason with you and reopen it; please wait for their contact.",
-            ),
-            "blocked_consent_rejected",
-        ),
-    }
+    pages::refusal_page(lang, reason, rid, None)
 }
 
 /// The refusal a login step's error maps to.

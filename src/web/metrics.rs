@@ -10,21 +10,7 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
 ];
 
-/// Outcomes that are not refusals: where a verified login went.
-#[derive(Debug, Clone, Copy)]
-pub enum Outcome {
-    Success,
-    NeedsConsent,
-    NeedsApplication,
-    Blocked,
-}
-
-const OUTCOMES: [(&str, Outcome); 4] = [
-    ("success", Outcome::Success),
-    ("consent", Outcome::NeedsConsent),
-    ("application_needed", Outcome::NeedsApplication),
-    ("blocked", Outcome::Blocked),
-];
+pub use crate::reason::Outcome;
 
 /// A fixed set of counters (std derives `Default` for arrays of at most 32 only).
 pub struct Counters<const N: usize>([AtomicU64; N]);
@@ -44,7 +30,7 @@ impl<const N: usize> std::ops::Deref for Counters<N> {
 
 #[derive(Default)]
 pub struct Metrics {
-    outcomes: [AtomicU64; 4],
+    outcomes: [AtomicU64; Outcome::ALL.len()],
     refused: Counters<{ Reason::ALL.len() }>,
     acs_buckets: [AtomicU64; BUCKETS.len()],
     acs_count: AtomicU64,
@@ -89,14 +75,16 @@ impl Metrics {
             "# HELP samlgate_logins_total Login attempts at the ACS by outcome and reason code.\n",
         );
         s.push_str("# TYPE samlgate_logins_total counter\n");
-        for (name, o) in OUTCOMES {
+        for o in Outcome::ALL {
             let _ = writeln!(
                 s,
-                "samlgate_logins_total{{outcome=\"{name}\",reason=\"\"}} {}",
+                "samlgate_logins_total{{outcome=\"{}\",reason=\"\"}} {}",
+                o.name(),
                 self.outcomes[o as usize].load(Relaxed)
             );
         }
-        for (i, r) in Reason::ALL.iter().enumerate() {
+        let counted = Reason::ALL.iter().enumerate();
+        for (i, r) in counted.filter(|(_, r)| r.counted_as_login()) {
             let _ = writeln!(
                 s,
                 "samlgate_logins_total{{outcome=\"refused\",reason=\"{}\"}} {}",

@@ -546,7 +546,7 @@ fn store_gate(app: &App, path: &str, lang: Lang, rid: &str) -> Option<Resp> {
     tracing::warn!(
         request_id = rid,
         path,
-        reason = "store_unavailable",
+        reason = crate::reason::Reason::StoreUnavailable.code(),
         "refused: the store is unavailable"
     );
     Some(pages::refusal_page(

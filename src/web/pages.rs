@@ -236,9 +236,10 @@ pub fn refusal_page(
     retry_href: Option<&str>,
 ) -> Resp {
     let (ja, en) = reason.message();
+    let (title_ja, title_en) = reason.title();
     let page = ErrorPage {
         lang,
-        title: lang.t("ログインできませんでした", "Login failed"),
+        title: lang.t(title_ja, title_en),
         message: lang.t(ja, en),
         other: lang.other().t(ja, en),
         code: reason.code(),

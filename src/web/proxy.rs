@@ -250,11 +250,11 @@ pub async fn forward(
     let resp = match tokio::time::timeout(up.timeout, up.send(affinity, req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_error", error = %e, "upstream request failed");
+            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = Reason::UpstreamError.code(), error = %e, "upstream request failed");
             return Proxied::Own(bad_gateway(lang, rid, StatusCode::BAD_GATEWAY));
         }
         Err(_) => {
-            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = "upstream_timeout", "upstream did not answer in time");
+            tracing::warn!(target: "samlgate::proxy", request_id = rid, reason = Reason::UpstreamTimeout.code(), "upstream did not answer in time");
             return Proxied::Own(bad_gateway(lang, rid, StatusCode::GATEWAY_TIMEOUT));
         }
     };

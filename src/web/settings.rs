@@ -135,7 +135,7 @@ pub async fn post_setup(app: &Arc<App>, req: Request<Incoming>, rid: &str) -> Re
         .and_then(|d| serde_json::from_slice(&d).ok())
         .filter(|s: &Sealed| s.sid == sid && s.exp > now);
     let Some(secret) = sealed.and_then(|s| TotpSecret::from_base32(&s.secret)) else {
-        tracing::warn!(target: "samlgate::local", request_id = rid, reason = "csrf_mismatch", "TOTP setup form refused");
+        tracing::warn!(target: "samlgate::local", request_id = rid, reason = Reason::CsrfMismatch.code(), "TOTP setup form refused");
         return form_page(app, lang, &sid, &user, Some(&stale(lang)));
     };
     let code = field(&f, "code").to_string();

@@ -73,9 +73,9 @@ pub fn logged_out_page(lang: Lang, rid: &str, gmis_closed: bool) -> Resp {
 
 fn refused(lang: Lang, e: &SloError, rid: &str) -> Resp {
     let code = match e {
-        SloError::Signature(_) => "slo_signature_invalid",
-        SloError::Malformed(_) => "slo_bad_request",
-        SloError::Invalid(_) => "slo_refused",
+        SloError::Signature(_) => crate::reason::Reason::SloSignatureInvalid.code(),
+        SloError::Malformed(_) => crate::reason::Reason::SloBadRequest.code(),
+        SloError::Invalid(_) => crate::reason::Reason::SloRefused.code(),
     };
     tracing::warn!(target: "samlgate::slo", request_id = rid, reason = code, detail = %e, "logout message refused");
     slo_page(
@@ -164,7 +164,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
                                 "医療情報ネットからはログアウトしました。G-MISのログアウトは完了していない可能性があります。ブラウザを閉じてください。",
                                 "You are logged out of the Medical Information Net. G-MIS may not have logged you out; please close the browser.",
                             ),
-                            "slo_partial",
+                            crate::reason::Reason::SloPartial.code(),
                             rid,
                         )
                     }
@@ -250,7 +250,7 @@ fn idp_logout(
     let sessions: Vec<SessionRecord> = match app.store.sessions_by_name_id(&r.name_id) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(target: "samlgate::slo", request_id = rid, reason = "store_unavailable", error = %e, "IdP-initiated logout refused");
+            tracing::warn!(target: "samlgate::slo", request_id = rid, reason = crate::reason::Reason::StoreUnavailable.code(), error = %e, "IdP-initiated logout refused");
             return pages::refusal_page(lang, crate::reason::Reason::StoreUnavailable, rid, None);
         }
     };

@@ -90,7 +90,7 @@ pub async fn login<B>(app: &Arc<App>, req: &Request<B>, peer: SocketAddr, rid: &
     }
     let idp = app.idp();
     let Some(sso) = idp.sso_redirect.clone() else {
-        tracing::error!(target: "samlgate::sso", request_id = rid, reason = "no_sso_endpoint", "IdP metadata has no HTTP-Redirect SingleSignOnService");
+        tracing::error!(target: "samlgate::sso", request_id = rid, reason = Reason::NoSsoEndpoint.code(), "IdP metadata has no HTTP-Redirect SingleSignOnService");
         return pages::refusal_page(lang, Reason::Internal, rid, None);
     };
     let tracked = TrackedRequest {

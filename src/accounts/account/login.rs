@@ -7,6 +7,7 @@ use crate::accounts::password::{HashError, Password};
 use crate::accounts::reset::{ResetError, ResetKind, ResetTicket};
 use crate::accounts::throttle::Blocked;
 use crate::accounts::totp::{self, Enrolment, TotpError, TotpSecret};
+use crate::reason::Reason;
 
 /// How the login was completed: the `X-Samlgate-Auth-Method` header and the JWT `amr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,55 +94,30 @@ pub enum LoginRefusal {
 }
 
 impl LoginRefusal {
-    /// A stable code for the audit line and the operator's reason.
-    pub fn code(&self) -> &'static str {
+    /// The reason for the audit line and the operator's log.
+    pub fn reason(&self) -> Reason {
         match self {
-            LoginRefusal::WrongPassword => "local_wrong_password",
-            LoginRefusal::Blocked(Blocked::Wait { .. }) => "local_throttled",
-            LoginRefusal::Blocked(Blocked::Locked { .. }) => "local_locked",
-            LoginRefusal::Disabled => "local_disabled",
-            LoginRefusal::TemporaryExpired => "local_temporary_expired",
-            LoginRefusal::Unusable(_) => "local_hash_unusable",
-            LoginRefusal::Totp(TotpError::Malformed) => "local_totp_malformed",
-            LoginRefusal::Totp(TotpError::Wrong) => "local_totp_wrong",
-            LoginRefusal::Totp(TotpError::Replayed) => "local_totp_replayed",
-            LoginRefusal::WrongRecoveryCode => "local_recovery_wrong",
-            LoginRefusal::Stale => "local_login_stale",
+            LoginRefusal::WrongPassword => Reason::LocalWrongPassword,
+            LoginRefusal::Blocked(Blocked::Wait { .. }) => Reason::LocalThrottled,
+            LoginRefusal::Blocked(Blocked::Locked { .. }) => Reason::LocalLocked,
+            LoginRefusal::Disabled => Reason::LocalDisabled,
+            LoginRefusal::TemporaryExpired => Reason::LocalTemporaryExpired,
+            LoginRefusal::Unusable(_) => Reason::LocalHashUnusable,
+            LoginRefusal::Totp(e) => e.reason(),
+            LoginRefusal::WrongRecoveryCode => Reason::LocalRecoveryWrong,
+            LoginRefusal::Stale => Reason::LocalLoginStale,
         }
     }
 
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
+    }
+
+    /// The form's message: the reason's, except a throttle or lock, which says how long.
     pub fn message(&self) -> Message {
-        let m = |ja: &str, en: &str| Message {
-            ja: ja.into(),
-            en: en.into(),
-        };
         match self {
-            LoginRefusal::WrongPassword => m(
-                "ユーザーIDまたはパスワードが正しくありません。半角英数字で、大文字と小文字を区別して入力してください。",
-                "The user ID or password is not correct. Both are case-sensitive half-width alphanumerics.",
-            ),
             LoginRefusal::Blocked(b) => b.message(),
-            LoginRefusal::Disabled => m(
-                "このアカウントは利用停止中です。事務局にお問い合わせください。",
-                "This account is disabled. Contact the secretariat.",
-            ),
-            LoginRefusal::TemporaryExpired => m(
-                "仮パスワードの有効期限が切れています。事務局に再発行を依頼してください。",
-                "The temporary password has expired. Ask the secretariat to issue a new one.",
-            ),
-            LoginRefusal::Unusable(_) => m(
-                "このアカウントは現在ログインできません。事務局にお問い合わせください。",
-                "This account cannot sign in at the moment. Contact the secretariat.",
-            ),
-            LoginRefusal::Totp(e) => e.message(),
-            LoginRefusal::WrongRecoveryCode => m(
-                "リカバリーコードが正しくないか、使用済みです。",
-                "The recovery code is not correct or has already been used.",
-            ),
-            LoginRefusal::Stale => m(
-                "ログインの手続きが無効になりました。最初からやり直してください。",
-                "This sign-in is no longer valid. Start again.",
-            ),
+            _ => Message::of(self.reason()),
         }
     }
 }
@@ -226,20 +202,24 @@ pub enum LinkRefusal {
 }
 
 impl LinkRefusal {
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            LinkRefusal::Invalid => "local_reset_link_invalid",
-            LinkRefusal::Expired => "local_reset_link_expired",
-            LinkRefusal::Superseded => "local_reset_link_superseded",
-            LinkRefusal::Refused(r) => r.code(),
+            LinkRefusal::Invalid => Reason::LocalResetLinkInvalid,
+            LinkRefusal::Expired => Reason::LocalResetLinkExpired,
+            LinkRefusal::Superseded => Reason::LocalResetLinkSuperseded,
+            LinkRefusal::Refused(r) => r.reason(),
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
     }
 
     /// One message for the first three: the way forward is the same.
     pub fn message(&self) -> Message {
         match self {
             LinkRefusal::Refused(r) => r.message(),
-            _ => super::super::reset::ResetError::Expired.message(),
+            _ => Message::of(self.reason()),
         }
     }
 }
