@@ -73,11 +73,17 @@ impl TokenSigner {
         Some(t)
     }
 
-    /// Forgets a session's cached token (logout).
+    /// Forgets a session's cached token ([`crate::sessions::end`]).
     pub fn forget(&self, session_id: &str) {
         if let Ok(mut c) = self.cache.lock() {
             c.remove(session_id);
         }
+    }
+
+    /// Whether a token for this session is in the cache.
+    #[cfg(test)]
+    pub(crate) fn is_cached(&self, session_id: &str) -> bool {
+        self.cache.lock().is_ok_and(|c| c.contains_key(session_id))
     }
 
     pub fn sign(&self, rec: &SessionRecord, iat: i64, exp: i64) -> Result<String, String> {

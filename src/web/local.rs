@@ -17,14 +17,14 @@ use hyper::{Request, StatusCode};
 
 use super::pages::{self, Lang, Resp};
 use super::App;
-use crate::accounts::account::{AuthMethod, LoginRefusal};
+use crate::accounts::account::LoginRefusal;
 use crate::accounts::password::Password;
 use crate::accounts::Message;
-use crate::identity::users::User;
 use crate::local_login::{self as ll, LoginSteps, Outcome, StepKind};
+use crate::login::local::Ending;
+use crate::login::NewSession;
 use crate::reason::Reason;
 use crate::return_path::safe_return_path;
-use crate::store::SessionRecord;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -197,11 +197,20 @@ pub async fn post_login(
     }
     let pw = Password::new(field(&f, "password").to_string());
     let (a2, uid, rt) = (app.clone(), user_id.clone(), return_to.clone());
+    let ending = Ending::session(&app.cfg.session, replaces);
     let r = on_hash_pool(app, move || {
-        ll::password(&*a2.store, &a2.cfg.local, &a2.local, &uid, &pw, &rt)
+        ll::password(
+            &*a2.store,
+            &a2.cfg.local,
+            &a2.local,
+            &uid,
+            &pw,
+            &rt,
+            &ending,
+        )
     })
     .await;
-    outcome(app, lang, rid, &user_id, &return_to, replaces, r)
+    outcome(app, lang, rid, &user_id, &return_to, r)
 }
 
 pub(super) fn stale_form() -> Message {
@@ -211,14 +220,14 @@ pub(super) fn stale_form() -> Message {
     }
 }
 
-/// Turns a step's outcome into the answer: the session, the next step, or the form again.
+/// Turns a step's outcome into the answer: the session's cookie, the next step, or the form
+/// again.
 fn outcome(
     app: &App,
     lang: Lang,
     rid: &str,
     user_id: &str,
     return_to: &str,
-    replaces: Vec<String>,
     r: Option<Result<Outcome, crate::store::StoreError>>,
 ) -> Resp {
     let o = match r {
@@ -230,9 +239,17 @@ fn outcome(
         None => return pages::refusal_page(lang, Reason::Internal, rid, Some("/login")),
     };
     match o {
-        Outcome::Done { user, method } => {
+        Outcome::Done {
+            user,
+            method,
+            session: Some(s),
+        } => {
             tracing::info!(target: "samlgate::local", request_id = rid, local_user = %user.id, method = method.header_value(), "password login");
-            make_session(app, lang, rid, &user, method, return_to, &replaces)
+            session_cookie(app, &s, return_to)
+        }
+        // Every login here ends in a session (Ending::Session).
+        Outcome::Done { session: None, .. } => {
+            pages::refusal_page(lang, Reason::Internal, rid, Some("/login"))
         }
         Outcome::Next(rec) => next_step(app, &rec),
         Outcome::Refused(refusal) => {
@@ -285,46 +302,14 @@ pub(super) fn next_step(app: &App, rec: &LoginSteps) -> Resp {
     r
 }
 
-/// A fresh session (never one the browser already had), as SSO makes it.
-fn make_session(
-    app: &App,
-    lang: Lang,
-    rid: &str,
-    user: &User,
-    method: AuthMethod,
-    return_to: &str,
-    replaces: &[String],
-) -> Resp {
-    let now = chrono::Utc::now().timestamp();
-    let expires = now + app.cfg.session.absolute_hours as i64 * 3600;
-    let rec = SessionRecord {
-        id: crate::session::random_id(),
-        profile: user.profile.clone(),
-        local_user_id: user.id.clone(),
-        name_id: String::new(),
-        name_id_format: None,
-        session_index: None,
-        created: now,
-        last_seen: now,
-        expires,
-        auth_method: method.header_value().to_string(),
-    };
-    let idle = app.cfg.session.idle_minutes as i64 * 60;
-    let stored = app.store.session_put(&rec, idle).and_then(|_| {
-        for old in replaces {
-            super::auth::end_session(app, old)?;
-        }
-        app.store.flush()
-    });
-    if let Err(e) = stored {
-        tracing::error!(target: "samlgate::local", request_id = rid, reason = Reason::StoreUnavailable.code(), error = %e, "session write");
-        return pages::refusal_page(lang, Reason::StoreUnavailable, rid, Some("/login"));
-    }
+/// The answer to a finished login: its session (committed with the login, a fresh id, as
+/// SSO makes it) in the cookie; the step and CSRF cookies cleared.
+fn session_cookie(app: &App, s: &NewSession, return_to: &str) -> Resp {
     let mut r = pages::redirect(StatusCode::SEE_OTHER, return_to);
     set_cookie(
         &mut r,
         &app.sessions
-            .set_cookie(&app.sessions.seal(&rec.id), expires - now),
+            .set_cookie(&app.sessions.seal(&s.rec.id), s.max_age),
     );
     set_cookie(&mut r, &app.sessions.cookie(steps_cookie_name(app), "", 0));
     set_cookie(&mut r, &app.sessions.cookie(csrf_cookie_name(app), "", 0));
@@ -452,12 +437,13 @@ pub async fn post_change(app: &std::sync::Arc<App>, req: Request<Incoming>, rid:
     }
     let pw = Password::new(field(&f, "new_password").to_string());
     let (a2, r2) = (app.clone(), rec.clone());
+    let ending = Ending::session(&app.cfg.session, Vec::new());
     let r = on_hash_pool(app, move || {
-        ll::change_password(&*a2.store, &a2.cfg.local, &a2.local, &r2, &pw)
+        ll::change_password(&*a2.store, &a2.cfg.local, &a2.local, &r2, &pw, &ending)
     })
     .await;
     let user = rec.proven.user_id().to_string();
-    outcome(app, lang, rid, &user, &rec.return_to, Vec::new(), r)
+    outcome(app, lang, rid, &user, &rec.return_to, r)
 }
 
 pub fn totp_page<B>(app: &App, req: &Request<B>) -> Resp {
@@ -482,8 +468,17 @@ pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &
     let recovery = field(&f, "use_recovery") == "1";
     let code = field(&f, if recovery { "recovery" } else { "code" }).to_string();
     let (a2, r2) = (app.clone(), rec.clone());
+    let ending = Ending::session(&app.cfg.session, Vec::new());
     let r = on_hash_pool(app, move || {
-        ll::second_factor(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code, recovery)
+        ll::second_factor(
+            &*a2.store,
+            &a2.cfg.local,
+            &a2.local,
+            &r2,
+            &code,
+            recovery,
+            &ending,
+        )
     })
     .await;
     match r {
@@ -522,7 +517,6 @@ pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &
                 rid,
                 &user,
                 &rec.return_to,
-                Vec::new(),
                 other.map(|r| r.map(|(o, _)| o)),
             )
         }
@@ -594,8 +588,9 @@ pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: 
     };
     let code = field(&f, "code").to_string();
     let (a2, r2) = (app.clone(), rec.clone());
+    let ending = Ending::session(&app.cfg.session, Vec::new());
     let r = on_hash_pool(app, move || {
-        ll::enrol_confirm(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code)
+        ll::enrol_confirm(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code, &ending)
     })
     .await;
     let user = rec.proven.user_id().to_string();
@@ -611,15 +606,7 @@ pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: 
         }
         Some(Ok((o @ Outcome::Done { .. }, codes))) => {
             // The session's cookies go with the page that shows the codes once.
-            let done = outcome(
-                app,
-                lang,
-                rid,
-                &user,
-                &rec.return_to,
-                Vec::new(),
-                Some(Ok(o)),
-            );
+            let done = outcome(app, lang, rid, &user, &rec.return_to, Some(Ok(o)));
             if done.status() != StatusCode::SEE_OTHER {
                 return done;
             }
@@ -640,7 +627,6 @@ pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: 
             rid,
             &user,
             &rec.return_to,
-            Vec::new(),
             other.map(|r| r.map(|(o, _)| o)),
         ),
     }
