@@ -11,11 +11,14 @@ use crate::local_login::{self as ll, LocalAuth, Outcome};
 use crate::store::transfer::Item;
 use crate::store::{AccountRows, Entries, Expect, ReplayCheck, SledStore, Table, Versioned, Write};
 
+/// Another party's write, run once.
+type Hook = Box<dyn FnOnce(&SledStore) + Send>;
+
 /// The real sled store, with one write of another party run just before the first commit:
 /// the interleaving "password checked, then the 事務局 acts, then the login commits".
 struct Between {
     inner: SledStore,
-    before_commit: Mutex<Option<Box<dyn FnOnce(&SledStore) + Send>>>,
+    before_commit: Mutex<Option<Hook>>,
 }
 
 impl Store for Between {
