@@ -25,6 +25,7 @@ use crate::login::local::Ending;
 use crate::login::NewSession;
 use crate::reason::Reason;
 use crate::return_path::safe_return_path;
+use crate::sessions::{Which, Why};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -197,7 +198,7 @@ pub async fn post_login(
     }
     let pw = Password::new(field(&f, "password").to_string());
     let (a2, uid, rt) = (app.clone(), user_id.clone(), return_to.clone());
-    let ending = Ending::session(&app.cfg.session, replaces);
+    let ending = Ending::session(&app.cfg.session, replaces.clone());
     let r = on_hash_pool(app, move || {
         ll::password(
             &*a2.store,
@@ -210,6 +211,10 @@ pub async fn post_login(
         )
     })
     .await;
+    if let Some(Ok(Outcome::Done { .. })) = &r {
+        // The records went in the login's commit; their cached tokens go too.
+        let _ = super::auth::end(app, Which::Committed(&replaces), Why::Replaced);
+    }
     outcome(app, lang, rid, &user_id, &return_to, r)
 }
 

@@ -16,7 +16,7 @@ use super::App;
 use crate::saml::authn::{self, TrackedRequest, REQUEST_TTL_SECS};
 use crate::saml::idp::IdpMetadata;
 use crate::saml::slo::{self, LogoutRequestIn, LogoutRequestOut, SloError, SloMessage};
-use crate::sessions::{Which, Why};
+use crate::sessions::{self, Which, Why};
 use crate::store::{ReplayCheck, SessionRecord};
 
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
@@ -259,7 +259,7 @@ fn idp_logout(
         name_id: &r.name_id,
         session_indexes: &r.session_indexes,
     };
-    let ended = match super::auth::end(app, which, Why::SingleLogout) {
+    let ended = match sessions::end(&*app.store, app.tokens.as_ref(), which, Why::SingleLogout) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(target: "samlgate::slo", request_id = rid, reason = "store_unavailable", error = %e, "IdP-initiated logout refused");
