@@ -56,6 +56,9 @@ impl TokenSigner {
     }
 
     /// A token for this session, from the cache while it has more than half its life left.
+    /// Call it only for a session proven live (`web::auth::insert_identity`, given a `Live`):
+    /// that is why an ended session's cached token needs no clearing elsewhere
+    /// ([`crate::sessions`]).
     pub fn token_for(&self, rec: &SessionRecord) -> Option<String> {
         let now = chrono::Utc::now().timestamp();
         if let Some((exp, t)) = self.cache.lock().ok()?.get(&rec.id) {
