@@ -180,17 +180,17 @@ fn finish_step(
     s: &StepOf,
 ) -> Result<Option<Outcome>, StoreError> {
     let actor = format!("user:{}", a.user_id);
-    let mut done = None;
-    let (detail, mut writes, outcome): (String, Vec<Write>, Option<Outcome>) = match r {
+    let (detail, mut writes, then): (String, Vec<Write>, Then) = match r {
         Err(refusal) => (
             refusal.code().into(),
             Vec::new(),
-            Some(Outcome::Refused(refusal)),
+            Then::Answer(Outcome::Refused(refusal)),
         ),
-        Ok(LoginStep::Done(d)) => {
-            done = Some((pipeline::read_user(store, &d.user_id)?, d.method));
-            (format!("ok {}", d.method.header_value()), Vec::new(), None)
-        }
+        Ok(LoginStep::Done(d)) => (
+            format!("ok {}", d.method.header_value()),
+            Vec::new(),
+            Then::Done(pipeline::read_user(store, &d.user_id)?, d.method),
+        ),
         Ok(step) => {
             let kind = step_of(&step).expect("not done");
             let rec = LoginSteps {
@@ -206,7 +206,7 @@ fn finish_step(
             (
                 format!("ok, next {kind:?}"),
                 vec![w],
-                Some(Outcome::Next(rec)),
+                Then::Answer(Outcome::Next(rec)),
             )
         }
     };
@@ -217,21 +217,30 @@ fn finish_step(
     let step = Step {
         read: &read.row,
         writes,
-        done: done.as_ref().map(|(u, m)| (u, *m)),
+        done: match &then {
+            Then::Done(u, m) => Some((u, *m)),
+            Then::Answer(_) => None,
+        },
     };
     let session = match pipeline::commit_step(store, step, s.ending)? {
         Committed::Changed => return Ok(None),
         Committed::Written(session) => session,
     };
-    Ok(Some(match (outcome, done) {
-        (Some(o), _) => o,
-        (None, Some((u, method))) => Outcome::Done {
+    Ok(Some(match then {
+        Then::Answer(o) => o,
+        Then::Done(u, method) => Outcome::Done {
             user: u.user,
             method,
             session,
         },
-        (None, None) => unreachable!("a step without an outcome is a finished login"),
     }))
+}
+
+/// What a step leads to: an answer now (refused, the next step), or a finished login (its
+/// user, read for the session, and how it was proven).
+enum Then {
+    Answer(Outcome),
+    Done(pipeline::ReadUser, AuthMethod),
 }
 
 pub fn steps_get(store: &dyn Store, id: &str) -> Result<Option<LoginSteps>, StoreError> {
