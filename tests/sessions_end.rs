@@ -257,4 +257,47 @@ fn password_sessions_end_through_sessions_end() {
     );
     assert_eq!(b.verify().0, 401);
     assert_admin_ended(&gw, &v, "password_reset", "local_account", 1);
+
+    // A login that finishes after a step (here the forced change) replaces the browser's
+    // earlier session too, whoever it was: hanako's session ends when taro's login finishes.
+    let temp = v["temporary_password"].as_str().unwrap().to_string();
+    assert_eq!(b.login("hanako", &temp).0, 303);
+    let (s, _, page) = change_password(&mut b, "another long phrase for hanako 2026");
+    assert_eq!(s, 303, "{page}");
+    assert_eq!(b.verify().0, 200);
+    let hanako = b.cookie_header();
+    let taro = one(
+        &gw,
+        "accounts",
+        &[
+            "add",
+            "taro",
+            "--email",
+            "taro@example.jp",
+            "--name",
+            "田中 太郎",
+            "--by",
+            "suzuki",
+        ],
+    );
+    let taro_pw = taro["initial_password"].as_str().unwrap().to_string();
+    assert_eq!(b.login("taro", &taro_pw).0, 303);
+    let (s, _, page) = change_password(&mut b, NEW_PASSWORD);
+    assert_eq!(s, 303, "{page}");
+    let (s, h, _) = b.verify();
+    assert_eq!(
+        (s, header(&h, "x-samlgate-local-user")),
+        (200, Some("taro"))
+    );
+    assert_eq!(
+        gw.verify(Some(&hanako)).status,
+        401,
+        "hanako's session in the same browser"
+    );
+    let replaced = ended(&gw, "replaced");
+    assert_eq!(
+        replaced.last(),
+        Some(&("committed".to_string(), 1)),
+        "{replaced:?}"
+    );
 }

@@ -198,24 +198,22 @@ pub async fn post_login(
     }
     let pw = Password::new(field(&f, "password").to_string());
     let (a2, uid, rt) = (app.clone(), user_id.clone(), return_to.clone());
-    let ending = Ending::session(&app.cfg.session, replaces.clone());
+    let ending = Ending::session(&app.cfg.session, replaces);
+    let e2 = ending.clone();
     let r = on_hash_pool(app, move || {
-        ll::password(
-            &*a2.store,
-            &a2.cfg.local,
-            &a2.local,
-            &uid,
-            &pw,
-            &rt,
-            &ending,
-        )
+        ll::password(&*a2.store, &a2.cfg.local, &a2.local, &uid, &pw, &rt, &e2)
     })
     .await;
-    if let Some(Ok(Outcome::Done { .. })) = &r {
-        // The records went in the login's commit; their cached tokens go too.
-        let _ = super::auth::end(app, Which::Committed(&replaces), Why::Replaced);
-    }
+    forget_replaced(app, matches!(r, Some(Ok(Outcome::Done { .. }))), &ending);
     outcome(app, lang, rid, &user_id, &return_to, r)
+}
+
+/// After a finished login: the browser's earlier sessions, deleted in its commit, lose their
+/// cached tokens too.
+fn forget_replaced(app: &App, done: bool, ending: &Ending) {
+    if let (true, Ending::Session { replaces, .. }) = (done, ending) {
+        let _ = super::auth::end(app, Which::Committed(replaces), Why::Replaced);
+    }
 }
 
 pub(super) fn stale_form() -> Message {
@@ -330,20 +328,22 @@ fn steps_of<B>(app: &App, req: &Request<B>, kind: StepKind) -> Option<LoginSteps
         .filter(|r| r.step == kind)
 }
 
-/// A POST to a login step: its form, its language, and the step record named by the login
-/// cookie, which must be of `kind` and carry the form's CSRF token. Otherwise the answer to
-/// send: a refusal for an unreadable form, the login form for a stale or forged one.
+/// A POST to a login step: its form, its language, the step record named by the login
+/// cookie, which must be of `kind` and carry the form's CSRF token, and what a finished login
+/// ends in (a session replacing the browser's earlier ones). Otherwise the answer to send: a
+/// refusal for an unreadable form, the login form for a stale or forged one.
 async fn step_post(
     app: &App,
     req: Request<Incoming>,
     kind: StepKind,
     rid: &str,
-) -> Result<(Lang, Vec<(String, String)>, LoginSteps), Resp> {
+) -> Result<(Lang, Vec<(String, String)>, LoginSteps, Ending), Resp> {
     let lang = Lang::of(&req);
     let rec = steps_of(app, &req, kind);
+    let replaces = super::auth::session_ids(app, req.headers());
     let (lang, f) = read_form(req, lang, rid, "/login").await?;
     match rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) {
-        Some(rec) => Ok((lang, f, rec)),
+        Some(rec) => Ok((lang, f, rec, Ending::session(&app.cfg.session, replaces))),
         None => Err(login_form(
             app,
             lang,
@@ -429,7 +429,7 @@ pub fn change_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_change(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let (lang, f, rec) = match step_post(app, req, StepKind::ChangePassword, rid).await {
+    let (lang, f, rec, ending) = match step_post(app, req, StepKind::ChangePassword, rid).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -441,12 +441,12 @@ pub async fn post_change(app: &std::sync::Arc<App>, req: Request<Incoming>, rid:
         return change_form(app, lang, &rec, &[m], StatusCode::UNPROCESSABLE_ENTITY);
     }
     let pw = Password::new(field(&f, "new_password").to_string());
-    let (a2, r2) = (app.clone(), rec.clone());
-    let ending = Ending::session(&app.cfg.session, Vec::new());
+    let (a2, r2, e2) = (app.clone(), rec.clone(), ending.clone());
     let r = on_hash_pool(app, move || {
-        ll::change_password(&*a2.store, &a2.cfg.local, &a2.local, &r2, &pw, &ending)
+        ll::change_password(&*a2.store, &a2.cfg.local, &a2.local, &r2, &pw, &e2)
     })
     .await;
+    forget_replaced(app, matches!(r, Some(Ok(Outcome::Done { .. }))), &ending);
     let user = rec.proven.user_id().to_string();
     outcome(app, lang, rid, &user, &rec.return_to, r)
 }
@@ -466,14 +466,13 @@ pub fn totp_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let (lang, f, rec) = match step_post(app, req, StepKind::Totp, rid).await {
+    let (lang, f, rec, ending) = match step_post(app, req, StepKind::Totp, rid).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let recovery = field(&f, "use_recovery") == "1";
     let code = field(&f, if recovery { "recovery" } else { "code" }).to_string();
-    let (a2, r2) = (app.clone(), rec.clone());
-    let ending = Ending::session(&app.cfg.session, Vec::new());
+    let (a2, r2, e2) = (app.clone(), rec.clone(), ending.clone());
     let r = on_hash_pool(app, move || {
         ll::second_factor(
             &*a2.store,
@@ -482,10 +481,15 @@ pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &
             &r2,
             &code,
             recovery,
-            &ending,
+            &e2,
         )
     })
     .await;
+    forget_replaced(
+        app,
+        matches!(r, Some(Ok((Outcome::Done { .. }, _)))),
+        &ending,
+    );
     match r {
         Some(Ok((Outcome::Refused(refusal), Some(again)))) => {
             let m = refusal.message();
@@ -587,17 +591,21 @@ pub fn enrol_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let (lang, f, rec) = match step_post(app, req, StepKind::EnrolTotp, rid).await {
+    let (lang, f, rec, ending) = match step_post(app, req, StepKind::EnrolTotp, rid).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let code = field(&f, "code").to_string();
-    let (a2, r2) = (app.clone(), rec.clone());
-    let ending = Ending::session(&app.cfg.session, Vec::new());
+    let (a2, r2, e2) = (app.clone(), rec.clone(), ending.clone());
     let r = on_hash_pool(app, move || {
-        ll::enrol_confirm(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code, &ending)
+        ll::enrol_confirm(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code, &e2)
     })
     .await;
+    forget_replaced(
+        app,
+        matches!(r, Some(Ok((Outcome::Done { .. }, _)))),
+        &ending,
+    );
     let user = rec.proven.user_id().to_string();
     match r {
         Some(Ok((Outcome::Refused(LoginRefusal::Totp(e)), _))) => {
