@@ -15,9 +15,6 @@ use crate::store::{Commit, SessionRecord, Store, StoreError, Table, Versioned, W
 
 use super::NewSession;
 
-#[cfg(test)]
-mod tests;
-
 /// What a finished password login ends in.
 #[derive(Debug, Clone)]
 pub enum Ending {

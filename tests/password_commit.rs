@@ -1,15 +1,20 @@
-//! Password logins commit once, guarded by the account as read: a 事務局 disable or password
-//! reset landing between the password check and the commit leaves no session.
+//! Password logins commit once (`login::local`), guarded by the account as read: a 事務局
+//! disable or password reset landing between the password check and the commit leaves no
+//! session. (Here, not in `src/`: the interleaving store delegates `session_delete`, which only
+//! `sessions::end` may call in `src/`.)
 
 use std::sync::Mutex;
 
-use super::*;
-use crate::account_ops::{execute, AccountOp};
-use crate::accounts::account::{LocalConfig, LoginRefusal, Role};
-use crate::accounts::password::{HashParams, Password};
-use crate::local_login::{self as ll, LocalAuth, Outcome};
-use crate::store::transfer::Item;
-use crate::store::{AccountRows, Entries, Expect, ReplayCheck, SledStore, Table, Versioned, Write};
+use samlgate::account_ops::{execute, AccountOp};
+use samlgate::accounts::account::{AuthMethod, LocalConfig, LoginRefusal, Role};
+use samlgate::accounts::password::{HashParams, Password};
+use samlgate::local_login::{self as ll, LocalAuth, Outcome};
+use samlgate::login::local::{commit_step, read_account, read_user, Committed, Ending, Step};
+use samlgate::store::transfer::Item;
+use samlgate::store::{
+    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, SledStore, Store, StoreError,
+    Table, Versioned, Write,
+};
 
 /// Another party's write, run once.
 type Hook = Box<dyn FnOnce(&SledStore) + Send>;
@@ -138,7 +143,7 @@ fn cfg() -> LocalConfig {
 }
 
 fn ending(replaces: Vec<String>) -> Ending {
-    Ending::session(&crate::config::SessionConfig::default(), replaces)
+    Ending::session(&samlgate::config::SessionConfig::default(), replaces)
 }
 
 /// A store with account "hanako" whose password is GOOD (first-login change done), and the
@@ -296,15 +301,18 @@ fn a_stale_account_version_commits_nothing() {
     // Another writer moves the account on (a failed attempt elsewhere counts).
     let mut other = read.account.clone();
     other.updated = "moved".into();
-    assert!(
-        crate::identity::local_accounts::save(&s, &other, read.row.value.as_deref(), vec![])
-            .unwrap()
-    );
+    assert!(samlgate::identity::local_accounts::save(
+        &s,
+        &other,
+        read.row.value.as_deref(),
+        vec![]
+    )
+    .unwrap());
     let (sessions, lines) = (s.session_count(), audit_count(&s));
     let step = Step {
         read: &read.row,
         writes: vec![
-            crate::identity::local_accounts::put(&read.account),
+            samlgate::identity::local_accounts::put(&read.account),
             (Table::Audit, b"x".to_vec(), Some(b"{}".to_vec())),
         ],
         done: Some((&user, AuthMethod::Password)),
