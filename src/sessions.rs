@@ -12,9 +12,9 @@
 //! admitted, or came from `web::session_cache` at the store's current generation, which every
 //! session delete moves (on PostgreSQL for every instance). So once a record is gone, no
 //! process hands out its cached token again, whoever deleted it; the stale entry is memory
-//! only and goes at the cache's next prune. Forgetting it where the cache is at hand keeps
-//! that memory small and keeps the guarantee from resting on the lookup alone. (A token
-//! already handed out stays valid until its `exp`: the trade-off `token` documents.)
+//! only (pruned with the expired ones once the cache passes 100,000 entries). Forgetting it
+//! where the cache is at hand keeps that memory small. (A token already handed out stays valid
+//! until its `exp`: the trade-off `token` documents.)
 
 use crate::store::{SessionRecord, Store, StoreError};
 use crate::token::TokenSigner;

@@ -6,7 +6,8 @@
 //! with the browser's earlier sessions ended, guarded by the account row (and the user row the
 //! session copies) as read. A 事務局 disable or password reset that lands between the password
 //! check and the commit changes the account row, so the commit writes nothing (no session);
-//! the caller reads again and decides again. Durable on return: nothing to flush.
+//! the password and TOTP forms read again and decide again, the change and enrolment forms
+//! answer "stale, log in again". Durable on return: nothing to flush.
 
 use crate::accounts::account::{Account, AuthMethod};
 use crate::config::SessionConfig;
