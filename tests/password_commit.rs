@@ -21,9 +21,21 @@ type Hook = Box<dyn FnOnce(&SledStore) + Send>;
 
 /// The real sled store, with one write of another party run just before the first commit:
 /// the interleaving "password checked, then the 事務局 acts, then the login commits".
+/// It also records the writes it is asked for.
 struct Between {
     inner: SledStore,
     before_commit: Mutex<Option<Hook>>,
+    calls: Mutex<Vec<&'static str>>,
+}
+
+impl Between {
+    fn called(&self, what: &'static str) {
+        self.calls.lock().unwrap().push(what);
+    }
+    /// The writes asked for since the last call, in order.
+    fn take_calls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
 }
 
 impl Store for Between {
@@ -39,6 +51,7 @@ impl Store for Between {
         self.inner.replay_sweep(now)
     }
     fn session_put(&self, rec: &SessionRecord, idle_seconds: i64) -> Result<(), StoreError> {
+        self.called("session_put");
         self.inner.session_put(rec, idle_seconds)
     }
     fn session_get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -85,12 +98,14 @@ impl Store for Between {
         self.inner.generation()
     }
     fn flush(&self) -> Result<(), StoreError> {
+        self.called("flush");
         self.inner.flush()
     }
     fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError> {
         self.inner.account(gmis_id, contact)
     }
     fn commit(&self, c: &Commit) -> Result<bool, StoreError> {
+        self.called("commit");
         let hook = self.before_commit.lock().unwrap().take();
         if let Some(h) = hook {
             h(&self.inner);
@@ -104,6 +119,7 @@ impl Store for Between {
         self.inner.get_versioned(t, key)
     }
     fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
+        self.called("apply");
         self.inner.apply(writes, expect)
     }
     fn scan(
@@ -152,6 +168,7 @@ fn settled(d: &std::path::Path, c: &LocalConfig, auth: &LocalAuth) -> (Between, 
     let s = Between {
         inner: SledStore::open(&d.join("db")).unwrap(),
         before_commit: Mutex::new(None),
+        calls: Mutex::new(Vec::new()),
     };
     let add = AccountOp::AccountsAdd {
         user_id: "hanako".into(),
@@ -199,6 +216,7 @@ fn a_login_commits_account_audit_and_session_once_and_replaces_the_old_session()
     let (c, auth) = (cfg(), LocalAuth::new(&cfg()).unwrap());
     let (s, first) = settled(d.path(), &c, &auth);
     let lines = audit_count(&s);
+    s.take_calls();
     let o = ll::password(
         &s,
         &c,
@@ -225,6 +243,11 @@ fn a_login_commits_account_audit_and_session_once_and_replaces_the_old_session()
         audit_count(&s),
         lines + 1,
         "one audit line with the session"
+    );
+    assert_eq!(
+        s.take_calls(),
+        ["commit"],
+        "one commit: no separate account write, session write or flush"
     );
 }
 
