@@ -15,6 +15,7 @@ use crate::audit::{self, AuditAction};
 use crate::identity::local_accounts as la;
 use crate::identity::users::{self, User};
 use crate::identity::{now_rfc3339, Profile};
+use crate::sessions::{self, Which, Why};
 use crate::store::{Store, Write};
 
 /// An account operation (the admin API's `op` values start with `accounts_`).
@@ -193,7 +194,7 @@ pub fn execute(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<V
                 Ok(())
             })?;
             let ended = if end {
-                crate::admin::sessions::end_local_sessions(store, user_id)?
+                sessions::end(store, None, Which::LocalAccount(user_id), Why::Disabled)?
             } else {
                 0
             };
@@ -360,7 +361,12 @@ fn reset(
         Ok(())
     })?;
     // The old password may be known to someone else: its sessions end.
-    let ended = crate::admin::sessions::end_local_sessions(store, user_id)?;
+    let ended = sessions::end(
+        store,
+        None,
+        Which::LocalAccount(user_id),
+        Why::PasswordReset,
+    )?;
     let pw = issued
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())

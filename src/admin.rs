@@ -10,7 +10,6 @@
 pub mod applications;
 pub mod consent;
 pub mod error;
-pub mod sessions;
 pub mod users;
 
 use serde::{Deserialize, Serialize};

@@ -31,6 +31,7 @@ pub mod saml;
 pub mod secretariat;
 pub mod server;
 pub mod session;
+pub mod sessions;
 pub mod store;
 pub mod timezone;
 pub mod token;

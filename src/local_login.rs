@@ -1,6 +1,7 @@
 //! ID/password logins (issue 13), between the web forms and the account rules: reads the
-//! account, lets [`crate::accounts::account`] decide, stores the account (guarded) with the
-//! attempt's audit line and, for a login that has steps left, a server-side step record. All
+//! account, lets [`crate::accounts::account`] decide, and commits the account's new state with
+//! the attempt's audit line and, for a login that has steps left, a server-side step record,
+//! or for a finished one the session: one commit per step ([`crate::login::local`]). All
 //! of it blocks (argon2, store): the web layer calls it on the bounded hash pool.
 //!
 //! Audit lines name the attempt's outcome code, never the password.
@@ -19,7 +20,9 @@ use crate::accounts::Message;
 use crate::audit::{self, AuditAction};
 use crate::identity::local_accounts as la;
 use crate::identity::put;
-use crate::identity::users::{self, User};
+use crate::identity::users::User;
+use crate::login::local::{self as pipeline, Committed, Ending, ReadAccount, Step};
+use crate::login::NewSession;
 use crate::store::{Store, StoreError, Table, Write};
 
 /// A login's steps must be finished within this (the change form is typed by hand).
@@ -72,10 +75,12 @@ pub struct LoginSteps {
 }
 
 pub enum Outcome {
-    /// Make the session (the same as SSO's) for this user.
+    /// The login is finished for this user; the session committed with it (the same as
+    /// SSO's), or `None` for [`Ending::AccountOnly`].
     Done {
         user: User,
         method: AuthMethod,
+        session: Option<Box<NewSession>>,
     },
     /// Show the next step's page.
     Next(LoginSteps),
@@ -112,8 +117,8 @@ fn step_of(s: &LoginStep) -> Option<StepKind> {
     }
 }
 
-/// The ID/password form. Stores the account's new state (throttle, rehash) with the audit
-/// line, and the step record when steps remain.
+/// The ID/password form. Commits the account's new state (throttle, rehash) with the audit
+/// line, and the step record when steps remain or the session (per `ending`) when none do.
 pub fn password(
     store: &dyn Store,
     cfg: &LocalConfig,
@@ -121,10 +126,11 @@ pub fn password(
     user_id: &str,
     pw: &Password,
     return_to: &str,
+    ending: &Ending,
 ) -> Result<Outcome, StoreError> {
     for _ in 0..4 {
         let cx = ctx(cfg, auth);
-        let loaded = la::get(store, user_id)?;
+        let loaded = pipeline::read_account(store, user_id)?;
         let mut account = loaded.as_ref().map(|l| l.account.clone());
         let r = crate::accounts::account::login(account.as_mut(), pw, &cx);
         let actor = format!("user:{}", subject(user_id));
@@ -140,8 +146,12 @@ pub fn password(
             store.apply(&[line], None)?;
             return Ok(Outcome::Refused(LoginRefusal::WrongPassword));
         };
-        let action = AuditAction::LoginPassword;
-        match finish_step(store, &cx, a, &l.raw, r, return_to, action)? {
+        let step = StepOf {
+            action: AuditAction::LoginPassword,
+            return_to,
+            ending,
+        };
+        match finish_step(store, &cx, &l, a, r, &step)? {
             Some(o) => return Ok(o),
             None => continue,
         }
@@ -151,33 +161,36 @@ pub fn password(
     ))
 }
 
-/// Stores the account and the outcome of one step; `None` when another writer got there
-/// first (the caller reads again and retries).
+/// Which step is finishing: its audit action, where the login goes, what it ends in.
+struct StepOf<'a> {
+    action: AuditAction,
+    return_to: &'a str,
+    ending: &'a Ending,
+}
+
+/// Commits the account and the outcome of one step (a finished login's session with them);
+/// `None` when another writer changed the account (or user) first: nothing was written, the
+/// caller reads again and retries.
 fn finish_step(
     store: &dyn Store,
     cx: &Ctx,
+    read: &ReadAccount,
     a: Account,
-    raw: &[u8],
     r: Result<LoginStep, LoginRefusal>,
-    return_to: &str,
-    action: AuditAction,
+    s: &StepOf,
 ) -> Result<Option<Outcome>, StoreError> {
     let actor = format!("user:{}", a.user_id);
-    let (detail, mut extra, outcome): (String, Vec<Write>, Outcome) = match r {
-        Err(refusal) => (refusal.code().into(), Vec::new(), Outcome::Refused(refusal)),
-        Ok(LoginStep::Done(d)) => {
-            let user = users::get(store, &d.user_id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("account {} has no user record", d.user_id))
-            })?;
-            (
-                format!("ok {}", d.method.header_value()),
-                Vec::new(),
-                Outcome::Done {
-                    user,
-                    method: d.method,
-                },
-            )
-        }
+    let (detail, mut writes, then): (String, Vec<Write>, Then) = match r {
+        Err(refusal) => (
+            refusal.code().into(),
+            Vec::new(),
+            Then::Answer(Outcome::Refused(refusal)),
+        ),
+        Ok(LoginStep::Done(d)) => (
+            format!("ok {}", d.method.header_value()),
+            Vec::new(),
+            Then::Done(pipeline::read_user(store, &d.user_id)?, d.method),
+        ),
         Ok(step) => {
             let kind = step_of(&step).expect("not done");
             let rec = LoginSteps {
@@ -185,22 +198,49 @@ fn finish_step(
                 csrf: crate::session::random_id(),
                 proven: step.proven().expect("not done").clone(),
                 step: kind,
-                return_to: return_to.to_string(),
+                return_to: s.return_to.to_string(),
                 expires: cx.now + STEP_TTL_SECS,
                 enrol_secret: None,
             };
             let w = put(Table::LoginSteps, &rec.id, &rec);
-            (format!("ok, next {kind:?}"), vec![w], Outcome::Next(rec))
+            (
+                format!("ok, next {kind:?}"),
+                vec![w],
+                Then::Answer(Outcome::Next(rec)),
+            )
         }
     };
-    extra.push(audit::entry(
-        store, &actor, action, &a.user_id, &detail, None,
+    writes.insert(0, la::put(&a));
+    writes.push(audit::entry(
+        store, &actor, s.action, &a.user_id, &detail, None,
     )?);
-    if !la::save(store, &a, Some(raw), extra)? {
-        return Ok(None);
-    }
-    store.flush()?;
-    Ok(Some(outcome))
+    let step = Step {
+        read: &read.row,
+        writes,
+        done: match &then {
+            Then::Done(u, m) => Some((u, *m)),
+            Then::Answer(_) => None,
+        },
+    };
+    let session = match pipeline::commit_step(store, step, s.ending)? {
+        Committed::Changed => return Ok(None),
+        Committed::Written(session) => session,
+    };
+    Ok(Some(match then {
+        Then::Answer(o) => o,
+        Then::Done(u, method) => Outcome::Done {
+            user: u.user,
+            method,
+            session,
+        },
+    }))
+}
+
+/// What a step leads to: an answer now (refused, the next step), or a finished login (its
+/// user, read for the session, and how it was proven).
+enum Then {
+    Answer(Outcome),
+    Done(pipeline::ReadUser, AuthMethod),
 }
 
 pub fn steps_get(store: &dyn Store, id: &str) -> Result<Option<LoginSteps>, StoreError> {
@@ -227,12 +267,13 @@ pub fn change_password(
     auth: &LocalAuth,
     rec: &LoginSteps,
     new: &Password,
+    ending: &Ending,
 ) -> Result<Outcome, StoreError> {
     if rec.step != StepKind::ChangePassword || !take(store, rec)? {
         return Ok(Outcome::Refused(LoginRefusal::Stale));
     }
     let cx = ctx(cfg, auth);
-    let Some(l) = la::get(store, rec.proven.user_id())? else {
+    let Some(l) = pipeline::read_account(store, rec.proven.user_id())? else {
         return Ok(Outcome::Refused(LoginRefusal::Stale));
     };
     let mut a = l.account.clone();
@@ -245,15 +286,12 @@ pub fn change_password(
     };
     match c.submit(&mut a, new, &cx) {
         Ok(next) => {
-            let r = finish_step(
-                store,
-                &cx,
-                a,
-                &l.raw,
-                Ok(next),
-                &rec.return_to,
-                AuditAction::LoginPasswordChange,
-            )?;
+            let step = StepOf {
+                action: AuditAction::LoginPasswordChange,
+                return_to: &rec.return_to,
+                ending,
+            };
+            let r = finish_step(store, &cx, &l, a, Ok(next), &step)?;
             Ok(r.unwrap_or(Outcome::Refused(LoginRefusal::Stale)))
         }
         Err((_, ChangeError::Refused(why))) => {
@@ -288,13 +326,14 @@ pub fn second_factor(
     rec: &LoginSteps,
     code: &str,
     recovery: bool,
+    ending: &Ending,
 ) -> Result<(Outcome, Option<LoginSteps>), StoreError> {
     if rec.step != StepKind::Totp || !take(store, rec)? {
         return Ok((Outcome::Refused(LoginRefusal::Stale), None));
     }
     for _ in 0..4 {
         let cx = ctx(cfg, auth);
-        let Some(l) = la::get(store, rec.proven.user_id())? else {
+        let Some(l) = pipeline::read_account(store, rec.proven.user_id())? else {
             return Ok((Outcome::Refused(LoginRefusal::Stale), None));
         };
         let mut a = l.account.clone();
@@ -319,7 +358,12 @@ pub fn second_factor(
         } else {
             AuditAction::LoginTotp
         };
-        if let Some(o) = finish_step(store, &cx, a, &l.raw, r, &rec.return_to, action)? {
+        let step = StepOf {
+            action,
+            return_to: &rec.return_to,
+            ending,
+        };
+        if let Some(o) = finish_step(store, &cx, &l, a, r, &step)? {
             if let Some(g) = &retry {
                 store.apply(&[put(Table::LoginSteps, &g.id, g)], None)?;
             }
@@ -371,6 +415,7 @@ pub fn enrol_confirm(
     auth: &LocalAuth,
     rec: &LoginSteps,
     code: &str,
+    ending: &Ending,
 ) -> Result<(Outcome, Vec<String>), StoreError> {
     let stale = || Ok((Outcome::Refused(LoginRefusal::Stale), Vec::new()));
     let Some(secret) = rec.enrol_secret.clone() else {
@@ -380,7 +425,7 @@ pub fn enrol_confirm(
         return stale();
     }
     let cx = ctx(cfg, auth);
-    let Some(l) = la::get(store, rec.proven.user_id())? else {
+    let Some(l) = pipeline::read_account(store, rec.proven.user_id())? else {
         return stale();
     };
     let mut a = l.account.clone();
@@ -394,15 +439,12 @@ pub fn enrol_confirm(
             if !take(store, rec)? {
                 return stale();
             }
-            let r = finish_step(
-                store,
-                &cx,
-                a,
-                &l.raw,
-                Ok(next),
-                &rec.return_to,
-                AuditAction::LoginTotpEnrol,
-            )?;
+            let step = StepOf {
+                action: AuditAction::LoginTotpEnrol,
+                return_to: &rec.return_to,
+                ending,
+            };
+            let r = finish_step(store, &cx, &l, a, Ok(next), &step)?;
             Ok((r.unwrap_or(Outcome::Refused(LoginRefusal::Stale)), codes))
         }
         Err((_, err)) => Ok((Outcome::Refused(LoginRefusal::Totp(err)), Vec::new())),

@@ -56,6 +56,9 @@ impl TokenSigner {
     }
 
     /// A token for this session, from the cache while it has more than half its life left.
+    /// Call it only for a session proven live (`web::auth::insert_identity`, given a `Live`):
+    /// that is why an ended session's cached token needs no clearing elsewhere
+    /// ([`crate::sessions`]).
     pub fn token_for(&self, rec: &SessionRecord) -> Option<String> {
         let now = chrono::Utc::now().timestamp();
         if let Some((exp, t)) = self.cache.lock().ok()?.get(&rec.id) {
@@ -73,11 +76,17 @@ impl TokenSigner {
         Some(t)
     }
 
-    /// Forgets a session's cached token (logout).
+    /// Forgets a session's cached token ([`crate::sessions::end`]).
     pub fn forget(&self, session_id: &str) {
         if let Ok(mut c) = self.cache.lock() {
             c.remove(session_id);
         }
+    }
+
+    /// Whether a token for this session is in the cache.
+    #[cfg(test)]
+    pub(crate) fn is_cached(&self, session_id: &str) -> bool {
+        self.cache.lock().is_ok_and(|c| c.contains_key(session_id))
     }
 
     pub fn sign(&self, rec: &SessionRecord, iat: i64, exp: i64) -> Result<String, String> {

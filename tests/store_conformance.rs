@@ -1024,6 +1024,46 @@ fn concurrent_first_logins_register_once(b: &dyn Backend) {
     assert_eq!(s2.sessions_by_account("GM1").unwrap().len(), n);
 }
 
+/// `get_versioned` (a password login's read of its account and user rows): the version it
+/// gives guards a commit, also one made through another instance; a changed row refuses it,
+/// writing nothing (no session).
+fn versioned_read_guards_a_commit(b: &dyn Backend) {
+    let (s1, s2) = b.pair();
+    let key = b"u-versioned".to_vec();
+    assert!(s1
+        .apply(
+            &[(Table::Accounts, key.clone(), Some(br#"{"n":1}"#.to_vec()))],
+            None
+        )
+        .unwrap());
+    let read = s2.get_versioned(Table::Accounts, &key).unwrap();
+    assert_eq!(read.value.as_deref(), Some(&br#"{"n":1}"#[..]));
+    assert!(!read.version.is_absent());
+    let none = s2.get_versioned(Table::Accounts, b"nobody").unwrap();
+    assert!(none.value.is_none() && none.version.is_absent());
+    let commit = |sid: &str, n: u32, expect: Vec<samlgate::store::Expectation>| Commit {
+        expect,
+        writes: vec![(
+            Table::Accounts,
+            key.clone(),
+            Some(format!(r#"{{"n":{n}}}"#).into_bytes()),
+        )],
+        session: Some((session(sid, "GM-v", 1, i64::MAX / 4), 3600)),
+        end_sessions: Vec::new(),
+    };
+    // As read: the commit lands (through the other instance).
+    assert!(s1
+        .commit(&commit("sv1", 2, vec![read.expect(), none.expect()]))
+        .unwrap());
+    assert!(s2.session_get("sv1").unwrap().is_some());
+    // The row moved on since `read`: nothing is written.
+    assert!(!s2.commit(&commit("sv2", 3, vec![read.expect()])).unwrap());
+    assert!(s1.session_get("sv2").unwrap().is_none());
+    let now = s1.get_versioned(Table::Accounts, &key).unwrap();
+    assert_eq!(now.value.as_deref(), Some(&br#"{"n":2}"#[..]));
+    assert_ne!(now.version, read.version);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sled_backend {
@@ -1049,6 +1089,7 @@ both!(
     account_snapshot,
     commit_is_all_or_nothing,
     concurrent_first_logins_register_once,
+    versioned_read_guards_a_commit,
 );
 
 #[test]

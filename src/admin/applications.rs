@@ -4,12 +4,12 @@
 use serde_json::{json, Value};
 
 use super::error::{nonempty, to_json, AdminError};
-use super::sessions::{end_local_sessions, end_sessions};
 use super::users::unlink;
 use crate::audit::{self, AuditAction};
 use crate::identity::applications::{self, Application, ApplicationStatus};
 use crate::identity::now_rfc3339;
 use crate::identity::users;
+use crate::sessions::{self, Which, Why};
 use crate::store::{Store, Table};
 
 pub struct List;
@@ -162,10 +162,10 @@ impl Decide<'_> {
         if approve {
             return Ok(to_json(&app));
         }
-        let ended = end_sessions(store, gmis_id)?
-            + unlinked
-                .as_deref()
-                .map_or(Ok(0), |l| end_local_sessions(store, l))?;
+        let ended = sessions::end(store, None, Which::GmisAccount(gmis_id), Why::Revoked)?
+            + unlinked.as_deref().map_or(Ok(0), |l| {
+                sessions::end(store, None, Which::LocalAccount(l), Why::Revoked)
+            })?;
         Ok(json!({"application": app, "unlinked": unlinked, "sessions_ended": ended}))
     }
 }

@@ -3,12 +3,12 @@
 use serde_json::{json, Value};
 
 use super::error::{nonempty, to_json, AdminError};
-use super::sessions::end_sessions;
 use crate::audit::{self, AuditAction};
 use crate::identity::applications;
 use crate::identity::consent::{self, ConsentDecision, ConsentState};
 use crate::identity::now_rfc3339;
 use crate::identity::users;
+use crate::sessions::{self, Which, Why};
 use crate::store::{Store, Table};
 
 pub struct List;
@@ -83,7 +83,7 @@ impl Reopen<'_> {
         }
         // No session exists while blocked; one that slipped in beside the block (a login
         // finishing as it landed) must not come to life now.
-        let ended = end_sessions(store, gmis_id)?;
+        let ended = sessions::end(store, None, Which::GmisAccount(gmis_id), Why::Reopened)?;
         Ok(json!({"gmis_id": gmis_id, "reopened": true, "previous": c, "sessions_ended": ended}))
     }
 }
@@ -121,7 +121,7 @@ impl Block<'_> {
             None,
         )?;
         store.apply(&[consent::write(&st), a], None)?;
-        let ended = end_sessions(store, gmis_id)?;
+        let ended = sessions::end(store, None, Which::GmisAccount(gmis_id), Why::Blocked)?;
         Ok(json!({"consent": st, "sessions_ended": ended}))
     }
 }

@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::{nonempty, to_json, AdminError};
-use super::sessions::{end_local_sessions, end_sessions};
 use crate::audit::{self, AuditAction};
 use crate::identity::applications::{self, ApplicationStatus};
 use crate::identity::now_rfc3339;
 use crate::identity::users::{self, User};
 use crate::model::{Profile, UserOrigin};
+use crate::sessions::{self, Which, Why};
 use crate::store::{Store, Table, Write};
 
 /// How `users unlink` reads its id.
@@ -132,7 +132,8 @@ impl Unlink<'_> {
                 "the account changed meanwhile; try again".into(),
             ));
         }
-        let ended = end_sessions(store, &gmis)? + end_local_sessions(store, &u.id)?;
+        let ended = sessions::end(store, None, Which::GmisAccount(&gmis), Why::Unlinked)?
+            + sessions::end(store, None, Which::LocalAccount(&u.id), Why::Unlinked)?;
         Ok(json!({"id": u.id, "gmis_id": gmis, "unlinked": true, "sessions_ended": ended}))
     }
 }

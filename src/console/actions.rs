@@ -9,6 +9,7 @@ use crate::account_ops::AccountOp;
 use crate::admin::{execute_cfg, AdminError, IdReading, Op};
 use crate::audit;
 use crate::config::Config;
+use crate::sessions::{self, Which, Why};
 use crate::store::Store;
 
 pub use super::action::Action;
@@ -88,12 +89,10 @@ fn op_for(action: Action, d: &Detail, by: &str, note: &str) -> Result<Option<Op>
 fn end_sessions(store: &dyn Store, d: &Detail) -> Result<usize, AdminError> {
     let mut n = 0;
     if let Some(g) = &d.gmis_id {
-        for s in store.sessions_by_account(g)? {
-            n += usize::from(store.session_delete(&s.id)?);
-        }
+        n += sessions::end(store, None, Which::GmisAccount(g), Why::Secretariat)?;
     }
     if let Some(l) = &d.local_id {
-        n += crate::admin::sessions::end_local_sessions(store, l)?;
+        n += sessions::end(store, None, Which::LocalAccount(l), Why::Secretariat)?;
     }
     Ok(n)
 }

@@ -11,6 +11,7 @@
 //! on that snapshot alone, and `finish` commits the user row, link, consent, audit line and
 //! session in one transaction guarded by every row read ([`crate::store::Store::commit`]).
 
+pub mod local;
 #[cfg(test)]
 mod tests;
 

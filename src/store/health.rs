@@ -162,6 +162,9 @@ impl Store for Monitored {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(self.inner.get(t, key))
     }
+    fn get_versioned(&self, t: Table, key: &[u8]) -> Result<super::Versioned, StoreError> {
+        self.read(self.inner.get_versioned(t, key))
+    }
     fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
         self.wrote(self.inner.apply(writes, expect))
     }

@@ -283,6 +283,9 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, c: &Commit) -> Result<bool, StoreError>;
 
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// One record with its [`Version`], for a [`Commit`] guard (a password login's account
+    /// and user rows: `login::local`).
+    fn get_versioned(&self, t: Table, key: &[u8]) -> Result<Versioned, StoreError>;
     /// Applies all writes or none (a crash cannot leave half a decision and its audit line).
     /// `expect` guards the batch: if the given key's current value differs, nothing is written
     /// and `Ok(false)` is returned.

@@ -613,6 +613,16 @@ impl Store for SledStore {
         Ok(self.table(t).get(key)?.map(|v| v.to_vec()))
     }
 
+    fn get_versioned(&self, t: Table, key: &[u8]) -> Result<Versioned, StoreError> {
+        let value = self.get(t, key)?;
+        Ok(Versioned {
+            table: t,
+            key: key.to_vec(),
+            version: value.as_deref().map_or(Version::ABSENT, Version::of_bytes),
+            value,
+        })
+    }
+
     fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError> {
         let read = |t: Table, k: &[u8]| -> Result<Versioned, StoreError> {
             let value = self.get(t, k)?;

@@ -12,6 +12,7 @@ use super::session_cache::Live;
 use super::App;
 use crate::identity::policy;
 use crate::reason::Reason;
+use crate::sessions::{self, Which, Why};
 use crate::store::{SessionRecord, StoreError};
 
 /// Only idle-time updates older than this are written, so `/auth/verify` is a read.
@@ -56,7 +57,7 @@ pub fn find_session<B>(app: &App, req: &Request<B>) -> Result<Option<Arc<Live>>,
             continue;
         };
         if rec.ends_at(idle) <= now {
-            let _ = app.store.session_delete(&id);
+            let _ = end(app, Which::Session(&id), Why::Expired);
             continue;
         }
         // The category gate runs on every use of a session, not only at login.
@@ -101,13 +102,9 @@ pub fn insert_identity(app: &App, live: &Live, h: &mut hyper::HeaderMap) {
     }
 }
 
-/// Deletes a session record and forgets its cached token. (Flushing is the caller's.)
-pub fn end_session(app: &App, id: &str) -> Result<bool, crate::store::StoreError> {
-    let gone = app.store.session_delete(id)?;
-    if let Some(t) = &app.tokens {
-        t.forget(id);
-    }
-    Ok(gone)
+/// [`sessions::end`] with this process's store and token cache. (Flushing is the caller's.)
+pub fn end(app: &App, which: Which<'_>, why: Why) -> Result<usize, StoreError> {
+    sessions::end(&*app.store, app.tokens.as_ref(), which, why)
 }
 
 /// Ids of the sessions named by the request's (valid, ours) cookies, live or not.
@@ -183,7 +180,7 @@ pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
             tracing::info!(target: "samlgate::session", request_id = rid, account_id = %rec.profile.account_id, "logout");
             ended = Some(rec);
         }
-        let _ = end_session(app, &id);
+        let _ = end(app, Which::Session(&id), Why::Logout);
     }
     let _ = app.store.flush();
     let mut r = ended

@@ -26,6 +26,7 @@ use crate::console::operator::{self, Gone, OperatorLogin};
 use crate::console::records::{self, Detail, Query, Queues, Row};
 use crate::console::support::{self, SupportEvent};
 use crate::local_login::{self as ll, Outcome, StepKind};
+use crate::login::local::Ending::AccountOnly;
 
 const CONSOLE_CSS: &str = include_str!("../../static/console.css");
 
@@ -437,7 +438,15 @@ async fn post_login(
     let pw = Password::new(field(&f, "password").to_string());
     let (a2, uid) = (app.clone(), user_id.clone());
     let r = on_hash_pool(app, move || {
-        let o = ll::password(&*a2.store, &a2.cfg.local, &a2.local, &uid, &pw, "/console/")?;
+        let o = ll::password(
+            &*a2.store,
+            &a2.cfg.local,
+            &a2.local,
+            &uid,
+            &pw,
+            "/console/",
+            &AccountOnly,
+        )?;
         let ok = operator::allowed(&*a2.store, &uid)?;
         Ok::<_, crate::store::StoreError>((o, ok))
     })
@@ -558,12 +567,20 @@ async fn post_totp(app: &Arc<App>, req: Request<Incoming>, secure: bool, rid: &s
     let code = field(&f, "code").to_string();
     let (a2, r2) = (app.clone(), rec.clone());
     let r = on_hash_pool(app, move || {
-        ll::second_factor(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code, false)
+        ll::second_factor(
+            &*a2.store,
+            &a2.cfg.local,
+            &a2.local,
+            &r2,
+            &code,
+            false,
+            &AccountOnly,
+        )
     })
     .await;
     let operator = rec.proven.user_id().to_string();
     match r {
-        Some(Ok((Outcome::Done { user, method }, _))) if method.is_multi_factor() => {
+        Some(Ok((Outcome::Done { user, method, .. }, _))) if method.is_multi_factor() => {
             logged_in(app, &user.id, method, lang, secure, rid).await
         }
         Some(Ok((Outcome::Refused(refusal), Some(again)))) => {

@@ -17,14 +17,15 @@ use hyper::{Request, StatusCode};
 
 use super::pages::{self, Lang, Resp};
 use super::App;
-use crate::accounts::account::{AuthMethod, LoginRefusal};
+use crate::accounts::account::LoginRefusal;
 use crate::accounts::password::Password;
 use crate::accounts::Message;
-use crate::identity::users::User;
 use crate::local_login::{self as ll, LoginSteps, Outcome, StepKind};
+use crate::login::local::Ending;
+use crate::login::NewSession;
 use crate::reason::Reason;
 use crate::return_path::safe_return_path;
-use crate::store::SessionRecord;
+use crate::sessions::{Which, Why};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -197,11 +198,22 @@ pub async fn post_login(
     }
     let pw = Password::new(field(&f, "password").to_string());
     let (a2, uid, rt) = (app.clone(), user_id.clone(), return_to.clone());
+    let ending = Ending::session(&app.cfg.session, replaces);
+    let e2 = ending.clone();
     let r = on_hash_pool(app, move || {
-        ll::password(&*a2.store, &a2.cfg.local, &a2.local, &uid, &pw, &rt)
+        ll::password(&*a2.store, &a2.cfg.local, &a2.local, &uid, &pw, &rt, &e2)
     })
     .await;
-    outcome(app, lang, rid, &user_id, &return_to, replaces, r)
+    forget_replaced(app, matches!(r, Some(Ok(Outcome::Done { .. }))), &ending);
+    outcome(app, lang, rid, &user_id, &return_to, r)
+}
+
+/// After a finished login: the browser's earlier sessions, deleted in its commit, lose their
+/// cached tokens too.
+fn forget_replaced(app: &App, done: bool, ending: &Ending) {
+    if let (true, Ending::Session { replaces, .. }) = (done, ending) {
+        let _ = super::auth::end(app, Which::Committed(replaces), Why::Replaced);
+    }
 }
 
 pub(super) fn stale_form() -> Message {
@@ -211,14 +223,14 @@ pub(super) fn stale_form() -> Message {
     }
 }
 
-/// Turns a step's outcome into the answer: the session, the next step, or the form again.
+/// Turns a step's outcome into the answer: the session's cookie, the next step, or the form
+/// again.
 fn outcome(
     app: &App,
     lang: Lang,
     rid: &str,
     user_id: &str,
     return_to: &str,
-    replaces: Vec<String>,
     r: Option<Result<Outcome, crate::store::StoreError>>,
 ) -> Resp {
     let o = match r {
@@ -230,9 +242,17 @@ fn outcome(
         None => return pages::refusal_page(lang, Reason::Internal, rid, Some("/login")),
     };
     match o {
-        Outcome::Done { user, method } => {
+        Outcome::Done {
+            user,
+            method,
+            session: Some(s),
+        } => {
             tracing::info!(target: "samlgate::local", request_id = rid, local_user = %user.id, method = method.header_value(), "password login");
-            make_session(app, lang, rid, &user, method, return_to, &replaces)
+            session_cookie(app, &s, return_to)
+        }
+        // Every login here ends in a session (Ending::Session).
+        Outcome::Done { session: None, .. } => {
+            pages::refusal_page(lang, Reason::Internal, rid, Some("/login"))
         }
         Outcome::Next(rec) => next_step(app, &rec),
         Outcome::Refused(refusal) => {
@@ -285,46 +305,14 @@ pub(super) fn next_step(app: &App, rec: &LoginSteps) -> Resp {
     r
 }
 
-/// A fresh session (never one the browser already had), as SSO makes it.
-fn make_session(
-    app: &App,
-    lang: Lang,
-    rid: &str,
-    user: &User,
-    method: AuthMethod,
-    return_to: &str,
-    replaces: &[String],
-) -> Resp {
-    let now = chrono::Utc::now().timestamp();
-    let expires = now + app.cfg.session.absolute_hours as i64 * 3600;
-    let rec = SessionRecord {
-        id: crate::session::random_id(),
-        profile: user.profile.clone(),
-        local_user_id: user.id.clone(),
-        name_id: String::new(),
-        name_id_format: None,
-        session_index: None,
-        created: now,
-        last_seen: now,
-        expires,
-        auth_method: method.header_value().to_string(),
-    };
-    let idle = app.cfg.session.idle_minutes as i64 * 60;
-    let stored = app.store.session_put(&rec, idle).and_then(|_| {
-        for old in replaces {
-            super::auth::end_session(app, old)?;
-        }
-        app.store.flush()
-    });
-    if let Err(e) = stored {
-        tracing::error!(target: "samlgate::local", request_id = rid, reason = Reason::StoreUnavailable.code(), error = %e, "session write");
-        return pages::refusal_page(lang, Reason::StoreUnavailable, rid, Some("/login"));
-    }
+/// The answer to a finished login: its session (committed with the login, a fresh id, as
+/// SSO makes it) in the cookie; the step and CSRF cookies cleared.
+fn session_cookie(app: &App, s: &NewSession, return_to: &str) -> Resp {
     let mut r = pages::redirect(StatusCode::SEE_OTHER, return_to);
     set_cookie(
         &mut r,
         &app.sessions
-            .set_cookie(&app.sessions.seal(&rec.id), expires - now),
+            .set_cookie(&app.sessions.seal(&s.rec.id), s.max_age),
     );
     set_cookie(&mut r, &app.sessions.cookie(steps_cookie_name(app), "", 0));
     set_cookie(&mut r, &app.sessions.cookie(csrf_cookie_name(app), "", 0));
@@ -340,20 +328,22 @@ fn steps_of<B>(app: &App, req: &Request<B>, kind: StepKind) -> Option<LoginSteps
         .filter(|r| r.step == kind)
 }
 
-/// A POST to a login step: its form, its language, and the step record named by the login
-/// cookie, which must be of `kind` and carry the form's CSRF token. Otherwise the answer to
-/// send: a refusal for an unreadable form, the login form for a stale or forged one.
+/// A POST to a login step: its form, its language, the step record named by the login
+/// cookie, which must be of `kind` and carry the form's CSRF token, and what a finished login
+/// ends in (a session replacing the browser's earlier ones). Otherwise the answer to send: a
+/// refusal for an unreadable form, the login form for a stale or forged one.
 async fn step_post(
     app: &App,
     req: Request<Incoming>,
     kind: StepKind,
     rid: &str,
-) -> Result<(Lang, Vec<(String, String)>, LoginSteps), Resp> {
+) -> Result<(Lang, Vec<(String, String)>, LoginSteps, Ending), Resp> {
     let lang = Lang::of(&req);
     let rec = steps_of(app, &req, kind);
+    let replaces = super::auth::session_ids(app, req.headers());
     let (lang, f) = read_form(req, lang, rid, "/login").await?;
     match rec.filter(|r| ct_eq(&r.csrf, field(&f, "csrf"))) {
-        Some(rec) => Ok((lang, f, rec)),
+        Some(rec) => Ok((lang, f, rec, Ending::session(&app.cfg.session, replaces))),
         None => Err(login_form(
             app,
             lang,
@@ -439,7 +429,7 @@ pub fn change_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_change(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let (lang, f, rec) = match step_post(app, req, StepKind::ChangePassword, rid).await {
+    let (lang, f, rec, ending) = match step_post(app, req, StepKind::ChangePassword, rid).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -451,13 +441,14 @@ pub async fn post_change(app: &std::sync::Arc<App>, req: Request<Incoming>, rid:
         return change_form(app, lang, &rec, &[m], StatusCode::UNPROCESSABLE_ENTITY);
     }
     let pw = Password::new(field(&f, "new_password").to_string());
-    let (a2, r2) = (app.clone(), rec.clone());
+    let (a2, r2, e2) = (app.clone(), rec.clone(), ending.clone());
     let r = on_hash_pool(app, move || {
-        ll::change_password(&*a2.store, &a2.cfg.local, &a2.local, &r2, &pw)
+        ll::change_password(&*a2.store, &a2.cfg.local, &a2.local, &r2, &pw, &e2)
     })
     .await;
+    forget_replaced(app, matches!(r, Some(Ok(Outcome::Done { .. }))), &ending);
     let user = rec.proven.user_id().to_string();
-    outcome(app, lang, rid, &user, &rec.return_to, Vec::new(), r)
+    outcome(app, lang, rid, &user, &rec.return_to, r)
 }
 
 pub fn totp_page<B>(app: &App, req: &Request<B>) -> Resp {
@@ -475,17 +466,30 @@ pub fn totp_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let (lang, f, rec) = match step_post(app, req, StepKind::Totp, rid).await {
+    let (lang, f, rec, ending) = match step_post(app, req, StepKind::Totp, rid).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let recovery = field(&f, "use_recovery") == "1";
     let code = field(&f, if recovery { "recovery" } else { "code" }).to_string();
-    let (a2, r2) = (app.clone(), rec.clone());
+    let (a2, r2, e2) = (app.clone(), rec.clone(), ending.clone());
     let r = on_hash_pool(app, move || {
-        ll::second_factor(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code, recovery)
+        ll::second_factor(
+            &*a2.store,
+            &a2.cfg.local,
+            &a2.local,
+            &r2,
+            &code,
+            recovery,
+            &e2,
+        )
     })
     .await;
+    forget_replaced(
+        app,
+        matches!(r, Some(Ok((Outcome::Done { .. }, _)))),
+        &ending,
+    );
     match r {
         Some(Ok((Outcome::Refused(refusal), Some(again)))) => {
             let m = refusal.message();
@@ -522,7 +526,6 @@ pub async fn post_totp(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &
                 rid,
                 &user,
                 &rec.return_to,
-                Vec::new(),
                 other.map(|r| r.map(|(o, _)| o)),
             )
         }
@@ -588,16 +591,21 @@ pub fn enrol_page<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: &str) -> Resp {
-    let (lang, f, rec) = match step_post(app, req, StepKind::EnrolTotp, rid).await {
+    let (lang, f, rec, ending) = match step_post(app, req, StepKind::EnrolTotp, rid).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let code = field(&f, "code").to_string();
-    let (a2, r2) = (app.clone(), rec.clone());
+    let (a2, r2, e2) = (app.clone(), rec.clone(), ending.clone());
     let r = on_hash_pool(app, move || {
-        ll::enrol_confirm(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code)
+        ll::enrol_confirm(&*a2.store, &a2.cfg.local, &a2.local, &r2, &code, &e2)
     })
     .await;
+    forget_replaced(
+        app,
+        matches!(r, Some(Ok((Outcome::Done { .. }, _)))),
+        &ending,
+    );
     let user = rec.proven.user_id().to_string();
     match r {
         Some(Ok((Outcome::Refused(LoginRefusal::Totp(e)), _))) => {
@@ -611,15 +619,7 @@ pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: 
         }
         Some(Ok((o @ Outcome::Done { .. }, codes))) => {
             // The session's cookies go with the page that shows the codes once.
-            let done = outcome(
-                app,
-                lang,
-                rid,
-                &user,
-                &rec.return_to,
-                Vec::new(),
-                Some(Ok(o)),
-            );
+            let done = outcome(app, lang, rid, &user, &rec.return_to, Some(Ok(o)));
             if done.status() != StatusCode::SEE_OTHER {
                 return done;
             }
@@ -640,7 +640,6 @@ pub async fn post_enrol(app: &std::sync::Arc<App>, req: Request<Incoming>, rid: 
             rid,
             &user,
             &rec.return_to,
-            Vec::new(),
             other.map(|r| r.map(|(o, _)| o)),
         ),
     }

@@ -13,6 +13,7 @@ use crate::identity::Profile;
 pub use crate::login::Login;
 use crate::login::{Admitted, LoginError};
 use crate::reason::{Reason, Refusal};
+use crate::sessions::{Which, Why};
 use crate::store::{StoreError, Write};
 
 /// Finishes an admitted login (one commit: user, link, `extra`, audit, session, the browser's
@@ -25,11 +26,7 @@ pub fn finish(app: &App, admitted: Admitted, extra: Vec<Write>) -> Result<Resp, 
         .finish(&*app.store, &app.cfg, extra)
         .map_err(login_refusal)?;
     // The ended sessions' cached tokens go too (the records went in the commit).
-    if let Some(t) = &app.tokens {
-        for old in &replaced {
-            t.forget(old);
-        }
-    }
+    let _ = super::auth::end(app, Which::Committed(&replaced), Why::Replaced);
     let mut resp = pages::redirect(StatusCode::SEE_OTHER, &relay);
     let cookie = app
         .sessions

@@ -9,12 +9,14 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
+use std::sync::Arc;
 
 use super::pages::{self, Lang, Resp};
 use super::App;
 use crate::saml::authn::{self, TrackedRequest, REQUEST_TTL_SECS};
 use crate::saml::idp::IdpMetadata;
 use crate::saml::slo::{self, LogoutRequestIn, LogoutRequestOut, SloError, SloMessage};
+use crate::sessions::{self, Which, Why};
 use crate::store::{ReplayCheck, SessionRecord};
 
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
@@ -97,87 +99,93 @@ fn refused(lang: Lang, e: &SloError, rid: &str) -> Resp {
 pub async fn handle(app: &App, req: Request<Incoming>, rid: &str) -> Resp {
     let lang = Lang::of(&req);
     let idp = app.idp();
-    let (xml, relay) = if req.method() == Method::GET {
-        // The RelayState is the one the signature covered, from the verifier.
-        let raw = req.uri().query().unwrap_or("").to_string();
-        match slo::verify_redirect(&raw, &idp, app.cfg.allow_sha1) {
-            Ok(m) => (m.xml, m.relay_state),
-            Err(e) => return refused(lang, &e, rid),
-        }
-    } else {
-        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return refused(lang, &SloError::Malformed("body too large".into()), rid),
-        };
-        let mut msg = None;
-        let mut relay = None;
-        for (k, v) in form_urlencoded::parse(&body) {
-            match k.as_ref() {
-                "SAMLRequest" | "SAMLResponse" => msg = Some(v.into_owned()),
-                "RelayState" => relay = Some(v.into_owned()),
-                _ => {}
-            }
-        }
-        let Some(msg) = msg else {
-            return refused(lang, &SloError::Malformed("no SAML message".into()), rid);
-        };
-        let (idp2, sha1) = (idp.clone(), app.cfg.allow_sha1);
-        match tokio::task::spawn_blocking(move || slo::verify_post(&msg, &idp2, sha1)).await {
-            Ok(Ok(x)) => (x, relay),
-            Ok(Err(e)) => return refused(lang, &e, rid),
-            Err(_) => {
-                return refused(
-                    lang,
-                    &SloError::Invalid("verification task failed".into()),
-                    rid,
-                )
-            }
-        }
+    let (xml, relay) = match read_message(app, req, &idp).await {
+        Ok(m) => m,
+        Err(e) => return refused(lang, &e, rid),
     };
     match slo::parse(&xml) {
         Ok(SloMessage::Request(r)) => idp_logout(app, &idp, r, relay, lang, rid),
-        Ok(SloMessage::Response(r)) => {
-            if r.issuer != idp.entity_id {
-                return refused(
-                    lang,
-                    &SloError::Invalid(format!("Issuer {:?}", r.issuer)),
-                    rid,
-                );
-            }
-            let now = chrono::Utc::now().timestamp();
-            let tracked = r
-                .in_response_to
-                .as_deref()
-                .and_then(|id| authn::lookup(&*app.store, id, now).ok().flatten());
-            match tracked {
-                Some(t) if authn::consume(&*app.store, &t).unwrap_or(false) => {
-                    let ok = r.status.as_deref() == Some(SUCCESS);
-                    tracing::info!(target: "samlgate::slo", request_id = rid, logout_request = %t.id, idp_status = ?r.status, "single logout completed");
-                    if ok {
-                        logged_out_page(lang, rid, true)
-                    } else {
-                        slo_page(
-                            lang,
-                            StatusCode::OK,
-                            ("ログアウトしました", "You are logged out"),
-                            (
-                                "医療情報ネットからはログアウトしました。G-MISのログアウトは完了していない可能性があります。ブラウザを閉じてください。",
-                                "You are logged out of the Medical Information Net. G-MIS may not have logged you out; please close the browser.",
-                            ),
-                            crate::reason::Reason::SloPartial.code(),
-                            rid,
-                        )
-                    }
-                }
-                _ => refused(
-                    lang,
-                    &SloError::Invalid("LogoutResponse to no request of ours".into()),
-                    rid,
-                ),
-            }
-        }
+        Ok(SloMessage::Response(r)) => logout_response(app, &idp, &r, lang, rid),
         Err(e) => refused(lang, &e, rid),
     }
+}
+
+/// The verified message (XML) and its RelayState: from the Redirect binding's query (the
+/// RelayState the signature covered), or from a POSTed form.
+async fn read_message(
+    app: &App,
+    req: Request<Incoming>,
+    idp: &Arc<IdpMetadata>,
+) -> Result<(String, Option<String>), SloError> {
+    if req.method() == Method::GET {
+        let raw = req.uri().query().unwrap_or("").to_string();
+        let m = slo::verify_redirect(&raw, idp, app.cfg.allow_sha1)?;
+        return Ok((m.xml, m.relay_state));
+    }
+    let body = Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|_| SloError::Malformed("body too large".into()))?
+        .to_bytes();
+    let mut msg = None;
+    let mut relay = None;
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "SAMLRequest" | "SAMLResponse" => msg = Some(v.into_owned()),
+            "RelayState" => relay = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let msg = msg.ok_or_else(|| SloError::Malformed("no SAML message".into()))?;
+    let (idp2, sha1) = (idp.clone(), app.cfg.allow_sha1);
+    match tokio::task::spawn_blocking(move || slo::verify_post(&msg, &idp2, sha1)).await {
+        Ok(r) => r.map(|x| (x, relay)),
+        Err(_) => Err(SloError::Invalid("verification task failed".into())),
+    }
+}
+
+/// The IdP's LogoutResponse to our LogoutRequest (SP-initiated logout, second half).
+fn logout_response(
+    app: &App,
+    idp: &IdpMetadata,
+    r: &slo::LogoutResponseIn,
+    lang: Lang,
+    rid: &str,
+) -> Resp {
+    if r.issuer != idp.entity_id {
+        return refused(
+            lang,
+            &SloError::Invalid(format!("Issuer {:?}", r.issuer)),
+            rid,
+        );
+    }
+    let now = chrono::Utc::now().timestamp();
+    let tracked = r
+        .in_response_to
+        .as_deref()
+        .and_then(|id| authn::lookup(&*app.store, id, now).ok().flatten());
+    let Some(t) = tracked.filter(|t| authn::consume(&*app.store, t).unwrap_or(false)) else {
+        return refused(
+            lang,
+            &SloError::Invalid("LogoutResponse to no request of ours".into()),
+            rid,
+        );
+    };
+    tracing::info!(target: "samlgate::slo", request_id = rid, logout_request = %t.id, idp_status = ?r.status, "single logout completed");
+    if r.status.as_deref() == Some(SUCCESS) {
+        return logged_out_page(lang, rid, true);
+    }
+    slo_page(
+        lang,
+        StatusCode::OK,
+        ("ログアウトしました", "You are logged out"),
+        (
+            "医療情報ネットからはログアウトしました。G-MISのログアウトは完了していない可能性があります。ブラウザを閉じてください。",
+            "You are logged out of the Medical Information Net. G-MIS may not have logged you out; please close the browser.",
+        ),
+        crate::reason::Reason::SloPartial.code(),
+        rid,
+    )
 }
 
 /// Issuer, Destination, ID, NameID, validity window and replay of an IdP's LogoutRequest.
@@ -246,24 +254,18 @@ fn idp_logout(
     if let Err(e) = check_logout_request(app, idp, &r, now) {
         return refused(lang, &e, rid);
     }
-    // Fail closed: a logout we could not look up is not reported as done.
-    let sessions: Vec<SessionRecord> = match app.store.sessions_by_name_id(&r.name_id) {
-        Ok(s) => s,
+    // Fail closed: a logout we could not look up (or carry out) is not reported as done.
+    let which = Which::IdpSession {
+        name_id: &r.name_id,
+        session_indexes: &r.session_indexes,
+    };
+    let ended = match sessions::end(&*app.store, app.tokens.as_ref(), which, Why::SingleLogout) {
+        Ok(n) => n,
         Err(e) => {
             tracing::warn!(target: "samlgate::slo", request_id = rid, reason = crate::reason::Reason::StoreUnavailable.code(), error = %e, "IdP-initiated logout refused");
             return pages::refusal_page(lang, crate::reason::Reason::StoreUnavailable, rid, None);
         }
     };
-    let mut ended = 0;
-    for s in sessions {
-        let matches = r.session_indexes.is_empty()
-            || s.session_index
-                .as_ref()
-                .is_some_and(|i| r.session_indexes.contains(i));
-        if matches && app.store.session_delete(&s.id).unwrap_or(false) {
-            ended += 1;
-        }
-    }
     let _ = app.store.flush();
     tracing::info!(target: "samlgate::slo", request_id = rid, name_id = %r.name_id, sessions_ended = ended, "IdP-initiated logout");
 

@@ -303,6 +303,10 @@ impl Store for PgStore {
         Ok(self.with(|c| get_in(c, t, &k))?.map(String::into_bytes))
     }
 
+    fn get_versioned(&self, t: Table, key: &[u8]) -> Result<crate::store::Versioned, StoreError> {
+        self.versioned_row(t, key)
+    }
+
     fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
         let prepared = prepare(writes)?;
         let guard = match expect {

@@ -42,6 +42,22 @@ fn named(rows: &[Option<(String, i64)>; 8], index: &Versioned, tag: usize) -> Op
 }
 
 impl PgStore {
+    /// One record and its version (`xmin`), as [`Self::account_rows`] reads them.
+    pub(super) fn versioned_row(&self, t: Table, key: &[u8]) -> Result<Versioned, StoreError> {
+        let sp = spec(t);
+        let k = Key::new(sp.kind, key)?;
+        let sql = format!(
+            "SELECT {}, xmin::text::bigint FROM {} WHERE {} = $1",
+            sp.value, sp.table, sp.key
+        );
+        let row = self.with(|c| {
+            c.query_typed_opt(sql.as_str(), &[k.typed()])
+                .map_err(db_error)
+        })?;
+        let doc = row.map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)));
+        Ok(found(t, key, doc.as_ref()))
+    }
+
     pub(super) fn account_rows(
         &self,
         gmis_id: &str,
