@@ -20,8 +20,8 @@ cargo test --all-targets 2>&1
 # The behaviour suites once more with every gateway on PostgreSQL (tests/common: a fresh
 # database per gateway). The conformance suite, tests/two_instances.rs and tests/nginx_ha.rs
 # (two instances behind nginx) ran on it above.
-echo "== cargo test (consent, crash, proxy) on PostgreSQL" >&2
-SAMLGATE_TEST_STORE=pg cargo test --test consent --test crash --test proxy 2>&1
+echo "== cargo test (consent, crash, proxy, sp_initiated, sessions_end) on PostgreSQL" >&2
+SAMLGATE_TEST_STORE=pg cargo test --test consent --test crash --test proxy --test sp_initiated --test sessions_end 2>&1
 if [ "${1:-}" != "--quick" ]; then
   echo "== cargo fmt --check" >&2
   cargo fmt --check

@@ -157,7 +157,9 @@ pub fn open(codec: &crate::session::SessionCodec, token: &str, now: i64) -> Opti
 /// Records that a verified response answered request `id`: true for exactly one caller (the
 /// replay cache's atomic check-and-record), kept until the request would have expired anyway.
 pub fn answer_once(store: &dyn Store, r: &TrackedRequest, now: i64) -> Result<bool, StoreError> {
-    let key = format!("r\u{0}{}", r.id);
+    // `kind NUL idp NUL id`, the shape every replay key has (PostgreSQL stores the three
+    // parts in typed columns; a two-part key kept its NUL in the id, which text refuses).
+    let key = format!("r\u{0}\u{0}{}", r.id);
     Ok(matches!(
         store.replay_check_and_record(&key, r.expires + 1, now)?,
         crate::store::ReplayCheck::Fresh
