@@ -1074,7 +1074,7 @@ fn closed_categories_need_an_approved_application() {
         "applications",
         &["revoke", id, "--by", "t", "--note", "left"],
     );
-    let v = gw.verify(Some(&session));
+    let v = gw.verify_after_cli(Some(&session), 401);
     check!(gw, v.status == 401, "verify after revoke: {}", v.summary());
     let u = gw.userinfo(Some(&session));
     check!(
@@ -1122,7 +1122,7 @@ fn a_secretariat_block_ends_sessions_and_refuses_logins() {
         "consent",
         &["block", id, "--by", "t", "--note", "reported misuse"],
     );
-    let v = gw.verify(Some(&session));
+    let v = gw.verify_after_cli(Some(&session), 401);
     check!(gw, v.status == 401, "verify after block: {}", v.summary());
     let u = gw.userinfo(Some(&session));
     check!(gw, u.status == 401, "userinfo after block: {}", u.summary());
@@ -1173,7 +1173,7 @@ fn a_session_from_before_a_block_stays_ended_after_reopen() {
     cli_ok(&gw, "consent", &["block", id, "--by", "t", "--note", "n"]);
     check!(
         gw,
-        gw.verify(Some(&session)).status == 401,
+        gw.verify_after_cli(Some(&session), 401).status == 401,
         "verify after block"
     );
     cli_ok(&gw, "consent", &["reopen", id, "--by", "t", "--note", "n"]);
@@ -1718,7 +1718,7 @@ fn revoke_and_unlink_remove_the_link_and_end_its_sessions() {
     );
     check!(
         gw,
-        gw.verify(Some(&c)).status == 401,
+        gw.verify_after_cli(Some(&c), 401).status == 401,
         "the linked session outlived the revoke"
     );
     let row = user_row(&gw, "L710");
@@ -1750,7 +1750,7 @@ fn revoke_and_unlink_remove_the_link_and_end_its_sessions() {
     cli_ok(&gw, "users", &["unlink", id, "--by", "t", "--note", "test"]);
     check!(
         gw,
-        gw.verify(Some(&c)).status == 401,
+        gw.verify_after_cli(Some(&c), 401).status == 401,
         "the session outlived users unlink"
     );
     let row = user_row(&gw, id);

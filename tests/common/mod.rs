@@ -919,6 +919,22 @@ absolute_hours = 8
         self.get("/auth/verify", cookie)
     }
 
+    /// `/auth/verify` after a write made by another process (a CLI run). sled: that write
+    /// went through this gateway's admin API, so the answer must already show it. PostgreSQL:
+    /// the CLI wrote the database itself and the contract is "seen within a second" (the
+    /// generation NOTIFY; docs/DESIGN.md), so this asks again until `want` or 1.5 s.
+    pub fn verify_after_cli(&self, cookie: Option<&str>, want: u16) -> Resp {
+        let on_pg = std::env::var("SAMLGATE_TEST_STORE").as_deref() == Ok("pg");
+        let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+        loop {
+            let r = self.verify(cookie);
+            if r.status == want || !on_pg || std::time::Instant::now() >= deadline {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn userinfo(&self, cookie: Option<&str>) -> Resp {
         self.get("/auth/userinfo", cookie)
     }
