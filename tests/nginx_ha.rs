@@ -30,7 +30,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicBool, AtomicU8};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -791,6 +791,7 @@ fn traffic(
     responses: &[String],
     phase: &AtomicU8,
     stop: &AtomicBool,
+    down_logins: &AtomicUsize,
 ) -> Vec<Seen> {
     let (mut seen, mut used) = (Vec::new(), 0);
     for round in 0.. {
@@ -808,6 +809,9 @@ fn traffic(
             used += 1;
             let reason = r.reason().map(str::to_string);
             seen.push((p, "login", r.status, reason, t.elapsed().as_secs_f64()));
+            if p == DOWN {
+                down_logins.fetch_add(1, SeqCst);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -846,8 +850,9 @@ fn a_postgresql_restart_mid_traffic_gives_503s_then_recovers_without_restart() {
         .collect();
     let responses = ha.a.make_responses(&cases);
     let (phase, stop) = (AtomicU8::new(UP), AtomicBool::new(false));
+    let down_logins = AtomicUsize::new(0);
     let seen = std::thread::scope(|s| {
-        let t = s.spawn(|| traffic(&ha, &keep, &responses, &phase, &stop));
+        let t = s.spawn(|| traffic(&ha, &keep, &responses, &phase, &stop, &down_logins));
         // A failed assertion below must stop the traffic, or the scope would wait for ever.
         let _stop = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(800));
@@ -866,7 +871,12 @@ fn a_postgresql_restart_mid_traffic_gives_503s_then_recovers_without_restart() {
             eprintln!(":{} /readyz during the outage: {took:?}", g.port);
             assert!(took < Duration::from_millis(500), "/readyz took {took:?}");
         }
+        // At least a second of outage, and until a login has been tried in it (a fixed second
+        // saw none once, on a machine busy with other suites).
         std::thread::sleep(Duration::from_millis(1000));
+        wait_for("a login during the outage", Duration::from_secs(10), || {
+            down_logins.load(SeqCst) > 0
+        });
         phase.store(COMING_BACK, SeqCst);
         cluster.up();
         let green = wait_for("/readyz green on both", Duration::from_secs(15), || {
