@@ -191,15 +191,13 @@ fn decide(
     let refused = |r: Refusal| (r, Some(account_id.clone()));
     let signed = verified.signed.as_str();
     // The assertion is consumed now, whatever the decision: record it before anything else.
-    let fresh = login::record_replay(&*app.store, verified, &idp.entity_id)
+    let fresh = login::record_replay(&*app.store, verified, &idp.entity_id, profile)
         .map_err(|e| refused(super::login::login_refusal(e)))?;
     let relay = match consume_request(app, fresh.verified(), tracked.as_ref()).map_err(refused)? {
         Some(kept) => kept,
         None => relay_state_path(app, relay_state.as_deref(), rid),
     };
-    let login = fresh.login(profile, relay, super::auth::session_ids(app, headers));
-    let decision = login::admit(&*app.store, &app.cfg, login)
-        .map_err(|e| refused(super::login::login_refusal(e)))?;
+    let decision = fresh.admit(&app.cfg, relay, super::auth::session_ids(app, headers));
     let (mut resp, outcome) = match decision {
         Decision::Proceed(a) => (
             super::login::finish(app, a, Vec::new()).map_err(refused)?,
