@@ -80,7 +80,7 @@ fn named(rows: &[Option<(String, i64)>; 8], index: &Versioned, tag: usize) -> Op
 /// The replay entry's insert (as `replay_check_and_record`: a live entry returns no row) ahead
 /// of the snapshot, one statement: `$3..$7` are idp, id, kind, expires, now. Tag 8 counts the
 /// rows inserted (1: fresh). The insert commits with the statement, whatever the login decides.
-fn replay_account_sql() -> String {
+static REPLAY_ACCOUNT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH r AS (INSERT INTO replay (idp, assertion_id, kind, expires_at) \
          VALUES ($3, $4, $5, $6) ON CONFLICT (idp, assertion_id, kind) \
@@ -88,7 +88,7 @@ fn replay_account_sql() -> String {
          RETURNING 1) \
          SELECT 8, NULL, count(*) FROM r UNION ALL {ACCOUNT_SQL}"
     )
-}
+});
 
 impl PgStore {
     pub(super) fn account_rows(
@@ -97,12 +97,11 @@ impl PgStore {
         contact: Option<&[u8]>,
     ) -> Result<AccountRows, StoreError> {
         let contact_param: Option<Vec<u8>> = contact.map(<[u8]>::to_vec);
-        let got = self.with(|c| {
-            c.query_typed(
-                ACCOUNT_SQL,
-                &[(&gmis_id, Type::TEXT), (&contact_param, Type::BYTEA)],
-            )
-            .map_err(db_error)
+        let got = self.with_conn(|c| {
+            let st = c.statement(ACCOUNT_SQL, &[Type::TEXT, Type::BYTEA])?;
+            c.client
+                .query(&st, &[&gmis_id, &contact_param])
+                .map_err(db_error)
         })?;
         Ok(snapshot(gmis_id, contact, &got).1)
     }
@@ -117,41 +116,58 @@ impl PgStore {
     ) -> Result<Option<AccountRows>, StoreError> {
         let (idp, id, kind) = super::tables::replay_parts(replay_key);
         let contact_param: Option<Vec<u8>> = contact.map(<[u8]>::to_vec);
-        let sql = replay_account_sql();
-        let got = self.with(|c| {
-            c.query_typed(
-                sql.as_str(),
+        let got = self.with_conn(|c| {
+            let st = c.statement(
+                &REPLAY_ACCOUNT_SQL,
                 &[
-                    (&gmis_id, Type::TEXT),
-                    (&contact_param, Type::BYTEA),
-                    (&idp, Type::TEXT),
-                    (&id, Type::TEXT),
-                    (&kind, Type::TEXT),
-                    (&expires, Type::INT8),
-                    (&now, Type::INT8),
+                    Type::TEXT,
+                    Type::BYTEA,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
                 ],
-            )
-            .map_err(db_error)
+            )?;
+            c.client
+                .query(
+                    &st,
+                    &[&gmis_id, &contact_param, &idp, &id, &kind, &expires, &now],
+                )
+                .map_err(db_error)
         })?;
         let (fresh, rows) = snapshot(gmis_id, contact, &got);
         Ok(fresh.then_some(rows))
     }
 
     pub(super) fn commit_all(&self, c: &Commit) -> Result<bool, StoreError> {
+        let shape = Shape::of(c)?;
+        let name = shape.name();
         // BEGIN, the locks, the guard and writes, COMMIT: one simple-protocol query string, so
-        // one round trip. Every value in it is a literal (`literal`); the statements still run
-        // one after another, each with its own snapshot, so the guard sees every write that
-        // held a lock before ours.
-        let sql = format!("{}; {}; COMMIT", begin_with_locks(c), statement(c)?);
+        // one round trip. The guard and writes run as a statement PREPAREd on the connection
+        // (planned once per shape, not per login), its arguments literals (`Shape`). The
+        // statements still run one after another, each with its own snapshot, so the guard
+        // sees every write that held a lock before ours.
+        let sql = format!(
+            "{}; EXECUTE {name}({}); COMMIT",
+            begin_with_locks(c),
+            shape.args.join(", ")
+        );
         if sql.contains('\0') {
             return Err(StoreError::Corrupt("a commit value contains NUL".into()));
         }
-        let (ok, bumped) = self.with(|client| {
-            let mut open = Open {
-                client,
-                done: false,
-            };
-            let msgs = open.client.simple_query(&sql).map_err(db_error)?;
+        let (ok, bumped) = self.with_conn(|conn| {
+            if !conn.prepared.contains(&name) {
+                let prepare = format!(
+                    "PREPARE {name} ({}) AS {}",
+                    shape.types.join(", "),
+                    shape.sql
+                );
+                conn.client.batch_execute(&prepare).map_err(db_error)?;
+                conn.prepared.insert(name.clone());
+            }
+            let mut open = Open { conn, done: false };
+            let msgs = open.conn.client.simple_query(&sql).map_err(db_error)?;
             // The last row is the guard statement's (ok, generation bumps); COMMIT has none.
             let row = msgs
                 .iter()
@@ -209,68 +225,130 @@ fn begin_with_locks(c: &Commit) -> String {
 
 /// An open transaction on a pooled connection: rolled back unless the commit finished, so the
 /// connection goes back to the pool outside any transaction (an error mid-string leaves the
-/// transaction open and aborted; the server skips the rest of the string).
+/// transaction open and aborted; the server skips the rest of the string). What was prepared
+/// is forgotten too, so a failed string cannot leave the two sides disagreeing about it.
 struct Open<'a> {
-    client: &'a mut postgres::Client,
+    conn: &'a mut super::PgConn,
     done: bool,
 }
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.client.batch_execute("ROLLBACK");
+            let _ = self.conn.client.batch_execute("ROLLBACK; DEALLOCATE ALL");
+            self.conn.prepared.clear();
         }
     }
 }
 
 /// A key as an SQL literal of its column's type: text quoted by `escape_literal` (libpq's
 /// PQescapeLiteral; safe under either `standard_conforming_strings`), bytes as hex.
-fn key_literal(k: &Key) -> String {
+fn key_literal(k: &Key) -> (String, &'static str) {
     match k {
-        Key::Text(s) => escape_literal(s),
-        Key::Bytes(b) => format!("decode('{}', 'hex')", hex::encode(b)),
-        Key::Seq(i) => i.to_string(),
+        Key::Text(s) => (escape_literal(s), "text"),
+        Key::Bytes(b) => (format!("decode('{}', 'hex')", hex::encode(b)), "bytea"),
+        Key::Seq(i) => (i.to_string(), "int8"),
     }
 }
 
 /// The guard and the writes as one statement: a CTE computes whether every expectation holds,
 /// and each write is a data-modifying CTE conditioned on it (all see one snapshot, taken after
-/// the locks). Returns the guard and whether the generation moved.
-fn statement(c: &Commit) -> Result<String, StoreError> {
-    let mut conds = vec!["TRUE".to_string()];
-    for e in &c.expect {
-        let sp = spec(e.table);
-        conds.push(format!(
-            "COALESCE((SELECT xmin::text::bigint FROM {} WHERE {} = {}), 0) = {}",
-            sp.table,
-            sp.key,
-            key_literal(&Key::new(sp.kind, &e.key)?),
-            e.version.0 as i64
-        ));
+/// the locks). Returns the guard and whether the generation moved. `sql` has `$n` parameters
+/// and depends only on the commit's shape (which tables, how many rows); `args` are their
+/// values as literals, `types` their types.
+struct Shape {
+    sql: String,
+    args: Vec<String>,
+    types: Vec<&'static str>,
+}
+
+impl Shape {
+    fn param(&mut self, (literal, ty): (String, &'static str)) -> String {
+        self.args.push(literal);
+        self.types.push(ty);
+        format!("${}", self.args.len())
     }
-    let mut ctes = vec![format!("ok AS (SELECT {} AS ok)", conds.join(" AND "))];
-    const IF_OK: &str = "(SELECT ok FROM ok)";
-    for (i, (t, key, value)) in c.last_writes().into_iter().enumerate() {
-        let sp = spec(*t);
-        let k = key_literal(&Key::new(sp.kind, key)?);
-        ctes.push(match value {
-            Some(v) => format!(
-                "w{i} AS (INSERT INTO {t} ({kc}, {vc}) SELECT {k}, {v} WHERE {IF_OK} \
-                 ON CONFLICT ({kc}) DO UPDATE SET {vc} = EXCLUDED.{vc})",
-                t = sp.table,
-                kc = sp.key,
-                vc = sp.value,
-                v = escape_literal(value_text(v)?),
-            ),
-            None => format!(
-                "w{i} AS (DELETE FROM {} WHERE {} = {k} AND {IF_OK})",
+
+    /// The statement's name on a connection: a digest of its text.
+    fn name(&self) -> String {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(self.sql.as_bytes());
+        format!("samlgate_commit_{}", hex::encode(&d[..8]))
+    }
+
+    fn of(c: &Commit) -> Result<Shape, StoreError> {
+        let mut s = Shape {
+            sql: String::new(),
+            args: Vec::new(),
+            types: Vec::new(),
+        };
+        let mut conds = vec!["TRUE".to_string()];
+        for e in &c.expect {
+            let sp = spec(e.table);
+            let k = s.param(key_literal(&Key::new(sp.kind, &e.key)?));
+            let v = s.param(((e.version.0 as i64).to_string(), "int8"));
+            conds.push(format!(
+                "COALESCE((SELECT xmin::text::bigint FROM {} WHERE {} = {k}), 0) = {v}",
                 sp.table, sp.key
-            ),
-        });
+            ));
+        }
+        let mut ctes = vec![format!("ok AS (SELECT {} AS ok)", conds.join(" AND "))];
+        const IF_OK: &str = "(SELECT ok FROM ok)";
+        for (i, (t, key, value)) in c.last_writes().into_iter().enumerate() {
+            let sp = spec(*t);
+            let k = s.param(key_literal(&Key::new(sp.kind, key)?));
+            ctes.push(match value {
+                Some(v) => {
+                    let v = s.param((escape_literal(value_text(v)?), "text"));
+                    format!(
+                        "w{i} AS (INSERT INTO {t} ({kc}, {vc}) SELECT {k}, {v} WHERE {IF_OK} \
+                         ON CONFLICT ({kc}) DO UPDATE SET {vc} = EXCLUDED.{vc})",
+                        t = sp.table,
+                        kc = sp.key,
+                        vc = sp.value
+                    )
+                }
+                None => format!(
+                    "w{i} AS (DELETE FROM {} WHERE {} = {k} AND {IF_OK})",
+                    sp.table, sp.key
+                ),
+            });
+        }
+        s.audit(c, &mut ctes)?;
+        if let Some((rec, _)) = &c.session {
+            let doc = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = s.param((escape_literal(&rec.id), "text"));
+            let doc = s.param((escape_literal(&doc), "text"));
+            ctes.push(format!(
+                "s AS (INSERT INTO sessions (id, doc) SELECT {id}, {doc}::jsonb WHERE {IF_OK})"
+            ));
+        }
+        let ids: Vec<String> = c.end_sessions.iter().map(|i| escape_literal(i)).collect();
+        let ids = s.param((format!("ARRAY[{}]::text[]", ids.join(",")), "text[]"));
+        ctes.push(format!(
+            "e AS (DELETE FROM sessions WHERE id = ANY({ids}) AND {IF_OK} RETURNING 1)"
+        ));
+        // As `bump_generation` (the NOTIFY leaves at COMMIT), for a restricting write or an
+        // ended session. Referenced below, so its RETURNING is surely evaluated.
+        let restricts = s.param((c.restricts().to_string(), "bool"));
+        ctes.push(format!(
+            "g AS (UPDATE store_generation SET n = n + 1 WHERE id = 1 AND {IF_OK} \
+             AND ({restricts} OR EXISTS (SELECT 1 FROM e)) \
+             RETURNING pg_notify('samlgate_generation', n::text))"
+        ));
+        s.sql = format!(
+            "WITH {} SELECT ok, (SELECT count(*) FROM g) FROM ok",
+            ctes.join(", ")
+        );
+        Ok(s)
     }
-    // Audit lines numbered here, in their order: `{"seq":0,` becomes `{"seq":N,`
-    // (Commit::audit). nextval in the sorted subquery's target list runs after the sort.
-    if !c.audit.is_empty() {
+
+    /// Audit lines numbered here, in their order: `{"seq":0,` becomes `{"seq":N,`
+    /// (Commit::audit). nextval in the sorted subquery's target list runs after the sort.
+    fn audit(&mut self, c: &Commit, ctes: &mut Vec<String>) -> Result<(), StoreError> {
+        if c.audit.is_empty() {
+            return Ok(());
+        }
         let rests = c
             .audit
             .iter()
@@ -279,37 +357,13 @@ fn statement(c: &Commit) -> Result<String, StoreError> {
                 Ok(escape_literal(value_text(&rest)?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let rests = self.param((format!("ARRAY[{}]::text[]", rests.join(",")), "text[]"));
         ctes.push(format!(
             "a AS (INSERT INTO audit (seq, doc) SELECT n, '{{\"seq\":' || n || ',' || rest \
              FROM (SELECT nextval('audit_seq') AS n, rest \
-                   FROM unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS t(rest, i) \
-                   WHERE {IF_OK} ORDER BY i) q)",
-            rests.join(",")
+                   FROM unnest({rests}) WITH ORDINALITY AS t(rest, i) \
+                   WHERE (SELECT ok FROM ok) ORDER BY i) q)"
         ));
+        Ok(())
     }
-    if let Some((rec, _)) = &c.session {
-        let doc = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        ctes.push(format!(
-            "s AS (INSERT INTO sessions (id, doc) SELECT {}, {}::jsonb WHERE {IF_OK})",
-            escape_literal(&rec.id),
-            escape_literal(&doc)
-        ));
-    }
-    let ids: Vec<String> = c.end_sessions.iter().map(|i| escape_literal(i)).collect();
-    ctes.push(format!(
-        "e AS (DELETE FROM sessions WHERE id = ANY(ARRAY[{}]::text[]) AND {IF_OK} RETURNING 1)",
-        ids.join(",")
-    ));
-    // As `bump_generation` (the NOTIFY leaves at COMMIT), for a restricting write or an
-    // ended session. Referenced below, so its RETURNING is surely evaluated.
-    ctes.push(format!(
-        "g AS (UPDATE store_generation SET n = n + 1 WHERE id = 1 AND {IF_OK} \
-         AND ({} OR EXISTS (SELECT 1 FROM e)) \
-         RETURNING pg_notify('samlgate_generation', n::text))",
-        c.restricts()
-    ));
-    Ok(format!(
-        "WITH {} SELECT ok, (SELECT count(*) FROM g) FROM ok",
-        ctes.join(", ")
-    ))
 }
