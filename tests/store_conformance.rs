@@ -852,6 +852,7 @@ fn login_commit(rows: &samlgate::store::AccountRows, sid: &str, seq: u64) -> Com
         session: Some((session(sid, "GM1", 100, 10_000), 3600)),
         // The browser's earlier session ends with it.
         end_sessions: vec!["old".into()],
+        audit: Vec::new(),
     }
 }
 
@@ -1050,6 +1051,7 @@ fn versioned_read_guards_a_commit(b: &dyn Backend) {
         )],
         session: Some((session(sid, "GM-v", 1, i64::MAX / 4), 3600)),
         end_sessions: Vec::new(),
+        audit: Vec::new(),
     };
     // As read: the commit lands (through the other instance).
     assert!(s1
@@ -1062,6 +1064,136 @@ fn versioned_read_guards_a_commit(b: &dyn Backend) {
     let now = s1.get_versioned(Table::Accounts, &key).unwrap();
     assert_eq!(now.value.as_deref(), Some(&br#"{"n":2}"#[..]));
     assert_ne!(now.version, read.version);
+}
+
+/// The login's first step: the replay entry and the account snapshot in one call. Of N
+/// concurrent calls with one assertion across two instances exactly one gets the snapshot; the
+/// entry stays recorded though no commit follows (the login may be refused after it); the
+/// snapshot is the one `account` reads.
+fn replay_with_snapshot_exactly_once(b: &dyn Backend) {
+    let (s1, s2) = b.pair();
+    let contact = b"F1\0a@example.jp".as_slice();
+    s1.apply(
+        &[
+            (
+                Table::Users,
+                b"L7".to_vec(),
+                Some(user_doc("L7", None, "c")),
+            ),
+            (Table::UserByContact, contact.to_vec(), Some(b"L7".to_vec())),
+            (
+                Table::Consents,
+                b"GM1".to_vec(),
+                Some(b"{\"c\":1}".to_vec()),
+            ),
+        ],
+        None,
+    )
+    .unwrap();
+    let key = "a\0https://idp.example/\0_it's-1";
+    let n = 16;
+    let barrier = Arc::new(Barrier::new(n));
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            let s = if i % 2 == 0 { s1.clone() } else { s2.clone() };
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                s.replay_and_account(key, 1000, 10, "GM1", Some(contact))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let fresh: Vec<_> = hs.into_iter().filter_map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        fresh.len(),
+        1,
+        "exactly one of {n} concurrent first uses is fresh"
+    );
+    assert_eq!(fresh[0], s2.account("GM1", Some(contact)).unwrap());
+    assert_eq!(
+        fresh[0].contact_user.as_ref().and_then(|u| u.value.clone()),
+        Some(user_doc("L7", None, "c"))
+    );
+    assert!(fresh[0].consent.value.is_some() && fresh[0].link.value.is_none());
+    // Recorded, with no commit after it: a replay on either path, on either instance.
+    assert_eq!(
+        s2.replay_check_and_record(key, 1000, 999).unwrap(),
+        ReplayCheck::Replayed
+    );
+    assert!(s1
+        .replay_and_account(key, 1000, 999, "GM1", None)
+        .unwrap()
+        .is_none());
+    // At its expiry the ID is free again.
+    assert!(s2
+        .replay_and_account(key, 2000, 1000, "GM1", None)
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        s1.replay_check_and_record(key, 2000, 1500).unwrap(),
+        ReplayCheck::Replayed
+    );
+}
+
+/// Audit lines numbered inside the commit (`Commit::audit`): each gets a fresh sequence number
+/// as its key and in its `seq` field, byte for byte what `audit::entry` writes otherwise; a
+/// refused commit writes none; a line that does not begin `{"seq":0,` is refused. Values with
+/// quotes, backslashes and non-ASCII text come back exactly (PostgreSQL sends them as literals).
+fn commit_numbers_audit_lines(b: &dyn Backend) {
+    let (s, s2) = b.pair();
+    let before = s.next_seq().unwrap();
+    let rows = s.account("GM1", None).unwrap();
+    let odd = "O'Brien \\ 'x'); DROP TABLE users; -- 東京 \\x00 $$ E'\\'";
+    let doc = |tag: &str| {
+        format!(
+            "{{\"seq\":0,\"action\":\"user.register\",\"detail\":{}}}",
+            serde_json::to_string(&format!("{odd} {tag}")).unwrap()
+        )
+        .into_bytes()
+    };
+    let mut c = login_commit(&rows, "sess-'q\\", 0);
+    c.writes.retain(|w| w.0 != Table::Audit);
+    c.writes[0].2 =
+        Some(serde_json::to_vec(&serde_json::json!({ "id": "GM1", "odd": odd })).unwrap());
+    c.end_sessions = vec!["it's".into(), "back\\slash".into()];
+    c.audit = vec![doc("one"), doc("two")];
+    // Refused (a row it read changed): no audit line.
+    s2.apply(
+        &[(Table::Consents, b"GM1".to_vec(), Some(b"{}".to_vec()))],
+        None,
+    )
+    .unwrap();
+    assert!(!s.commit(&c).unwrap());
+    assert!(s2.scan(Table::Audit, b"", false, 10).unwrap().is_empty());
+    c.expect = s.account("GM1", None).unwrap().expectations();
+    assert!(s.commit(&c).unwrap());
+    let lines = s2.scan(Table::Audit, b"", false, 10).unwrap();
+    assert_eq!(lines.len(), 2);
+    for ((k, v), tag) in lines.iter().zip(["one", "two"]) {
+        let seq = u64::from_be_bytes(k.as_slice().try_into().unwrap());
+        assert!(seq > before, "numbered after every earlier next_seq");
+        let want = String::from_utf8(doc(tag)).unwrap().replacen(
+            "\"seq\":0,",
+            &format!("\"seq\":{seq},"),
+            1,
+        );
+        assert_eq!(String::from_utf8(v.clone()).unwrap(), want);
+    }
+    assert!(s.next_seq().unwrap() > u64::from_be_bytes(lines[1].0.as_slice().try_into().unwrap()));
+    assert_eq!(
+        s2.get(Table::Users, b"GM1").unwrap(),
+        c.writes[0].2,
+        "a value with quotes and backslashes comes back exactly"
+    );
+    assert!(s2.session_get("sess-'q\\").unwrap().is_some());
+    // A line the store cannot number: an error, nothing written.
+    let mut bad = login_commit(&s.account("GM3", None).unwrap(), "sess-bad", 0);
+    bad.writes.retain(|w| w.0 != Table::Audit);
+    bad.audit = vec![b"{\"action\":\"x\"}".to_vec()];
+    assert!(s.commit(&bad).is_err());
+    assert!(s2.session_get("sess-bad").unwrap().is_none());
+    assert_eq!(s2.scan(Table::Audit, b"", false, 10).unwrap().len(), 2);
 }
 
 macro_rules! both {
@@ -1090,6 +1222,8 @@ both!(
     commit_is_all_or_nothing,
     concurrent_first_logins_register_once,
     versioned_read_guards_a_commit,
+    replay_with_snapshot_exactly_once,
+    commit_numbers_audit_lines,
 );
 
 #[test]

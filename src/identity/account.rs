@@ -43,8 +43,12 @@ fn decode<T: DeserializeOwned>(r: Option<&Versioned>) -> Result<Option<T>, Store
 impl Account {
     /// One read of everything a login of `p` decides on.
     pub fn read(store: &dyn Store, p: &Profile) -> Result<Account, StoreError> {
-        let contact = (!p.facility_code.is_empty() && !p.email.is_empty()).then(|| contact_key(p));
-        Account::decode(store.account(&p.account_id, contact.as_deref())?)
+        Account::decode(store.account(&p.account_id, Account::contact_of(p).as_deref())?)
+    }
+
+    /// The facility-and-mail index key the snapshot of `p` reads, when `p` has both.
+    pub fn contact_of(p: &Profile) -> Option<Vec<u8>> {
+        (!p.facility_code.is_empty() && !p.email.is_empty()).then(|| contact_key(p))
     }
 
     pub fn decode(rows: AccountRows) -> Result<Account, StoreError> {

@@ -15,6 +15,7 @@ pub mod local;
 #[cfg(test)]
 mod tests;
 
+use crate::audit::AuditAction;
 use crate::config::Config;
 use crate::identity::account::Account;
 use crate::identity::consent::{ConsentDecision, PendingLogin};
@@ -22,7 +23,7 @@ use crate::identity::policy::{self, ApplicationNeed};
 use crate::identity::users::{self, RegisterError};
 use crate::identity::Profile;
 use crate::saml::acs::Verified;
-use crate::store::{Commit, ReplayCheck, SessionRecord, Store, StoreError, Write};
+use crate::store::{Commit, SessionRecord, Store, StoreError, Write};
 
 /// A verified login, reduced to what the gateway keeps.
 #[derive(Debug, Clone)]
@@ -71,24 +72,41 @@ pub enum LoginError {
 }
 
 /// A verified assertion whose replay entry is recorded: it can be used for this login only.
+/// It carries the account snapshot read with the replay entry (one round trip).
 pub struct Fresh {
     verified: Verified,
+    profile: Profile,
+    account: Account,
 }
 
-/// Records the assertion in the replay cache (exactly once across instances); refuses a replay.
+/// Records the assertion in the replay cache (exactly once across instances; it stays recorded
+/// whatever the login then decides) and reads the account of `profile` (mapped from it) in the
+/// same call ([`Store::replay_and_account`]); refuses a replay.
 pub fn record_replay(
     store: &dyn Store,
     verified: Verified,
     idp_entity: &str,
+    profile: Profile,
 ) -> Result<Fresh, LoginError> {
     let now = chrono::Utc::now().timestamp();
     // Whole seconds, rounded up, plus one: the store treats an entry as expired once
     // `now >= until`, and the time checks accept up to and including the limit itself.
     let r = verified.replay_until;
     let until = r.timestamp() + i64::from(r.timestamp_subsec_nanos() > 0) + 1;
-    match store.replay_check_and_record(&verified.replay_key(idp_entity), until, now)? {
-        ReplayCheck::Fresh => Ok(Fresh { verified }),
-        ReplayCheck::Replayed => Err(LoginError::Replayed(verified.assertion_id)),
+    let contact = Account::contact_of(&profile);
+    match store.replay_and_account(
+        &verified.replay_key(idp_entity),
+        until,
+        now,
+        &profile.account_id,
+        contact.as_deref(),
+    )? {
+        Some(rows) => Ok(Fresh {
+            verified,
+            profile,
+            account: Account::decode(rows)?,
+        }),
+        None => Err(LoginError::Replayed(verified.assertion_id)),
     }
 }
 
@@ -97,11 +115,12 @@ impl Fresh {
         &self.verified
     }
 
-    /// The login this assertion makes, for `profile` (mapped from it), landing on `relay_state`.
-    pub fn login(self, profile: Profile, relay_state: String, replaces: Vec<String>) -> Login {
+    /// Decides the login this assertion makes, landing on `relay_state`, on the snapshot read
+    /// with the replay entry.
+    pub fn admit(self, cfg: &Config, relay_state: String, replaces: Vec<String>) -> Decision {
         let v = self.verified;
-        Login {
-            profile,
+        let login = Login {
+            profile: self.profile,
             name_id: v.name_id,
             name_id_format: v.name_id_format,
             session_index: v.session_index,
@@ -109,7 +128,8 @@ impl Fresh {
             relay_state,
             assertion_id: v.assertion_id,
             replaces,
-        }
+        };
+        decide(cfg, login, self.account)
     }
 }
 
@@ -133,25 +153,28 @@ pub struct Admitted {
     pub link_to: Option<String>,
 }
 
-/// Reads the account once and decides.
+/// Reads the account once and decides (a resumed consent, a password login).
 pub fn admit(store: &dyn Store, cfg: &Config, login: Login) -> Result<Decision, LoginError> {
     let account = Account::read(store, &login.profile)?;
-    Ok(
-        match policy::decide(&cfg.policy, &cfg.consent, &login.profile, &account) {
-            policy::Decision::Proceed { link_to } => Decision::Proceed(Admitted {
-                login,
-                account,
-                link_to,
-            }),
-            policy::Decision::NeedsConsent { link_to } => Decision::NeedsConsent(Admitted {
-                login,
-                account,
-                link_to,
-            }),
-            policy::Decision::NeedsApplication(need) => Decision::NeedsApplication(need, login),
-            policy::Decision::Blocked(by) => Decision::Blocked(by),
-        },
-    )
+    Ok(decide(cfg, login, account))
+}
+
+/// The policy's decision on one snapshot.
+fn decide(cfg: &Config, login: Login, account: Account) -> Decision {
+    match policy::decide(&cfg.policy, &cfg.consent, &login.profile, &account) {
+        policy::Decision::Proceed { link_to } => Decision::Proceed(Admitted {
+            login,
+            account,
+            link_to,
+        }),
+        policy::Decision::NeedsConsent { link_to } => Decision::NeedsConsent(Admitted {
+            login,
+            account,
+            link_to,
+        }),
+        policy::Decision::NeedsApplication(need) => Decision::NeedsApplication(need, login),
+        policy::Decision::Blocked(by) => Decision::Blocked(by),
+    }
 }
 
 /// A session committed with everything its login decided.
@@ -184,16 +207,15 @@ impl Admitted {
             e => LoginError::AccountChanged(e.to_string()),
         })?;
         let mut writes = reg.writes;
+        let mut audit = Vec::new();
         if let Some((action, detail)) = reg.how.audit(&reg.user) {
-            let actor = format!("user:{gmis}");
-            writes.push(crate::audit::entry(
-                store,
-                &actor,
+            // Numbered by the store inside the commit (no sequence round trip of its own).
+            audit.push(audit_line(
+                &format!("user:{gmis}"),
                 action,
                 &reg.user.id,
                 &detail,
-                None,
-            )?);
+            ));
             tracing::info!(target: "samlgate::identity", account_id = %gmis, local_user = %reg.user.id, action = action.name(), detail = %detail, "user registered");
         }
         writes.extend(extra);
@@ -205,6 +227,7 @@ impl Admitted {
             writes,
             session: Some((rec.clone(), cfg.session.idle_minutes as i64 * 60)),
             end_sessions: login.replaces.clone(),
+            audit,
         };
         if !store.commit(&commit)? {
             return Err(LoginError::AccountChanged(format!(
@@ -237,4 +260,19 @@ fn session_for(cfg: &Config, login: &Login, local: &str) -> (SessionRecord, i64)
         auth_method: String::new(),
     };
     (rec, expires - now)
+}
+
+/// An audit line for [`Commit::audit`]: `seq` 0, which the store replaces with the number it
+/// assigns in the commit (the line is otherwise what `audit::entry` writes).
+fn audit_line(actor: &str, action: AuditAction, subject: &str, detail: &str) -> Vec<u8> {
+    let e = crate::audit::AuditEntry {
+        seq: 0,
+        at: crate::identity::now_rfc3339(),
+        actor: actor.into(),
+        action: action.name().into(),
+        subject: subject.into(),
+        detail: detail.into(),
+        consent_version: None,
+    };
+    serde_json::to_vec(&e).expect("serialize")
 }

@@ -156,6 +156,19 @@ impl Store for Monitored {
     fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError> {
         self.read(self.inner.account(gmis_id, contact))
     }
+    fn replay_and_account(
+        &self,
+        replay_key: &str,
+        expires: i64,
+        now: i64,
+        gmis_id: &str,
+        contact: Option<&[u8]>,
+    ) -> Result<Option<AccountRows>, StoreError> {
+        self.wrote(
+            self.inner
+                .replay_and_account(replay_key, expires, now, gmis_id, contact),
+        )
+    }
     fn commit(&self, c: &Commit) -> Result<bool, StoreError> {
         self.wrote(self.inner.commit(c))
     }

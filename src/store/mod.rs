@@ -14,7 +14,7 @@ mod txn;
 
 pub use pg::{PgOptions, PgStore};
 pub use sled_store::SledStore;
-pub use txn::{AccountRows, Commit, Expectation, Version, Versioned};
+pub use txn::{AccountRows, Commit, Expectation, Version, Versioned, AUDIT_UNSEQUENCED};
 
 use serde::{Deserialize, Serialize};
 
@@ -274,6 +274,24 @@ pub trait Store: Send + Sync + 'static {
     /// version, in one read (one statement on PostgreSQL). `contact`: the facility-and-mail
     /// index key of the login's profile, when it has one.
     fn account(&self, gmis_id: &str, contact: Option<&[u8]>) -> Result<AccountRows, StoreError>;
+
+    /// What a login does first: [`Store::replay_check_and_record`], and when the key is fresh,
+    /// [`Store::account`]; `None` for a replay. The replay entry is recorded exactly once across
+    /// instances and stays recorded whatever the login then decides. One statement (one round
+    /// trip) on PostgreSQL; the default makes the two calls.
+    fn replay_and_account(
+        &self,
+        replay_key: &str,
+        expires: i64,
+        now: i64,
+        gmis_id: &str,
+        contact: Option<&[u8]>,
+    ) -> Result<Option<AccountRows>, StoreError> {
+        match self.replay_check_and_record(replay_key, expires, now)? {
+            ReplayCheck::Fresh => self.account(gmis_id, contact).map(Some),
+            ReplayCheck::Replayed => Ok(None),
+        }
+    }
 
     /// One transaction: checks every expectation, then writes the records and the session, or
     /// writes nothing and returns `Ok(false)` when any expectation fails. Durable when it

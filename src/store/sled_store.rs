@@ -681,6 +681,15 @@ impl Store for SledStore {
             }
             None => None,
         };
+        // Audit lines numbered now (a refused commit leaves a gap, as on PostgreSQL).
+        let audit = c
+            .audit
+            .iter()
+            .map(|doc| {
+                let seq = self.next_seq()?;
+                Ok((seq.to_be_bytes(), super::txn::sequenced(doc, seq)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let sessions = Table::ALL.len();
         // What the (possibly retried) transaction removed, for the indexes and counters after.
         let ended = std::cell::RefCell::new(Vec::new());
@@ -698,6 +707,9 @@ impl Store for SledStore {
                     Some(v) => view.insert(k.as_slice(), v.as_slice())?,
                     None => view.remove(k.as_slice())?,
                 };
+            }
+            for (seq, doc) in &audit {
+                views[Table::Audit.index()].insert(seq.as_slice(), doc.as_slice())?;
             }
             if let Some((id, v)) = &session {
                 views[sessions].insert(*id, v.as_slice())?;

@@ -122,6 +122,25 @@ pub struct Commit {
     /// Sessions deleted in the same transaction (the browser's earlier sessions: no two live
     /// sessions in one browser, even after a crash).
     pub end_sessions: Vec<String>,
+    /// Audit lines the store numbers in the same transaction ([`AUDIT_UNSEQUENCED`]): each gets
+    /// the next [`super::Store::next_seq`] as its key and its `seq` field. Saves the separate
+    /// sequence round trip of `audit::entry` on PostgreSQL.
+    pub audit: Vec<Vec<u8>>,
+}
+
+/// How an unnumbered audit line for [`Commit::audit`] begins: a JSON object whose first member
+/// is `"seq":0` (what `audit::AuditEntry` serialises to with `seq: 0`). The store replaces the
+/// 0 with the number it assigns, so the stored bytes are what `audit::entry` would have written.
+pub const AUDIT_UNSEQUENCED: &[u8] = b"{\"seq\":0,";
+
+/// An audit line of [`Commit::audit`] with its number: `{"seq":N,...`.
+pub(crate) fn sequenced(doc: &[u8], seq: u64) -> Result<Vec<u8>, super::StoreError> {
+    let rest = doc.strip_prefix(AUDIT_UNSEQUENCED).ok_or_else(|| {
+        super::StoreError::Corrupt("an audit line to number must begin with {\"seq\":0,".into())
+    })?;
+    let mut out = format!("{{\"seq\":{seq},").into_bytes();
+    out.extend_from_slice(rest);
+    Ok(out)
 }
 
 impl Commit {

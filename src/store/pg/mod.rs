@@ -57,20 +57,75 @@ enum Tls {
     Rustls(Rustls),
 }
 
+/// A pooled connection with what is prepared on it: the hot statements are planned once per
+/// connection, not once per call (planning was half of the database's CPU per login).
+pub(crate) struct PgConn {
+    pub(crate) client: postgres::Client,
+    /// Extended-protocol statements, by SQL text.
+    statements: std::collections::HashMap<String, postgres::Statement>,
+    /// Names of SQL-level `PREPARE`d statements (a commit's guard and writes, by shape).
+    pub(crate) prepared: std::collections::HashSet<String>,
+}
+
+impl PgConn {
+    /// The statement for `sql`, prepared on this connection the first time.
+    pub(crate) fn statement(
+        &mut self,
+        sql: &str,
+        types: &[postgres::types::Type],
+    ) -> Result<postgres::Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare_typed(sql, types).map_err(db_error)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
+
+/// r2d2_postgres' manager, yielding [`PgConn`]s.
+struct Manager<T>(PostgresConnectionManager<T>);
+
+impl<T> r2d2::ManageConnection for Manager<T>
+where
+    T: postgres::tls::MakeTlsConnect<postgres::Socket> + Clone + 'static + Sync + Send,
+    T::TlsConnect: Send,
+    T::Stream: Send,
+    <T::TlsConnect as postgres::tls::TlsConnect<postgres::Socket>>::Future: Send,
+{
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.0.connect()?,
+            statements: Default::default(),
+            prepared: Default::default(),
+        })
+    }
+
+    fn is_valid(&self, c: &mut PgConn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut c.client)
+    }
+
+    fn has_broken(&self, c: &mut PgConn) -> bool {
+        self.0.has_broken(&mut c.client)
+    }
+}
+
 /// The pool, of one TLS flavour or the other (the manager's type names it).
 enum Pool {
-    Plain(r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>),
-    Tls(r2d2::Pool<PostgresConnectionManager<Rustls>>),
+    Plain(r2d2::Pool<Manager<postgres::NoTls>>),
+    Tls(r2d2::Pool<Manager<Rustls>>),
 }
 
 enum Conn {
-    Plain(r2d2::PooledConnection<PostgresConnectionManager<postgres::NoTls>>),
-    Tls(r2d2::PooledConnection<PostgresConnectionManager<Rustls>>),
+    Plain(r2d2::PooledConnection<Manager<postgres::NoTls>>),
+    Tls(r2d2::PooledConnection<Manager<Rustls>>),
 }
 
-impl std::ops::Deref for Conn {
-    type Target = postgres::Client;
-    fn deref(&self) -> &postgres::Client {
+impl Conn {
+    fn conn(&mut self) -> &mut PgConn {
         match self {
             Conn::Plain(c) => c,
             Conn::Tls(c) => c,
@@ -78,12 +133,19 @@ impl std::ops::Deref for Conn {
     }
 }
 
+impl std::ops::Deref for Conn {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        match self {
+            Conn::Plain(c) => &c.client,
+            Conn::Tls(c) => &c.client,
+        }
+    }
+}
+
 impl std::ops::DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut postgres::Client {
-        match self {
-            Conn::Plain(c) => c,
-            Conn::Tls(c) => c,
-        }
+        &mut self.conn().client
     }
 }
 
@@ -98,12 +160,12 @@ impl Pool {
                 .test_on_check_out(false)
         }
         match tls {
-            Tls::None(t) => {
-                Pool::Plain(builder(o).build_unchecked(PostgresConnectionManager::new(config, t)))
-            }
-            Tls::Rustls(t) => {
-                Pool::Tls(builder(o).build_unchecked(PostgresConnectionManager::new(config, t)))
-            }
+            Tls::None(t) => Pool::Plain(
+                builder(o).build_unchecked(Manager(PostgresConnectionManager::new(config, t))),
+            ),
+            Tls::Rustls(t) => Pool::Tls(
+                builder(o).build_unchecked(Manager(PostgresConnectionManager::new(config, t))),
+            ),
         }
     }
 
@@ -246,9 +308,17 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<R, StoreError> + Send,
     ) -> Result<R, StoreError> {
+        self.with_conn(|c| f(&mut c.client))
+    }
+
+    /// As [`PgStore::with`], with the connection's prepared statements.
+    fn with_conn<R: Send>(
+        &self,
+        f: impl FnOnce(&mut PgConn) -> Result<R, StoreError> + Send,
+    ) -> Result<R, StoreError> {
         off_runtime(|| {
             let mut c = self.checkout()?;
-            let r = f(&mut c);
+            let r = f(c.conn());
             match &r {
                 Ok(_) => self.suspect.store(false, Ordering::SeqCst),
                 Err(StoreError::Io(_)) => self.suspect.store(true, Ordering::SeqCst),

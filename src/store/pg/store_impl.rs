@@ -294,6 +294,17 @@ impl Store for PgStore {
         self.account_rows(gmis_id, contact)
     }
 
+    fn replay_and_account(
+        &self,
+        replay_key: &str,
+        expires: i64,
+        now: i64,
+        gmis_id: &str,
+        contact: Option<&[u8]>,
+    ) -> Result<Option<AccountRows>, StoreError> {
+        self.replay_then_account(replay_key, expires, now, gmis_id, contact)
+    }
+
     fn commit(&self, c: &Commit) -> Result<bool, StoreError> {
         self.commit_all(c)
     }

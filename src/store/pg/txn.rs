@@ -1,12 +1,14 @@
-//! [`Store::account`] and [`Store::commit`] on PostgreSQL: the snapshot is one statement, the
-//! commit three round trips (BEGIN with the row locks; the guard and every write as one
-//! statement; COMMIT), whatever the number of rows.
+//! [`Store::account`] and [`Store::commit`] on PostgreSQL: the snapshot is one statement (with
+//! the replay entry's insert ahead of it, `replay_then_account`), the commit one round trip
+//! (BEGIN with the row locks; the guard and every write as one statement; COMMIT, sent as one
+//! simple-protocol query string), whatever the number of rows.
 
-use postgres::types::{ToSql, Type};
+use postgres::types::Type;
+use postgres_protocol::escape::escape_literal;
 
 use super::tables::{lock_id, spec, value_text, Key};
 use super::{db_error, PgStore};
-use crate::store::txn::link_to_of;
+use crate::store::txn::{link_to_of, sequenced, AUDIT_UNSEQUENCED};
 use crate::store::{AccountRows, Commit, StoreError, Table, Version, Versioned};
 
 /// Rows of the snapshot, tagged by what they are (column 0).
@@ -35,11 +37,58 @@ fn found(t: Table, key: &[u8], doc: Option<&(String, i64)>) -> Versioned {
     }
 }
 
+/// The snapshot from the tagged rows of [`ACCOUNT_SQL`], and whether a replay insert (tag 8)
+/// counted a row.
+fn snapshot(gmis_id: &str, contact: Option<&[u8]>, got: &[postgres::Row]) -> (bool, AccountRows) {
+    let mut rows: [Option<(String, i64)>; 8] = Default::default();
+    let mut fresh = false;
+    for r in got {
+        match r.get::<_, i32>(0) {
+            8 => fresh = r.get::<_, i64>(2) == 1,
+            tag => rows[tag as usize] = Some((r.get(1), r.get(2))),
+        }
+    }
+    let key = gmis_id.as_bytes();
+    let application = found(Table::Applications, key, rows[1].as_ref());
+    let link = found(Table::UserByGmis, key, rows[2].as_ref());
+    let contact = contact.map(|k| found(Table::UserByContact, k, rows[6].as_ref()));
+    let link_target = application
+        .value
+        .as_deref()
+        .and_then(link_to_of)
+        .map(|id| found(Table::Users, id.as_bytes(), rows[5].as_ref()));
+    let account = AccountRows {
+        gmis_id: gmis_id.to_string(),
+        consent: found(Table::Consents, key, rows[0].as_ref()),
+        linked_user: named(&rows, &link, 3),
+        same_id: found(Table::Users, key, rows[4].as_ref()),
+        contact_user: contact.as_ref().and_then(|c| named(&rows, c, 7)),
+        application,
+        link,
+        link_target,
+        contact,
+    };
+    (fresh, account)
+}
+
 /// The row a present index row names (`users[value]`), as found by `tag`.
 fn named(rows: &[Option<(String, i64)>; 8], index: &Versioned, tag: usize) -> Option<Versioned> {
     let id = index.value.as_deref()?;
     Some(found(Table::Users, id, rows[tag].as_ref()))
 }
+
+/// The replay entry's insert (as `replay_check_and_record`: a live entry returns no row) ahead
+/// of the snapshot, one statement: `$3..$7` are idp, id, kind, expires, now. Tag 8 counts the
+/// rows inserted (1: fresh). The insert commits with the statement, whatever the login decides.
+static REPLAY_ACCOUNT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH r AS (INSERT INTO replay (idp, assertion_id, kind, expires_at) \
+         VALUES ($3, $4, $5, $6) ON CONFLICT (idp, assertion_id, kind) \
+         DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE replay.expires_at <= $7 \
+         RETURNING 1) \
+         SELECT 8, NULL, count(*) FROM r UNION ALL {ACCOUNT_SQL}"
+    )
+});
 
 impl PgStore {
     /// One record and its version (`xmin`), as [`Self::account_rows`] reads them.
@@ -64,74 +113,105 @@ impl PgStore {
         contact: Option<&[u8]>,
     ) -> Result<AccountRows, StoreError> {
         let contact_param: Option<Vec<u8>> = contact.map(<[u8]>::to_vec);
-        let got = self.with(|c| {
-            c.query_typed(
-                ACCOUNT_SQL,
-                &[(&gmis_id, Type::TEXT), (&contact_param, Type::BYTEA)],
-            )
-            .map_err(db_error)
+        let got = self.with_conn(|c| {
+            let st = c.statement(ACCOUNT_SQL, &[Type::TEXT, Type::BYTEA])?;
+            c.client
+                .query(&st, &[&gmis_id, &contact_param])
+                .map_err(db_error)
         })?;
-        let mut rows: [Option<(String, i64)>; 8] = Default::default();
-        for r in got {
-            let tag: i32 = r.get(0);
-            rows[tag as usize] = Some((r.get(1), r.get(2)));
-        }
-        let key = gmis_id.as_bytes();
-        let application = found(Table::Applications, key, rows[1].as_ref());
-        let link = found(Table::UserByGmis, key, rows[2].as_ref());
-        let contact = contact.map(|k| found(Table::UserByContact, k, rows[6].as_ref()));
-        let link_target = application
-            .value
-            .as_deref()
-            .and_then(link_to_of)
-            .map(|id| found(Table::Users, id.as_bytes(), rows[5].as_ref()));
-        Ok(AccountRows {
-            gmis_id: gmis_id.to_string(),
-            consent: found(Table::Consents, key, rows[0].as_ref()),
-            linked_user: named(&rows, &link, 3),
-            same_id: found(Table::Users, key, rows[4].as_ref()),
-            contact_user: contact.as_ref().and_then(|c| named(&rows, c, 7)),
-            application,
-            link,
-            link_target,
-            contact,
-        })
+        Ok(snapshot(gmis_id, contact, &got).1)
+    }
+
+    pub(super) fn replay_then_account(
+        &self,
+        replay_key: &str,
+        expires: i64,
+        now: i64,
+        gmis_id: &str,
+        contact: Option<&[u8]>,
+    ) -> Result<Option<AccountRows>, StoreError> {
+        let (idp, id, kind) = super::tables::replay_parts(replay_key);
+        let contact_param: Option<Vec<u8>> = contact.map(<[u8]>::to_vec);
+        let got = self.with_conn(|c| {
+            let st = c.statement(
+                &REPLAY_ACCOUNT_SQL,
+                &[
+                    Type::TEXT,
+                    Type::BYTEA,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                ],
+            )?;
+            c.client
+                .query(
+                    &st,
+                    &[&gmis_id, &contact_param, &idp, &id, &kind, &expires, &now],
+                )
+                .map_err(db_error)
+        })?;
+        let (fresh, rows) = snapshot(gmis_id, contact, &got);
+        Ok(fresh.then_some(rows))
     }
 
     pub(super) fn commit_all(&self, c: &Commit) -> Result<bool, StoreError> {
-        let stmt = Statement::build(c)?;
-        let begin = begin_with_locks(c);
-        let ok = self.with(|client| {
-            let mut open = Open {
-                client,
-                done: false,
-            };
-            open.client.batch_execute(&begin).map_err(db_error)?;
-            let params: Vec<(&(dyn ToSql + Sync), Type)> =
-                stmt.params.iter().map(|p| p.typed()).collect();
-            let row = open
-                .client
-                .query_typed_one(stmt.sql.as_str(), &params)
-                .map_err(db_error)?;
-            let (ok, bumped): (bool, i64) = (row.get(0), row.get(1));
-            // Nothing was written when the guard failed: COMMIT just releases the locks.
-            open.client.batch_execute("COMMIT").map_err(db_error)?;
+        let shape = Shape::of(c)?;
+        let name = shape.name();
+        // BEGIN, the locks, the guard and writes, COMMIT: one simple-protocol query string, so
+        // one round trip. The guard and writes run as a statement PREPAREd on the connection
+        // (planned once per shape, not per login), its arguments literals (`Shape`). The
+        // statements still run one after another, each with its own snapshot, so the guard
+        // sees every write that held a lock before ours.
+        let sql = format!(
+            "{}; EXECUTE {name}({}); COMMIT",
+            begin_with_locks(c),
+            shape.args.join(", ")
+        );
+        if sql.contains('\0') {
+            return Err(StoreError::Corrupt("a commit value contains NUL".into()));
+        }
+        let (ok, bumped) = self.with_conn(|conn| {
+            if !conn.prepared.contains(&name) {
+                let prepare = format!(
+                    "PREPARE {name} ({}) AS {}",
+                    shape.types.join(", "),
+                    shape.sql
+                );
+                conn.client.batch_execute(&prepare).map_err(db_error)?;
+                conn.prepared.insert(name.clone());
+            }
+            let mut open = Open { conn, done: false };
+            let msgs = open.conn.client.simple_query(&sql).map_err(db_error)?;
+            // The last row is the guard statement's (ok, generation bumps); COMMIT has none.
+            let row = msgs
+                .iter()
+                .rev()
+                .find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => Some(r),
+                    _ => None,
+                })
+                .ok_or_else(|| StoreError::Io("postgresql: commit returned no row".into()))?;
+            let ok = row.get(0) == Some("t");
+            let bumped = row.get(1).is_some_and(|n| n != "0");
+            // Nothing was written when the guard failed: COMMIT just released the locks.
             open.done = true;
-            Ok((ok, bumped > 0))
+            Ok((ok, bumped))
         })?;
-        if ok.1 {
+        if bumped {
             self.gen.bump();
         }
-        Ok(ok.0)
+        Ok(ok)
     }
 }
 
-/// BEGIN and the row locks, one statement of integers and booleans (inlined, so one round
-/// trip). Written keys are locked exclusively, keys only read shared: concurrent logins that
-/// read one row (a facility's contact entry) do not queue behind each other, while a writer of
-/// that row (`apply` locks exclusively) waits for them and they for it. One order for all
-/// (by id), as `apply` takes them, so no deadlock. The guard's statement starts after every
-/// lock is held, so it sees every write that held one before.
+/// BEGIN and the row locks, one statement of integers and booleans. Written keys are locked
+/// exclusively, keys only read shared: concurrent logins that read one row (a facility's
+/// contact entry) do not queue behind each other, while a writer of that row (`apply` locks
+/// exclusively) waits for them and they for it. One order for all (by id), as `apply` takes
+/// them, so no deadlock. The guard's statement starts after every lock is held, so it sees
+/// every write that held one before.
 fn begin_with_locks(c: &Commit) -> String {
     let mut locks: Vec<(i64, bool)> = c
         .writes
@@ -159,64 +239,70 @@ fn begin_with_locks(c: &Commit) -> String {
     )
 }
 
-/// An open transaction on a pooled connection: rolled back if the commit did not finish, so
-/// the connection goes back to the pool outside any transaction.
+/// An open transaction on a pooled connection: rolled back unless the commit finished, so the
+/// connection goes back to the pool outside any transaction (an error mid-string leaves the
+/// transaction open and aborted; the server skips the rest of the string). What was prepared
+/// is forgotten too, so a failed string cannot leave the two sides disagreeing about it.
 struct Open<'a> {
-    client: &'a mut postgres::Client,
+    conn: &'a mut super::PgConn,
     done: bool,
 }
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.client.batch_execute("ROLLBACK");
+            let _ = self.conn.client.batch_execute("ROLLBACK; DEALLOCATE ALL");
+            self.conn.prepared.clear();
         }
     }
 }
 
-/// A statement parameter.
-enum Param {
-    Key(Key),
-    Text(String),
-    Int(i64),
-    Texts(Vec<String>),
-}
-
-impl Param {
-    fn typed(&self) -> (&(dyn ToSql + Sync), Type) {
-        match self {
-            Param::Key(k) => k.typed(),
-            Param::Text(s) => (s, Type::TEXT),
-            Param::Int(i) => (i, Type::INT8),
-            Param::Texts(v) => (v, Type::TEXT_ARRAY),
-        }
+/// A key as an SQL literal of its column's type: text quoted by `escape_literal` (libpq's
+/// PQescapeLiteral; safe under either `standard_conforming_strings`), bytes as hex.
+fn key_literal(k: &Key) -> (String, &'static str) {
+    match k {
+        Key::Text(s) => (escape_literal(s), "text"),
+        Key::Bytes(b) => (format!("decode('{}', 'hex')", hex::encode(b)), "bytea"),
+        Key::Seq(i) => (i.to_string(), "int8"),
     }
 }
 
 /// The guard and the writes as one statement: a CTE computes whether every expectation holds,
 /// and each write is a data-modifying CTE conditioned on it (all see one snapshot, taken after
-/// the locks). Returns the guard.
-struct Statement {
+/// the locks). Returns the guard and whether the generation moved. `sql` has `$n` parameters
+/// and depends only on the commit's shape (which tables, how many rows); `args` are their
+/// values as literals, `types` their types.
+struct Shape {
     sql: String,
-    params: Vec<Param>,
+    args: Vec<String>,
+    types: Vec<&'static str>,
 }
 
-impl Statement {
-    fn param(&mut self, p: Param) -> String {
-        self.params.push(p);
-        format!("${}", self.params.len())
+impl Shape {
+    fn param(&mut self, (literal, ty): (String, &'static str)) -> String {
+        self.args.push(literal);
+        self.types.push(ty);
+        format!("${}", self.args.len())
     }
 
-    fn build(c: &Commit) -> Result<Statement, StoreError> {
-        let mut s = Statement {
+    /// The statement's name on a connection: a digest of its text.
+    fn name(&self) -> String {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(self.sql.as_bytes());
+        format!("samlgate_commit_{}", hex::encode(&d[..8]))
+    }
+
+    fn of(c: &Commit) -> Result<Shape, StoreError> {
+        let mut s = Shape {
             sql: String::new(),
-            params: Vec::new(),
+            args: Vec::new(),
+            types: Vec::new(),
         };
         let mut conds = vec!["TRUE".to_string()];
         for e in &c.expect {
             let sp = spec(e.table);
-            let k = s.param(Param::Key(Key::new(sp.kind, &e.key)?));
-            let v = s.param(Param::Int(e.version.0 as i64));
+            let k = s.param(key_literal(&Key::new(sp.kind, &e.key)?));
+            let v = s.param(((e.version.0 as i64).to_string(), "int8"));
             conds.push(format!(
                 "COALESCE((SELECT xmin::text::bigint FROM {} WHERE {} = {k}), 0) = {v}",
                 sp.table, sp.key
@@ -226,10 +312,10 @@ impl Statement {
         const IF_OK: &str = "(SELECT ok FROM ok)";
         for (i, (t, key, value)) in c.last_writes().into_iter().enumerate() {
             let sp = spec(*t);
-            let k = s.param(Param::Key(Key::new(sp.kind, key)?));
+            let k = s.param(key_literal(&Key::new(sp.kind, key)?));
             ctes.push(match value {
                 Some(v) => {
-                    let v = s.param(Param::Text(value_text(v)?.to_owned()));
+                    let v = s.param((escape_literal(value_text(v)?), "text"));
                     format!(
                         "w{i} AS (INSERT INTO {t} ({kc}, {vc}) SELECT {k}, {v} WHERE {IF_OK} \
                          ON CONFLICT ({kc}) DO UPDATE SET {vc} = EXCLUDED.{vc})",
@@ -244,30 +330,56 @@ impl Statement {
                 ),
             });
         }
+        s.audit(c, &mut ctes)?;
         if let Some((rec, _)) = &c.session {
             let doc = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let id = s.param(Param::Text(rec.id.clone()));
-            let doc = s.param(Param::Text(doc));
+            let id = s.param((escape_literal(&rec.id), "text"));
+            let doc = s.param((escape_literal(&doc), "text"));
             ctes.push(format!(
                 "s AS (INSERT INTO sessions (id, doc) SELECT {id}, {doc}::jsonb WHERE {IF_OK})"
             ));
         }
-        let ids = s.param(Param::Texts(c.end_sessions.clone()));
+        let ids: Vec<String> = c.end_sessions.iter().map(|i| escape_literal(i)).collect();
+        let ids = s.param((format!("ARRAY[{}]::text[]", ids.join(",")), "text[]"));
         ctes.push(format!(
             "e AS (DELETE FROM sessions WHERE id = ANY({ids}) AND {IF_OK} RETURNING 1)"
         ));
         // As `bump_generation` (the NOTIFY leaves at COMMIT), for a restricting write or an
         // ended session. Referenced below, so its RETURNING is surely evaluated.
+        let restricts = s.param((c.restricts().to_string(), "bool"));
         ctes.push(format!(
             "g AS (UPDATE store_generation SET n = n + 1 WHERE id = 1 AND {IF_OK} \
-             AND ({} OR EXISTS (SELECT 1 FROM e)) \
-             RETURNING pg_notify('samlgate_generation', n::text))",
-            c.restricts()
+             AND ({restricts} OR EXISTS (SELECT 1 FROM e)) \
+             RETURNING pg_notify('samlgate_generation', n::text))"
         ));
         s.sql = format!(
             "WITH {} SELECT ok, (SELECT count(*) FROM g) FROM ok",
             ctes.join(", ")
         );
         Ok(s)
+    }
+
+    /// Audit lines numbered here, in their order: `{"seq":0,` becomes `{"seq":N,`
+    /// (Commit::audit). nextval in the sorted subquery's target list runs after the sort.
+    fn audit(&mut self, c: &Commit, ctes: &mut Vec<String>) -> Result<(), StoreError> {
+        if c.audit.is_empty() {
+            return Ok(());
+        }
+        let rests = c
+            .audit
+            .iter()
+            .map(|doc| {
+                let rest = sequenced(doc, 0)?.split_off(AUDIT_UNSEQUENCED.len());
+                Ok(escape_literal(value_text(&rest)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rests = self.param((format!("ARRAY[{}]::text[]", rests.join(",")), "text[]"));
+        ctes.push(format!(
+            "a AS (INSERT INTO audit (seq, doc) SELECT n, '{{\"seq\":' || n || ',' || rest \
+             FROM (SELECT nextval('audit_seq') AS n, rest \
+                   FROM unnest({rests}) WITH ORDINALITY AS t(rest, i) \
+                   WHERE (SELECT ok FROM ok) ORDER BY i) q)"
+        ));
+        Ok(())
     }
 }
