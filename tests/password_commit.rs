@@ -118,9 +118,9 @@ impl Store for Between {
     fn get_versioned(&self, t: Table, key: &[u8]) -> Result<Versioned, StoreError> {
         self.inner.get_versioned(t, key)
     }
-    fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
+    fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
         self.called("apply");
-        self.inner.apply(writes, expect)
+        self.inner.apply(writes)
     }
     fn scan(
         &self,

@@ -233,17 +233,13 @@ fn decide(
             Outcome::NeedsConsent,
         ),
         Decision::NeedsApplication(need, login) => {
-            // Only the replay entry (and the request) were written: durable before answering.
-            flush(app).map_err(refused)?;
+            // Only the replay entry (and the request) were written, both durable already.
             (
                 super::login::application_page(app, lang, need, &login.profile, rid),
                 Outcome::NeedsApplication,
             )
         }
-        Decision::Blocked(by) => {
-            flush(app).map_err(refused)?;
-            (super::login::blocked_page(lang, by, rid), Outcome::Blocked)
-        }
+        Decision::Blocked(by) => (super::login::blocked_page(lang, by, rid), Outcome::Blocked),
     };
     if tracked.is_some() {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&super::sso::request_cookie(app, "", 0))
@@ -416,10 +412,6 @@ fn form_decode(raw: &[u8]) -> Result<String, Refusal> {
         i += 1;
     }
     String::from_utf8(out).map_err(|_| Refusal::new(Reason::BadRequest, "form field not UTF-8"))
-}
-
-fn flush(app: &App) -> Result<(), Refusal> {
-    app.store.flush().map_err(super::login::store_refusal)
 }
 
 #[cfg(test)]
