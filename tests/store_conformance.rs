@@ -484,12 +484,49 @@ fn durable_across_reopen(b: &dyn Backend) {
 }
 
 /// Contract (b), durability: a write is durable when the store call returns, with no
-/// `flush` after it. A child process (this test binary, [`durable_child`]) opens the store,
-/// makes the acknowledged writes the request path makes (an unguarded batch, a guarded commit
-/// from a versioned read, a replay entry, a logout's session delete), says so, and is killed
-/// with SIGKILL at once (sled's own timer flushes only every second); every write is there
-/// after a reopen.
+/// `flush` after it. For each write the request path acknowledges (an unguarded batch, a
+/// guarded commit from a versioned read, a replay entry, a logout's session delete) a child
+/// process (this test binary, [`durable_child`]) opens the store, makes that one write, says
+/// so, and is killed with SIGKILL at once (sled's own timer flushes only every second); the
+/// write is there after a reopen. One write per child, so no later write's flush covers it.
 fn durable_when_the_call_returns(b: &dyn Backend) {
+    for op in ["apply", "commit", "replay", "logout"] {
+        let acked = run_child(&b.locator(), op);
+        assert!(acked, "{op}: the child did not get its write acknowledged");
+        let (s, _) = b.pair();
+        match op {
+            "apply" => assert!(
+                s.get(Table::Consents, b"g-durable").unwrap().is_some(),
+                "an acknowledged apply was lost"
+            ),
+            "commit" => {
+                assert_eq!(
+                    s.get(Table::Accounts, b"a-durable").unwrap().as_deref(),
+                    Some(&br#"{"n":2}"#[..]),
+                    "an acknowledged guarded commit was lost"
+                );
+                assert!(s
+                    .get(Table::ResetTickets, b"link:durable")
+                    .unwrap()
+                    .is_none());
+            }
+            "replay" => assert_eq!(
+                s.replay_check_and_record("a\0i\0durable", i64::MAX, 1)
+                    .unwrap(),
+                ReplayCheck::Replayed,
+                "an acknowledged replay entry was lost"
+            ),
+            _ => assert!(
+                s.session_get("d-logout").unwrap().is_none(),
+                "an acknowledged logout came back"
+            ),
+        }
+    }
+}
+
+/// Runs [`durable_child`] for `op` on the store at `at`; SIGKILLs it as soon as it says its
+/// write was acknowledged. Returns whether it said so.
+fn run_child(at: &str, op: &str) -> bool {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -498,7 +535,7 @@ fn durable_when_the_call_returns(b: &dyn Backend) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_ENV, b.locator())
+        .env(CHILD_ENV, format!("{op}:{at}"))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -516,84 +553,65 @@ fn durable_when_the_call_returns(b: &dyn Backend) {
     };
     child.kill().unwrap(); // SIGKILL, right after the acknowledgement
     child.wait().unwrap();
-    assert!(acked, "the child did not get its writes acknowledged");
-    let (s, _) = b.pair();
-    assert!(
-        s.get(Table::Consents, b"g-durable").unwrap().is_some(),
-        "an acknowledged apply was lost"
-    );
-    assert_eq!(
-        s.get(Table::Accounts, b"a-durable").unwrap().as_deref(),
-        Some(&br#"{"n":2}"#[..]),
-        "an acknowledged guarded commit was lost"
-    );
-    assert!(s
-        .get(Table::ResetTickets, b"link:durable")
-        .unwrap()
-        .is_none());
-    assert_eq!(
-        s.replay_check_and_record("a\0i\0durable", i64::MAX, 1)
-            .unwrap(),
-        ReplayCheck::Replayed,
-        "an acknowledged replay entry was lost"
-    );
-    assert!(
-        s.session_get("d-logout").unwrap().is_none(),
-        "an acknowledged logout came back"
-    );
+    acked
 }
 
 const CHILD_ENV: &str = "SAMLGATE_DURABLE_CHILD";
 
 /// The child half of [`durable_when_the_call_returns`]; does nothing unless that test
-/// started it.
+/// started it (`OP:sled:PATH` or `OP:pg:URL`).
 #[test]
 fn durable_child() {
-    let Ok(at) = std::env::var(CHILD_ENV) else {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
+    let (op, at) = spec.split_once(':').expect("OP:BACKEND:WHERE");
     let s: Box<dyn Store> = match at.split_once(':') {
         Some(("sled", p)) => Box::new(SledStore::open(std::path::Path::new(p)).unwrap()),
         Some(("pg", url)) => Box::new(pgtest::open(url)),
-        _ => panic!("bad {CHILD_ENV}: {at}"),
+        _ => panic!("bad {CHILD_ENV}: {spec}"),
     };
-    // Set-up, made durable the old way: an account, a ticket, a session to log out.
-    let ticket = (
-        Table::ResetTickets,
-        b"link:durable".to_vec(),
-        Some(b"{}".to_vec()),
-    );
-    s.apply(&[
-        (
-            Table::Accounts,
-            b"a-durable".to_vec(),
-            Some(br#"{"n":1}"#.to_vec()),
-        ),
-        ticket,
-    ])
-    .unwrap();
-    s.session_put(&session("d-logout", "u1", 0, i64::MAX / 4), 1800)
-        .unwrap();
-    s.flush().unwrap();
-    // The acknowledged writes, none followed by a flush.
-    s.apply(&[(Table::Consents, b"g-durable".to_vec(), Some(b"{}".to_vec()))])
-        .unwrap();
-    let read = s.get_versioned(Table::Accounts, b"a-durable").unwrap();
-    let w = vec![
-        (
-            Table::Accounts,
-            b"a-durable".to_vec(),
-            Some(br#"{"n":2}"#.to_vec()),
-        ),
-        (Table::ResetTickets, b"link:durable".to_vec(), None),
-    ];
-    assert!(s.commit(&Commit::guarded(&read, w)).unwrap());
-    assert_eq!(
-        s.replay_check_and_record("a\0i\0durable", i64::MAX, 0)
+    match op {
+        "apply" => s
+            .apply(&[(Table::Consents, b"g-durable".to_vec(), Some(b"{}".to_vec()))])
             .unwrap(),
-        ReplayCheck::Fresh
-    );
-    assert!(s.session_delete("d-logout").unwrap());
+        "commit" => {
+            // Set-up, made durable the old way: an account and its reset ticket.
+            let ticket = (
+                Table::ResetTickets,
+                b"link:durable".to_vec(),
+                Some(b"{}".to_vec()),
+            );
+            let account = (
+                Table::Accounts,
+                b"a-durable".to_vec(),
+                Some(br#"{"n":1}"#.to_vec()),
+            );
+            s.apply(&[account, ticket]).unwrap();
+            s.flush().unwrap();
+            let read = s.get_versioned(Table::Accounts, b"a-durable").unwrap();
+            let w = vec![
+                (
+                    Table::Accounts,
+                    b"a-durable".to_vec(),
+                    Some(br#"{"n":2}"#.to_vec()),
+                ),
+                (Table::ResetTickets, b"link:durable".to_vec(), None),
+            ];
+            assert!(s.commit(&Commit::guarded(&read, w)).unwrap());
+        }
+        "replay" => assert_eq!(
+            s.replay_check_and_record("a\0i\0durable", i64::MAX, 0)
+                .unwrap(),
+            ReplayCheck::Fresh
+        ),
+        _ => {
+            s.session_put(&session("d-logout", "u1", 0, i64::MAX / 4), 1800)
+                .unwrap();
+            s.flush().unwrap();
+            assert!(s.session_delete("d-logout").unwrap());
+        }
+    }
     println!("acked");
     std::thread::sleep(Duration::from_secs(60));
 }
