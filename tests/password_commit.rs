@@ -12,8 +12,8 @@ use samlgate::local_login::{self as ll, LocalAuth, Outcome};
 use samlgate::login::local::{commit_step, read_account, read_user, Committed, Ending, Step};
 use samlgate::store::transfer::Item;
 use samlgate::store::{
-    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, SledStore, Store, StoreError,
-    Table, Versioned, Write,
+    AccountRows, Commit, Entries, ReplayCheck, SessionRecord, SledStore, Store, StoreError, Table,
+    Versioned, Write,
 };
 
 /// Another party's write, run once.
@@ -324,13 +324,11 @@ fn a_stale_account_version_commits_nothing() {
     // Another writer moves the account on (a failed attempt elsewhere counts).
     let mut other = read.account.clone();
     other.updated = "moved".into();
-    assert!(samlgate::identity::local_accounts::save(
-        &s,
-        &other,
-        read.row.value.as_deref(),
-        vec![]
-    )
-    .unwrap());
+    let as_read = samlgate::identity::local_accounts::Loaded {
+        account: read.account.clone(),
+        read: read.row.clone(),
+    };
+    assert!(samlgate::identity::local_accounts::save(&s, &other, Some(&as_read), vec![]).unwrap());
     let (sessions, lines) = (s.session_count(), audit_count(&s));
     let step = Step {
         read: &read.row,
