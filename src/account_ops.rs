@@ -210,9 +210,6 @@ pub fn execute(store: &dyn Store, cfg: &LocalConfig, op: &AccountOp) -> Result<V
         } => reset(store, cfg, user_id, by, note, *remove_totp)?,
         AccountOp::AccountsImport { accounts, by } => import(store, cfg, accounts, by)?,
     };
-    if op.changes_state() {
-        store.flush()?;
-    }
     Ok(v)
 }
 
@@ -240,7 +237,7 @@ fn change(
             note,
             None,
         )?;
-        if la::save(store, &a, Some(&l.raw), vec![line])? {
+        if la::save(store, &a, Some(&l), vec![line])? {
             return Ok(a);
         }
     }
@@ -509,8 +506,7 @@ pub fn enrol_by_choice(
             "by choice",
             None,
         )?;
-        if la::save(store, &a, Some(&l.raw), vec![line])? {
-            store.flush()?;
+        if la::save(store, &a, Some(&l), vec![line])? {
             return Ok(Ok(codes));
         }
     }
@@ -555,7 +551,6 @@ pub fn seed_demo(store: &dyn Store, cfg: &LocalConfig) -> Result<bool, AdminErro
             Ok(())
         },
     )?;
-    store.flush()?;
     Ok(true)
 }
 

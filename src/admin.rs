@@ -5,7 +5,7 @@
 //!
 //! An [`Op`] is the parsed request (its JSON shape is the API); [`execute`] hands it to the
 //! struct of that operation (in `admin/`), whose `apply` does it. Every change is one atomic
-//! batch with its audit line, flushed before the answer.
+//! batch with its audit line, durable before the answer.
 
 pub mod applications;
 pub mod consent;
@@ -195,9 +195,6 @@ pub fn execute(store: &dyn Store, consent_version: &str, op: &Op) -> Result<Valu
                 .collect(),
         ),
     };
-    if op.changes_state() {
-        store.flush()?;
-    }
     Ok(v)
 }
 
@@ -231,7 +228,7 @@ mod tests {
             detail: String::new(),
             profile: None,
         };
-        s.apply(&[consent::write(&st)], None).unwrap();
+        s.apply(&[consent::write(&st)]).unwrap();
         execute(&s, "v1", &reopen).unwrap();
         assert!(consent::get(&s, "GM1").unwrap().is_none());
         let tail = audit::tail(&s, 10).unwrap();
@@ -353,7 +350,7 @@ mod tests {
             ..Default::default()
         };
         let (u, w, _) = users::register_writes(s, &p, Some("L1")).unwrap();
-        s.apply(&w, None).unwrap();
+        s.apply(&w).unwrap();
         assert_eq!(u.id, "L1");
         session_on(s, "s1", "GM3", "L1");
     }
@@ -450,7 +447,7 @@ mod tests {
                     ..Default::default()
                 };
                 let (u, w, _) = users::register_writes(&s, &p, link).unwrap();
-                s.apply(&w, None).unwrap();
+                s.apply(&w).unwrap();
                 u.id
             };
             assert_eq!(reg("GMB", Some("GM1")), "GM1");

@@ -23,7 +23,7 @@ use crate::identity::put;
 use crate::identity::users::User;
 use crate::login::local::{self as pipeline, Committed, Ending, ReadAccount, Step};
 use crate::login::NewSession;
-use crate::store::{Store, StoreError, Table, Write};
+use crate::store::{Commit, Store, StoreError, Table, Write};
 
 /// A login's steps must be finished within this (the change form is typed by hand).
 pub const STEP_TTL_SECS: i64 = 900;
@@ -143,7 +143,7 @@ pub fn password(
                 crate::reason::Reason::LocalUnknownId.code(),
                 None,
             )?;
-            store.apply(&[line], None)?;
+            store.apply(&[line])?;
             return Ok(Outcome::Refused(LoginRefusal::WrongPassword));
         };
         let step = StepOf {
@@ -250,13 +250,12 @@ pub fn steps_get(store: &dyn Store, id: &str) -> Result<Option<LoginSteps>, Stor
 
 /// Consumes a step record (its form was submitted): of two racing submits one goes on.
 fn take(store: &dyn Store, rec: &LoginSteps) -> Result<bool, StoreError> {
-    let Some(raw) = store.get(Table::LoginSteps, rec.id.as_bytes())? else {
+    let read = store.get_versioned(Table::LoginSteps, rec.id.as_bytes())?;
+    if read.value.is_none() {
         return Ok(false);
-    };
-    store.apply(
-        &[(Table::LoginSteps, rec.id.as_bytes().to_vec(), None)],
-        Some((Table::LoginSteps, rec.id.as_bytes(), Some(&raw))),
-    )
+    }
+    let consume = (Table::LoginSteps, rec.id.as_bytes().to_vec(), None);
+    store.commit(&Commit::guarded(&read, vec![consume]))
 }
 
 /// The forced password change (パスワード変更): the step record is consumed, and on a
@@ -308,7 +307,7 @@ pub fn change_password(
                 "refused by the password policy",
                 None,
             )?;
-            store.apply(&[put(Table::LoginSteps, &again.id, &again), line], None)?;
+            store.apply(&[put(Table::LoginSteps, &again.id, &again), line])?;
             let msgs = why.iter().map(|r| r.message()).collect();
             // The caller needs the new record to show the form again.
             Ok(Outcome::ChangeRefused(again, msgs))
@@ -365,7 +364,7 @@ pub fn second_factor(
         };
         if let Some(o) = finish_step(store, &cx, &l, a, r, &step)? {
             if let Some(g) = &retry {
-                store.apply(&[put(Table::LoginSteps, &g.id, g)], None)?;
+                store.apply(&[put(Table::LoginSteps, &g.id, g)])?;
             }
             return Ok((o, retry));
         }
@@ -390,15 +389,13 @@ pub fn enrol_secret(
     }
     let mut r = rec.clone();
     if r.enrol_secret.is_none() {
-        let Some(raw) = store.get(Table::LoginSteps, rec.id.as_bytes())? else {
+        let read = store.get_versioned(Table::LoginSteps, rec.id.as_bytes())?;
+        if read.value.is_none() {
             return Ok(None);
-        };
+        }
         r.enrol_secret = Some(TotpSecret::generate());
         let w = put(Table::LoginSteps, &r.id, &r);
-        if !store.apply(
-            &[w],
-            Some((Table::LoginSteps, rec.id.as_bytes(), Some(&raw))),
-        )? {
+        if !store.commit(&Commit::guarded(&read, vec![w]))? {
             return Ok(None);
         }
     }
@@ -456,12 +453,15 @@ pub fn enrol_confirm(
 /// kept by the guard.
 pub fn sweep(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
     let mut n = 0;
-    for (k, v) in store.scan(Table::LoginSteps, b"", false, usize::MAX)? {
-        let dead = serde_json::from_slice::<LoginSteps>(&v)
+    for (k, _) in store.scan(Table::LoginSteps, b"", false, usize::MAX)? {
+        // Judged on a versioned read, deleted only at that version.
+        let read = store.get_versioned(Table::LoginSteps, &k)?;
+        let Some(v) = &read.value else { continue };
+        let dead = serde_json::from_slice::<LoginSteps>(v)
             .map(|r| r.expires <= now)
             .unwrap_or(true);
-        let del = [(Table::LoginSteps, k.clone(), None)];
-        if dead && store.apply(&del, Some((Table::LoginSteps, &k, Some(&v))))? {
+        let del = vec![(Table::LoginSteps, k.clone(), None)];
+        if dead && store.commit(&Commit::guarded(&read, del))? {
             n += 1;
         }
     }

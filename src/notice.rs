@@ -103,11 +103,7 @@ pub fn execute(store: &dyn Store, op: &OperatorOp) -> Result<Value, AdminError> 
                 text,
                 None,
             )?;
-            store.apply(
-                &[crate::identity::put(Table::Settings, KEY, &n), line],
-                None,
-            )?;
-            store.flush()?;
+            store.apply(&[crate::identity::put(Table::Settings, KEY, &n), line])?;
             set_shown(Some(n.clone()));
             Ok(json!({ "notice": n }))
         }
@@ -121,11 +117,7 @@ pub fn execute(store: &dyn Store, op: &OperatorOp) -> Result<Value, AdminError> 
                 "",
                 None,
             )?;
-            store.apply(
-                &[(Table::Settings, KEY.as_bytes().to_vec(), None), line],
-                None,
-            )?;
-            store.flush()?;
+            store.apply(&[(Table::Settings, KEY.as_bytes().to_vec(), None), line])?;
             set_shown(None);
             Ok(json!({ "notice": null }))
         }

@@ -19,7 +19,7 @@ use crate::identity::users;
 use crate::local_login::{subject, LocalAuth, LoginSteps, StepKind, STEP_TTL_SECS};
 use crate::mail::{Mail, Mailer};
 use crate::reason::Reason;
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Commit, Store, StoreError, Table, Versioned};
 
 /// The per-IP limit on `POST /login/forgot` (`[local.reset] ip_burst`, `ip_per_minute`).
 pub fn ip_rate(cfg: &LocalConfig) -> crate::accounts::throttle::RateConfig {
@@ -76,7 +76,7 @@ fn audit_only(store: &dyn Store, user_id: &str, r: Requested) -> Result<Requeste
         r.code(),
         None,
     )?;
-    store.apply(&[line], None)?;
+    store.apply(&[line])?;
     Ok(r)
 }
 
@@ -121,10 +121,9 @@ pub fn request(
             Requested::Mailed.code(),
             None,
         )?;
-        if !la::save(store, &a, Some(&l.raw), vec![la::put_ticket(&ticket), line])? {
+        if !la::save(store, &a, Some(&l), vec![la::put_ticket(&ticket), line])? {
             continue; // a login wrote the account meanwhile: read it again
         }
-        store.flush()?;
         let link = format!("{public_url}/login/reset?token={token}");
         let minutes = cfg.reset.link_ttl_secs.div_ceil(60);
         let mail = Mail::password_reset(&to, &a.user_id, &link, minutes);
@@ -151,17 +150,13 @@ fn ctx<'a>(cfg: &'a LocalConfig, auth: &'a LocalAuth, now: i64) -> Ctx<'a> {
 fn ticket(
     store: &dyn Store,
     token: &str,
-) -> Result<Option<(String, Vec<u8>, ResetTicket)>, StoreError> {
+) -> Result<Option<(String, Versioned, ResetTicket)>, StoreError> {
     let key = format!(
         "link:{}",
         crate::accounts::reset::token_hash(token, ResetKind::MailLink)
     );
-    let Some(raw) = store.get(Table::ResetTickets, key.as_bytes())? else {
-        return Ok(None);
-    };
-    let t = serde_json::from_slice(&raw)
-        .map_err(|e| StoreError::Corrupt(format!("reset_tickets {key}: {e}")))?;
-    Ok(Some((key, raw, t)))
+    let (t, read) = crate::identity::load_versioned(store, Table::ResetTickets, &key)?;
+    Ok(t.map(|t| (key, read, t)))
 }
 
 /// Whether a link would lead on now (the page behind the mailed link, before the person
@@ -185,7 +180,7 @@ pub fn peek(
 
 /// Redeems a link: consumes its ticket and starts a login at the step it leads to (the TOTP
 /// code if the account has one, else the password change), in one write guarded by the
-/// ticket's bytes, so of two tabs (or two gateways) only one goes on.
+/// ticket's version, so of two tabs (or two gateways) only one goes on.
 pub fn redeem(
     store: &dyn Store,
     cfg: &LocalConfig,
@@ -193,7 +188,7 @@ pub fn redeem(
     token: &str,
     now: i64,
 ) -> Result<Result<LoginSteps, LinkRefusal>, StoreError> {
-    let Some((key, raw, t)) = ticket(store, token)? else {
+    let Some((key, read, t)) = ticket(store, token)? else {
         return Ok(Err(LinkRefusal::Invalid));
     };
     let user_id = t.user_id.clone();
@@ -218,7 +213,7 @@ pub fn redeem(
             if matches!(r, LinkRefusal::Expired | LinkRefusal::Superseded) {
                 w.push(la::delete_ticket(&key));
             }
-            store.apply(&w, None)?;
+            store.apply(&w)?;
             return Ok(Err(r));
         }
     };
@@ -246,17 +241,13 @@ pub fn redeem(
         &format!("ok, next {kind:?}"),
         None,
     )?;
-    let writes = [
+    let writes = vec![
         la::delete_ticket(&key),
         put(Table::LoginSteps, &rec.id, &rec),
         line,
     ];
-    if !store.apply(
-        &writes,
-        Some((Table::ResetTickets, key.as_bytes(), Some(&raw))),
-    )? {
+    if !store.commit(&Commit::guarded(&read, writes))? {
         return Ok(Err(LinkRefusal::Invalid)); // used by another request just now
     }
-    store.flush()?;
     Ok(Ok(rec))
 }

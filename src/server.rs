@@ -183,6 +183,8 @@ pub async fn serve_loaded(
         tokio::spawn(x);
     }
     web::serve(app, listener, tls, shutdown_signal()).await;
+    // Every acknowledged write is durable already; this keeps the session touches (last_seen),
+    // which are not, across a clean restart.
     store.flush()?;
     Ok(())
 }

@@ -99,8 +99,8 @@ impl Why {
 
 /// Ends the sessions `which` names and forgets their cached tokens in `tokens` (the caller's
 /// cache, when it has one). Returns how many records this call deleted (for
-/// [`Which::Committed`]: how many were named). Not flushed: callers that acknowledge the end
-/// flush (or already committed).
+/// [`Which::Committed`]: how many were named). Durable when it returns (each delete is, on
+/// every backend), so callers that acknowledge the end have nothing to flush.
 pub fn end(
     store: &dyn Store,
     tokens: Option<&TokenSigner>,

@@ -1863,3 +1863,22 @@ fn accept_after_a_revoke_or_a_corrected_application_never_links_the_old_target()
         );
     }
 }
+
+/// A refused login (application needed) writes nothing but its replay entry, and no commit
+/// follows to make that durable: `login::Fresh::admit` flushes it before the page is answered.
+/// After `kill -9` the same response is still a replay, not a second look.
+#[test]
+fn a_refused_logins_replay_entry_survives_kill_9() {
+    let mut gw = gateway(true, V1, true);
+    let rs = responses(&gw, &[("GM5000009", &["accountCategory=保健所"])]);
+    let r = gw.post_acs(&rs[0], Some("/menu"));
+    expect_terminal(&gw, "保健所", &r, 403, &["application_needed"]);
+    gw.crash_restart();
+    let r = gw.post_acs(&rs[0], Some("/menu"));
+    check!(
+        gw,
+        r.status == 403 && r.reason() == Some("replay"),
+        "the same response after kill -9: {}",
+        r.summary()
+    );
+}

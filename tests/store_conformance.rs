@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use samlgate::identity::Profile;
-use samlgate::store::{Commit, ReplayCheck, SessionRecord, SledStore, Store, Table};
+use samlgate::store::{Commit, ReplayCheck, SessionRecord, SledStore, Store, Table, Versioned};
 
 /// How a test gets stores of one backend.
 trait Backend {
@@ -19,6 +19,8 @@ trait Backend {
     fn pair(&self) -> (Arc<dyn Store>, Arc<dyn Store>);
     /// Drops `s` and opens the same data again (a restart).
     fn reopen(&self, s: Arc<dyn Store>) -> Arc<dyn Store>;
+    /// Where the data is, for another process ([`durable_child`]): `sled:PATH` or `pg:URL`.
+    fn locator(&self) -> String;
 }
 
 struct Sled(tempfile::TempDir);
@@ -63,6 +65,9 @@ impl Backend for Sled {
         drop(s);
         self.open()
     }
+    fn locator(&self) -> String {
+        format!("sled:{}", self.0.path().join("db").display())
+    }
 }
 
 struct Pg(String);
@@ -83,6 +88,9 @@ impl Backend for Pg {
     fn reopen(&self, s: Arc<dyn Store>) -> Arc<dyn Store> {
         drop(s);
         Arc::new(pgtest::open(&self.0))
+    }
+    fn locator(&self) -> String {
+        format!("pg:{}", self.0)
     }
 }
 
@@ -155,7 +163,11 @@ fn replay_exactly_once_under_concurrency(b: &dyn Backend) {
     );
 }
 
-fn guarded_apply(b: &dyn Backend) {
+/// Contract (a), guards: a write that depends on a read is a [`Commit`] guarded by the
+/// version read ([`Commit::guarded`]); if the record moved since (rewritten, even to the same
+/// bytes on PostgreSQL; created; deleted), nothing of the commit is written and it answers
+/// `Ok(false)`. `apply` is unguarded and all-or-nothing.
+fn guarded_commit(b: &dyn Backend) {
     let (s, s2) = b.pair();
     let w = vec![
         (
@@ -169,7 +181,8 @@ fn guarded_apply(b: &dyn Backend) {
             Some(b"u1".to_vec()),
         ),
     ];
-    assert!(s.apply(&w, Some((Table::Pending, b"p", None))).unwrap());
+    let no_pending = s.get_versioned(Table::Pending, b"p").unwrap();
+    assert!(s.commit(&Commit::guarded(&no_pending, w)).unwrap());
     assert_eq!(
         s2.get(Table::Users, b"u1").unwrap().as_deref(),
         Some(&br#"{"id":"u1"}"#[..])
@@ -178,33 +191,48 @@ fn guarded_apply(b: &dyn Backend) {
         s2.get(Table::UserByContact, b"F1\0a@b").unwrap().as_deref(),
         Some(&b"u1"[..])
     );
-    // A failed guard writes nothing at all.
+    // A failed guard writes nothing at all: "u1 absent" no longer holds.
     let w2 = vec![
         (Table::Users, b"u2".to_vec(), Some(b"{}".to_vec())),
         (Table::Consents, b"u2".to_vec(), Some(b"{}".to_vec())),
     ];
-    assert!(!s.apply(&w2, Some((Table::Users, b"u1", None))).unwrap());
-    assert!(!s
-        .apply(&w2, Some((Table::Users, b"u1", Some(b"{}"))))
-        .unwrap());
+    let u1_absent = Versioned::absent(Table::Users, b"u1");
+    assert!(!s.commit(&Commit::guarded(&u1_absent, w2.clone())).unwrap());
     assert!(s2.get(Table::Users, b"u2").unwrap().is_none());
     assert!(s2.get(Table::Consents, b"u2").unwrap().is_none());
-    // The guard compares the exact bytes written.
-    assert!(s
-        .apply(&w2, Some((Table::Users, b"u1", Some(br#"{"id":"u1"}"#))))
-        .unwrap());
-    // Consume-once under concurrency: of many takers of one pending login, one wins.
+    // Read u1, then another instance rewrites it: the guard on the old version refuses.
+    let read = s.get_versioned(Table::Users, b"u1").unwrap();
+    s2.apply(&[(
+        Table::Users,
+        b"u1".to_vec(),
+        Some(br#"{"id":"u1","n":2}"#.to_vec()),
+    )])
+    .unwrap();
+    assert!(!s.commit(&Commit::guarded(&read, w2.clone())).unwrap());
+    assert!(s2.get(Table::Users, b"u2").unwrap().is_none());
+    // Deleted since the read: refused too.
+    let read = s.get_versioned(Table::Users, b"u1").unwrap();
+    s2.apply(&[(Table::Users, b"u1".to_vec(), None)]).unwrap();
+    assert!(!s.commit(&Commit::guarded(&read, w2.clone())).unwrap());
+    assert!(s2.get(Table::Users, b"u2").unwrap().is_none());
+    // Unmoved since the read: the guarded write lands, through the other instance too.
+    let read = s.get_versioned(Table::Users, b"u1").unwrap();
+    assert!(read.version.is_absent());
+    assert!(s2.commit(&Commit::guarded(&read, w2)).unwrap());
+    assert!(s.get(Table::Consents, b"u2").unwrap().is_some());
+    // Consume-once under concurrency: of many takers of one pending login, each reading its
+    // version first, one wins.
     let v = br#"{"id":"p1","expires":5}"#.to_vec();
-    assert!(s
-        .apply(&[(Table::Pending, b"p1".to_vec(), Some(v.clone()))], None)
-        .unwrap());
+    s.apply(&[(Table::Pending, b"p1".to_vec(), Some(v.clone()))])
+        .unwrap();
     let n = 12;
     let barrier = Arc::new(Barrier::new(n));
     let hs: Vec<_> = (0..n)
         .map(|i| {
             let st = if i % 2 == 0 { s.clone() } else { s2.clone() };
-            let (barrier, v) = (barrier.clone(), v.clone());
+            let barrier = barrier.clone();
             std::thread::spawn(move || {
+                let read = st.get_versioned(Table::Pending, b"p1").unwrap();
                 barrier.wait();
                 let take = vec![
                     (Table::Pending, b"p1".to_vec(), None),
@@ -214,14 +242,12 @@ fn guarded_apply(b: &dyn Backend) {
                         Some(format!("{{\"by\":{i}}}").into_bytes()),
                     ),
                 ];
-                st.apply(&take, Some((Table::Pending, b"p1", Some(&v))))
-                    .unwrap()
+                st.commit(&Commit::guarded(&read, take)).unwrap()
             })
         })
         .collect();
     let wins = hs
         .into_iter()
-        .filter(|_| true)
         .map(|h| h.join().unwrap())
         .filter(|w| *w)
         .count();
@@ -232,14 +258,11 @@ fn guarded_apply(b: &dyn Backend) {
 fn scans_and_sequences(b: &dyn Backend) {
     let (s, _) = b.pair();
     for k in ["b2", "a1", "b1", "c1", "b3"] {
-        s.apply(
-            &[(
-                Table::Requests,
-                k.as_bytes().to_vec(),
-                Some(format!("\"{k}\"").into_bytes()),
-            )],
-            None,
-        )
+        s.apply(&[(
+            Table::Requests,
+            k.as_bytes().to_vec(),
+            Some(format!("\"{k}\"").into_bytes()),
+        )])
         .unwrap();
     }
     let keys = |e: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
@@ -263,14 +286,11 @@ fn scans_and_sequences(b: &dyn Backend) {
     let b2 = s.next_seq().unwrap();
     assert!(b2 > a);
     for seq in [a, b2] {
-        s.apply(
-            &[(
-                Table::Audit,
-                seq.to_be_bytes().to_vec(),
-                Some(format!("{{\"seq\":{seq}}}").into_bytes()),
-            )],
-            None,
-        )
+        s.apply(&[(
+            Table::Audit,
+            seq.to_be_bytes().to_vec(),
+            Some(format!("{{\"seq\":{seq}}}").into_bytes()),
+        )])
         .unwrap();
     }
     let tail = s.scan(Table::Audit, b"", true, 1).unwrap();
@@ -323,7 +343,7 @@ fn record_expiry_sweep(b: &dyn Backend) {
         w(Table::Requests, "r1", rec(100)),
         w(Table::Audit, "\0\0\0\0\0\0\0\x01", Some(b"{}".to_vec())),
     ];
-    assert!(s.apply(&batch, None).unwrap());
+    s.apply(&batch).unwrap();
     let keys = |st: &Arc<dyn Store>, t: Table| -> Vec<String> {
         let e = st.scan(t, b"", false, 100).unwrap();
         e.into_iter()
@@ -340,7 +360,7 @@ fn record_expiry_sweep(b: &dyn Backend) {
     assert_eq!(keys(&s, Table::Pending), ["p2"]);
     assert_eq!(keys(&s, Table::Requests), ["r1"], "another table's sweep");
     // Extended before it came due: kept until its new expiry.
-    assert!(s.apply(&[w(Table::Pending, "p2", rec(500))], None).unwrap());
+    s.apply(&[w(Table::Pending, "p2", rec(500))]).unwrap();
     assert_eq!(s2.expired_sweep(Table::Pending, 300).unwrap(), 0);
     assert_eq!(keys(&s, Table::Pending), ["p2"]);
     assert_eq!(s2.expired_sweep(Table::Pending, 500).unwrap(), 1);
@@ -440,14 +460,11 @@ fn durable_across_reopen(b: &dyn Backend) {
         .unwrap();
     s.session_put(&session("d1", "u1", 0, i64::MAX), 1800)
         .unwrap();
-    s.apply(
-        &[(
-            Table::Consents,
-            b"g".to_vec(),
-            Some(b"{\"decision\":\"accepted\"}".to_vec()),
-        )],
-        None,
-    )
+    s.apply(&[(
+        Table::Consents,
+        b"g".to_vec(),
+        Some(b"{\"decision\":\"accepted\"}".to_vec()),
+    )])
     .unwrap();
     let secret = s.secret_get_or_create("k", &|| vec![7; 16]).unwrap();
     let seq = s.next_seq().unwrap();
@@ -464,6 +481,139 @@ fn durable_across_reopen(b: &dyn Backend) {
         s.next_seq().unwrap() > seq,
         "sequence numbers survive a restart"
     );
+}
+
+/// Contract (b), durability: a write is durable when the store call returns, with no
+/// `flush` after it. For each write the request path acknowledges (an unguarded batch, a
+/// guarded commit from a versioned read, a replay entry, a logout's session delete) a child
+/// process (this test binary, [`durable_child`]) opens the store, makes that one write, says
+/// so, and is killed with SIGKILL at once (sled's own timer flushes only every second); the
+/// write is there after a reopen. One write per child, so no later write's flush covers it.
+fn durable_when_the_call_returns(b: &dyn Backend) {
+    for op in ["apply", "commit", "replay", "logout"] {
+        let acked = run_child(&b.locator(), op);
+        assert!(acked, "{op}: the child did not get its write acknowledged");
+        let (s, _) = b.pair();
+        match op {
+            "apply" => assert!(
+                s.get(Table::Consents, b"g-durable").unwrap().is_some(),
+                "an acknowledged apply was lost"
+            ),
+            "commit" => {
+                assert_eq!(
+                    s.get(Table::Accounts, b"a-durable").unwrap().as_deref(),
+                    Some(&br#"{"n":2}"#[..]),
+                    "an acknowledged guarded commit was lost"
+                );
+                assert!(s
+                    .get(Table::ResetTickets, b"link:durable")
+                    .unwrap()
+                    .is_none());
+            }
+            "replay" => assert_eq!(
+                s.replay_check_and_record("a\0i\0durable", i64::MAX, 1)
+                    .unwrap(),
+                ReplayCheck::Replayed,
+                "an acknowledged replay entry was lost"
+            ),
+            _ => assert!(
+                s.session_get("d-logout").unwrap().is_none(),
+                "an acknowledged logout came back"
+            ),
+        }
+    }
+}
+
+/// Runs [`durable_child`] for `op` on the store at `at`; SIGKILLs it as soon as it says its
+/// write was acknowledged. Returns whether it said so.
+fn run_child(at: &str, op: &str) -> bool {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "durable_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{op}:{at}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let acked = loop {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break false;
+        }
+        // libtest's "test durable_child ... " precedes it on the line.
+        if line.trim_end().ends_with("acked") {
+            break true;
+        }
+    };
+    child.kill().unwrap(); // SIGKILL, right after the acknowledgement
+    child.wait().unwrap();
+    acked
+}
+
+const CHILD_ENV: &str = "SAMLGATE_DURABLE_CHILD";
+
+/// The child half of [`durable_when_the_call_returns`]; does nothing unless that test
+/// started it (`OP:sled:PATH` or `OP:pg:URL`).
+#[test]
+fn durable_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (op, at) = spec.split_once(':').expect("OP:BACKEND:WHERE");
+    let s: Box<dyn Store> = match at.split_once(':') {
+        Some(("sled", p)) => Box::new(SledStore::open(std::path::Path::new(p)).unwrap()),
+        Some(("pg", url)) => Box::new(pgtest::open(url)),
+        _ => panic!("bad {CHILD_ENV}: {spec}"),
+    };
+    match op {
+        "apply" => s
+            .apply(&[(Table::Consents, b"g-durable".to_vec(), Some(b"{}".to_vec()))])
+            .unwrap(),
+        "commit" => {
+            // Set-up, made durable the old way: an account and its reset ticket.
+            let ticket = (
+                Table::ResetTickets,
+                b"link:durable".to_vec(),
+                Some(b"{}".to_vec()),
+            );
+            let account = (
+                Table::Accounts,
+                b"a-durable".to_vec(),
+                Some(br#"{"n":1}"#.to_vec()),
+            );
+            s.apply(&[account, ticket]).unwrap();
+            s.flush().unwrap();
+            let read = s.get_versioned(Table::Accounts, b"a-durable").unwrap();
+            let w = vec![
+                (
+                    Table::Accounts,
+                    b"a-durable".to_vec(),
+                    Some(br#"{"n":2}"#.to_vec()),
+                ),
+                (Table::ResetTickets, b"link:durable".to_vec(), None),
+            ];
+            assert!(s.commit(&Commit::guarded(&read, w)).unwrap());
+        }
+        "replay" => assert_eq!(
+            s.replay_check_and_record("a\0i\0durable", i64::MAX, 0)
+                .unwrap(),
+            ReplayCheck::Fresh
+        ),
+        _ => {
+            s.session_put(&session("d-logout", "u1", 0, i64::MAX / 4), 1800)
+                .unwrap();
+            s.flush().unwrap();
+            assert!(s.session_delete("d-logout").unwrap());
+        }
+    }
+    println!("acked");
+    std::thread::sleep(Duration::from_secs(60));
 }
 
 /// Waits until `s.generation()` holds still (a PostgreSQL listener has confirmed itself).
@@ -513,7 +663,7 @@ fn generation_contract(b: &dyn Backend) {
             Some(b"{}".to_vec()),
         ),
     ];
-    assert!(writer.apply(&quiet, None).unwrap());
+    writer.apply(&quiet).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         reader.generation(),
@@ -523,18 +673,17 @@ fn generation_contract(b: &dyn Backend) {
     // Each restricting write by the *other* handle moves it, within 1 s.
     let g = settled(&*reader);
     writer
-        .apply(
-            &[(Table::Consents, b"u1".to_vec(), Some(b"{}".to_vec()))],
-            None,
-        )
+        .apply(&[(Table::Consents, b"u1".to_vec(), Some(b"{}".to_vec()))])
         .unwrap();
     moved(&*reader, g, "consent write");
     let g = settled(&*reader);
+    // The consent just written is not absent: this guard fails.
+    let x_absent = Versioned::absent(Table::Consents, b"u1");
     assert!(!writer
-        .apply(
-            &[(Table::Users, b"u1".to_vec(), Some(b"{}".to_vec()))],
-            Some((Table::Users, b"x", Some(b"y")))
-        )
+        .commit(&Commit::guarded(
+            &x_absent,
+            vec![(Table::Users, b"u1".to_vec(), Some(b"{}".to_vec()))]
+        ))
         .unwrap());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(reader.generation(), g, "a refused batch wrote nothing");
@@ -559,27 +708,24 @@ fn export_import_round_trip(from: &dyn Backend, to: &dyn Backend) {
         .unwrap();
     s.session_put(&session("e1", "u1", 5, i64::MAX), 1800)
         .unwrap();
-    s.apply(
-        &[
-            (
-                Table::Users,
-                b"u1".to_vec(),
-                Some(br#"{"id":"u1","gmis_id":"g1"}"#.to_vec()),
-            ),
-            (Table::UserByGmis, b"g1".to_vec(), Some(b"u1".to_vec())),
-            (
-                Table::UserByContact,
-                b"F\0m@x".to_vec(),
-                Some(b"u1".to_vec()),
-            ),
-            (
-                Table::Audit,
-                4242u64.to_be_bytes().to_vec(),
-                Some(br#"{"seq":4242}"#.to_vec()),
-            ),
-        ],
-        None,
-    )
+    s.apply(&[
+        (
+            Table::Users,
+            b"u1".to_vec(),
+            Some(br#"{"id":"u1","gmis_id":"g1"}"#.to_vec()),
+        ),
+        (Table::UserByGmis, b"g1".to_vec(), Some(b"u1".to_vec())),
+        (
+            Table::UserByContact,
+            b"F\0m@x".to_vec(),
+            Some(b"u1".to_vec()),
+        ),
+        (
+            Table::Audit,
+            4242u64.to_be_bytes().to_vec(),
+            Some(br#"{"seq":4242}"#.to_vec()),
+        ),
+    ])
     .unwrap();
     let secret = s.secret_get_or_create("cookie", &|| vec![3; 32]).unwrap();
     let mut buf = Vec::new();
@@ -664,16 +810,16 @@ fn accounts_and_reset_tickets(b: &dyn Backend) {
     let mut first = got.account.clone();
     first.unlock(2_000);
     first.set_disabled(true, 2_000);
-    assert!(la::save(&*s1, &first, Some(&got.raw), Vec::new()).unwrap());
+    assert!(la::save(&*s1, &first, Some(&got), Vec::new()).unwrap());
     let mut stale = got.account.clone();
     stale.unlock(3_000);
-    assert!(!la::save(&*s2, &stale, Some(&got.raw), Vec::new()).unwrap());
+    assert!(!la::save(&*s2, &stale, Some(&got), Vec::new()).unwrap());
     assert!(la::get(&*s2, "u-local1").unwrap().unwrap().account.disabled);
     assert_eq!(la::list(&*s2).unwrap().len(), 1);
 
     // A mailed link: found by the token, stored only as its hash, consumed with the password.
     let (token, t) = ResetTicket::issue_link("u-local1", 0, 1_000, &cfg.reset);
-    s1.apply(&[la::put_ticket(&t)], None).unwrap();
+    s1.apply(&[la::put_ticket(&t)]).unwrap();
     for (k, v) in s2.scan(Table::ResetTickets, b"", false, 10).unwrap() {
         let (k, v) = (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap());
         assert!(
@@ -685,16 +831,13 @@ fn accounts_and_reset_tickets(b: &dyn Backend) {
     let (key, found) = la::link_ticket(&*s2, &token).unwrap().expect("ticket");
     assert_eq!(found.clone().redeem(&token, 1_001).unwrap(), "u-local1");
     let cur = la::get(&*s2, "u-local1").unwrap().unwrap();
+    let ticket_read = s2
+        .get_versioned(Table::ResetTickets, key.as_bytes())
+        .unwrap();
+    assert!(ticket_read.value.is_some());
     let consume = |s: &dyn Store| {
-        s.apply(
-            &[la::put(&cur.account), la::delete_ticket(&key)],
-            Some((
-                Table::ResetTickets,
-                key.as_bytes(),
-                Some(&serde_json::to_vec(&found).unwrap()),
-            )),
-        )
-        .unwrap()
+        let w = vec![la::put(&cur.account), la::delete_ticket(&key)];
+        s.commit(&Commit::guarded(&ticket_read, w)).unwrap()
     };
     assert!(consume(&*s2));
     assert!(!consume(&*s1), "a ticket is single use across instances");
@@ -703,8 +846,8 @@ fn accounts_and_reset_tickets(b: &dyn Backend) {
     // A 事務局 code is keyed by user: a new one replaces the old; expired ones are swept.
     let (_c1, t1) = ResetTicket::issue_code("u-local1", 1_000, &cfg.reset);
     let (c2, t2) = ResetTicket::issue_code("u-local1", 1_010, &cfg.reset);
-    s1.apply(&[la::put_ticket(&t1)], None).unwrap();
-    s1.apply(&[la::put_ticket(&t2)], None).unwrap();
+    s1.apply(&[la::put_ticket(&t1)]).unwrap();
+    s1.apply(&[la::put_ticket(&t2)]).unwrap();
     let (_, t) = la::code_ticket(&*s2, "u-local1").unwrap().unwrap();
     assert_eq!(t.redeem(&c2, 1_011).unwrap(), "u-local1");
     assert_eq!(la::sweep_tickets(&*s2, 1_010 + 1_800 - 1).unwrap(), 0);
@@ -740,34 +883,31 @@ fn account_snapshot(b: &dyn Backend) {
     );
 
     let app = br#"{"gmis_id":"GM1","status":"approved","link_to":"L9"}"#;
-    s.apply(
-        &[
-            (
-                Table::Consents,
-                b"GM1".to_vec(),
-                Some(b"{\"c\":1}".to_vec()),
-            ),
-            (Table::Applications, b"GM1".to_vec(), Some(app.to_vec())),
-            (Table::UserByGmis, b"GM1".to_vec(), Some(b"U1".to_vec())),
-            (
-                Table::Users,
-                b"U1".to_vec(),
-                Some(user_doc("U1", Some("GM1"), "a")),
-            ),
-            (
-                Table::Users,
-                b"GM1".to_vec(),
-                Some(user_doc("GM1", None, "a")),
-            ),
-            (Table::UserByContact, contact.to_vec(), Some(b"L2".to_vec())),
-            (
-                Table::Users,
-                b"L2".to_vec(),
-                Some(user_doc("L2", None, "a")),
-            ),
-        ],
-        None,
-    )
+    s.apply(&[
+        (
+            Table::Consents,
+            b"GM1".to_vec(),
+            Some(b"{\"c\":1}".to_vec()),
+        ),
+        (Table::Applications, b"GM1".to_vec(), Some(app.to_vec())),
+        (Table::UserByGmis, b"GM1".to_vec(), Some(b"U1".to_vec())),
+        (
+            Table::Users,
+            b"U1".to_vec(),
+            Some(user_doc("U1", Some("GM1"), "a")),
+        ),
+        (
+            Table::Users,
+            b"GM1".to_vec(),
+            Some(user_doc("GM1", None, "a")),
+        ),
+        (Table::UserByContact, contact.to_vec(), Some(b"L2".to_vec())),
+        (
+            Table::Users,
+            b"L2".to_vec(),
+            Some(user_doc("L2", None, "a")),
+        ),
+    ])
     .unwrap();
     let a = s2.account("GM1", Some(contact)).unwrap();
     assert_eq!(a.consent.value.as_deref(), Some(&b"{\"c\":1}"[..]));
@@ -799,14 +939,11 @@ fn account_snapshot(b: &dyn Backend) {
 
     // A rewrite moves the version; a delete makes it absent; a rewrite after that is new.
     let v1 = a.linked_user.as_ref().unwrap().version;
-    s.apply(
-        &[(
-            Table::Users,
-            b"U1".to_vec(),
-            Some(user_doc("U1", Some("GM1"), "b")),
-        )],
-        None,
-    )
+    s.apply(&[(
+        Table::Users,
+        b"U1".to_vec(),
+        Some(user_doc("U1", Some("GM1"), "b")),
+    )])
     .unwrap();
     let v2 = s2
         .account("GM1", None)
@@ -815,17 +952,14 @@ fn account_snapshot(b: &dyn Backend) {
         .unwrap()
         .version;
     assert_ne!(v1, v2);
-    s.apply(&[(Table::Consents, b"GM1".to_vec(), None)], None)
+    s.apply(&[(Table::Consents, b"GM1".to_vec(), None)])
         .unwrap();
     assert!(s2.account("GM1", None).unwrap().consent.version.is_absent());
-    s.apply(
-        &[(
-            Table::Consents,
-            b"GM1".to_vec(),
-            Some(b"{\"c\":2}".to_vec()),
-        )],
-        None,
-    )
+    s.apply(&[(
+        Table::Consents,
+        b"GM1".to_vec(),
+        Some(b"{\"c\":2}".to_vec()),
+    )])
     .unwrap();
     let v3 = s2.account("GM1", None).unwrap().consent.version;
     assert!(!v3.is_absent());
@@ -862,17 +996,14 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
     let (s, s2) = b.pair();
     let contact = b"F1\0a@example.jp".as_slice();
     let app = br#"{"gmis_id":"GM1","status":"approved","link_to":"L9"}"#;
-    s.apply(
-        &[
-            (Table::Applications, b"GM1".to_vec(), Some(app.to_vec())),
-            (
-                Table::Consents,
-                b"GM1".to_vec(),
-                Some(b"{\"c\":1}".to_vec()),
-            ),
-        ],
-        None,
-    )
+    s.apply(&[
+        (Table::Applications, b"GM1".to_vec(), Some(app.to_vec())),
+        (
+            Table::Consents,
+            b"GM1".to_vec(),
+            Some(b"{\"c\":1}".to_vec()),
+        ),
+    ])
     .unwrap();
     // One write per row the snapshot reads: each changes just that row.
     let disturb: Vec<(Table, &[u8])> = vec![
@@ -897,7 +1028,7 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
             Table::UserByGmis | Table::UserByContact => b"X".to_vec(),
             _ => format!("{{\"n\":{i}}}").into_bytes(),
         };
-        s2.apply(&[(*t, k.to_vec(), Some(value))], None).unwrap();
+        s2.apply(&[(*t, k.to_vec(), Some(value))]).unwrap();
         let sid = format!("sess-{i}");
         assert!(
             !s.commit(&login_commit(&rows, &sid, 900 + i as u64))
@@ -920,7 +1051,7 @@ fn commit_is_all_or_nothing(b: &dyn Backend) {
         );
         // Back to absent for the rows the next round reads as absent.
         if matches!(t, Table::UserByGmis | Table::Users) {
-            s2.apply(&[(*t, k.to_vec(), None)], None).unwrap();
+            s2.apply(&[(*t, k.to_vec(), None)]).unwrap();
         }
     }
     // A row that was deleted and is absent again guards like any absent row.
@@ -1031,12 +1162,8 @@ fn concurrent_first_logins_register_once(b: &dyn Backend) {
 fn versioned_read_guards_a_commit(b: &dyn Backend) {
     let (s1, s2) = b.pair();
     let key = b"u-versioned".to_vec();
-    assert!(s1
-        .apply(
-            &[(Table::Accounts, key.clone(), Some(br#"{"n":1}"#.to_vec()))],
-            None
-        )
-        .unwrap());
+    s1.apply(&[(Table::Accounts, key.clone(), Some(br#"{"n":1}"#.to_vec()))])
+        .unwrap();
     let read = s2.get_versioned(Table::Accounts, &key).unwrap();
     assert_eq!(read.value.as_deref(), Some(&br#"{"n":1}"#[..]));
     assert!(!read.version.is_absent());
@@ -1073,22 +1200,19 @@ fn versioned_read_guards_a_commit(b: &dyn Backend) {
 fn replay_with_snapshot_exactly_once(b: &dyn Backend) {
     let (s1, s2) = b.pair();
     let contact = b"F1\0a@example.jp".as_slice();
-    s1.apply(
-        &[
-            (
-                Table::Users,
-                b"L7".to_vec(),
-                Some(user_doc("L7", None, "c")),
-            ),
-            (Table::UserByContact, contact.to_vec(), Some(b"L7".to_vec())),
-            (
-                Table::Consents,
-                b"GM1".to_vec(),
-                Some(b"{\"c\":1}".to_vec()),
-            ),
-        ],
-        None,
-    )
+    s1.apply(&[
+        (
+            Table::Users,
+            b"L7".to_vec(),
+            Some(user_doc("L7", None, "c")),
+        ),
+        (Table::UserByContact, contact.to_vec(), Some(b"L7".to_vec())),
+        (
+            Table::Consents,
+            b"GM1".to_vec(),
+            Some(b"{\"c\":1}".to_vec()),
+        ),
+    ])
     .unwrap();
     let key = "a\0https://idp.example/\0_it's-1";
     let n = 16;
@@ -1159,11 +1283,8 @@ fn commit_numbers_audit_lines(b: &dyn Backend) {
     c.end_sessions = vec!["it's".into(), "back\\slash".into()];
     c.audit = vec![doc("one"), doc("two")];
     // Refused (a row it read changed): no audit line.
-    s2.apply(
-        &[(Table::Consents, b"GM1".to_vec(), Some(b"{}".to_vec()))],
-        None,
-    )
-    .unwrap();
+    s2.apply(&[(Table::Consents, b"GM1".to_vec(), Some(b"{}".to_vec()))])
+        .unwrap();
     assert!(!s.commit(&c).unwrap());
     assert!(s2.scan(Table::Audit, b"", false, 10).unwrap().is_empty());
     c.expect = s.account("GM1", None).unwrap().expectations();
@@ -1209,7 +1330,7 @@ macro_rules! both {
 
 both!(
     replay_exactly_once_under_concurrency,
-    guarded_apply,
+    guarded_commit,
     scans_and_sequences,
     expiry_sweeps,
     record_expiry_sweep,
@@ -1224,6 +1345,7 @@ both!(
     versioned_read_guards_a_commit,
     replay_with_snapshot_exactly_once,
     commit_numbers_audit_lines,
+    durable_when_the_call_returns,
 );
 
 #[test]
@@ -1246,14 +1368,11 @@ fn pg_generation_propagation_delay() {
     for i in 0..30 {
         let g = settled(&*reader);
         writer
-            .apply(
-                &[(
-                    Table::Consents,
-                    format!("p{i}").into_bytes(),
-                    Some(b"{}".to_vec()),
-                )],
-                None,
-            )
+            .apply(&[(
+                Table::Consents,
+                format!("p{i}").into_bytes(),
+                Some(b"{}".to_vec()),
+            )])
             .unwrap();
         d.push(moved(&*reader, g, "propagation"));
     }

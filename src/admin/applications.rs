@@ -7,10 +7,10 @@ use super::error::{nonempty, to_json, AdminError};
 use super::users::unlink;
 use crate::audit::{self, AuditAction};
 use crate::identity::applications::{self, Application, ApplicationStatus};
-use crate::identity::now_rfc3339;
 use crate::identity::users;
+use crate::identity::{load_versioned, now_rfc3339};
 use crate::sessions::{self, Which, Why};
-use crate::store::{Store, Table};
+use crate::store::{Commit, Store, Table};
 
 pub struct List;
 
@@ -89,7 +89,7 @@ impl Add<'_> {
             &detail,
             None,
         )?;
-        store.apply(&[applications::write(&app), a], None)?;
+        store.apply(&[applications::write(&app), a])?;
         Ok(to_json(&app))
     }
 }
@@ -111,13 +111,13 @@ impl Decide<'_> {
             note,
         } = *self;
         nonempty("by", by)?;
-        let mut app = applications::get(store, gmis_id)?
-            .ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no application")))?;
+        let (app, read) = load_versioned::<Application>(store, Table::Applications, gmis_id)?;
+        let mut app =
+            app.ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no application")))?;
         if let (true, Some(l)) = (approve, &app.link_to) {
             // Another application may have linked the account since this one was filed.
             check_link_target(store, gmis_id, l)?;
         }
-        let prev = serde_json::to_vec(&app).expect("serialize");
         app.status = if approve {
             ApplicationStatus::Approved
         } else {
@@ -150,11 +150,7 @@ impl Decide<'_> {
             }
             _ => None,
         };
-        let ok = store.apply(
-            &writes,
-            Some((Table::Applications, gmis_id.as_bytes(), Some(&prev))),
-        )?;
-        if !ok {
+        if !store.commit(&Commit::guarded(&read, writes))? {
             return Err(AdminError::Invalid(
                 "the application changed meanwhile; try again".into(),
             ));

@@ -6,10 +6,10 @@ use super::error::{nonempty, to_json, AdminError};
 use crate::audit::{self, AuditAction};
 use crate::identity::applications;
 use crate::identity::consent::{self, ConsentDecision, ConsentState};
-use crate::identity::now_rfc3339;
 use crate::identity::users;
+use crate::identity::{load_versioned, now_rfc3339};
 use crate::sessions::{self, Which, Why};
-use crate::store::{Store, Table};
+use crate::store::{Commit, Store, Table};
 
 pub struct List;
 
@@ -55,8 +55,9 @@ impl Reopen<'_> {
     pub fn apply(&self, store: &dyn Store) -> Result<Value, AdminError> {
         let Reopen { gmis_id, by, note } = *self;
         nonempty("by (who reopens)", by)?;
-        let c = consent::get(store, gmis_id)?
-            .ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no consent decision")))?;
+        let (c, read) = load_versioned::<ConsentState>(store, Table::Consents, gmis_id)?;
+        let c =
+            c.ok_or_else(|| AdminError::NotFound(format!("{gmis_id} has no consent decision")))?;
         if !c.blocks() {
             return Err(AdminError::Invalid(format!(
                 "{gmis_id} is not blocked (decision: {:?})",
@@ -71,12 +72,8 @@ impl Reopen<'_> {
             note,
             Some(&c.version),
         )?;
-        let prev = serde_json::to_vec(&c).expect("serialize");
-        let ok = store.apply(
-            &[(Table::Consents, gmis_id.as_bytes().to_vec(), None), a],
-            Some((Table::Consents, gmis_id.as_bytes(), Some(&prev))),
-        )?;
-        if !ok {
+        let writes = vec![(Table::Consents, gmis_id.as_bytes().to_vec(), None), a];
+        if !store.commit(&Commit::guarded(&read, writes))? {
             return Err(AdminError::Invalid(
                 "the consent changed meanwhile; try again".into(),
             ));
@@ -120,7 +117,7 @@ impl Block<'_> {
             note,
             None,
         )?;
-        store.apply(&[consent::write(&st), a], None)?;
+        store.apply(&[consent::write(&st), a])?;
         let ended = sessions::end(store, None, Which::GmisAccount(gmis_id), Why::Blocked)?;
         Ok(json!({"consent": st, "sessions_ended": ended}))
     }

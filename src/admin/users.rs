@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 use super::error::{nonempty, to_json, AdminError};
 use crate::audit::{self, AuditAction};
 use crate::identity::applications::{self, ApplicationStatus};
-use crate::identity::now_rfc3339;
 use crate::identity::users::{self, User};
+use crate::identity::{load_versioned, now_rfc3339};
 use crate::model::{Profile, UserOrigin};
 use crate::sessions::{self, Which, Why};
-use crate::store::{Store, Table, Write};
+use crate::store::{Commit, Store, Table, Write};
 
 /// How `users unlink` reads its id.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -100,6 +100,10 @@ fn unlink_target(
     }
 }
 
+fn changed_meanwhile() -> AdminError {
+    AdminError::Invalid("the account changed meanwhile; try again".into())
+}
+
 /// `users unlink`: the account stays, without its link; an approved application that names
 /// it is revoked too (else the next login would link it again); its sessions end.
 pub struct Unlink<'a> {
@@ -114,6 +118,11 @@ impl Unlink<'_> {
         nonempty("by", self.by)?;
         let _registry = users::registry_lock();
         let u = unlink_target(store, self.id, self.reading)?;
+        // The row the guard holds to: as found above, else it changed meanwhile.
+        let (now_u, read) = load_versioned::<User>(store, Table::Users, &u.id)?;
+        if now_u.as_ref() != Some(&u) {
+            return Err(changed_meanwhile());
+        }
         let gmis = u.gmis_id.clone().unwrap_or_default();
         let mut why = format!("note: {}", self.note);
         let mut writes = Vec::new();
@@ -126,11 +135,8 @@ impl Unlink<'_> {
             why.push_str("; its linking application was revoked");
         }
         writes.extend(unlink(store, &u, self.by, &why)?);
-        let prev = serde_json::to_vec(&u).expect("serialize");
-        if !store.apply(&writes, Some((Table::Users, u.id.as_bytes(), Some(&prev))))? {
-            return Err(AdminError::Invalid(
-                "the account changed meanwhile; try again".into(),
-            ));
+        if !store.commit(&Commit::guarded(&read, writes))? {
+            return Err(changed_meanwhile());
         }
         let ended = sessions::end(store, None, Which::GmisAccount(&gmis), Why::Unlinked)?
             + sessions::end(store, None, Which::LocalAccount(&u.id), Why::Unlinked)?;
@@ -176,7 +182,7 @@ impl Import<'_> {
             &format!("{created} local accounts"),
             None,
         )?);
-        store.apply(&writes, None)?;
+        store.apply(&writes)?;
         Ok(json!({"imported": created, "skipped_existing": self.users.len() - created}))
     }
 }

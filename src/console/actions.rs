@@ -130,8 +130,7 @@ pub fn run(
         None,
     )
     .map_err(AdminError::from)?;
-    store.apply(&[line], None).map_err(AdminError::from)?;
-    store.flush().map_err(AdminError::from)?;
+    store.apply(&[line]).map_err(AdminError::from)?;
     let temporary_password = result
         .get("temporary_password")
         .and_then(Value::as_str)

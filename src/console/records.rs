@@ -576,7 +576,7 @@ mod tests {
             };
             let mut w = vec![applications::write(&app), consent::write(&c)];
             w.extend(users::local_account_writes(&u));
-            s.apply(&w, None).unwrap();
+            s.apply(&w).unwrap();
         }
         let time = |what: &str, f: &dyn Fn()| {
             let t = std::time::Instant::now();

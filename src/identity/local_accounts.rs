@@ -2,30 +2,24 @@
 //! store's record tables. The account's key is the local user id of its
 //! [`super::users::User`]: one person is one user, whether they come by G-MIS or by password.
 //!
-//! Every write of an account is guarded by the bytes it was read as, so two processes (two
+//! Every write of an account is guarded by the version it was read at, so two processes (two
 //! gateways on PostgreSQL, the CLI beside a gateway) cannot lose each other's throttle count
 //! or undo a reset: the loser reads again.
 
 use crate::accounts::account::Account;
 use crate::accounts::reset::{token_hash, ResetKind, ResetTicket};
-use crate::store::{Store, StoreError, Table, Write};
+use crate::store::{Commit, Store, StoreError, Table, Versioned, Write};
 
-/// An account as read, with the exact bytes that guard its next write.
+/// An account as read, with the version that guards its next write.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub account: Account,
-    pub raw: Vec<u8>,
+    pub read: Versioned,
 }
 
 pub fn get(store: &dyn Store, user_id: &str) -> Result<Option<Loaded>, StoreError> {
-    match store.get(Table::Accounts, user_id.as_bytes())? {
-        None => Ok(None),
-        Some(raw) => {
-            let account = serde_json::from_slice(&raw)
-                .map_err(|e| StoreError::Corrupt(format!("accounts {user_id}: {e}")))?;
-            Ok(Some(Loaded { account, raw }))
-        }
-    }
+    let (account, read) = super::load_versioned(store, Table::Accounts, user_id)?;
+    Ok(account.map(|account| Loaded { account, read }))
 }
 
 /// Every account, in user id order (the 事務局's list; a few thousand at most).
@@ -38,18 +32,22 @@ pub fn put(a: &Account) -> Write {
     super::put(Table::Accounts, &a.user_id, a)
 }
 
-/// Stores `a` with `extra` writes (audit line, ticket removal) in one batch, if the stored
-/// record is still `prev` (`None`: there is none yet). `Ok(false)`: someone else wrote it
-/// first, nothing was written.
+/// Stores `a` with `extra` writes (audit line, ticket removal) in one commit, if the stored
+/// record is still as `prev` read it (`None`: there is none yet). `Ok(false)`: someone else
+/// wrote it first, nothing was written.
 pub fn save(
     store: &dyn Store,
     a: &Account,
-    prev: Option<&[u8]>,
+    prev: Option<&Loaded>,
     extra: Vec<Write>,
 ) -> Result<bool, StoreError> {
     let mut w = vec![put(a)];
     w.extend(extra);
-    store.apply(&w, Some((Table::Accounts, a.user_id.as_bytes(), prev)))
+    let read = match prev {
+        Some(l) => l.read.clone(),
+        None => Versioned::absent(Table::Accounts, a.user_id.as_bytes()),
+    };
+    store.commit(&Commit::guarded(&read, w))
 }
 
 /// The store key of a ticket: a link by its token's hash, a 事務局 code by its user id (one
@@ -88,16 +86,19 @@ pub fn code_ticket(
     Ok(super::load(store, Table::ResetTickets, &key)?.map(|t| (key, t)))
 }
 
-/// Deletes expired tickets; returns how many.
+/// Deletes expired tickets; returns how many. Each is judged on a versioned read and deleted
+/// only if still at that version (a ticket written under the key meanwhile stays).
 pub fn sweep_tickets(store: &dyn Store, now: i64) -> Result<usize, StoreError> {
     let mut n = 0;
-    for (k, v) in store.scan(Table::ResetTickets, b"", false, usize::MAX)? {
-        let dead = serde_json::from_slice::<ResetTicket>(&v).map_or(true, |t| t.expires_at <= now);
+    for (k, _) in store.scan(Table::ResetTickets, b"", false, usize::MAX)? {
+        let read = store.get_versioned(Table::ResetTickets, &k)?;
+        let Some(v) = &read.value else { continue };
+        let dead = serde_json::from_slice::<ResetTicket>(v).map_or(true, |t| t.expires_at <= now);
         if dead
-            && store.apply(
-                &[(Table::ResetTickets, k.clone(), None)],
-                Some((Table::ResetTickets, &k, Some(&v))),
-            )?
+            && store.commit(&Commit::guarded(
+                &read,
+                vec![(Table::ResetTickets, k.clone(), None)],
+            ))?
         {
             n += 1;
         }

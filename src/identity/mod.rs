@@ -31,6 +31,24 @@ pub fn load<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Reads one JSON record with its version, for a write guarded by it
+/// ([`crate::store::Commit::guarded`]): the write lands only if nobody wrote the record since.
+pub fn load_versioned<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    t: Table,
+    key: &str,
+) -> Result<(Option<T>, crate::store::Versioned), StoreError> {
+    let read = store.get_versioned(t, key.as_bytes())?;
+    let value = match &read.value {
+        None => None,
+        Some(v) => Some(
+            serde_json::from_slice(v)
+                .map_err(|e| StoreError::Corrupt(format!("{} {key}: {e}", t.name())))?,
+        ),
+    };
+    Ok((value, read))
+}
+
 /// Every JSON record of a table (small tables: users, consents, applications).
 pub fn load_all<T: serde::de::DeserializeOwned>(
     store: &dyn Store,

@@ -237,7 +237,7 @@ mod tests {
             phone: String::new(),
             reason: String::new(),
         };
-        s.apply(&[applications::write(&a)], None).unwrap();
+        s.apply(&[applications::write(&a)]).unwrap();
     }
 
     fn set_consent(s: &SledStore, d: ConsentDecision, v: &str) {
@@ -249,7 +249,7 @@ mod tests {
             detail: String::new(),
             profile: None,
         };
-        s.apply(&[consent::write(&c)], None).unwrap();
+        s.apply(&[consent::write(&c)]).unwrap();
     }
 
     #[test]
@@ -345,7 +345,7 @@ mod tests {
             updated: now_rfc3339(),
             origin: crate::model::UserOrigin::Local,
         };
-        s.apply(&users::local_account_writes(&local), None).unwrap();
+        s.apply(&users::local_account_writes(&local)).unwrap();
         assert_eq!(
             decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
@@ -359,7 +359,7 @@ mod tests {
         );
         let (u, w, how) = users::register_writes(&s, &p("病院"), Some("L100")).unwrap();
         assert_eq!(how, users::Registered::Linked);
-        s.apply(&w, None).unwrap();
+        s.apply(&w).unwrap();
         assert_eq!(u.id, "L100");
         assert_eq!(users::by_gmis(&s, "GM1").unwrap().unwrap().id, "L100");
         assert_eq!(users::list(&s).unwrap().len(), 1, "linked, not duplicated");
@@ -392,7 +392,7 @@ mod tests {
     fn a_first_login_never_takes_over_a_local_account_with_its_id() {
         let (_d, s) = store();
         let l = local("GM1", None, "F9");
-        s.apply(&users::local_account_writes(&l), None).unwrap();
+        s.apply(&users::local_account_writes(&l)).unwrap();
         let before = s.get(crate::store::Table::Users, b"GM1").unwrap();
         assert_eq!(
             decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
@@ -405,7 +405,7 @@ mod tests {
             Decision::Proceed { link_to: None }
         );
         let (u, w, how) = users::register_writes(&s, &p("病院"), None).unwrap();
-        s.apply(&w, None).unwrap();
+        s.apply(&w).unwrap();
         assert_eq!(u.id, "GM1-g2");
         assert_eq!(
             how,
@@ -436,7 +436,7 @@ mod tests {
             b"GMB".to_vec(),
             Some(b"GM1".to_vec()),
         ));
-        s.apply(&w, None).unwrap();
+        s.apply(&w).unwrap();
         assert_eq!(
             decide_in(&s, &PolicyConfig::default(), &consent_off(), &p("病院")).unwrap(),
             Decision::NeedsApplication(ApplicationNeed::ExistingAccount)
@@ -453,7 +453,7 @@ mod tests {
         ));
         approve_plain(&s);
         let (u, w, _) = users::register_writes(&s, &p("病院"), None).unwrap();
-        s.apply(&w, None).unwrap();
+        s.apply(&w).unwrap();
         assert_eq!(u.id, "GM1-g2");
         let b = users::by_gmis(&s, "GMB").unwrap().unwrap();
         assert_eq!((b.id.as_str(), b.gmis_id.as_deref()), ("GM1", Some("GMB")));

@@ -59,11 +59,7 @@ pub fn add_trusted(
         "",
         None,
     )?;
-    store.apply(
-        &[crate::identity::put(Table::Settings, &key, &rec), line],
-        None,
-    )?;
-    store.flush()?;
+    store.apply(&[crate::identity::put(Table::Settings, &key, &rec), line])?;
     Ok(rec)
 }
 

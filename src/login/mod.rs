@@ -116,8 +116,16 @@ impl Fresh {
     }
 
     /// Decides the login this assertion makes, landing on `relay_state`, on the snapshot read
-    /// with the replay entry.
-    pub fn admit(self, cfg: &Config, relay_state: String, replaces: Vec<String>) -> Decision {
+    /// with the replay entry. A refusal (application needed, blocked) commits nothing, so the
+    /// replay entry is made durable here; a login that goes on is made durable by its commit
+    /// ([`Store::replay_and_account`]: one fsync per login on sled, not two).
+    pub fn admit(
+        self,
+        store: &dyn Store,
+        cfg: &Config,
+        relay_state: String,
+        replaces: Vec<String>,
+    ) -> Result<Decision, LoginError> {
         let v = self.verified;
         let login = Login {
             profile: self.profile,
@@ -129,7 +137,11 @@ impl Fresh {
             assertion_id: v.assertion_id,
             replaces,
         };
-        decide(cfg, login, self.account)
+        let d = decide(cfg, login, self.account);
+        if matches!(d, Decision::NeedsApplication(..) | Decision::Blocked(_)) {
+            store.flush()?;
+        }
+        Ok(d)
     }
 }
 

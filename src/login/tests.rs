@@ -206,7 +206,7 @@ fn unlink_or_revoke_before_the_commit_leaves_no_session() {
         phone: String::new(),
         reason: String::new(),
     };
-    s2.apply(&[applications::write(&app)], None).unwrap();
+    s2.apply(&[applications::write(&app)]).unwrap();
     let c = cfg(false);
     assert!(returning(&s2, &c, "保健所", &|| {}));
     assert!(!returning(&s2, &c, "保健所", &|| admin(

@@ -20,7 +20,7 @@ use openssl::sign::Signer;
 use serde::{Deserialize, Serialize};
 
 use super::metadata::xml_escape;
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Commit, Store, StoreError, Table};
 
 pub const SIG_ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 pub const REQUEST_TTL_SECS: i64 = 600;
@@ -167,7 +167,7 @@ pub fn answer_once(store: &dyn Store, r: &TrackedRequest, now: i64) -> Result<bo
 }
 
 pub fn track(store: &dyn Store, r: &TrackedRequest) -> Result<(), StoreError> {
-    store.apply(&[crate::identity::put(Table::Requests, &r.id, r)], None)?;
+    store.apply(&[crate::identity::put(Table::Requests, &r.id, r)])?;
     Ok(())
 }
 
@@ -179,11 +179,14 @@ pub fn lookup(store: &dyn Store, id: &str, now: i64) -> Result<Option<TrackedReq
 
 /// Consumes the request: true for exactly one caller.
 pub fn consume(store: &dyn Store, r: &TrackedRequest) -> Result<bool, StoreError> {
-    let cur = serde_json::to_vec(r).expect("serialize");
-    store.apply(
-        &[(Table::Requests, r.id.as_bytes().to_vec(), None)],
-        Some((Table::Requests, r.id.as_bytes(), Some(&cur))),
-    )
+    let (now, read) =
+        crate::identity::load_versioned::<TrackedRequest>(store, Table::Requests, &r.id)?;
+    // As it was looked up, else another answer consumed (or replaced) it meanwhile.
+    if now.as_ref() != Some(r) {
+        return Ok(false);
+    }
+    let consume = (Table::Requests, r.id.as_bytes().to_vec(), None);
+    store.commit(&Commit::guarded(&read, vec![consume]))
 }
 
 /// Deletes expired tracked requests.

@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use super::transfer::Item;
 use super::{
-    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table,
-    Write,
+    AccountRows, Commit, Entries, ReplayCheck, SessionRecord, Store, StoreError, Table, Write,
 };
 
 pub struct Monitored {
@@ -178,8 +177,8 @@ impl Store for Monitored {
     fn get_versioned(&self, t: Table, key: &[u8]) -> Result<super::Versioned, StoreError> {
         self.read(self.inner.get_versioned(t, key))
     }
-    fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
-        self.wrote(self.inner.apply(writes, expect))
+    fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.wrote(self.inner.apply(writes))
     }
     fn scan(
         &self,

@@ -2,9 +2,16 @@
 //! secrets. `sled` is the embedded default; a networked backend (several gateway instances)
 //! implements the same trait, so nothing outside `store/` knows which one runs.
 //!
-//! Durability rule: a method documented as *durable* has reached disk when it returns.
-//! [`Store::commit`] is durable (sled flushes inside it, grouped with concurrent commits;
-//! PostgreSQL is durable on COMMIT), so a login that commits does not call [`Store::flush`].
+//! Durability rule: every write the gateway acknowledges has reached disk when the store call
+//! returns. [`Store::commit`], [`Store::apply`], [`Store::replay_check_and_record`] (a `Fresh`
+//! answer), [`Store::session_delete`] and [`Store::secret_get_or_create`] are durable (sled
+//! flushes inside them, grouped with concurrent callers so they share one fsync; PostgreSQL is
+//! durable on COMMIT), so no caller on the request path calls [`Store::flush`]. The exceptions
+//! are named on their methods: touches, sweeps and bulk session writes (import, tests).
+//!
+//! Guards: a write that depends on what was read reads with [`Store::get_versioned`] (or
+//! [`Store::account`]) and commits with [`Commit::expect`] on that version; nothing compares
+//! stored bytes outside the backend.
 
 pub mod health;
 pub mod pg;
@@ -192,14 +199,14 @@ impl Table {
 
 /// One write of an atomic batch: `None` deletes.
 pub type Write = (Table, Vec<u8>, Option<Vec<u8>>);
-/// A batch guard: this key must currently hold this value (`None`: be absent).
-pub type Expect<'a> = (Table, &'a [u8], Option<&'a [u8]>);
 /// Key-value pairs from a scan.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 pub trait Store: Send + Sync + 'static {
     /// Records `key` in the replay cache until `expires` (unix seconds) unless it is already
     /// there and unexpired. Atomic: of two concurrent calls with one key, exactly one is `Fresh`.
+    /// Durable when it answers `Fresh` (a refusal page or login follows; after a crash the
+    /// message must still count as used).
     fn replay_check_and_record(
         &self,
         key: &str,
@@ -210,10 +217,13 @@ pub trait Store: Send + Sync + 'static {
     fn replay_sweep(&self, now: i64) -> Result<usize, StoreError>;
 
     /// Writes the session. `idle_seconds` (the idle limit in force) only decides when the
-    /// sweeper first looks at it; liveness is always judged from the record.
+    /// sweeper first looks at it; liveness is always judged from the record. Not durable on
+    /// sled until [`Store::flush`]: logins create sessions with [`Store::commit`]; this is for
+    /// `samlgate store import` (which flushes once at the end) and tests.
     fn session_put(&self, rec: &SessionRecord, idle_seconds: i64) -> Result<(), StoreError>;
     fn session_get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
     fn session_touch(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    /// Durable when it returns `true` (a logout is acknowledged; it must not come back).
     fn session_delete(&self, id: &str) -> Result<bool, StoreError>;
     /// Deletes sessions whose hard end or idle limit has passed; returns how many. Reads only
     /// the records that are due, not every live session.
@@ -267,7 +277,10 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
-    /// Makes every write so far durable. Concurrent callers share one disk flush.
+    /// Makes every write so far durable. Concurrent callers share one disk flush. Not for the
+    /// request path (its writes are durable on return): for what is not durable by itself
+    /// (session touches at shutdown, an import's session and replay rows) and for the health
+    /// probe, which asks the disk whether it still takes writes.
     fn flush(&self) -> Result<(), StoreError>;
 
     /// The rows a login decides on for one G-MIS account ([`AccountRows`]), each with its
@@ -279,6 +292,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::account`]; `None` for a replay. The replay entry is recorded exactly once across
     /// instances and stays recorded whatever the login then decides. One statement (one round
     /// trip) on PostgreSQL; the default makes the two calls.
+    /// Durability: unlike `replay_check_and_record`, the entry may be durable only once the
+    /// caller's next durable write returns (on sled the login's commit flushes everything
+    /// before it: one fsync per login, not two). A caller that writes nothing after it (a
+    /// refused login) calls [`Store::flush`]: `login::Fresh::admit` does.
     fn replay_and_account(
         &self,
         replay_key: &str,
@@ -304,10 +321,10 @@ pub trait Store: Send + Sync + 'static {
     /// One record with its [`Version`], for a [`Commit`] guard (a password login's account
     /// and user rows: `login::local`).
     fn get_versioned(&self, t: Table, key: &[u8]) -> Result<Versioned, StoreError>;
-    /// Applies all writes or none (a crash cannot leave half a decision and its audit line).
-    /// `expect` guards the batch: if the given key's current value differs, nothing is written
-    /// and `Ok(false)` is returned.
-    fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError>;
+    /// Applies all writes or none (a crash cannot leave half a decision and its audit line),
+    /// unguarded; durable when it returns. A write that depends on what was read is a
+    /// [`Store::commit`] guarded by the versions read, never an `apply`.
+    fn apply(&self, writes: &[Write]) -> Result<(), StoreError>;
     /// Entries whose key starts with `prefix`, in key order; `rev` from the end; at most `limit`.
     fn scan(&self, t: Table, prefix: &[u8], rev: bool, limit: usize)
         -> Result<Entries, StoreError>;

@@ -15,8 +15,8 @@ use sled::Transactional;
 
 use super::transfer::Item;
 use super::{
-    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table,
-    Version, Versioned, Write,
+    AccountRows, Commit, Entries, ReplayCheck, SessionRecord, Store, StoreError, Table, Version,
+    Versioned, Write,
 };
 
 pub struct SledStore {
@@ -266,6 +266,111 @@ impl SledStore {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Records a replay entry (the atomic part of `replay_check_and_record`); not flushed.
+    fn record_replay(&self, key: &str, expires: i64, now: i64) -> Result<ReplayCheck, StoreError> {
+        // Index first (see the module doc). A replay attempt writes the same index key again
+        // (same signed expiry), so refused replays add nothing.
+        self.replay_due
+            .insert(due_key(expires, key.as_bytes()), &[])?;
+        let mut current: Option<sled::IVec> = None;
+        loop {
+            match self
+                .replay
+                .compare_and_swap(key, current.as_ref(), Some(&be(expires)))?
+            {
+                Ok(()) => return Ok(ReplayCheck::Fresh),
+                Err(cas) => match cas.current {
+                    Some(v) if from_be(&v)? > now => return Ok(ReplayCheck::Replayed),
+                    // Expired entry not yet swept: the ID is free again; retry against it.
+                    other => current = other,
+                },
+            }
+        }
+    }
+
+    /// [`Store::commit`] without the flush: the guard, the writes and the session in one sled
+    /// transaction, then the indexes and counters. `Ok(false)`: a guard failed, nothing
+    /// written. Also what [`Store::apply`] (then flushed) and the expiry sweep (not flushed:
+    /// losing a sweep's delete on a crash only means sweeping it again) run.
+    fn transact(&self, c: &Commit) -> Result<bool, StoreError> {
+        let writes = c.last_writes();
+        // Index entries first (see the module doc); a refused commit leaves harmless ones.
+        for (t, k, v) in &writes {
+            if let (Some(index), Some(v)) = (self.due_tree(*t), v) {
+                index.insert(due_key(record_expiry(v), k), &[])?;
+            }
+        }
+        let session = match &c.session {
+            Some((rec, idle)) => {
+                let v = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                self.session_due
+                    .insert(due_key(rec.ends_at(*idle), rec.id.as_bytes()), &[])?;
+                for k in lookup_keys(rec) {
+                    self.session_by.insert(k, &[])?;
+                }
+                Some((rec.id.as_bytes(), v))
+            }
+            None => None,
+        };
+        // Audit lines numbered now (a refused commit leaves a gap, as on PostgreSQL).
+        let audit = c
+            .audit
+            .iter()
+            .map(|doc| {
+                let seq = self.next_seq()?;
+                Ok((seq.to_be_bytes(), super::txn::sequenced(doc, seq)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sessions = Table::ALL.len();
+        // What the (possibly retried) transaction removed, for the indexes and counters after.
+        let ended = std::cell::RefCell::new(Vec::new());
+        let r = self.commit_trees[..].transaction(|views| {
+            ended.borrow_mut().clear();
+            for e in &c.expect {
+                let cur = views[e.table.index()].get(&e.key)?;
+                if cur.as_deref().map_or(Version::ABSENT, Version::of_bytes) != e.version {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+            }
+            for (t, k, v) in &writes {
+                let view = &views[t.index()];
+                match v {
+                    Some(v) => view.insert(k.as_slice(), v.as_slice())?,
+                    None => view.remove(k.as_slice())?,
+                };
+            }
+            for (seq, doc) in &audit {
+                views[Table::Audit.index()].insert(seq.as_slice(), doc.as_slice())?;
+            }
+            if let Some((id, v)) = &session {
+                views[sessions].insert(*id, v.as_slice())?;
+            }
+            for id in &c.end_sessions {
+                if let Some(old) = views[sessions].remove(id.as_bytes())? {
+                    ended.borrow_mut().push(old);
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => {}
+            Err(TransactionError::Abort(())) => return Ok(false),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        }
+        if session.is_some() {
+            self.session_n
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        for old in ended.into_inner() {
+            self.session_gone();
+            self.unindex(&old, None)?;
+        }
+        if c.restricts() {
+            self.bump();
+        }
+        Ok(true)
+    }
+
     fn table(&self, t: Table) -> &sled::Tree {
         &self.tables[t.index()]
     }
@@ -365,23 +470,26 @@ impl Store for SledStore {
         expires: i64,
         now: i64,
     ) -> Result<ReplayCheck, StoreError> {
-        // Index first (see the module doc). A replay attempt writes the same index key again
-        // (same signed expiry), so refused replays add nothing.
-        self.replay_due
-            .insert(due_key(expires, key.as_bytes()), &[])?;
-        let mut current: Option<sled::IVec> = None;
-        loop {
-            match self
-                .replay
-                .compare_and_swap(key, current.as_ref(), Some(&be(expires)))?
-            {
-                Ok(()) => return Ok(ReplayCheck::Fresh),
-                Err(cas) => match cas.current {
-                    Some(v) if from_be(&v)? > now => return Ok(ReplayCheck::Replayed),
-                    // Expired entry not yet swept: the ID is free again; retry against it.
-                    other => current = other,
-                },
-            }
+        let r = self.record_replay(key, expires, now)?;
+        if r == ReplayCheck::Fresh {
+            // Durable before the caller acts on it (grouped with concurrent callers).
+            self.flush()?;
+        }
+        Ok(r)
+    }
+
+    fn replay_and_account(
+        &self,
+        replay_key: &str,
+        expires: i64,
+        now: i64,
+        gmis_id: &str,
+        contact: Option<&[u8]>,
+    ) -> Result<Option<AccountRows>, StoreError> {
+        // Not flushed here: the login's commit (or `Fresh::admit` for a refusal) does it.
+        match self.record_replay(replay_key, expires, now)? {
+            ReplayCheck::Fresh => self.account(gmis_id, contact).map(Some),
+            ReplayCheck::Replayed => Ok(None),
         }
     }
 
@@ -453,6 +561,8 @@ impl Store for SledStore {
         if let Some(old) = &old {
             self.session_gone();
             self.unindex(old, None)?;
+            // An acknowledged logout must not come back after a crash.
+            self.flush()?;
         }
         Ok(old.is_some())
     }
@@ -510,8 +620,16 @@ impl Store for SledStore {
                 if due > now {
                     // Rewritten with a later expiry, or filed at 0 by the upgrade: refile.
                     index.insert(due_key(due, &key), &[])?;
-                } else if self.apply(&[(t, key.clone(), None)], Some((t, &key, Some(&v))))? {
-                    n += 1;
+                } else {
+                    let read = Versioned {
+                        table: t,
+                        key: key.clone(),
+                        version: Version::of_bytes(&v),
+                        value: Some(v.to_vec()),
+                    };
+                    if self.transact(&Commit::guarded(&read, vec![(t, key.clone(), None)]))? {
+                        n += 1;
+                    }
                 }
                 // A guard miss means it was rewritten meanwhile, and that write filed it.
             }
@@ -662,122 +780,20 @@ impl Store for SledStore {
     }
 
     fn commit(&self, c: &Commit) -> Result<bool, StoreError> {
-        let writes = c.last_writes();
-        // Index entries first (see the module doc); a refused commit leaves harmless ones.
-        for (t, k, v) in &writes {
-            if let (Some(index), Some(v)) = (self.due_tree(*t), v) {
-                index.insert(due_key(record_expiry(v), k), &[])?;
-            }
-        }
-        let session = match &c.session {
-            Some((rec, idle)) => {
-                let v = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                self.session_due
-                    .insert(due_key(rec.ends_at(*idle), rec.id.as_bytes()), &[])?;
-                for k in lookup_keys(rec) {
-                    self.session_by.insert(k, &[])?;
-                }
-                Some((rec.id.as_bytes(), v))
-            }
-            None => None,
-        };
-        // Audit lines numbered now (a refused commit leaves a gap, as on PostgreSQL).
-        let audit = c
-            .audit
-            .iter()
-            .map(|doc| {
-                let seq = self.next_seq()?;
-                Ok((seq.to_be_bytes(), super::txn::sequenced(doc, seq)?))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let sessions = Table::ALL.len();
-        // What the (possibly retried) transaction removed, for the indexes and counters after.
-        let ended = std::cell::RefCell::new(Vec::new());
-        let r = self.commit_trees[..].transaction(|views| {
-            ended.borrow_mut().clear();
-            for e in &c.expect {
-                let cur = views[e.table.index()].get(&e.key)?;
-                if cur.as_deref().map_or(Version::ABSENT, Version::of_bytes) != e.version {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-            }
-            for (t, k, v) in &writes {
-                let view = &views[t.index()];
-                match v {
-                    Some(v) => view.insert(k.as_slice(), v.as_slice())?,
-                    None => view.remove(k.as_slice())?,
-                };
-            }
-            for (seq, doc) in &audit {
-                views[Table::Audit.index()].insert(seq.as_slice(), doc.as_slice())?;
-            }
-            if let Some((id, v)) = &session {
-                views[sessions].insert(*id, v.as_slice())?;
-            }
-            for id in &c.end_sessions {
-                if let Some(old) = views[sessions].remove(id.as_bytes())? {
-                    ended.borrow_mut().push(old);
-                }
-            }
-            Ok(())
-        });
-        match r {
-            Ok(()) => {}
-            Err(TransactionError::Abort(())) => return Ok(false),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        }
-        if session.is_some() {
-            self.session_n
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        for old in ended.into_inner() {
-            self.session_gone();
-            self.unindex(&old, None)?;
-        }
-        if c.restricts() {
-            self.bump();
+        if !self.transact(c)? {
+            return Ok(false);
         }
         self.flush()?;
         Ok(true)
     }
 
-    fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
-        // Expiry index first (see the module doc); a refused batch leaves a harmless entry.
-        for (t, k, v) in writes {
-            if let (Some(index), Some(v)) = (self.due_tree(*t), v) {
-                index.insert(due_key(record_expiry(v), k), &[])?;
-            }
-        }
-        let r = self.tables[..].transaction(|views| {
-            if let Some((t, k, want)) = expect {
-                let cur = views[t.index()].get(k)?;
-                if cur.as_deref() != want {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-            }
-            for (t, k, v) in writes {
-                let view = &views[t.index()];
-                match v {
-                    Some(v) => {
-                        view.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    None => {
-                        view.remove(k.as_slice())?;
-                    }
-                }
-            }
-            Ok(())
-        });
-        match r {
-            Ok(()) => {
-                if writes.iter().any(|(t, _, _)| t.restricts_sessions()) {
-                    self.bump();
-                }
-                Ok(true)
-            }
-            Err(TransactionError::Abort(())) => Ok(false),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+    fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let c = Commit {
+            writes: writes.to_vec(),
+            ..Commit::default()
+        };
+        self.transact(&c)?;
+        self.flush()
     }
 
     fn scan(
@@ -1057,7 +1073,7 @@ mod tests {
                 (Table::Pending, b"old".to_vec(), rec(100)),
                 (Table::Pending, b"live".to_vec(), rec(900)),
             ];
-            assert!(s.apply(&w, None).unwrap());
+            s.apply(&w).unwrap();
             // An older store: no record expiry index, no mark.
             s.pending_due.clear().unwrap();
             s.secrets.remove("store.record_due_index.v1").unwrap();
@@ -1084,18 +1100,22 @@ mod tests {
             (Table::Requests, b"q".to_vec(), Some(b"{}".to_vec())),
             (Table::Audit, b"1".to_vec(), Some(b"{}".to_vec())),
         ];
-        assert!(s.apply(&pending, None).unwrap());
+        s.apply(&pending).unwrap();
         assert_eq!(
             s.generation(),
             g,
             "new session, touch, replay, pending/request/audit writes leave it"
         );
         let w = vec![(Table::Consents, b"GM1".to_vec(), Some(b"{}".to_vec()))];
-        assert!(s.apply(&w, None).unwrap());
+        s.apply(&w).unwrap();
         let g2 = s.generation();
         assert_ne!(g2, g, "a record-table write moves it");
-        // A refused batch wrote nothing.
-        assert!(!s.apply(&w, Some((Table::Users, b"x", Some(b"y")))).unwrap());
+        // A refused commit wrote nothing.
+        let stale = Versioned {
+            version: Version::of_bytes(b"y"),
+            ..Versioned::absent(Table::Users, b"x")
+        };
+        assert!(!s.commit(&Commit::guarded(&stale, w.clone())).unwrap());
         assert_eq!(s.generation(), g2);
         assert!(s.session_delete("s1").unwrap());
         let g3 = s.generation();
@@ -1120,34 +1140,30 @@ mod tests {
     }
 
     #[test]
-    fn apply_is_all_or_nothing_with_guard() {
+    fn apply_is_all_or_nothing_and_commit_guards_by_version() {
         let (_d, s) = store();
         let w = vec![
             (Table::Users, b"u1".to_vec(), Some(b"{}".to_vec())),
             (Table::Audit, b"1".to_vec(), Some(b"x".to_vec())),
         ];
-        assert!(s.apply(&w, Some((Table::Pending, b"p", None))).unwrap());
+        let no_pending = s.get_versioned(Table::Pending, b"p").unwrap();
+        assert!(s.commit(&Commit::guarded(&no_pending, w)).unwrap());
         assert_eq!(
             s.get(Table::Users, b"u1").unwrap().as_deref(),
             Some(&b"{}"[..])
         );
-        // Guard fails: nothing written.
+        // Guard fails (u1 is no longer absent): nothing written.
         let w2 = vec![(Table::Users, b"u2".to_vec(), Some(b"{}".to_vec()))];
-        assert!(!s.apply(&w2, Some((Table::Users, b"u1", None))).unwrap());
+        let u1_absent = Versioned::absent(Table::Users, b"u1");
+        assert!(!s.commit(&Commit::guarded(&u1_absent, w2)).unwrap());
         assert!(s.get(Table::Users, b"u2").unwrap().is_none());
-        // Consume-once: delete guarded by the current value.
-        s.apply(
-            &[(Table::Pending, b"p".to_vec(), Some(b"v".to_vec()))],
-            None,
-        )
-        .unwrap();
+        // Consume-once: delete guarded by the version read.
+        s.apply(&[(Table::Pending, b"p".to_vec(), Some(b"v".to_vec()))])
+            .unwrap();
+        let read = s.get_versioned(Table::Pending, b"p").unwrap();
         let take = vec![(Table::Pending, b"p".to_vec(), None)];
-        assert!(s
-            .apply(&take, Some((Table::Pending, b"p", Some(b"v"))))
-            .unwrap());
-        assert!(!s
-            .apply(&take, Some((Table::Pending, b"p", Some(b"v"))))
-            .unwrap());
+        assert!(s.commit(&Commit::guarded(&read, take.clone())).unwrap());
+        assert!(!s.commit(&Commit::guarded(&read, take)).unwrap());
         let a = s.next_seq().unwrap();
         assert!(s.next_seq().unwrap() > a);
         assert_eq!(s.scan(Table::Audit, b"", true, 10).unwrap().len(), 1);
@@ -1200,7 +1216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let s = SledStore::open(&path).unwrap();
-        s.apply(&[(Table::Users, b"u".to_vec(), Some(b"{}".to_vec()))], None)
+        s.apply(&[(Table::Users, b"u".to_vec(), Some(b"{}".to_vec()))])
             .unwrap();
         s.flush().unwrap();
         let mut seen = 0;

@@ -203,7 +203,7 @@ pub fn import(store: &dyn Store, input: impl BufRead) -> Result<Counts, StoreErr
                 }
                 batch.push((t, key, Some(value.into_bytes())));
                 if batch.len() >= 500 {
-                    store.apply(&std::mem::take(&mut batch), None)?;
+                    store.apply(&std::mem::take(&mut batch))?;
                 }
             }
             Item::Session { record } => store.session_put(&record, 0)?,
@@ -223,7 +223,7 @@ pub fn import(store: &dyn Store, input: impl BufRead) -> Result<Counts, StoreErr
         progress(&counts, "imported");
     }
     if !batch.is_empty() {
-        store.apply(&batch, None)?;
+        store.apply(&batch)?;
     }
     // New audit lines must sort after the imported ones.
     store.seq_floor(max_seq)?;

@@ -144,6 +144,16 @@ pub(crate) fn sequenced(doc: &[u8], seq: u64) -> Result<Vec<u8>, super::StoreErr
 }
 
 impl Commit {
+    /// `writes`, committed only if `read` is still as it was read (its version unchanged;
+    /// absent: still absent). The guarded form of [`super::Store::apply`].
+    pub fn guarded(read: &Versioned, writes: Vec<Write>) -> Commit {
+        Commit {
+            expect: vec![read.expect()],
+            writes,
+            ..Commit::default()
+        }
+    }
+
     /// The writes with one entry per (table, key), the last one of each, in first-seen order.
     pub(crate) fn last_writes(&self) -> Vec<&Write> {
         let mut out: Vec<&Write> = Vec::with_capacity(self.writes.len());

@@ -220,7 +220,14 @@ fn decide(
         Some(kept) => kept,
         None => relay_state_path(app, relay_state.as_deref(), rid),
     };
-    let decision = fresh.admit(&app.cfg, relay, super::auth::session_ids(app, headers));
+    let decision = fresh
+        .admit(
+            &*app.store,
+            &app.cfg,
+            relay,
+            super::auth::session_ids(app, headers),
+        )
+        .map_err(|e| refused(super::login::login_refusal(e)))?;
     let (mut resp, outcome) = match decision {
         Decision::Proceed(a) => (
             super::login::finish(app, a, Vec::new()).map_err(refused)?,
@@ -231,17 +238,13 @@ fn decide(
             Outcome::NeedsConsent,
         ),
         Decision::NeedsApplication(need, login) => {
-            // Only the replay entry (and the request) were written: durable before answering.
-            flush(app).map_err(refused)?;
+            // Only the replay entry (and the request) were written; `admit` made them durable.
             (
                 super::login::application_page(app, lang, need, &login.profile, rid),
                 Outcome::NeedsApplication,
             )
         }
-        Decision::Blocked(by) => {
-            flush(app).map_err(refused)?;
-            (super::login::blocked_page(lang, by, rid), Outcome::Blocked)
-        }
+        Decision::Blocked(by) => (super::login::blocked_page(lang, by, rid), Outcome::Blocked),
     };
     if tracked.is_some() {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&super::sso::request_cookie(app, "", 0))
@@ -415,10 +418,6 @@ fn form_bytes(raw: &[u8]) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(rest);
     Some(out)
-}
-
-fn flush(app: &App) -> Result<(), Refusal> {
-    app.store.flush().map_err(super::login::store_refusal)
 }
 
 #[cfg(test)]

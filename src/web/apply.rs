@@ -16,7 +16,7 @@ use crate::identity::applications::{self, Filing, FilingError};
 use crate::identity::policy::ApplicationNeed;
 use crate::identity::Profile;
 use crate::reason::Reason;
-use crate::store::Table;
+use crate::store::{Commit, Table, Versioned};
 
 use super::apply_token::open;
 
@@ -103,12 +103,13 @@ fn file(
         &detail,
         None,
     )?;
-    let written = store.apply(
-        &[applications::write(&a), audit],
-        Some((Table::Applications, p.account_id.as_bytes(), None)),
-    )?;
+    // Filed only if there is none yet (a second submit, or another tab, files nothing).
+    let none_yet = Versioned::absent(Table::Applications, p.account_id.as_bytes());
+    let written = store.commit(&Commit::guarded(
+        &none_yet,
+        vec![applications::write(&a), audit],
+    ))?;
     if written {
-        store.flush()?;
         tracing::info!(target: "samlgate::applications", request_id = rid, account_id = %p.account_id, display_name = %p.display_name, facility = %p.facility_name, link_to = a.link_to.as_deref().unwrap_or(""), "sso application filed from the refusal page");
     } else {
         tracing::info!(target: "samlgate::applications", request_id = rid, account_id = %p.account_id, "sso application already exists; nothing filed");

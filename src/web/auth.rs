@@ -171,7 +171,7 @@ pub fn userinfo<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
 }
 
 /// Ends the local session (record deleted, cookie cleared) and shows the login page link.
-/// Ends the local session first (record deleted, flushed, cookie cleared), then, when the
+/// Ends the local session first (record deleted durably, cookie cleared), then, when the
 /// IdP has an SLO endpoint, sends the browser there with a signed LogoutRequest.
 pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
     let mut ended: Option<SessionRecord> = None;
@@ -182,7 +182,6 @@ pub fn logout<B>(app: &App, req: &Request<B>, rid: &str) -> Resp {
         }
         let _ = end(app, Which::Session(&id), Why::Logout);
     }
-    let _ = app.store.flush();
     let mut r = ended
         .and_then(|rec| super::slo::start_idp_logout(app, &rec, rid))
         .unwrap_or_else(|| super::slo::logged_out_page(Lang::of(req), rid, false));

@@ -300,15 +300,15 @@ fn decision_writes(
 fn consume_pending(app: &App, p: &PendingLogin) -> Result<(), ConsentError> {
     let store = &*app.store;
     let key = p.id.as_bytes();
-    let Some(bytes) = store
-        .get(Table::Pending, key)
-        .map_err(web_login::store_refusal)?
-    else {
+    let read = store
+        .get_versioned(Table::Pending, key)
+        .map_err(web_login::store_refusal)?;
+    if read.value.is_none() {
         return Err(ConsentError::AlreadyDecided);
-    };
+    }
     let consume = (Table::Pending, key.to_vec(), None);
     if !store
-        .apply(&[consume], Some((Table::Pending, key, Some(&bytes))))
+        .commit(&Commit::guarded(&read, vec![consume]))
         .map_err(web_login::store_refusal)?
     {
         return Err(ConsentError::AlreadyDecided);

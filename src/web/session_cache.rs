@@ -144,14 +144,11 @@ mod tests {
         assert!(c.get("s1", s.generation()).is_some());
         assert!(c.get("s2", s.generation()).is_none());
         // Any restricting write in between: the entry no longer answers.
-        s.apply(
-            &[(
-                crate::store::Table::Consents,
-                b"GM1".to_vec(),
-                Some(b"{}".to_vec()),
-            )],
-            None,
-        )
+        s.apply(&[(
+            crate::store::Table::Consents,
+            b"GM1".to_vec(),
+            Some(b"{}".to_vec()),
+        )])
         .unwrap();
         assert!(c.get("s1", s.generation()).is_none());
     }

@@ -266,7 +266,6 @@ fn idp_logout(
             return pages::refusal_page(lang, crate::reason::Reason::StoreUnavailable, rid, None);
         }
     };
-    let _ = app.store.flush();
     tracing::info!(target: "samlgate::slo", request_id = rid, name_id = %r.name_id, sessions_ended = ended, "IdP-initiated logout");
 
     let Some(dest) = idp.slo_redirect.clone() else {

@@ -7,8 +7,7 @@ use super::tables::{self, key_bytes, lock_id, spec, value_text, Key, KeyKind};
 use super::{bump_generation, db_error, decode_session, PgStore};
 use crate::store::transfer::Item;
 use crate::store::{
-    AccountRows, Commit, Entries, Expect, ReplayCheck, SessionRecord, Store, StoreError, Table,
-    Write,
+    AccountRows, Commit, Entries, ReplayCheck, SessionRecord, Store, StoreError, Table, Write,
 };
 
 // Statements go as `*_typed` calls: the parameter types are given, so the server is not asked
@@ -318,22 +317,16 @@ impl Store for PgStore {
         self.versioned_row(t, key)
     }
 
-    fn apply(&self, writes: &[Write], expect: Option<Expect<'_>>) -> Result<bool, StoreError> {
+    fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
         let prepared = prepare(writes)?;
-        let guard = match expect {
-            Some((t, k, want)) => Some((t, Key::new(spec(t).kind, k)?, want.map(<[u8]>::to_vec))),
-            None => None,
-        };
-        // Lock every key the batch reads or writes, in one order (no deadlock between
-        // batches): the guard then holds until COMMIT, whoever else writes these keys.
+        // Lock every key the batch writes, in one order (no deadlock between batches, nor with
+        // a commit, which takes them in the same order): a guarded commit that read one of
+        // these keys sees this batch whole or not at all.
         let mut locks: Vec<i64> = writes.iter().map(|(t, k, _)| lock_id(*t, k)).collect();
-        if let Some((t, k, _)) = expect {
-            locks.push(lock_id(t, k));
-        }
         locks.sort_unstable();
         locks.dedup();
         let restricts = writes.iter().any(|(t, _, _)| t.restricts_sessions());
-        let done = self.tx(|tx| {
+        self.tx(|tx| {
             // In array order (WITH ORDINALITY keeps it): one round trip for all the keys.
             tx.execute_typed(
                 "SELECT count(pg_advisory_xact_lock(k)) \
@@ -341,24 +334,19 @@ impl Store for PgStore {
                 &[(&locks, Type::INT8_ARRAY)],
             )
             .map_err(db_error)?;
-            if let Some((t, k, want)) = &guard {
-                let cur = get_in(tx, *t, k)?;
-                if cur.as_deref().map(str::as_bytes) != want.as_deref() {
-                    return Ok(false);
-                }
-            }
             for w in &prepared {
                 write_in(tx, w)?;
             }
             if restricts {
                 bump_generation(tx)?;
             }
-            Ok(true)
+            Ok(())
         })?;
-        if done && restricts {
+        // COMMIT returned (synchronous_commit=on): durable.
+        if restricts {
             self.gen.bump();
         }
-        Ok(done)
+        Ok(())
     }
 
     fn scan(
