@@ -303,3 +303,33 @@ fn lock_id(t: Table, k: &[u8]) -> i64 {
     let d = h.finalize();
     i64::from_be_bytes(d[..8].try_into().unwrap())
 }
+
+/// A commit whose guard and writes succeed but whose COMMIT fails (a deferred constraint
+/// trigger the test adds to the database, raising at COMMIT for a marked user row) is an
+/// error, never an acknowledged write: the guard's row arrived first, COMMIT did not succeed.
+#[test]
+fn failure_at_commit_is_not_acknowledged() {
+    let url = pgtest::fresh_db();
+    admin(&url)
+        .batch_execute(
+            "CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.doc LIKE '%refuse-at-commit%' THEN \
+             RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER refuse_marked AFTER INSERT OR UPDATE ON users \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_marked()",
+        )
+        .unwrap();
+    let st = store(&url, 1);
+    let bad = hostile_commit(&st, 0, "refuse-at-commit");
+    let r = st.commit(&bad);
+    assert!(matches!(r, Err(StoreError::Io(_))), "{r:?}");
+    assert!(st
+        .get(Table::Users, b"0refuse-at-commit")
+        .unwrap()
+        .is_none());
+    assert!(st.session_get("s0refuse-at-commit").unwrap().is_none());
+    assert_eq!(open_transactions(&url), 0, "left in a transaction");
+    let good = hostile_commit(&st, 1, "fine");
+    assert!(st.commit(&good).expect("the next commit"));
+    assert!(st.session_get("s1fine").unwrap().is_some());
+}
