@@ -242,7 +242,9 @@ fn begin_with_locks(c: &Commit) -> String {
 /// An open transaction on a pooled connection: rolled back unless the commit finished, so the
 /// connection goes back to the pool outside any transaction (an error mid-string leaves the
 /// transaction open and aborted; the server skips the rest of the string). What was prepared
-/// is forgotten too, so a failed string cannot leave the two sides disagreeing about it.
+/// is forgotten too, so a failed string cannot leave the two sides disagreeing about it:
+/// DEALLOCATE ALL also drops the extended-protocol statements (`PgConn::statement`), so their
+/// cache goes as well (else every later snapshot on this connection fails with 26000).
 struct Open<'a> {
     conn: &'a mut super::PgConn,
     done: bool,
@@ -253,6 +255,7 @@ impl Drop for Open<'_> {
         if !self.done {
             let _ = self.conn.client.batch_execute("ROLLBACK; DEALLOCATE ALL");
             self.conn.prepared.clear();
+            self.conn.statements.clear();
         }
     }
 }
