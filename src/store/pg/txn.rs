@@ -1,10 +1,14 @@
 //! [`Store::account`] and [`Store::commit`] on PostgreSQL: the snapshot is one statement (with
-//! the replay entry's insert ahead of it, `replay_then_account`), the commit one round trip
-//! (BEGIN with the row locks; the guard and every write as one statement; COMMIT, sent as one
-//! simple-protocol query string), whatever the number of rows.
+//! the replay entry's insert ahead of it, `replay_then_account`), the commit three round trips
+//! (BEGIN with the row locks; the guard and every write as one prepared statement with bound
+//! values; COMMIT), whatever the number of rows.
+//!
+//! Values are always bound, never inlined as literals: a failing statement's text goes to the
+//! server log (`log_min_error_statement`, on by default), and bound values do not
+//! (`log_parameter_max_length_on_error` is 0 by default). A commit carries password hashes,
+//! TOTP secrets and session ids (`tests/pg_literals.rs`).
 
-use postgres::types::Type;
-use postgres_protocol::escape::escape_literal;
+use postgres::types::{ToSql, Type};
 
 use super::tables::{lock_id, spec, value_text, Key};
 use super::{db_error, PgStore};
@@ -158,44 +162,25 @@ impl PgStore {
 
     pub(super) fn commit_all(&self, c: &Commit) -> Result<bool, StoreError> {
         let shape = Shape::of(c)?;
-        let name = shape.name();
-        // BEGIN, the locks, the guard and writes, COMMIT: one simple-protocol query string, so
-        // one round trip. The guard and writes run as a statement PREPAREd on the connection
-        // (planned once per shape, not per login), its arguments literals (`Shape`). The
-        // statements still run one after another, each with its own snapshot, so the guard
-        // sees every write that held a lock before ours.
-        let sql = format!(
-            "{}; EXECUTE {name}({}); COMMIT",
-            begin_with_locks(c),
-            shape.args.join(", ")
-        );
-        if sql.contains('\0') {
-            return Err(StoreError::Corrupt("a commit value contains NUL".into()));
-        }
+        let locks = begin_with_locks(c);
+        // BEGIN with the locks (integers only), then the guard and writes as one statement
+        // prepared once per connection and shape (not planned per login), its values bound,
+        // then COMMIT. The guard's statement starts after every lock is held, so it sees every
+        // write that held a lock before ours.
         let (ok, bumped) = self.with_conn(|conn| {
-            if !conn.prepared.contains(&name) {
-                let prepare = format!(
-                    "PREPARE {name} ({}) AS {}",
-                    shape.types.join(", "),
-                    shape.sql
-                );
-                conn.client.batch_execute(&prepare).map_err(db_error)?;
-                conn.prepared.insert(name.clone());
-            }
+            let st = conn.statement(&shape.sql, &shape.types)?;
             let mut open = Open { conn, done: false };
-            let msgs = open.conn.client.simple_query(&sql).map_err(db_error)?;
-            // The last row is the guard statement's (ok, generation bumps); COMMIT has none.
-            let row = msgs
+            open.conn.client.batch_execute(&locks).map_err(db_error)?;
+            let params: Vec<&(dyn ToSql + Sync)> = shape
+                .args
                 .iter()
-                .rev()
-                .find_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => Some(r),
-                    _ => None,
-                })
-                .ok_or_else(|| StoreError::Io("postgresql: commit returned no row".into()))?;
-            let ok = row.get(0) == Some("t");
-            let bumped = row.get(1).is_some_and(|n| n != "0");
-            // Nothing was written when the guard failed: COMMIT just released the locks.
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            let row = open.conn.client.query_one(&st, &params).map_err(db_error)?;
+            let ok: bool = row.get(0);
+            let bumped = row.get::<_, i64>(1) != 0;
+            // Nothing was written when the guard failed: COMMIT just releases the locks.
+            open.conn.client.batch_execute("COMMIT").map_err(db_error)?;
             open.done = true;
             Ok((ok, bumped))
         })?;
@@ -260,39 +245,50 @@ impl Drop for Open<'_> {
     }
 }
 
-/// A key as an SQL literal of its column's type: text quoted by `escape_literal` (libpq's
-/// PQescapeLiteral; safe under either `standard_conforming_strings`), bytes as hex.
-fn key_literal(k: &Key) -> (String, &'static str) {
+/// A bound value of a commit.
+type Arg = Box<dyn ToSql + Sync + Send>;
+
+/// A key as a bound value of its column's type.
+fn key_arg(k: Key) -> (Arg, Type) {
     match k {
-        Key::Text(s) => (escape_literal(s), "text"),
-        Key::Bytes(b) => (format!("decode('{}', 'hex')", hex::encode(b)), "bytea"),
-        Key::Seq(i) => (i.to_string(), "int8"),
+        Key::Text(s) => (Box::new(s), Type::TEXT),
+        Key::Bytes(b) => (Box::new(b), Type::BYTEA),
+        Key::Seq(i) => (Box::new(i), Type::INT8),
     }
+}
+
+/// Text as a bound value; NUL (which PostgreSQL's text refuses) is refused before the database.
+fn text_arg(s: &str) -> Result<(Arg, Type), StoreError> {
+    if s.contains('\0') {
+        return Err(StoreError::Corrupt("a commit value contains NUL".into()));
+    }
+    Ok((Box::new(s.to_owned()), Type::TEXT))
+}
+
+/// Texts as one bound `text[]`.
+fn texts_arg(v: Vec<String>) -> Result<(Arg, Type), StoreError> {
+    if v.iter().any(|s| s.contains('\0')) {
+        return Err(StoreError::Corrupt("a commit value contains NUL".into()));
+    }
+    Ok((Box::new(v), Type::TEXT_ARRAY))
 }
 
 /// The guard and the writes as one statement: a CTE computes whether every expectation holds,
 /// and each write is a data-modifying CTE conditioned on it (all see one snapshot, taken after
 /// the locks). Returns the guard and whether the generation moved. `sql` has `$n` parameters
 /// and depends only on the commit's shape (which tables, how many rows); `args` are their
-/// values as literals, `types` their types.
+/// bound values, `types` their types.
 struct Shape {
     sql: String,
-    args: Vec<String>,
-    types: Vec<&'static str>,
+    args: Vec<Arg>,
+    types: Vec<Type>,
 }
 
 impl Shape {
-    fn param(&mut self, (literal, ty): (String, &'static str)) -> String {
-        self.args.push(literal);
+    fn param(&mut self, (arg, ty): (Arg, Type)) -> String {
+        self.args.push(arg);
         self.types.push(ty);
         format!("${}", self.args.len())
-    }
-
-    /// The statement's name on a connection: a digest of its text.
-    fn name(&self) -> String {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(self.sql.as_bytes());
-        format!("samlgate_commit_{}", hex::encode(&d[..8]))
     }
 
     fn of(c: &Commit) -> Result<Shape, StoreError> {
@@ -304,8 +300,8 @@ impl Shape {
         let mut conds = vec!["TRUE".to_string()];
         for e in &c.expect {
             let sp = spec(e.table);
-            let k = s.param(key_literal(&Key::new(sp.kind, &e.key)?));
-            let v = s.param(((e.version.0 as i64).to_string(), "int8"));
+            let k = s.param(key_arg(Key::new(sp.kind, &e.key)?));
+            let v = s.param((Box::new(e.version.0 as i64), Type::INT8));
             conds.push(format!(
                 "COALESCE((SELECT xmin::text::bigint FROM {} WHERE {} = {k}), 0) = {v}",
                 sp.table, sp.key
@@ -315,10 +311,10 @@ impl Shape {
         const IF_OK: &str = "(SELECT ok FROM ok)";
         for (i, (t, key, value)) in c.last_writes().into_iter().enumerate() {
             let sp = spec(*t);
-            let k = s.param(key_literal(&Key::new(sp.kind, key)?));
+            let k = s.param(key_arg(Key::new(sp.kind, key)?));
             ctes.push(match value {
                 Some(v) => {
-                    let v = s.param((escape_literal(value_text(v)?), "text"));
+                    let v = s.param(text_arg(value_text(v)?)?);
                     format!(
                         "w{i} AS (INSERT INTO {t} ({kc}, {vc}) SELECT {k}, {v} WHERE {IF_OK} \
                          ON CONFLICT ({kc}) DO UPDATE SET {vc} = EXCLUDED.{vc})",
@@ -336,20 +332,19 @@ impl Shape {
         s.audit(c, &mut ctes)?;
         if let Some((rec, _)) = &c.session {
             let doc = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let id = s.param((escape_literal(&rec.id), "text"));
-            let doc = s.param((escape_literal(&doc), "text"));
+            let id = s.param(text_arg(&rec.id)?);
+            let doc = s.param(text_arg(&doc)?);
             ctes.push(format!(
                 "s AS (INSERT INTO sessions (id, doc) SELECT {id}, {doc}::jsonb WHERE {IF_OK})"
             ));
         }
-        let ids: Vec<String> = c.end_sessions.iter().map(|i| escape_literal(i)).collect();
-        let ids = s.param((format!("ARRAY[{}]::text[]", ids.join(",")), "text[]"));
+        let ids = s.param(texts_arg(c.end_sessions.clone())?);
         ctes.push(format!(
             "e AS (DELETE FROM sessions WHERE id = ANY({ids}) AND {IF_OK} RETURNING 1)"
         ));
         // As `bump_generation` (the NOTIFY leaves at COMMIT), for a restricting write or an
         // ended session. Referenced below, so its RETURNING is surely evaluated.
-        let restricts = s.param((c.restricts().to_string(), "bool"));
+        let restricts = s.param((Box::new(c.restricts()), Type::BOOL));
         ctes.push(format!(
             "g AS (UPDATE store_generation SET n = n + 1 WHERE id = 1 AND {IF_OK} \
              AND ({restricts} OR EXISTS (SELECT 1 FROM e)) \
@@ -373,10 +368,10 @@ impl Shape {
             .iter()
             .map(|doc| {
                 let rest = sequenced(doc, 0)?.split_off(AUDIT_UNSEQUENCED.len());
-                Ok(escape_literal(value_text(&rest)?))
+                Ok(value_text(&rest)?.to_owned())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let rests = self.param((format!("ARRAY[{}]::text[]", rests.join(",")), "text[]"));
+        let rests = self.param(texts_arg(rests)?);
         ctes.push(format!(
             "a AS (INSERT INTO audit (seq, doc) SELECT n, '{{\"seq\":' || n || ',' || rest \
              FROM (SELECT nextval('audit_seq') AS n, rest \
