@@ -1,7 +1,7 @@
 //! [`Store::account`] and [`Store::commit`] on PostgreSQL: the snapshot is one statement (with
-//! the replay entry's insert ahead of it, `replay_then_account`), the commit three round trips
-//! (BEGIN with the row locks; the guard and every write as one prepared statement with bound
-//! values; COMMIT), whatever the number of rows.
+//! the replay entry's insert ahead of it, `replay_then_account`), the commit one round trip (a
+//! per-connection function that takes the row locks, then runs the guard and every write as one
+//! statement, called with its values bound), whatever the number of rows.
 //!
 //! Values are always bound, never inlined as literals: a failing statement's text goes to the
 //! server log (`log_min_error_statement`, on by default), and bound values do not
@@ -162,27 +162,35 @@ impl PgStore {
 
     pub(super) fn commit_all(&self, c: &Commit) -> Result<bool, StoreError> {
         let shape = Shape::of(c)?;
-        let locks = begin_with_locks(c);
-        // BEGIN with the locks (integers only), then the guard and writes as one statement
-        // prepared once per connection and shape (not planned per login), its values bound,
-        // then COMMIT. The guard's statement starts after every lock is held, so it sees every
-        // write that held a lock before ours.
+        let (ids, excl) = locks_of(c);
+        // One round trip with every value bound: the locks, then the guard and writes, run
+        // inside a per-connection function (`Shape::function`) called as one autocommit
+        // statement. Each statement of a VOLATILE plpgsql function takes a new snapshot
+        // (READ COMMITTED), so the guard sees every write that held a lock before ours; the
+        // call commits when it returns, an error at COMMIT included.
         let (ok, bumped) = self.with_conn(|conn| {
-            let st = conn.statement(&shape.sql, &shape.types)?;
+            let name = shape.function_name();
+            if !conn.prepared.contains(&name) {
+                conn.client
+                    .batch_execute(&shape.function(&name))
+                    .map_err(db_error)?;
+                conn.prepared.insert(name.clone());
+            }
+            let mut types = shape.types.clone();
+            types.extend([Type::INT8_ARRAY, Type::BOOL_ARRAY]);
+            let st = conn.statement(&shape.call(&name), &types)?;
             let mut open = Open { conn, done: false };
-            open.conn.client.batch_execute(&locks).map_err(db_error)?;
-            let params: Vec<&(dyn ToSql + Sync)> = shape
+            let mut params: Vec<&(dyn ToSql + Sync)> = shape
                 .args
                 .iter()
                 .map(|b| b.as_ref() as &(dyn ToSql + Sync))
                 .collect();
+            params.push(&ids);
+            params.push(&excl);
             let row = open.conn.client.query_one(&st, &params).map_err(db_error)?;
-            let ok: bool = row.get(0);
-            let bumped = row.get::<_, i64>(1) != 0;
-            // Nothing was written when the guard failed: COMMIT just releases the locks.
-            open.conn.client.batch_execute("COMMIT").map_err(db_error)?;
             open.done = true;
-            Ok((ok, bumped))
+            // Nothing was written when the guard failed.
+            Ok((row.get::<_, bool>(0), row.get::<_, i64>(1) != 0))
         })?;
         if bumped {
             self.gen.bump();
@@ -191,13 +199,11 @@ impl PgStore {
     }
 }
 
-/// BEGIN and the row locks, one statement of integers and booleans. Written keys are locked
-/// exclusively, keys only read shared: concurrent logins that read one row (a facility's
-/// contact entry) do not queue behind each other, while a writer of that row (`apply` locks
-/// exclusively) waits for them and they for it. One order for all (by id), as `apply` takes
-/// them, so no deadlock. The guard's statement starts after every lock is held, so it sees
-/// every write that held one before.
-fn begin_with_locks(c: &Commit) -> String {
+/// The row locks, as (ids, exclusive?). Written keys are locked exclusively, keys only read
+/// shared: concurrent logins that read one row (a facility's contact entry) do not queue behind
+/// each other, while a writer of that row (`apply` locks exclusively) waits for them and they
+/// for it. One order for all (by id), as `apply` takes them, so no deadlock.
+fn locks_of(c: &Commit) -> (Vec<i64>, Vec<bool>) {
     let mut locks: Vec<(i64, bool)> = c
         .writes
         .iter()
@@ -207,21 +213,7 @@ fn begin_with_locks(c: &Commit) -> String {
     // Exclusive first among equal ids, then keep one per id.
     locks.sort_unstable_by_key(|&(id, excl)| (id, !excl));
     locks.dedup_by_key(|l| l.0);
-    if locks.is_empty() {
-        return "BEGIN".into();
-    }
-    let ids: Vec<String> = locks.iter().map(|l| l.0.to_string()).collect();
-    let excl: Vec<&str> = locks
-        .iter()
-        .map(|l| if l.1 { "true" } else { "false" })
-        .collect();
-    format!(
-        "BEGIN; SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k) \
-         ELSE pg_advisory_xact_lock_shared(k) END) \
-         FROM unnest(ARRAY[{}]::int8[], ARRAY[{}]::bool[]) AS t(k, x)",
-        ids.join(","),
-        excl.join(",")
-    )
+    locks.into_iter().unzip()
 }
 
 /// An open transaction on a pooled connection: rolled back unless the commit finished, so the
@@ -242,6 +234,15 @@ impl Drop for Open<'_> {
             self.conn.prepared.clear();
             self.conn.statements.clear();
         }
+    }
+}
+
+/// The SQL name of a bound value's type (the commit's parameters only).
+fn sql_type(t: &Type) -> String {
+    if *t == Type::TEXT_ARRAY {
+        "text[]".into()
+    } else {
+        t.name().into()
     }
 }
 
@@ -289,6 +290,48 @@ impl Shape {
         self.args.push(arg);
         self.types.push(ty);
         format!("${}", self.args.len())
+    }
+
+    /// The function's name on a connection: a digest of the statement and its types (the
+    /// shape: which tables, how many rows), never of a value.
+    fn function_name(&self) -> String {
+        use sha2::Digest;
+        let mut d = sha2::Sha256::new();
+        d.update(self.sql.as_bytes());
+        for t in &self.types {
+            d.update(t.name().as_bytes());
+        }
+        format!("samlgate_commit_{}", hex::encode(&d.finalize()[..8]))
+    }
+
+    /// `CREATE FUNCTION pg_temp.<name>(<the statement's parameters>, lock ids, exclusive?)`:
+    /// takes the locks, then runs the guard and writes; `$1..$n` are the statement's own.
+    fn function(&self, name: &str) -> String {
+        let n = self.args.len();
+        let mut decl: Vec<String> = self.types.iter().map(sql_type).collect();
+        decl.extend(["int8[]".to_string(), "bool[]".to_string()]);
+        format!(
+            "CREATE OR REPLACE FUNCTION pg_temp.{name}({}) \
+             RETURNS TABLE (sg_ok boolean, sg_bumps bigint) LANGUAGE plpgsql VOLATILE AS $sg$ \
+             BEGIN \
+             PERFORM count(CASE WHEN x THEN pg_advisory_xact_lock(k) \
+             ELSE pg_advisory_xact_lock_shared(k) END) FROM unnest(${}, ${}) AS t(k, x); \
+             RETURN QUERY {}; \
+             END $sg$",
+            decl.join(", "),
+            n + 1,
+            n + 2,
+            self.sql
+        )
+    }
+
+    /// The call of [`Shape::function`], every value bound.
+    fn call(&self, name: &str) -> String {
+        let params: Vec<String> = (1..=self.args.len() + 2).map(|i| format!("${i}")).collect();
+        format!(
+            "SELECT sg_ok, sg_bumps FROM pg_temp.{name}({})",
+            params.join(", ")
+        )
     }
 
     fn of(c: &Commit) -> Result<Shape, StoreError> {
