@@ -298,33 +298,6 @@ fn lockout_is_lifted_by_the_secretariat_and_a_reset_forces_a_change() {
 // ------------------------------------------------------------------------------------------
 // TOTP, with codes from an independent implementation (python pyotp)
 
-/// pyotp's code for `secret` (base32) at now + `offset` seconds.
-fn pyotp(secret: &str, offset: i64) -> String {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(time.time() + int(sys.argv[2])))",
-            secret,
-            &offset.to_string(),
-        ])
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "pyotp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn element_text<'p>(page: &'p str, open: &str, close: &str) -> &'p str {
-    let i = page
-        .find(open)
-        .unwrap_or_else(|| panic!("no {open} in:\n{page}"))
-        + open.len();
-    &page[i..i + page[i..].find(close).unwrap()]
-}
-
 #[test]
 fn required_totp_is_enrolled_after_the_change_and_asked_at_every_login() {
     let gw = gateway("[local]\nsecond_factor = \"required\"\n");
@@ -344,20 +317,17 @@ fn required_totp_is_enrolled_after_the_change_and_asked_at_every_login() {
         page.contains("<svg"),
         "the QR code is an inline SVG: {page}"
     );
-    let secret = element_text(&page, "<code id=\"secret\">", "</code>").to_string();
+    let secret = between(&page, "<code id=\"secret\">", "</code>").to_string();
     // A reload shows the same secret (kept server-side until confirmed).
     let (_, _, again) = b.get("/login/enrol");
-    assert_eq!(
-        element_text(&again, "<code id=\"secret\">", "</code>"),
-        secret
-    );
+    assert_eq!(between(&again, "<code id=\"secret\">", "</code>"), secret);
     let csrf = hidden(&again, "csrf");
     let (s, _, bad) = b.post("/login/enrol", &[("csrf", &csrf), ("code", "000000")]);
     assert_eq!(s, 401, "{bad}");
     let code = pyotp(&secret, 0);
     let (s, _, page) = b.post("/login/enrol", &[("csrf", &csrf), ("code", &code)]);
     assert_eq!(s, 200, "{page}");
-    let codes: Vec<String> = element_text(
+    let codes: Vec<String> = between(
         &page,
         "<ul class=\"recovery\" id=\"recovery-codes\">",
         "</ul>",
@@ -518,7 +488,7 @@ fn optional_totp_is_set_up_by_choice_from_a_password_session() {
         page.contains("<svg") && page.contains("次回からのログイン"),
         "{page}"
     );
-    let secret = element_text(&page, "<code id=\"secret\">", "</code>").to_string();
+    let secret = between(&page, "<code id=\"secret\">", "</code>").to_string();
     let token = hidden(&page, "csrf");
     // A wrong code: the form again with a new secret; the old token still names the old one.
     let (s, _, again) = b.post("/login/totp-setup", &[("csrf", &token), ("code", "000000")]);

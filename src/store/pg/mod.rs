@@ -63,8 +63,8 @@ pub(crate) struct PgConn {
     pub(crate) client: postgres::Client,
     /// Extended-protocol statements, by SQL text.
     statements: std::collections::HashMap<String, postgres::Statement>,
-    /// Names of SQL-level `PREPARE`d statements (a commit's guard and writes, by shape).
-    pub(crate) prepared: std::collections::HashSet<String>,
+    /// Names of the commit functions created in this connection's `pg_temp` (one per shape).
+    pub(crate) functions: std::collections::HashSet<String>,
 }
 
 impl PgConn {
@@ -100,7 +100,7 @@ where
         Ok(PgConn {
             client: self.0.connect()?,
             statements: Default::default(),
-            prepared: Default::default(),
+            functions: Default::default(),
         })
     }
 

@@ -170,11 +170,11 @@ impl PgStore {
         // call commits when it returns, an error at COMMIT included.
         let (ok, bumped) = self.with_conn(|conn| {
             let name = shape.function_name();
-            if !conn.prepared.contains(&name) {
+            if !conn.functions.contains(&name) {
                 conn.client
                     .batch_execute(&shape.function(&name))
                     .map_err(db_error)?;
-                conn.prepared.insert(name.clone());
+                conn.functions.insert(name.clone());
             }
             let mut types = shape.types.clone();
             types.extend([Type::INT8_ARRAY, Type::BOOL_ARRAY]);
@@ -216,12 +216,11 @@ fn locks_of(c: &Commit) -> (Vec<i64>, Vec<bool>) {
     locks.into_iter().unzip()
 }
 
-/// An open transaction on a pooled connection: rolled back unless the commit finished, so the
-/// connection goes back to the pool outside any transaction (an error mid-string leaves the
-/// transaction open and aborted; the server skips the rest of the string). What was prepared
-/// is forgotten too, so a failed string cannot leave the two sides disagreeing about it:
-/// DEALLOCATE ALL also drops the extended-protocol statements (`PgConn::statement`), so their
-/// cache goes as well (else every later snapshot on this connection fails with 26000).
+/// A commit call in flight on a pooled connection. Unless it finished, the connection is reset
+/// before it goes back to the pool: rolled back (a no-op when the failed call's implicit
+/// transaction already ended), and everything prepared on it dropped together with both
+/// caches, so the two sides cannot disagree about what exists (finding R1: a kept statement
+/// cache after `DEALLOCATE ALL` made every later snapshot on the connection fail with 26000).
 struct Open<'a> {
     conn: &'a mut super::PgConn,
     done: bool,
@@ -231,7 +230,7 @@ impl Drop for Open<'_> {
     fn drop(&mut self) {
         if !self.done {
             let _ = self.conn.client.batch_execute("ROLLBACK; DEALLOCATE ALL");
-            self.conn.prepared.clear();
+            self.conn.functions.clear();
             self.conn.statements.clear();
         }
     }
