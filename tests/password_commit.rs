@@ -251,18 +251,14 @@ fn a_login_commits_account_audit_and_session_once_and_replaces_the_old_session()
     );
 }
 
-#[test]
-fn a_disable_between_the_password_check_and_the_commit_leaves_no_session() {
+/// A password login of hanako with `op` (a 事務局 action) run just before the login's commit:
+/// the outcome, whether the op ran, and how many sessions hanako has after.
+fn password_login_with_op_before_commit(op: AccountOp) -> (Outcome, bool, usize) {
     let d = tempfile::tempdir().unwrap();
     let (c, auth) = (cfg(), LocalAuth::new(&cfg()).unwrap());
     let (s, _) = settled(d.path(), &c, &auth);
     let c2 = c.clone();
     *s.before_commit.lock().unwrap() = Some(Box::new(move |inner: &SledStore| {
-        let op = AccountOp::AccountsDisable {
-            user_id: "hanako".into(),
-            by: "suzuki".into(),
-            note: "left".into(),
-        };
         execute(inner, &c2, &op).unwrap();
     }));
     let o = ll::password(
@@ -274,44 +270,39 @@ fn a_disable_between_the_password_check_and_the_commit_leaves_no_session() {
         "/",
         &ending(vec![]),
     );
-    assert!(s.before_commit.lock().unwrap().is_none(), "the disable ran");
+    let ran = s.before_commit.lock().unwrap().is_none();
+    (o.unwrap(), ran, sessions_of(&s, "hanako"))
+}
+
+#[test]
+fn a_disable_between_the_password_check_and_the_commit_leaves_no_session() {
+    let (o, ran, sessions) = password_login_with_op_before_commit(AccountOp::AccountsDisable {
+        user_id: "hanako".into(),
+        by: "suzuki".into(),
+        note: "left".into(),
+    });
+    assert!(ran, "the disable ran");
     assert!(
-        matches!(o.unwrap(), Outcome::Refused(LoginRefusal::Disabled)),
+        matches!(o, Outcome::Refused(LoginRefusal::Disabled)),
         "decided again on the disabled account"
     );
-    assert_eq!(sessions_of(&s, "hanako"), 0);
+    assert_eq!(sessions, 0);
 }
 
 #[test]
 fn a_password_reset_between_the_check_and_the_commit_leaves_no_session() {
-    let d = tempfile::tempdir().unwrap();
-    let (c, auth) = (cfg(), LocalAuth::new(&cfg()).unwrap());
-    let (s, _) = settled(d.path(), &c, &auth);
-    let c2 = c.clone();
-    *s.before_commit.lock().unwrap() = Some(Box::new(move |inner: &SledStore| {
-        let op = AccountOp::AccountsReset {
-            user_id: "hanako".into(),
-            by: "suzuki".into(),
-            note: String::new(),
-            remove_totp: false,
-        };
-        execute(inner, &c2, &op).unwrap();
-    }));
-    let o = ll::password(
-        &s,
-        &c,
-        &auth,
-        "hanako",
-        &Password::new(GOOD.into()),
-        "/",
-        &ending(vec![]),
-    );
-    assert!(s.before_commit.lock().unwrap().is_none(), "the reset ran");
+    let (o, ran, sessions) = password_login_with_op_before_commit(AccountOp::AccountsReset {
+        user_id: "hanako".into(),
+        by: "suzuki".into(),
+        note: String::new(),
+        remove_totp: false,
+    });
+    assert!(ran, "the reset ran");
     assert!(
-        matches!(o.unwrap(), Outcome::Refused(LoginRefusal::WrongPassword)),
+        matches!(o, Outcome::Refused(LoginRefusal::WrongPassword)),
         "the old password no longer counts"
     );
-    assert_eq!(sessions_of(&s, "hanako"), 0);
+    assert_eq!(sessions, 0);
 }
 
 #[test]
